@@ -1,0 +1,75 @@
+//! Data shapes shared by the server, the REST API and the wasm client.
+//! Field names follow the original app's JSON (`_id`, `full_name`, …).
+
+use serde::{Deserialize, Serialize};
+
+/// The signed-in user, as returned by `/api/auth/*`. Never carries a password.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub email: String,
+    pub full_name: String,
+    /// URL of the avatar, or empty when the user has none.
+    pub profile_picture: String,
+    pub bio: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// Another user as seen in the contact list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub full_name: String,
+    pub profile_picture: String,
+    pub bio: String,
+    pub online: bool,
+}
+
+/// One chat message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Server-assigned ULID: sorts by creation time, unique.
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub conversation_id: String,
+    pub sender_id: String,
+    pub recipient_id: String,
+    pub text: String,
+    #[serde(default)]
+    pub image: Option<String>,
+    /// RFC 3339, milliseconds.
+    pub created_at: String,
+    #[serde(default)]
+    pub client_msg_id: Option<String>,
+}
+
+/// One page of a conversation, oldest to newest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagePage {
+    pub messages: Vec<ChatMessage>,
+    /// True when older messages exist before the first one of this page.
+    pub has_more: bool,
+}
+
+pub const DEFAULT_PAGE: usize = 50;
+pub const MAX_PAGE: usize = 100;
+
+/// Deterministic id of the conversation between `a` and `b`: the same for
+/// both orders, so a pair always lands in the same conversation (and, with
+/// Kafka, the same partition).
+pub fn direct_conversation_id(a: &str, b: &str) -> String {
+    if a <= b { format!("dm:{a}:{b}") } else { format!("dm:{b}:{a}") }
+}
+
+/// DaisyUI themes offered in Settings; the first one is the default.
+pub const THEMES: &[&str] = &[
+    "light", "dark", "cupcake", "emerald", "corporate", "synthwave", "retro", "cyberpunk",
+    "valentine", "forest", "aqua", "dracula", "night", "coffee", "winter", "nord", "sunset",
+];
+
+pub fn is_theme(name: &str) -> bool {
+    THEMES.contains(&name)
+}

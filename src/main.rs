@@ -1,0 +1,15 @@
+//! The `charcha` server binary.
+//!
+//! `charcha` (or `charcha serve`) runs the web server, WebSocket gateway and,
+//! by default, the history worker. See README for configuration.
+
+#[cfg(feature = "ssr")]
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    charcha::server::cli_main(std::env::args().skip(1).collect()).await
+}
+
+#[cfg(not(feature = "ssr"))]
+pub fn main() {
+    // The binary is only built with `ssr`; the wasm client starts in `lib.rs`.
+}

@@ -1,0 +1,94 @@
+//! WebSocket wire types, shared verbatim by the server and the wasm client.
+//!
+//! Every frame is one JSON text message with a `type` tag. The server speaks
+//! first with [`ServerEvent::Hello`], which carries [`PROTOCOL_VERSION`] so an
+//! old client can tell it is talking to a newer server and reload.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::dto::{ChatMessage, Contact, User};
+
+/// Bumped on any incompatible change to the frames below.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest message text, in Unicode scalar values.
+pub const MAX_TEXT_CHARS: usize = 4_000;
+
+/// Largest frame the server accepts, in bytes; larger ones close with 1009.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// Frames a client sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientEvent {
+    /// Send a message to `to` (a user id). The sender is the authenticated
+    /// user of the connection, never a field of the frame.
+    Send {
+        /// Chosen by the client; a retry with the same id never creates a
+        /// second message and is answered with the same ack.
+        client_msg_id: String,
+        to: String,
+        #[serde(default)]
+        text: String,
+        /// URL of an image uploaded beforehand through `/api/media`.
+        #[serde(default)]
+        image: Option<String>,
+    },
+    /// Application-level heartbeat; answered with [`ServerEvent::Pong`].
+    Ping {
+        #[serde(default)]
+        nonce: u64,
+    },
+}
+
+/// Frames the server sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerEvent {
+    Hello {
+        protocol_version: u32,
+        user: User,
+        /// Ids of every user online right now.
+        online: Vec<String>,
+    },
+    /// The message is durably in the log; it will be in history.
+    Ack {
+        client_msg_id: String,
+        message: ChatMessage,
+    },
+    /// A message for one of this user's conversations (sent by the peer, or
+    /// by this user from another session).
+    Message { message: ChatMessage },
+    Presence { user_id: String, online: bool },
+    /// A user signed up or changed their profile.
+    Contact { contact: Contact },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+    },
+    Pong { nonce: u64 },
+}
+
+/// Machine-readable error codes of [`ServerEvent::Error`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, unknown `type`, missing or mistyped fields.
+    BadFrame,
+    /// Text too long, empty message, bad image URL, unknown recipient.
+    Invalid,
+    /// The message could not be made durable; it was NOT sent. Retry with
+    /// the same `client_msg_id`.
+    Unavailable,
+    RateLimited,
+}
+
+impl ServerEvent {
+    pub fn to_json(&self) -> String {
+        // Serialising these plain data types cannot fail: no maps with
+        // non-string keys, no custom serializers.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+}

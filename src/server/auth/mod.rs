@@ -1,0 +1,359 @@
+//! Accounts: sign-up, log-in, log-out (with server-side revocation), the
+//! current user, profile updates. One service behind both the REST routes
+//! and the server functions.
+
+pub mod password;
+pub mod token;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use http::HeaderMap;
+
+use self::token::{Claims, TokenError, TokenService};
+use super::{
+    bus::{Audience, Bus},
+    clock,
+    media::{ImageUpload, ProfileForm},
+    presence::Presence,
+    store::{MediaRecord, ProfileChange, Store, StoreError, UserRecord},
+};
+use crate::{
+    api::{dto::User, AppError},
+    protocol::ServerEvent,
+};
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_BYTES: usize = 128;
+pub const MAX_NAME_CHARS: usize = 50;
+pub const MAX_BIO_CHARS: usize = 500;
+pub const MAX_EMAIL_BYTES: usize = 254;
+pub const COOKIE_NAME: &str = "token";
+const BAD_CREDENTIALS: &str = "Invalid email or password";
+
+#[derive(Clone, Debug)]
+pub struct SignupInput {
+    pub email: String,
+    pub password: String,
+    pub full_name: String,
+    pub bio: Option<String>,
+}
+
+/// A signed-in session: the user and their fresh token.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user: User,
+    pub token: String,
+    pub claims: Claims,
+}
+
+/// The caller of an authenticated request.
+#[derive(Clone, Debug)]
+pub struct AuthUser {
+    pub user: User,
+    pub claims: Claims,
+}
+
+pub struct AuthService {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    presence: Arc<dyn Presence>,
+    tokens: TokenService,
+    /// A real hash of a random password: logins for unknown emails verify
+    /// against it, so they take as long as logins with a wrong password.
+    decoy_hash: String,
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Duplicate("email") => AppError::conflict("An account with this email already exists"),
+            StoreError::Duplicate(what) => AppError::conflict(format!("Duplicate {what}")),
+            StoreError::Unavailable(detail) => {
+                tracing::error!("store unavailable: {detail}");
+                AppError::unavailable("The service is temporarily unavailable; please retry")
+            }
+            StoreError::Corrupt(detail) => {
+                tracing::error!("corrupt record: {detail}");
+                AppError::internal()
+            }
+        }
+    }
+}
+
+impl AuthService {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        presence: Arc<dyn Presence>,
+        tokens: TokenService,
+    ) -> Result<Self, password::PasswordError> {
+        let decoy_hash = password::hash(ulid::Ulid::new().to_string()).await?;
+        Ok(Self { store, bus, presence, tokens, decoy_hash })
+    }
+
+    pub fn tokens(&self) -> &TokenService {
+        &self.tokens
+    }
+
+    pub async fn signup(&self, input: SignupInput) -> Result<Session, AppError> {
+        let email = normalise_email(&input.email);
+        let full_name = input.full_name.trim().to_string();
+        let bio = input.bio.unwrap_or_default().trim().to_string();
+        let mut errors = BTreeMap::new();
+        if let Err(m) = validate_email(&email) {
+            errors.insert("email".to_string(), vec![m]);
+        }
+        if let Err(m) = validate_password(&input.password) {
+            errors.insert("password".to_string(), vec![m]);
+        }
+        if let Err(m) = validate_name(&full_name) {
+            errors.insert("full_name".to_string(), vec![m]);
+        }
+        if let Err(m) = validate_bio(&bio) {
+            errors.insert("bio".to_string(), vec![m]);
+        }
+        if !errors.is_empty() {
+            return Err(AppError::validation(errors));
+        }
+        let password_hash = password::hash(input.password).await.map_err(|e| {
+            tracing::error!("{e}");
+            AppError::internal()
+        })?;
+        let record = UserRecord {
+            id: ulid::Ulid::new().to_string(),
+            email,
+            password_hash,
+            full_name,
+            bio,
+            avatar_media_id: None,
+            created_at_ms: clock::now_ms(),
+        };
+        self.store.insert_user(&record).await?;
+        self.announce(&record).await;
+        self.open_session(record.to_user())
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Result<Session, AppError> {
+        let email = normalise_email(email);
+        if email.is_empty() || password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+            return Err(AppError::unauthorized(BAD_CREDENTIALS));
+        }
+        let record = self.store.user_by_email(&email).await?;
+        let stored = record.as_ref().map_or_else(|| self.decoy_hash.clone(), |r| r.password_hash.clone());
+        let matches = password::verify(stored, password.to_string()).await;
+        match record {
+            Some(r) if matches => self.open_session(r.to_user()),
+            _ => Err(AppError::unauthorized(BAD_CREDENTIALS)),
+        }
+    }
+
+    fn open_session(&self, user: User) -> Result<Session, AppError> {
+        let (token, claims) = self.tokens.issue(&user.id).map_err(|e| {
+            tracing::error!("{e}");
+            AppError::internal()
+        })?;
+        Ok(Session { user, token, claims })
+    }
+
+    /// Revokes the token until its natural expiry: a copy stops working too.
+    pub async fn logout(&self, claims: &Claims) -> Result<(), AppError> {
+        self.store.revoke_token(&claims.jti, claims.exp * 1000).await?;
+        Ok(())
+    }
+
+    /// Verifies a raw token: signature, expiry, revocation, user existence.
+    pub async fn authenticate(&self, token: &str) -> Result<AuthUser, AppError> {
+        let claims = self.tokens.verify(token).map_err(|e| match e {
+            TokenError::Expired => AppError::unauthorized("Session expired; please log in again"),
+            _ => AppError::unauthorized("Not authenticated"),
+        })?;
+        if self.store.is_token_revoked(&claims.jti).await? {
+            return Err(AppError::unauthorized("Session ended; please log in again"));
+        }
+        let Some(record) = self.store.user_by_id(&claims.sub).await? else {
+            return Err(AppError::unauthorized("Not authenticated"));
+        };
+        Ok(AuthUser { user: record.to_user(), claims })
+    }
+
+    /// Authenticates a request by `Authorization: Bearer` or the `token` cookie.
+    pub async fn authenticate_headers(&self, headers: &HeaderMap) -> Result<AuthUser, AppError> {
+        match token_from_headers(headers) {
+            Some(token) => self.authenticate(&token).await,
+            None => Err(AppError::unauthorized("Not authenticated")),
+        }
+    }
+
+    pub async fn update_profile(&self, user_id: &str, form: ProfileForm) -> Result<User, AppError> {
+        let mut errors = BTreeMap::new();
+        let full_name = form.full_name.map(|n| n.trim().to_string());
+        let bio = form.bio.map(|b| b.trim().to_string());
+        if let Some(Err(m)) = full_name.as_deref().map(validate_name) {
+            errors.insert("full_name".to_string(), vec![m]);
+        }
+        if let Some(Err(m)) = bio.as_deref().map(validate_bio) {
+            errors.insert("bio".to_string(), vec![m]);
+        }
+        if !errors.is_empty() {
+            return Err(AppError::validation(errors));
+        }
+        let avatar_media_id = match form.avatar {
+            Some(upload) => Some(self.store_avatar(user_id, upload).await?),
+            None => None,
+        };
+        let change = ProfileChange { full_name, bio, avatar_media_id: avatar_media_id.clone() };
+        let Some((record, replaced)) = self.store.update_profile(user_id, change).await? else {
+            if let Some(id) = avatar_media_id {
+                let _ = self.store.delete_media(&id).await;
+            }
+            return Err(AppError::unauthorized("Not authenticated"));
+        };
+        if let Some(old) = replaced {
+            if let Err(e) = self.store.delete_media(&old).await {
+                tracing::warn!("could not delete replaced avatar {old}: {e}");
+            }
+        }
+        self.announce(&record).await;
+        Ok(record.to_user())
+    }
+
+    async fn store_avatar(&self, user_id: &str, upload: ImageUpload) -> Result<String, AppError> {
+        let media = MediaRecord {
+            id: ulid::Ulid::new().to_string(),
+            owner_id: user_id.to_string(),
+            conversation_id: None,
+            content_type: upload.content_type.to_string(),
+            data: upload.data,
+            created_at_ms: clock::now_ms(),
+        };
+        self.store.put_media(&media).await?;
+        Ok(media.id)
+    }
+
+    /// Tells every connected client about a new or changed user.
+    async fn announce(&self, record: &UserRecord) {
+        let online = self.presence.online_users().await.map(|s| s.contains(&record.id)).unwrap_or(false);
+        let event = ServerEvent::Contact { contact: record.to_contact(online) };
+        if let Err(e) = self.bus.publish(Audience::Everyone, event.to_json().into()).await {
+            tracing::warn!("could not announce contact change: {e}");
+        }
+    }
+}
+
+/// `Authorization: Bearer <t>` first, then the `token` cookie.
+pub fn token_from_headers(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))
+    {
+        let t = t.trim();
+        if !t.is_empty() {
+            return Some(t.to_string());
+        }
+    }
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, v)| *k == COOKIE_NAME && !v.is_empty())
+        .map(|(_, v)| v.to_string())
+}
+
+/// `Set-Cookie` value carrying a session token.
+pub fn session_cookie(token: &str, max_age_secs: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE_NAME}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age_secs}{secure}")
+}
+
+/// `Set-Cookie` value that deletes the session cookie.
+pub fn clear_cookie(secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE_NAME}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{secure}")
+}
+
+pub fn normalise_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+pub fn validate_email(email: &str) -> Result<(), String> {
+    let valid = email.len() <= MAX_EMAIL_BYTES
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            }
+            None => false,
+        };
+    if valid { Ok(()) } else { Err("Enter a valid email address".into()) }
+}
+
+pub fn validate_password(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        Err(format!("Password must be at least {MIN_PASSWORD_CHARS} characters"))
+    } else if password.len() > MAX_PASSWORD_BYTES {
+        Err(format!("Password must be at most {MAX_PASSWORD_BYTES} bytes"))
+    } else {
+        Ok(())
+    }
+}
+
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if n == 0 {
+        Err("Full name is required".into())
+    } else if n > MAX_NAME_CHARS {
+        Err(format!("Full name must be at most {MAX_NAME_CHARS} characters"))
+    } else if name.chars().any(char::is_control) {
+        Err("Full name cannot contain control characters".into())
+    } else {
+        Ok(())
+    }
+}
+
+pub fn validate_bio(bio: &str) -> Result<(), String> {
+    if bio.chars().count() > MAX_BIO_CHARS {
+        Err(format!("Bio must be at most {MAX_BIO_CHARS} characters"))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_rules() {
+        assert_eq!(normalise_email("  Ada@Example.COM "), "ada@example.com");
+        assert!(validate_email("ada@example.com").is_ok());
+        for bad in ["", "ada", "ada@", "@x.com", "a@b", "a b@c.com", "a@@b.com", "a@.com"] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn password_rules() {
+        assert!(validate_password("1234567").is_err());
+        assert!(validate_password("12345678").is_ok());
+        assert!(validate_password(&"x".repeat(128)).is_ok());
+        assert!(validate_password(&"x".repeat(129)).is_err());
+        // 8 characters but 32 bytes: fine; 43 four-byte chars = 172 bytes: too long.
+        assert!(validate_password("🦀🦀🦀🦀🦀🦀🦀🦀").is_ok());
+        assert!(validate_password(&"🦀".repeat(43)).is_err());
+    }
+
+    #[test]
+    fn bearer_then_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::COOKIE, "theme=dark; token=abc".parse().unwrap());
+        assert_eq!(token_from_headers(&h).as_deref(), Some("abc"));
+        h.insert(http::header::AUTHORIZATION, "Bearer xyz".parse().unwrap());
+        assert_eq!(token_from_headers(&h).as_deref(), Some("xyz"));
+        assert_eq!(token_from_headers(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,232 @@
+//! The message pipeline, shared by the WebSocket, the REST routes and the
+//! server functions:
+//!
+//! 1. validate (sender is always the authenticated user);
+//! 2. claim `(sender, client_msg_id)` so a retry gets the same message;
+//! 3. append to the log — only then is the sender acknowledged;
+//! 4. publish on the bus to both members' sessions (live delivery);
+//! 5. the worker (see `worker`) stores what the log holds as history.
+
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashSet;
+
+use super::{
+    bus::{Audience, Bus},
+    clock,
+    log::Log,
+    media::ImageForm,
+    presence::Presence,
+    store::{media_url, MediaRecord, Store},
+};
+use crate::{
+    api::{
+        dto::{direct_conversation_id, ChatMessage, Contact, MessagePage, DEFAULT_PAGE, MAX_PAGE},
+        AppError,
+    },
+    protocol::{ServerEvent, MAX_TEXT_CHARS},
+};
+
+pub const MAX_CLIENT_MSG_ID_BYTES: usize = 64;
+
+/// A message as a client asks to send it.
+#[derive(Clone, Debug)]
+pub struct SendRequest {
+    /// Idempotency key; generated when a REST client gives none.
+    pub client_msg_id: Option<String>,
+    pub to: String,
+    pub text: String,
+    pub image: Option<String>,
+}
+
+pub struct ChatService {
+    store: Arc<dyn Store>,
+    log: Arc<dyn Log>,
+    bus: Arc<dyn Bus>,
+    presence: Arc<dyn Presence>,
+    /// Monotonic within this process even inside one millisecond, so ids
+    /// from one instance sort in send order.
+    ids: Mutex<ulid::Generator>,
+    /// Conversations known to exist, to skip the upsert on the hot path.
+    known_conversations: DashSet<String>,
+}
+
+/// True when `id` has the shape of a Charcha id (a ULID).
+pub fn is_valid_id(id: &str) -> bool {
+    id.len() == 26 && ulid::Ulid::from_string(id).is_ok()
+}
+
+impl ChatService {
+    pub fn new(store: Arc<dyn Store>, log: Arc<dyn Log>, bus: Arc<dyn Bus>, presence: Arc<dyn Presence>) -> Self {
+        Self {
+            store,
+            log,
+            bus,
+            presence,
+            ids: Mutex::new(ulid::Generator::new()),
+            known_conversations: DashSet::new(),
+        }
+    }
+
+    fn next_id(&self) -> String {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        // Overflow needs 2^80 ids in one millisecond; fall back to a fresh one.
+        ids.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
+    }
+
+    /// Every user but `me`, with presence.
+    pub async fn contacts(&self, me: &str) -> Result<Vec<Contact>, AppError> {
+        let online = self.presence.online_users().await.unwrap_or_else(|e| {
+            tracing::warn!("presence unavailable, showing everyone offline: {e}");
+            Default::default()
+        });
+        let users = self.store.list_users().await?;
+        Ok(users.iter().filter(|u| u.id != me).map(|u| u.to_contact(online.contains(&u.id))).collect())
+    }
+
+    async fn peer_conversation(&self, me: &str, peer: &str) -> Result<String, AppError> {
+        if !is_valid_id(peer) {
+            return Err(AppError::bad_request("Malformed user id"));
+        }
+        if peer == me {
+            return Err(AppError::bad_request("You cannot chat with yourself"));
+        }
+        if self.store.user_by_id(peer).await?.is_none() {
+            return Err(AppError::not_found("No such user"));
+        }
+        Ok(direct_conversation_id(me, peer))
+    }
+
+    async fn ensure_conversation(&self, conversation_id: &str, members: [&str; 2]) -> Result<(), AppError> {
+        if self.known_conversations.contains(conversation_id) {
+            return Ok(());
+        }
+        let members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+        self.store.ensure_conversation(conversation_id, &members).await?;
+        self.known_conversations.insert(conversation_id.to_string());
+        Ok(())
+    }
+
+    /// A page of the conversation between `me` and `peer`, oldest to newest.
+    pub async fn history(
+        &self,
+        me: &str,
+        peer: &str,
+        before: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<MessagePage, AppError> {
+        let conversation_id = self.peer_conversation(me, peer).await?;
+        if let Some(b) = before
+            && !is_valid_id(b)
+        {
+            return Err(AppError::bad_request("`before` must be a message id"));
+        }
+        let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let mut messages = self.store.messages_before(&conversation_id, before, limit + 1).await?;
+        let has_more = messages.len() > limit;
+        messages.truncate(limit);
+        messages.reverse();
+        Ok(MessagePage { messages, has_more })
+    }
+
+    /// Sends a message; returns it once the log holds it durably.
+    pub async fn send(&self, sender: &str, req: SendRequest) -> Result<ChatMessage, AppError> {
+        let text = req.text;
+        if text.chars().count() > MAX_TEXT_CHARS {
+            return Err(AppError::field("text", format!("Messages are limited to {MAX_TEXT_CHARS} characters")));
+        }
+        let image = req.image.filter(|i| !i.trim().is_empty());
+        if text.trim().is_empty() && image.is_none() {
+            return Err(AppError::field("text", "A message needs text or an image"));
+        }
+        let client_msg_id = match req.client_msg_id {
+            Some(id) if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_BYTES => {
+                return Err(AppError::field("client_msg_id", "Must be 1 to 64 bytes"));
+            }
+            Some(id) => id,
+            None => self.next_id(),
+        };
+        let conversation_id = self.peer_conversation(sender, &req.to).await?;
+        if let Some(url) = &image {
+            self.check_image_reference(sender, &conversation_id, url).await?;
+        }
+        self.ensure_conversation(&conversation_id, [sender, &req.to]).await?;
+
+        let candidate = ChatMessage {
+            id: self.next_id(),
+            conversation_id: conversation_id.clone(),
+            sender_id: sender.to_string(),
+            recipient_id: req.to.clone(),
+            text,
+            image,
+            created_at: clock::rfc3339(clock::now_ms()),
+            client_msg_id: Some(client_msg_id.clone()),
+        };
+        // A retry returns the first attempt's message, which is appended
+        // again: harmless, history is idempotent by message id.
+        let message = self.store.claim_send(sender, &client_msg_id, &candidate).await?;
+        let payload = serde_json::to_vec(&message).map_err(|_| AppError::internal())?;
+        self.log.append(&conversation_id, payload).await.map_err(|e| {
+            tracing::error!("log append failed: {e}");
+            AppError::unavailable("Message not sent: the message log is unavailable. Please retry.")
+        })?;
+
+        // Durable now. Live delivery is best effort: anyone who misses it
+        // gets the message from history.
+        let frame: bytes::Bytes = ServerEvent::Message { message: message.clone() }.to_json().into();
+        for member in [&message.recipient_id, &message.sender_id] {
+            if let Err(e) = self.bus.publish(Audience::User(member.clone()), frame.clone()).await {
+                tracing::warn!("live delivery failed (history will have it): {e}");
+            }
+        }
+        Ok(message)
+    }
+
+    /// A message image must be the sender's upload for this conversation.
+    async fn check_image_reference(&self, sender: &str, conversation_id: &str, url: &str) -> Result<(), AppError> {
+        let invalid = || AppError::field("image", "Unknown image; upload it first");
+        let id = url.strip_prefix("/api/media/").ok_or_else(invalid)?;
+        if !is_valid_id(id) {
+            return Err(invalid());
+        }
+        match self.store.get_media(id).await? {
+            Some(m) if m.owner_id == sender && m.conversation_id.as_deref() == Some(conversation_id) => Ok(()),
+            _ => Err(invalid()),
+        }
+    }
+
+    /// Stores an image for a message to `form.to`; returns its URL.
+    pub async fn upload_image(&self, sender: &str, form: ImageForm) -> Result<String, AppError> {
+        let conversation_id = self.peer_conversation(sender, &form.to).await?;
+        self.ensure_conversation(&conversation_id, [sender, &form.to]).await?;
+        let media = MediaRecord {
+            id: self.next_id(),
+            owner_id: sender.to_string(),
+            conversation_id: Some(conversation_id),
+            content_type: form.image.content_type.to_string(),
+            data: form.image.data,
+            created_at_ms: clock::now_ms(),
+        };
+        self.store.put_media(&media).await?;
+        Ok(media_url(&media.id))
+    }
+
+    /// Media for `viewer`: avatars are public, message images are visible
+    /// to their conversation's members only (anyone else gets 404, so ids
+    /// cannot be probed).
+    pub async fn media_for(&self, viewer: Option<&str>, id: &str) -> Result<MediaRecord, AppError> {
+        let not_found = || AppError::not_found("No such media");
+        if !is_valid_id(id) {
+            return Err(not_found());
+        }
+        let media = self.store.get_media(id).await?.ok_or_else(not_found)?;
+        match &media.conversation_id {
+            None => Ok(media),
+            Some(conversation_id) => {
+                let Some(viewer) = viewer else { return Err(not_found()) };
+                let members = self.store.conversation_members(conversation_id).await?;
+                if members.iter().any(|m| m == viewer) { Ok(media) } else { Err(not_found()) }
+            }
+        }
+    }
+}

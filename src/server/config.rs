@@ -1,0 +1,339 @@
+//! Runtime configuration: built-in defaults, overridden by `Leptos.toml`'s
+//! `[charcha]` table, overridden by `.env`, overridden by the environment.
+//! Env names follow the original app where it had one (JWT_SECRET,
+//! JWT_EXPIRATION, MONGODB_URI, REDIS_URL, KAFKA_TOPIC, SERVER_PORT, …).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("invalid value for {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error(
+        "JWT_SECRET must be set to at least 32 random characters when CHARCHA_ENV=production \
+         (generate one with: openssl rand -base64 48)"
+    )]
+    WeakSecret,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    Development,
+    Production,
+}
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_json_bytes: usize,
+    pub avatar_max_bytes: usize,
+    pub image_max_bytes: usize,
+    pub auth_rate_per_minute: u32,
+    pub ws_queue: usize,
+}
+
+/// Which drivers to run. Empty = embedded.
+#[derive(Clone, Debug, Default)]
+pub struct Backends {
+    pub mongodb_uri: Option<String>,
+    pub redis_url: Option<String>,
+    pub kafka_brokers: Vec<String>,
+    pub kafka_topic: String,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub mode: RunMode,
+    pub site_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub jwt_secret: Vec<u8>,
+    /// True when no JWT_SECRET was given and one was generated for this run.
+    pub jwt_secret_generated: bool,
+    pub jwt_expiration: Duration,
+    pub limits: Limits,
+    pub backends: Backends,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("mode", &self.mode)
+            .field("site_addr", &self.site_addr)
+            .field("data_dir", &self.data_dir)
+            .field("jwt_secret", &"<redacted>")
+            .field("jwt_expiration", &self.jwt_expiration)
+            .field("limits", &self.limits)
+            .field("backends", &self.backends)
+            .finish()
+    }
+}
+
+impl Config {
+    pub fn is_production(&self) -> bool {
+        self.mode == RunMode::Production
+    }
+
+    /// Loads `.env` (without overriding real env vars), then `Leptos.toml`
+    /// (or `CHARCHA_CONFIG`), then applies env overrides. `site_addr` is the
+    /// address Leptos resolved (LEPTOS_SITE_ADDR); SERVER_PORT replaces its port.
+    pub fn load(site_addr: SocketAddr) -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is worth a warning only.
+        if let Err(e) = dotenvy::dotenv()
+            && !e.not_found()
+        {
+            tracing::warn!("ignoring .env: {e}");
+        }
+        let path = std::env::var("CHARCHA_CONFIG").unwrap_or_else(|_| "Leptos.toml".into());
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => FileConfig::parse(&text).map_err(|source| ConfigError::Parse { path: path.clone(), source })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::env::var("CHARCHA_CONFIG").is_err() => {
+                FileConfig::default()
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Self::from_sources(site_addr, file.charcha, &|k| std::env::var(k).ok())
+    }
+
+    /// Pure merge of a parsed file and an environment lookup; unit-testable.
+    pub fn from_sources(
+        mut site_addr: SocketAddr,
+        file: CharchaSection,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let get = |key: &str| env(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+
+        let mode_text = get("CHARCHA_ENV").unwrap_or(file.env);
+        let mode = match mode_text.to_ascii_lowercase().as_str() {
+            "production" | "prod" => RunMode::Production,
+            "development" | "dev" => RunMode::Development,
+            other => {
+                return Err(ConfigError::Invalid { key: "CHARCHA_ENV", message: format!("`{other}` is not production|development") });
+            }
+        };
+        if let Some(port) = get("SERVER_PORT") {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| ConfigError::Invalid { key: "SERVER_PORT", message: format!("`{port}` is not a port") })?;
+            site_addr.set_port(port);
+        }
+        let data_dir = PathBuf::from(get("CHARCHA_DATA_DIR").unwrap_or(file.data_dir));
+        let jwt_expiration_text = get("JWT_EXPIRATION").unwrap_or(file.jwt_expiration);
+        let jwt_expiration = parse_duration(&jwt_expiration_text)
+            .ok_or_else(|| ConfigError::Invalid { key: "JWT_EXPIRATION", message: format!("`{jwt_expiration_text}` (use e.g. 30m, 12h, 7d)") })?;
+
+        let (jwt_secret, jwt_secret_generated) = match get("JWT_SECRET") {
+            Some(s) if s.len() >= 32 => (s.into_bytes(), false),
+            Some(_) | None if mode == RunMode::Production => return Err(ConfigError::WeakSecret),
+            Some(s) => {
+                // Development with a short secret: usable, but say so.
+                tracing::warn!("JWT_SECRET is shorter than 32 characters; fine for development only");
+                (s.into_bytes(), false)
+            }
+            None => {
+                use rand::RngCore;
+                let mut bytes = vec![0u8; 48];
+                rand::thread_rng().fill_bytes(&mut bytes);
+                (bytes, true)
+            }
+        };
+
+        let num = |key: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(key) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| ConfigError::Invalid { key, message: format!("`{v}` is not a number") }),
+            }
+        };
+        let l = file.limits;
+        let limits = Limits {
+            max_json_bytes: num("CHARCHA_MAX_JSON_BYTES", l.max_json_bytes)? as usize,
+            avatar_max_bytes: num("CHARCHA_AVATAR_MAX_BYTES", l.avatar_max_bytes)? as usize,
+            image_max_bytes: num("CHARCHA_IMAGE_MAX_BYTES", l.image_max_bytes)? as usize,
+            auth_rate_per_minute: num("CHARCHA_AUTH_RATE_PER_MINUTE", l.auth_rate_per_minute as u64)? as u32,
+            ws_queue: (num("CHARCHA_WS_QUEUE", l.ws_queue)? as usize).max(8),
+        };
+        let b = file.backends;
+        let non_empty = |s: String| Some(s).filter(|s| !s.trim().is_empty());
+        let backends = Backends {
+            mongodb_uri: get("MONGODB_URI").or_else(|| non_empty(b.mongodb_uri)),
+            redis_url: get("REDIS_URL").or_else(|| non_empty(b.redis_url)),
+            kafka_brokers: get("KAFKA_BROKERS")
+                .unwrap_or(b.kafka_brokers)
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            kafka_topic: get("KAFKA_TOPIC").unwrap_or(b.kafka_topic),
+        };
+        Ok(Self { mode, site_addr, data_dir, jwt_secret, jwt_secret_generated, jwt_expiration, limits, backends })
+    }
+
+    /// A configuration for tests: development mode, given data dir, fixed secret.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        let mut cfg = Self::from_sources(SocketAddr::from(([127, 0, 0, 1], 0)), CharchaSection::default(), &|_| None)
+            .unwrap_or_else(|e| panic!("default config must be valid: {e}"));
+        cfg.data_dir = data_dir;
+        cfg.jwt_secret = b"test-secret-test-secret-test-secret-0123".to_vec();
+        cfg.jwt_secret_generated = false;
+        cfg
+    }
+}
+
+/// Parses `90s`, `30m`, `12h`, `7d`, or plain seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub charcha: CharchaSection,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CharchaSection {
+    pub env: String,
+    pub data_dir: String,
+    pub jwt_expiration: String,
+    pub limits: LimitsSection,
+    pub backends: BackendsSection,
+}
+
+impl Default for CharchaSection {
+    fn default() -> Self {
+        Self {
+            env: "development".into(),
+            data_dir: "./data".into(),
+            jwt_expiration: "7d".into(),
+            limits: LimitsSection::default(),
+            backends: BackendsSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    pub max_json_bytes: u64,
+    pub avatar_max_bytes: u64,
+    pub image_max_bytes: u64,
+    pub auth_rate_per_minute: u32,
+    pub ws_queue: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_json_bytes: 64 * 1024,
+            avatar_max_bytes: 2 * 1024 * 1024,
+            image_max_bytes: 5 * 1024 * 1024,
+            auth_rate_per_minute: 20,
+            ws_queue: 256,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendsSection {
+    pub mongodb_uri: String,
+    pub redis_url: String,
+    pub kafka_brokers: String,
+    pub kafka_topic: String,
+}
+
+impl Default for BackendsSection {
+    fn default() -> Self {
+        Self { mongodb_uri: String::new(), redis_url: String::new(), kafka_brokers: String::new(), kafka_topic: "chat-messages".into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 3000))
+    }
+
+    #[test]
+    fn repo_leptos_toml_parses() {
+        let text = include_str!("../../Leptos.toml");
+        let file = FileConfig::parse(text).expect("Leptos.toml must parse");
+        assert_eq!(file.charcha.backends.kafka_topic, "chat-messages");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let env = |k: &str| match k {
+            "SERVER_PORT" => Some("5000".into()),
+            "JWT_EXPIRATION" => Some("12h".into()),
+            "KAFKA_BROKERS" => Some("a:9092, b:9092".into()),
+            _ => None,
+        };
+        let cfg = Config::from_sources(addr(), CharchaSection::default(), &env).unwrap();
+        assert_eq!(cfg.site_addr.port(), 5000);
+        assert_eq!(cfg.jwt_expiration, Duration::from_secs(12 * 3600));
+        assert_eq!(cfg.backends.kafka_brokers, vec!["a:9092", "b:9092"]);
+        assert!(cfg.jwt_secret_generated);
+    }
+
+    #[test]
+    fn production_requires_strong_secret() {
+        let weak = |k: &str| match k {
+            "CHARCHA_ENV" => Some("production".into()),
+            "JWT_SECRET" => Some("short".into()),
+            _ => None,
+        };
+        assert!(matches!(Config::from_sources(addr(), CharchaSection::default(), &weak), Err(ConfigError::WeakSecret)));
+        let missing = |k: &str| (k == "CHARCHA_ENV").then(|| "production".to_string());
+        assert!(matches!(Config::from_sources(addr(), CharchaSection::default(), &missing), Err(ConfigError::WeakSecret)));
+        let strong = |k: &str| match k {
+            "CHARCHA_ENV" => Some("production".into()),
+            "JWT_SECRET" => Some("x".repeat(40)),
+            _ => None,
+        };
+        assert!(Config::from_sources(addr(), CharchaSection::default(), &strong).unwrap().is_production());
+    }
+
+    #[test]
+    fn bad_values_are_errors_not_panics() {
+        let env = |k: &str| (k == "JWT_EXPIRATION").then(|| "forever".to_string());
+        assert!(Config::from_sources(addr(), CharchaSection::default(), &env).is_err());
+        let env = |k: &str| (k == "SERVER_PORT").then(|| "99999".to_string());
+        assert!(Config::from_sources(addr(), CharchaSection::default(), &env).is_err());
+        assert!(FileConfig::parse("[charcha]\nunknown = 1").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("5y"), None);
+    }
+}

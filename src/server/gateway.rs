@@ -1,0 +1,271 @@
+//! The WebSocket gateway (`GET /ws`): authenticates the upgrade, registers
+//! the session with the hub, bus and presence, then runs two halves:
+//! a reader that parses client frames and feeds the chat pipeline, and a
+//! writer that drains the session's bounded queue and sends heartbeats.
+//! Every way out (client close, dead peer, slow consumer, server shutdown)
+//! goes through the same teardown, so presence is always released.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::{
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
+        State,
+    },
+    http::HeaderMap,
+    response::{IntoResponse, Response},
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use super::{auth::AuthUser, bus::Audience, chat::SendRequest, state::AppState};
+use crate::{
+    api::AppError,
+    protocol::{ClientEvent, ErrorCode, ServerEvent, MAX_FRAME_BYTES, PROTOCOL_VERSION},
+};
+
+/// Server pings this often; browsers answer with pongs automatically.
+const PING_EVERY: Duration = Duration::from_secs(10);
+/// A connection silent for this long is dead and gets dropped.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Replies (acks, errors, pongs) waiting for the writer, per connection.
+const REPLY_QUEUE: usize = 64;
+
+pub mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const UNSUPPORTED: u16 = 1003;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+}
+
+pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    if !origin_allowed(&headers) {
+        return AppError::forbidden("Cross-origin WebSocket refused").into_response();
+    }
+    let auth = match state.auth.authenticate_headers(&headers).await {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    // tungstenite enforces a generous hard cap; the protocol limit is
+    // checked below so an oversized frame gets a proper 1009 close.
+    ws.max_message_size(MAX_FRAME_BYTES * 4)
+        .max_frame_size(MAX_FRAME_BYTES * 4)
+        .on_upgrade(move |socket| run_session(state, auth, socket))
+}
+
+/// Browsers always send `Origin`; it must name this site (same host and
+/// port as the request). Non-browser clients may omit it.
+fn origin_allowed(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(http::header::ORIGIN) else { return true };
+    let (Ok(origin), Some(host)) = (origin.to_str(), headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+    else {
+        return false;
+    };
+    let origin_host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    origin_host.is_some_and(|o| o.eq_ignore_ascii_case(host))
+}
+
+async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
+    let user_id = auth.user.id.clone();
+    let session = state.hub.register(&user_id);
+    let session_id = session.id;
+    if session.first_local
+        && let Err(e) = state.bus.subscribe(&user_id).await
+    {
+        tracing::warn!("bus subscribe failed for {user_id}: {e}");
+    }
+    match state.presence.session_opened(&user_id).await {
+        Ok(true) => publish_presence(&state, &user_id, true).await,
+        Ok(false) => {}
+        Err(e) => tracing::warn!("presence update failed: {e}"),
+    }
+    let online = state.presence.online_users().await.unwrap_or_default();
+    let hello = ServerEvent::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        user: auth.user.clone(),
+        online: online.into_iter().collect(),
+    };
+
+    let (sink, stream) = socket.split();
+    let (reply_tx, reply_rx) = mpsc::channel::<Outgoing>(REPLY_QUEUE);
+    let shutdown = state.shutdown.clone();
+    let mut writer =
+        tokio::spawn(write_loop(sink, hello.to_json().into(), session.frames, reply_rx, session.kicked, shutdown));
+    let reader = read_loop(&state, &user_id, stream, reply_tx.clone());
+    tokio::pin!(reader);
+
+    // Whichever half finishes first ends the session. A reader that wants
+    // the connection closed with a code asks the writer to send the close
+    // frame and gives it a moment to do so.
+    tokio::select! {
+        close = &mut reader => {
+            if let Some((code, reason)) = close {
+                let _ = reply_tx.send(Outgoing::Close(code, reason)).await;
+                if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
+                    writer.abort();
+                }
+            } else {
+                writer.abort();
+            }
+        }
+        _ = &mut writer => {}
+    }
+
+    if state.hub.unregister(&user_id, session_id)
+        && let Err(e) = state.bus.unsubscribe(&user_id).await
+    {
+        tracing::warn!("bus unsubscribe failed for {user_id}: {e}");
+    }
+    match state.presence.session_closed(&user_id).await {
+        Ok(true) => publish_presence(&state, &user_id, false).await,
+        Ok(false) => {}
+        Err(e) => tracing::warn!("presence update failed: {e}"),
+    }
+}
+
+async fn publish_presence(state: &AppState, user_id: &str, online: bool) {
+    let event = ServerEvent::Presence { user_id: user_id.to_string(), online };
+    if let Err(e) = state.bus.publish(Audience::Everyone, event.to_json().into()).await {
+        tracing::warn!("presence broadcast failed: {e}");
+    }
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+type Stream = futures_util::stream::SplitStream<WebSocket>;
+
+/// What the reader hands the writer.
+enum Outgoing {
+    Text(Utf8Bytes),
+    /// Send a close frame with this code and reason, then stop.
+    Close(u16, &'static str),
+}
+
+fn close_frame(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
+}
+
+async fn write_loop(
+    mut sink: Sink,
+    hello: Utf8Bytes,
+    mut frames: mpsc::Receiver<Utf8Bytes>,
+    mut replies: mpsc::Receiver<Outgoing>,
+    kicked: Arc<tokio::sync::Notify>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    if sink.send(Message::Text(hello)).await.is_err() {
+        return;
+    }
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        let outcome = tokio::select! {
+            // Replies first: an ack should not wait behind a burst of
+            // other users' traffic.
+            biased;
+            Some(out) = replies.recv() => match out {
+                Outgoing::Text(frame) => sink.send(Message::Text(frame)).await,
+                Outgoing::Close(code, reason) => {
+                    let _ = sink.send(close_frame(code, reason)).await;
+                    return;
+                }
+            },
+            Some(frame) = frames.recv() => sink.send(Message::Text(frame)).await,
+            _ = ping.tick() => sink.send(Message::Ping(bytes::Bytes::new())).await,
+            _ = kicked.notified() => {
+                let _ = sink.send(close_frame(close::POLICY, "too slow: outgoing queue full")).await;
+                return;
+            }
+            _ = shutdown.cancelled() => {
+                let _ = sink.send(close_frame(close::GOING_AWAY, "server shutting down")).await;
+                return;
+            }
+            else => return,
+        };
+        if outcome.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads client frames until the connection ends; returns the close code
+/// to send, if the server is the one closing.
+async fn read_loop(
+    state: &AppState,
+    user_id: &str,
+    mut stream: Stream,
+    replies: mpsc::Sender<Outgoing>,
+) -> Option<(u16, &'static str)> {
+    // A full reply queue means the client is not reading: end the session.
+    let reply = |event: ServerEvent| replies.try_send(Outgoing::Text(event.to_json().into())).is_ok();
+    loop {
+        let next = match tokio::time::timeout(IDLE_TIMEOUT, stream.next()).await {
+            Ok(Some(Ok(m))) => m,
+            Ok(Some(Err(e))) => {
+                // A frame over tungstenite's hard cap, or a protocol
+                // violation: this connection is finished.
+                tracing::debug!("websocket read error: {e}");
+                return Some((close::TOO_BIG, "frame too large or malformed"));
+            }
+            Ok(None) => return None,
+            Err(_) => {
+                tracing::info!(user_id, "dropping idle websocket");
+                return None;
+            }
+        };
+        match next {
+            Message::Text(text) => {
+                if text.len() > MAX_FRAME_BYTES {
+                    return Some((close::TOO_BIG, "frame too large"));
+                }
+                if !handle_text(state, user_id, &text, &reply).await {
+                    return Some((close::POLICY, "not reading replies"));
+                }
+            }
+            Message::Binary(_) => return Some((close::UNSUPPORTED, "binary frames are not supported")),
+            Message::Close(_) => return None,
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+}
+
+/// Handles one text frame; false when the connection should end.
+async fn handle_text(state: &AppState, user_id: &str, text: &str, reply: &impl Fn(ServerEvent) -> bool) -> bool {
+    let event = match serde_json::from_str::<ClientEvent>(text) {
+        Ok(e) => e,
+        Err(e) => {
+            return reply(ServerEvent::Error {
+                code: ErrorCode::BadFrame,
+                message: format!("Unreadable frame: {e}"),
+                client_msg_id: client_msg_id_of(text),
+            });
+        }
+    };
+    match event {
+        ClientEvent::Ping { nonce } => reply(ServerEvent::Pong { nonce }),
+        ClientEvent::Send { client_msg_id, to, text, image } => {
+            let req = SendRequest { client_msg_id: Some(client_msg_id.clone()), to, text, image };
+            match state.chat.send(user_id, req).await {
+                Ok(message) => reply(ServerEvent::Ack { client_msg_id, message }),
+                Err(e) => reply(ServerEvent::Error {
+                    code: match e.status {
+                        503 => ErrorCode::Unavailable,
+                        429 => ErrorCode::RateLimited,
+                        _ => ErrorCode::Invalid,
+                    },
+                    message: e.field_error("text").or_else(|| e.errors.values().flatten().next().cloned()).unwrap_or(e.message),
+                    client_msg_id: Some(client_msg_id),
+                }),
+            }
+        }
+    }
+}
+
+/// Best effort: the `client_msg_id` of a frame that failed to parse as a
+/// whole, so the client can fail the right pending message.
+fn client_msg_id_of(text: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()?
+        .get("client_msg_id")?
+        .as_str()
+        .map(str::to_string)
+}

@@ -1,0 +1,154 @@
+//! Local sessions: the WebSocket connections this instance holds, by user.
+//!
+//! The hub is the bus's sink: whatever driver carries an event here hands it
+//! over serialised once; the hub validates it once and clones the
+//! reference-counted buffer into each session's bounded queue. A session
+//! whose queue is full is too slow to keep up: it is kicked (its gateway
+//! task closes the socket) rather than letting memory grow.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::sync::{mpsc, Notify};
+
+use super::bus::Audience;
+
+/// The sending half of one session, as the hub holds it.
+struct SessionSlot {
+    id: u64,
+    queue: mpsc::Sender<Utf8Bytes>,
+    kick: Arc<Notify>,
+}
+
+/// What the gateway gets for a newly registered session.
+pub struct SessionHandle {
+    pub id: u64,
+    pub user_id: String,
+    pub frames: mpsc::Receiver<Utf8Bytes>,
+    /// Notified when the hub gives up on this session (queue overflow).
+    pub kicked: Arc<Notify>,
+    /// True when this is the user's first session on this instance.
+    pub first_local: bool,
+}
+
+pub struct Hub {
+    sessions: DashMap<String, Vec<SessionSlot>>,
+    next_id: AtomicU64,
+    queue_len: usize,
+}
+
+impl Hub {
+    pub fn new(queue_len: usize) -> Self {
+        Self { sessions: DashMap::new(), next_id: AtomicU64::new(1), queue_len: queue_len.max(1) }
+    }
+
+    pub fn register(&self, user_id: &str) -> SessionHandle {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (queue, frames) = mpsc::channel(self.queue_len);
+        let kick = Arc::new(Notify::new());
+        let mut entry = self.sessions.entry(user_id.to_string()).or_default();
+        let first_local = entry.is_empty();
+        entry.push(SessionSlot { id, queue, kick: kick.clone() });
+        SessionHandle { id, user_id: user_id.to_string(), frames, kicked: kick, first_local }
+    }
+
+    /// Removes a session; returns true when it was the user's last one here.
+    pub fn unregister(&self, user_id: &str, session_id: u64) -> bool {
+        let removed = self.sessions.remove_if_mut(user_id, |_, slots| {
+            slots.retain(|s| s.id != session_id);
+            slots.is_empty()
+        });
+        removed.is_some()
+    }
+
+    /// Users with at least one session on this instance.
+    pub fn local_users(&self) -> Vec<String> {
+        self.sessions.iter().map(|e| e.key().clone()).collect()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.iter().map(|e| e.value().len()).sum()
+    }
+
+    /// Queues `frame` (one serialised server event) for the audience's
+    /// sessions on this instance. Never blocks.
+    pub fn deliver(&self, audience: &Audience, frame: Bytes) {
+        let frame = match Utf8Bytes::try_from(frame) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!("dropping a non-UTF-8 bus frame: {e}");
+                return;
+            }
+        };
+        match audience {
+            Audience::User(user_id) => {
+                if let Some(slots) = self.sessions.get(user_id) {
+                    offer_all(&slots, &frame);
+                }
+            }
+            Audience::Everyone => {
+                for slots in self.sessions.iter() {
+                    offer_all(&slots, &frame);
+                }
+            }
+        }
+    }
+}
+
+fn offer_all(slots: &[SessionSlot], frame: &Utf8Bytes) {
+    for slot in slots {
+        match slot.queue.try_send(frame.clone()) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(session = slot.id, "session queue full; disconnecting slow client");
+                slot.kick.notify_one();
+            }
+            // The gateway is already tearing this session down.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_and_last_session_are_reported() {
+        let hub = Hub::new(4);
+        let a = hub.register("u1");
+        let b = hub.register("u1");
+        assert!(a.first_local);
+        assert!(!b.first_local);
+        assert!(!hub.unregister("u1", a.id));
+        assert!(hub.unregister("u1", b.id));
+        assert!(hub.local_users().is_empty());
+    }
+
+    #[tokio::test]
+    async fn slow_session_is_kicked_not_buffered() {
+        let hub = Hub::new(2);
+        let mut s = hub.register("u1");
+        for _ in 0..3 {
+            hub.deliver(&Audience::User("u1".into()), Bytes::from_static(b"{}"));
+        }
+        // The third frame overflowed: the session was told to go.
+        tokio::time::timeout(std::time::Duration::from_secs(1), s.kicked.notified()).await.expect("kicked");
+        assert_eq!(s.frames.recv().await.as_deref(), Some("{}"));
+    }
+
+    #[tokio::test]
+    async fn everyone_reaches_all_users() {
+        let hub = Hub::new(4);
+        let mut a = hub.register("a");
+        let mut b = hub.register("b");
+        hub.deliver(&Audience::Everyone, Bytes::from_static(b"{\"x\":1}"));
+        assert!(a.frames.recv().await.is_some());
+        assert!(b.frames.recv().await.is_some());
+    }
+}

@@ -1,0 +1,307 @@
+//! Server side (feature `ssr`): configuration, services, drivers, routes.
+//!
+//! ```text
+//! browser ──ws──> gateway ──> chat ──> log ──> worker ──> store (history)
+//!                    ^          └────> bus ──> hub ──> every member's sessions
+//!        REST / server fns ─────┘
+//! ```
+
+pub mod auth;
+pub mod bus;
+pub mod chat;
+pub mod clock;
+pub mod config;
+pub mod gateway;
+pub mod hub;
+pub mod log;
+pub mod media;
+pub mod presence;
+pub mod ratelimit;
+pub mod rest;
+pub mod state;
+pub mod store;
+pub mod web;
+pub mod worker;
+
+use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
+
+use axum::Router;
+use leptos::{config::LeptosOptions, prelude::provide_context};
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use self::{
+    auth::{token::TokenService, AuthService},
+    bus::{local::LocalBus, Bus},
+    chat::ChatService,
+    config::Config,
+    hub::Hub,
+    log::{local::LocalLog, Log},
+    presence::{local::LocalPresence, Presence},
+    ratelimit::{local::LocalRateLimiter, RateLimiter},
+    state::AppState,
+    store::{embedded::EmbeddedStore, Store},
+};
+use crate::app::{shell, App};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot open the log: {0}")]
+    Log(#[from] log::LogError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("scaled mode is configured ({0}) but this build has no driver for it yet")]
+    UnsupportedBackend(&'static str),
+    #[error("startup failed: {0}")]
+    Other(String),
+}
+
+/// A running server: its address and the handle that stops it.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Graceful stop: close WebSockets (1001), finish in-flight requests,
+    /// stop the worker and background jobs.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+
+    /// Waits until the server stops (after [`CancellationToken::cancel`] on
+    /// `shutdown_token`, e.g. from a signal handler).
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// The driver behind each port. The embedded and scaled modes differ only
+/// in how this is filled; everything above it is shared.
+pub struct Drivers {
+    pub hub: Arc<Hub>,
+    pub store: Arc<dyn Store>,
+    pub log: Arc<dyn Log>,
+    pub bus: Arc<dyn Bus>,
+    pub presence: Arc<dyn Presence>,
+    pub limiter: Arc<dyn RateLimiter>,
+}
+
+/// Chooses drivers from the configuration: the embedded ones by default;
+/// Redis/Kafka/MongoDB when their URLs are set.
+pub async fn connect_drivers(config: &Config) -> Result<Drivers, StartError> {
+    let b = &config.backends;
+    if b.mongodb_uri.is_some() {
+        return Err(StartError::UnsupportedBackend("MONGODB_URI"));
+    }
+    if b.redis_url.is_some() {
+        return Err(StartError::UnsupportedBackend("REDIS_URL"));
+    }
+    if !b.kafka_brokers.is_empty() {
+        return Err(StartError::UnsupportedBackend("KAFKA_BROKERS"));
+    }
+    let hub = Arc::new(Hub::new(config.limits.ws_queue));
+    Ok(Drivers {
+        store: Arc::new(EmbeddedStore::open(&config.data_dir)?),
+        log: Arc::new(LocalLog::open(&config.data_dir)?),
+        bus: Arc::new(LocalBus::new(hub.clone())),
+        presence: Arc::new(LocalPresence::new()),
+        limiter: Arc::new(LocalRateLimiter::new()),
+        hub,
+    })
+}
+
+/// Builds the services on top of the drivers.
+pub async fn build_state(config: Config, leptos_options: LeptosOptions, drivers: Drivers) -> Result<AppState, StartError> {
+    let Drivers { hub, store, log, bus, presence, limiter } = drivers;
+    let tokens = TokenService::new(&config.jwt_secret, config.jwt_expiration);
+    let auth = AuthService::new(store.clone(), bus.clone(), presence.clone(), tokens)
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let chat = ChatService::new(store.clone(), log.clone(), bus.clone(), presence.clone());
+    Ok(AppState {
+        config: Arc::new(config),
+        leptos_options,
+        store,
+        log,
+        auth: Arc::new(auth),
+        chat: Arc::new(chat),
+        hub,
+        bus,
+        presence,
+        limiter,
+        shutdown: CancellationToken::new(),
+    })
+}
+
+/// The whole HTTP app: REST, WebSocket, server functions, SSR pages, assets.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let leptos_options = state.leptos_options.clone();
+    let context_state = state.clone();
+    let outer_limit = state.config.limits.image_max_bytes + 1024 * 1024;
+    rest::routes(&state)
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(context_state.clone()),
+            move || shell(leptos_options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Server functions read raw bodies; bound every request.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(outer_limit))
+        .with_state(state)
+}
+
+/// Starts serving on `listener`, plus the history worker and housekeeping.
+pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServer, StartError> {
+    let addr = listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?;
+    let shutdown = state.shutdown.clone();
+    let mut tasks = Vec::new();
+
+    let partitions = state.log.partitions().await?;
+    tasks.push(tokio::spawn(worker::run(state.store.clone(), state.log.clone(), partitions, shutdown.clone())));
+    tasks.push(tokio::spawn(purge_revocations(state.store.clone(), shutdown.clone())));
+
+    let app = router(state.clone());
+    let serve_shutdown = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
+            .await;
+        if let Err(e) = result {
+            tracing::error!("server error: {e}");
+        }
+    }));
+    Ok(RunningServer { addr, state, shutdown, tasks })
+}
+
+/// Builds everything from `config` and serves on `listener`.
+pub async fn launch(config: Config, leptos_options: LeptosOptions, listener: TcpListener) -> Result<RunningServer, StartError> {
+    let drivers = connect_drivers(&config).await?;
+    let state = build_state(config, leptos_options, drivers).await?;
+    start(state, listener).await
+}
+
+/// Hourly: forget revocations of tokens that have expired anyway.
+async fn purge_revocations(store: Arc<dyn Store>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                match store.purge_expired_revocations(clock::now_ms()).await {
+                    Ok(n) if n > 0 => tracing::info!("purged {n} expired token revocations"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("revocation purge failed: {e}"),
+                }
+            }
+        }
+    }
+}
+
+const USAGE: &str = "\
+charcha — scalable real-time chat
+
+USAGE:
+    charcha [serve]    run the web server, WebSocket gateway and history worker
+    charcha --help     this text
+
+Configuration: Leptos.toml ([charcha] table), .env, environment variables
+(LEPTOS_SITE_ADDR, SERVER_PORT, CHARCHA_ENV, CHARCHA_DATA_DIR, JWT_SECRET,
+JWT_EXPIRATION, MONGODB_URI, REDIS_URL, KAFKA_BROKERS, KAFKA_TOPIC). See README.
+";
+
+/// The binary's entry point.
+pub async fn cli_main(args: Vec<String>) -> ExitCode {
+    init_tracing();
+    match args.first().map(String::as_str) {
+        None | Some("serve") => {}
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("unknown command `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    match serve().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("charcha: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> Result<(), StartError> {
+    let leptos_options = leptos::config::get_configuration(None)
+        .map_err(|e| StartError::Other(format!("Leptos configuration: {e}")))?
+        .leptos_options;
+    let config = Config::load(leptos_options.site_addr)?;
+    if config.jwt_secret_generated {
+        tracing::warn!(
+            "JWT_SECRET is not set: generated a random one for this run (development only); sessions end on restart"
+        );
+    }
+    let addr = config.site_addr;
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    tracing::info!(mode = ?config.mode, data_dir = %config.data_dir.display(), "charcha listening on http://{addr}");
+    let server = launch(config, leptos_options, listener).await?;
+    let token = server.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+    server.wait().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,charcha=info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}

@@ -1,0 +1,24 @@
+//! Presence port: a user is online while they have at least one session on
+//! any instance. Drivers: [`local`] (counts in memory) and, scaled, Redis
+//! with per-instance heartbeats so a dead instance's users expire.
+
+pub mod local;
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PresenceError {
+    #[error("presence unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Presence: Send + Sync {
+    /// A session of `user_id` opened; true when the user just came online.
+    async fn session_opened(&self, user_id: &str) -> Result<bool, PresenceError>;
+    /// A session of `user_id` closed; true when the user just went offline.
+    async fn session_closed(&self, user_id: &str) -> Result<bool, PresenceError>;
+    async fn online_users(&self) -> Result<HashSet<String>, PresenceError>;
+}

@@ -1,0 +1,267 @@
+//! JSON REST API, route for route the original's `/api/auth` and
+//! `/api/messages`, plus media and health. Handlers are thin: they parse,
+//! call the same services as the server functions, and render `AppError`.
+
+use std::net::SocketAddr;
+
+use axum::{
+    body::Body,
+    extract::{rejection::JsonRejection, ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State},
+    http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::{de::DeserializeOwned, Deserialize};
+use serde_json::json;
+
+use super::{
+    auth::{clear_cookie, session_cookie, token_from_headers, AuthUser, Session, SignupInput},
+    chat::SendRequest,
+    media::{multipart_from_body, read_image_form, read_profile_form, ProfileForm},
+    state::AppState,
+    web::auth_rate,
+};
+use crate::api::AppError;
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut body = json!({ "message": self.message });
+        if !self.errors.is_empty() {
+            body["errors"] = json!(self.errors);
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// `Json<T>` whose rejections are `AppError`s: 400 for syntax and wrong
+/// types, 413 over the body limit, 415 without a JSON content type.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> AppError {
+    match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::too_large("Request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::unsupported_media("Expected Content-Type: application/json"),
+        _ => AppError::bad_request(format!("Invalid JSON body: {}", r.body_text())),
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        state.auth.authenticate_headers(&parts.headers).await
+    }
+}
+
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let json_limit = DefaultBodyLimit::max(state.config.limits.max_json_bytes);
+    // Multipart bodies are streamed and each file is capped while reading;
+    // this bounds the whole request on top of that.
+    let avatar_limit = DefaultBodyLimit::max(state.config.limits.avatar_max_bytes + 64 * 1024);
+    let image_limit = DefaultBodyLimit::max(state.config.limits.image_max_bytes + 64 * 1024);
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/auth/signup", post(signup).layer(json_limit))
+        .route("/api/auth/login", post(login).layer(json_limit))
+        .route("/api/auth/logout", post(logout))
+        .route("/api/auth/update-profile", post(update_profile).put(update_profile).layer(avatar_limit))
+        .route("/api/auth/get-user", get(get_user))
+        .route("/api/auth/check-auth", get(check_auth))
+        .route("/api/messages/users", get(users))
+        .route("/api/messages/send/{id}", post(send).layer(json_limit))
+        .route("/api/messages/{id}", get(history))
+        .route("/api/media", post(upload_media).layer(image_limit))
+        .route("/api/media/{id}", get(media))
+        .route("/ws", get(super::gateway::upgrade))
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    Json(json!({ "status": "ok", "sessions": state.hub.session_count() })).into_response()
+}
+
+#[derive(Deserialize)]
+struct SignupBody {
+    email: String,
+    password: String,
+    full_name: String,
+    #[serde(default)]
+    bio: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    email: String,
+    password: String,
+}
+
+fn session_response(state: &AppState, status: StatusCode, message: &str, session: Session) -> Response {
+    let cookie = session_cookie(&session.token, state.auth.tokens().ttl().as_secs(), state.config.is_production());
+    let mut resp = (status, Json(json!({ "message": message, "user": session.user, "token": session.token }))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+async fn signup(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<ApiJson<SignupBody>, AppError>,
+) -> Result<Response, AppError> {
+    auth_rate(&state, &peer.ip().to_string()).await?;
+    let ApiJson(b) = body?;
+    let session =
+        state.auth.signup(SignupInput { email: b.email, password: b.password, full_name: b.full_name, bio: b.bio }).await?;
+    Ok(session_response(&state, StatusCode::CREATED, "Account created", session))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<ApiJson<LoginBody>, AppError>,
+) -> Result<Response, AppError> {
+    auth_rate(&state, &peer.ip().to_string()).await?;
+    let ApiJson(b) = body?;
+    let session = state.auth.login(&b.email, &b.password).await?;
+    Ok(session_response(&state, StatusCode::OK, "Logged in", session))
+}
+
+/// Always clears the cookie; revokes the token when there is a valid one.
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    if token_from_headers(&headers).is_some()
+        && let Ok(auth) = state.auth.authenticate_headers(&headers).await
+    {
+        state.auth.logout(&auth.claims).await?;
+    }
+    let mut resp = Json(json!({ "message": "Logged out" })).into_response();
+    if let Ok(v) = HeaderValue::from_str(&clear_cookie(state.config.is_production())) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct ProfileBody {
+    #[serde(default)]
+    full_name: Option<String>,
+    #[serde(default)]
+    bio: Option<String>,
+}
+
+/// Accepts multipart (`full_name`, `bio`, `avatar`) or JSON (`full_name`, `bio`).
+async fn update_profile(State(state): State<AppState>, auth: AuthUser, req: Request) -> Result<Response, AppError> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let form = match content_type.as_deref() {
+        Some(ct) if ct.starts_with("multipart/form-data") => {
+            let multipart = multipart_from_body(Some(ct), req.into_body())?;
+            read_profile_form(multipart, state.config.limits.avatar_max_bytes).await?
+        }
+        _ => {
+            let ApiJson(b) = ApiJson::<ProfileBody>::from_request(req, &state).await?;
+            ProfileForm { full_name: b.full_name, bio: b.bio, avatar: None }
+        }
+    };
+    let user = state.auth.update_profile(&auth.user.id, form).await?;
+    Ok(Json(json!({ "message": "Profile updated", "user": user })).into_response())
+}
+
+async fn get_user(auth: AuthUser) -> Response {
+    Json(json!({ "user": auth.user })).into_response()
+}
+
+async fn check_auth(auth: AuthUser) -> Response {
+    Json(json!({ "authenticated": true, "user": auth.user })).into_response()
+}
+
+async fn users(State(state): State<AppState>, auth: AuthUser) -> Result<Response, AppError> {
+    Ok(Json(state.chat.contacts(&auth.user.id).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(peer): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, AppError> {
+    let Query(q) = query.map_err(|e| AppError::bad_request(e.body_text()))?;
+    Ok(Json(state.chat.history(&auth.user.id, &peer, q.before.as_deref(), q.limit).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct SendBody {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    client_msg_id: Option<String>,
+}
+
+async fn send(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(peer): Path<String>,
+    body: Result<ApiJson<SendBody>, AppError>,
+) -> Result<Response, AppError> {
+    let ApiJson(b) = body?;
+    let req = SendRequest { client_msg_id: b.client_msg_id, to: peer, text: b.text.unwrap_or_default(), image: b.image };
+    let message = state.chat.send(&auth.user.id, req).await?;
+    Ok((StatusCode::CREATED, Json(message)).into_response())
+}
+
+async fn upload_media(State(state): State<AppState>, auth: AuthUser, req: Request) -> Result<Response, AppError> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let multipart = multipart_from_body(content_type.as_deref(), req.into_body())?;
+    let form = read_image_form(multipart, state.config.limits.image_max_bytes).await?;
+    let url = state.chat.upload_image(&auth.user.id, form).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "url": url }))).into_response())
+}
+
+/// Serves media with its sniffed type. Ids are never reused (a new avatar
+/// gets a new id), so responses are immutable and cache for a year.
+async fn media(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, AppError> {
+    let viewer = state.auth.authenticate_headers(&headers).await.ok();
+    let media = state.chat.media_for(viewer.as_ref().map(|a| a.user.id.as_str()), &id).await?;
+    let etag = format!("\"{}\"", media.id);
+    let cache = if media.conversation_id.is_some() { "private, max-age=31536000, immutable" } else { "public, max-age=31536000, immutable" };
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache.to_string())]).into_response());
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, media.content_type.clone()),
+            (header::CACHE_CONTROL, cache.to_string()),
+            (header::ETAG, etag),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        ],
+        Body::from(media.data),
+    )
+        .into_response())
+}

@@ -1,0 +1,511 @@
+//! Embedded driver: one SQLite file (`<data dir>/charcha.db`) in WAL mode.
+//!
+//! SQLite calls block, so each runs on the blocking pool behind a mutex on
+//! the single connection; that is plenty for the one-process mode this
+//! driver exists for, and keeps transactions trivially serialisable.
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+
+use super::*;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    full_name TEXT NOT NULL,
+    bio TEXT NOT NULL DEFAULT '',
+    avatar_media_id TEXT,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    jti TEXT PRIMARY KEY,
+    expires_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revoked_tokens_expiry ON revoked_tokens(expires_at_ms);
+CREATE TABLE IF NOT EXISTS media (
+    id TEXT PRIMARY KEY,
+    owner_id TEXT NOT NULL,
+    conversation_id TEXT,
+    content_type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conversation_members (
+    conversation_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, user_id)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    sender_id TEXT NOT NULL,
+    recipient_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    image TEXT,
+    created_at TEXT NOT NULL,
+    client_msg_id TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id DESC);
+CREATE TABLE IF NOT EXISTS sends (
+    sender_id TEXT NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (sender_id, client_msg_id)
+);
+CREATE TABLE IF NOT EXISTS log_offsets (
+    stream TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (stream, partition)
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    stream TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    log_offset INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    error TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (stream, partition, log_offset)
+);
+"#;
+
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) `<data_dir>/charcha.db`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display())))?;
+        let conn = open_sqlite(&data_dir.join("charcha.db"))?;
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A poisoned lock means a previous call panicked mid-way; SQLite
+            // rolled the transaction back, so the connection is still sound.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+/// Opens a SQLite file with the settings every Charcha database uses:
+/// WAL for concurrent readers, `synchronous=FULL` so a commit is on disk
+/// when it returns (the log's durability promise rests on this).
+pub fn open_sqlite(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(unavailable)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
+    )
+    .map_err(unavailable)?;
+    Ok(conn)
+}
+
+pub fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
+}
+
+fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        id: row.get(0)?,
+        email: row.get(1)?,
+        password_hash: row.get(2)?,
+        full_name: row.get(3)?,
+        bio: row.get(4)?,
+        avatar_media_id: row.get(5)?,
+        created_at_ms: row.get(6)?,
+    })
+}
+
+const USER_COLUMNS: &str = "id, email, password_hash, full_name, bio, avatar_media_id, created_at_ms";
+
+fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+    Ok(ChatMessage {
+        id: row.get(0)?,
+        conversation_id: row.get(1)?,
+        sender_id: row.get(2)?,
+        recipient_id: row.get(3)?,
+        text: row.get(4)?,
+        image: row.get(5)?,
+        created_at: row.get(6)?,
+        client_msg_id: row.get(7)?,
+    })
+}
+
+const MESSAGE_COLUMNS: &str = "id, conversation_id, sender_id, recipient_id, text, image, created_at, client_msg_id";
+
+#[async_trait]
+impl UserStore for EmbeddedStore {
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let u = user.clone();
+        self.call(move |c| {
+            c.execute(
+                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![u.id, u.email, u.password_hash, u.full_name, u.bio, u.avatar_media_id, u.created_at_ms],
+            )
+            .map_err(|e| if is_unique_violation(&e) { StoreError::Duplicate("email") } else { unavailable(e) })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let id = id.to_string();
+        self.call(move |c| {
+            c.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id], user_from_row)
+                .optional()
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let email = email.to_string();
+        self.call(move |c| {
+            c.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"), [email], user_from_row)
+                .optional()
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn update_profile(
+        &self,
+        id: &str,
+        change: ProfileChange,
+    ) -> Result<Option<(UserRecord, Option<String>)>, StoreError> {
+        let id = id.to_string();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            let Some(mut user) = tx
+                .query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [&id], user_from_row)
+                .optional()
+                .map_err(unavailable)?
+            else {
+                return Ok(None);
+            };
+            let mut replaced = None;
+            if let Some(name) = change.full_name {
+                user.full_name = name;
+            }
+            if let Some(bio) = change.bio {
+                user.bio = bio;
+            }
+            if let Some(avatar) = change.avatar_media_id {
+                replaced = user.avatar_media_id.replace(avatar);
+            }
+            tx.execute(
+                "UPDATE users SET full_name = ?2, bio = ?3, avatar_media_id = ?4 WHERE id = ?1",
+                params![id, user.full_name, user.bio, user.avatar_media_id],
+            )
+            .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(Some((user, replaced)))
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.call(|c| {
+            let mut stmt = c
+                .prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY full_name COLLATE NOCASE, id"))
+                .map_err(unavailable)?;
+            let rows = stmt.query_map([], user_from_row).map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TokenStore for EmbeddedStore {
+    async fn revoke_token(&self, jti: &str, expires_at_ms: i64) -> Result<(), StoreError> {
+        let jti = jti.to_string();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO revoked_tokens (jti, expires_at_ms) VALUES (?1, ?2) ON CONFLICT(jti) DO NOTHING",
+                params![jti, expires_at_ms],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        let jti = jti.to_string();
+        self.call(move |c| {
+            c.query_row("SELECT 1 FROM revoked_tokens WHERE jti = ?1", [jti], |_| Ok(()))
+                .optional()
+                .map(|r| r.is_some())
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn purge_expired_revocations(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            c.execute("DELETE FROM revoked_tokens WHERE expires_at_ms < ?1", [now_ms])
+                .map(|n| n as u64)
+                .map_err(unavailable)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MediaStore for EmbeddedStore {
+    async fn put_media(&self, media: &MediaRecord) -> Result<(), StoreError> {
+        let m = media.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO media (id, owner_id, conversation_id, content_type, data, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![m.id, m.owner_id, m.conversation_id, m.content_type, &m.data[..], m.created_at_ms],
+            )
+            .map_err(|e| if is_unique_violation(&e) { StoreError::Duplicate("media id") } else { unavailable(e) })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_media(&self, id: &str) -> Result<Option<MediaRecord>, StoreError> {
+        let id = id.to_string();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT id, owner_id, conversation_id, content_type, data, created_at_ms FROM media WHERE id = ?1",
+                [id],
+                |row| {
+                    Ok(MediaRecord {
+                        id: row.get(0)?,
+                        owner_id: row.get(1)?,
+                        conversation_id: row.get(2)?,
+                        content_type: row.get(3)?,
+                        data: bytes::Bytes::from(row.get::<_, Vec<u8>>(4)?),
+                        created_at_ms: row.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn delete_media(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.call(move |c| {
+            c.execute("DELETE FROM media WHERE id = ?1", [id]).map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ConversationStore for EmbeddedStore {
+    async fn ensure_conversation(&self, id: &str, members: &[String]) -> Result<(), StoreError> {
+        let id = id.to_string();
+        let members = members.to_vec();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            let created = tx
+                .execute(
+                    "INSERT INTO conversations (id, created_at_ms) VALUES (?1, ?2) ON CONFLICT(id) DO NOTHING",
+                    params![id, crate::server::clock::now_ms()],
+                )
+                .map_err(unavailable)?;
+            if created > 0 {
+                for m in &members {
+                    tx.execute(
+                        "INSERT INTO conversation_members (conversation_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                        params![id, m],
+                    )
+                    .map_err(unavailable)?;
+                }
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn conversation_members(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let id = id.to_string();
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare("SELECT user_id FROM conversation_members WHERE conversation_id = ?1 ORDER BY user_id")
+                .map_err(unavailable)?;
+            let rows = stmt.query_map([id], |r| r.get(0)).map_err(unavailable)?;
+            rows.collect::<Result<Vec<String>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MessageStore for EmbeddedStore {
+    async fn claim_send(
+        &self,
+        sender_id: &str,
+        client_msg_id: &str,
+        candidate: &ChatMessage,
+    ) -> Result<ChatMessage, StoreError> {
+        let sender_id = sender_id.to_string();
+        let client_msg_id = client_msg_id.to_string();
+        let json = serde_json::to_string(candidate).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let candidate = candidate.clone();
+        self.call(move |c| {
+            let inserted = c
+                .execute(
+                    "INSERT INTO sends (sender_id, client_msg_id, message) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![sender_id, client_msg_id, json],
+                )
+                .map_err(unavailable)?;
+            if inserted == 1 {
+                return Ok(candidate);
+            }
+            let existing: String = c
+                .query_row(
+                    "SELECT message FROM sends WHERE sender_id = ?1 AND client_msg_id = ?2",
+                    params![sender_id, client_msg_id],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            serde_json::from_str(&existing).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .await
+    }
+
+    async fn save_messages(&self, messages: &[ChatMessage]) -> Result<u64, StoreError> {
+        let messages = messages.to_vec();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            let mut inserted = 0u64;
+            {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING"
+                    ))
+                    .map_err(unavailable)?;
+                for m in &messages {
+                    inserted += stmt
+                        .execute(params![
+                            m.id,
+                            m.conversation_id,
+                            m.sender_id,
+                            m.recipient_id,
+                            m.text,
+                            m.image,
+                            m.created_at,
+                            m.client_msg_id
+                        ])
+                        .map_err(unavailable)? as u64;
+                }
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(inserted)
+        })
+        .await
+    }
+
+    async fn messages_before(
+        &self,
+        conversation_id: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let conversation_id = conversation_id.to_string();
+        let before = before.map(str::to_string);
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3"
+                ))
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![conversation_id, before, limit as i64], message_from_row)
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for EmbeddedStore {
+    async fn load_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        let stream = stream.to_string();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT next_offset FROM log_offsets WHERE stream = ?1 AND partition = ?2",
+                params![stream, partition],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn save_offset(&self, stream: &str, partition: i32, next_offset: i64) -> Result<(), StoreError> {
+        let stream = stream.to_string();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO log_offsets (stream, partition, next_offset) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(stream, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                params![stream, partition, next_offset],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dead_letter(
+        &self,
+        stream: &str,
+        partition: i32,
+        offset: i64,
+        payload: &[u8],
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let (stream, payload, error) = (stream.to_string(), payload.to_vec(), error.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO dead_letters (stream, partition, log_offset, payload, error, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                params![stream, partition, offset, payload, error, crate::server::clock::now_ms()],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}

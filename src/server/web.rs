@@ -1,0 +1,83 @@
+//! Glue between Leptos server functions and the services: the request's
+//! state, caller, client address and cookies, as server functions see them.
+
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+use http::{header::SET_COOKIE, HeaderMap, HeaderValue};
+use leptos::prelude::use_context;
+use leptos_axum::ResponseOptions;
+
+use super::{
+    auth::{clear_cookie, session_cookie, AuthUser},
+    state::AppState,
+};
+use crate::api::AppError;
+
+pub const AUTH_RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+pub fn state() -> Result<AppState, AppError> {
+    use_context::<AppState>().ok_or_else(|| {
+        tracing::error!("AppState missing from the server function context");
+        AppError::internal()
+    })
+}
+
+/// The caller, from the request's cookie or bearer token.
+pub async fn request_auth(state: &AppState) -> Result<AuthUser, AppError> {
+    let headers: HeaderMap = leptos_axum::extract().await.map_err(|_| AppError::unauthorized("Not authenticated"))?;
+    state.auth.authenticate_headers(&headers).await
+}
+
+/// Sets the HTTP status of a failing server function's response.
+pub fn set_status(error: &AppError) {
+    if let Some(resp) = use_context::<ResponseOptions>()
+        && let Ok(status) = http::StatusCode::from_u16(error.status)
+    {
+        resp.set_status(status);
+    }
+}
+
+pub fn set_session_cookie(state: &AppState, token: &str) {
+    append_cookie(session_cookie(token, state.auth.tokens().ttl().as_secs(), state.config.is_production()));
+}
+
+pub fn clear_session_cookie(state: &AppState) {
+    append_cookie(clear_cookie(state.config.is_production()));
+}
+
+fn append_cookie(value: String) {
+    if let (Some(resp), Ok(v)) = (use_context::<ResponseOptions>(), HeaderValue::from_str(&value)) {
+        resp.append_header(SET_COOKIE, v);
+    }
+}
+
+/// Counts a sign-up/log-in attempt against the caller's IP.
+pub async fn check_auth_rate(state: &AppState) -> Result<(), AppError> {
+    let ip = leptos_axum::extract::<ConnectInfo<SocketAddr>>().await.map(|ConnectInfo(a)| a.ip().to_string()).ok();
+    auth_rate(state, ip.as_deref().unwrap_or("unknown")).await
+}
+
+/// Shared by the REST routes and the server functions.
+pub async fn auth_rate(state: &AppState, ip: &str) -> Result<(), AppError> {
+    let limit = state.config.limits.auth_rate_per_minute;
+    match state.limiter.hit(&format!("auth:{ip}"), limit, AUTH_RATE_WINDOW).await {
+        Ok(None) => Ok(()),
+        Ok(Some(retry_after)) => Err(AppError::rate_limited(retry_after)),
+        Err(e) => {
+            // Failing open keeps people able to log in while the limiter's
+            // backend is down; the outage is logged.
+            tracing::warn!("rate limiter unavailable: {e}");
+            Ok(())
+        }
+    }
+}
+
+/// Ends a server function: a failure also sets the response's HTTP status,
+/// so server functions answer like the REST routes (401, 409, 413, …).
+pub fn finish<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+    if let Err(e) = &result {
+        set_status(e);
+    }
+    result
+}

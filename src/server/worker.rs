@@ -1,0 +1,101 @@
+//! The history worker: consumes the log and stores messages, idempotently
+//! by message id, then checkpoints each partition's next offset. After a
+//! crash it resumes from the checkpoint; records between the last store and
+//! the checkpoint are replayed, which the idempotent write makes harmless.
+//! A record that cannot be decoded goes to the dead-letter table and is
+//! skipped; it never stops the worker.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{log::Log, store::Store};
+use crate::api::dto::ChatMessage;
+
+const BATCH: usize = 500;
+const POLL: Duration = Duration::from_millis(1000);
+const RETRY: Duration = Duration::from_millis(500);
+
+/// Runs until `shutdown`, one task per assigned partition.
+pub async fn run(store: Arc<dyn Store>, log: Arc<dyn Log>, partitions: Vec<i32>, shutdown: CancellationToken) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in partitions {
+        tasks.spawn(consume_partition(store.clone(), log.clone(), p, shutdown.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: i32, shutdown: CancellationToken) {
+    let stream = log.stream().to_string();
+    let mut next = loop {
+        match store.load_offset(&stream, partition).await {
+            Ok(o) => break o.unwrap_or(0),
+            Err(e) => {
+                tracing::warn!(partition, "worker cannot load checkpoint, retrying: {e}");
+                if sleep_or_shutdown(RETRY, &shutdown).await {
+                    return;
+                }
+            }
+        }
+    };
+    tracing::info!(partition, next, "history worker started");
+    loop {
+        let fetched = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = log.fetch(partition, next, BATCH, POLL) => r,
+        };
+        let records = match fetched {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(partition, "worker fetch failed, retrying: {e}");
+                if sleep_or_shutdown(RETRY, &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some(last) = records.last().map(|r| r.offset) else { continue };
+        let mut messages = Vec::with_capacity(records.len());
+        for r in &records {
+            match serde_json::from_slice::<ChatMessage>(&r.payload) {
+                Ok(m) => messages.push(m),
+                Err(e) => {
+                    tracing::error!(partition, offset = r.offset, "undecodable log record: {e}");
+                    // Keep retrying the dead-letter write: skipping the
+                    // record without recording it would lose it silently.
+                    while let Err(err) = store.dead_letter(&stream, partition, r.offset, &r.payload, &e.to_string()).await {
+                        tracing::warn!("dead-letter write failed, retrying: {err}");
+                        if sleep_or_shutdown(RETRY, &shutdown).await {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        // Store, then checkpoint; on failure retry the same batch.
+        loop {
+            let stored = match store.save_messages(&messages).await {
+                Ok(_) => store.save_offset(&stream, partition, last + 1).await,
+                Err(e) => Err(e),
+            };
+            match stored {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(partition, "worker store failed, retrying: {e}");
+                    if sleep_or_shutdown(RETRY, &shutdown).await {
+                        return;
+                    }
+                }
+            }
+        }
+        next = last + 1;
+    }
+}
+
+/// Sleeps; true when shutdown was requested meanwhile.
+async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}

@@ -1,0 +1,223 @@
+//! In-process test servers and clients shared by the integration tests.
+#![allow(dead_code)]
+
+use std::{path::PathBuf, sync::Arc};
+
+use charcha::server::{self, config::Config, Drivers, RunningServer};
+use futures_util::{SinkExt, StreamExt};
+use leptos::config::LeptosOptions;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::{
+    tungstenite::{client::IntoClientRequest, Message},
+    MaybeTlsStream, WebSocketStream,
+};
+
+pub const PASSWORD: &str = "correct horse 1";
+
+pub struct TestServer {
+    pub url: String,
+    pub data_dir: PathBuf,
+    /// Owns the temp dir when the server created it.
+    _tmp: Option<Arc<tempfile::TempDir>>,
+    running: Option<RunningServer>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with a tweaked config (fresh data dir).
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let tmp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut config = Config::for_tests(tmp.path().to_path_buf());
+        tweak(&mut config);
+        let mut s = Self::start_config(config, None).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts with explicit drivers (to inject a failing log, say).
+    pub async fn start_config(config: Config, drivers: Option<Drivers>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let leptos_options = LeptosOptions::builder().output_name("charcha").site_root("target/site").site_addr(addr).build();
+        let data_dir = config.data_dir.clone();
+        let drivers = match drivers {
+            Some(d) => d,
+            None => server::connect_drivers(&config).await.expect("drivers"),
+        };
+        let state = server::build_state(config, leptos_options, drivers).await.expect("state");
+        let running = server::start(state, listener).await.expect("start");
+        Self { url: format!("http://{addr}"), data_dir, _tmp: None, running: Some(running) }
+    }
+
+    /// Stops and starts again on the same data dir (new port).
+    pub async fn restart(mut self) -> Self {
+        let tmp = self._tmp.take();
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+        let mut config = Config::for_tests(self.data_dir.clone());
+        config.data_dir = self.data_dir.clone();
+        let mut s = Self::start_config(config, None).await;
+        s._tmp = tmp;
+        s
+    }
+
+    pub fn state(&self) -> &charcha::server::state::AppState {
+        &self.running.as_ref().expect("running").state
+    }
+
+    pub fn ws_url(&self) -> String {
+        self.url.replacen("http://", "ws://", 1) + "/ws"
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).build().expect("client")
+}
+
+pub fn unique_email(tag: &str) -> String {
+    format!("{tag}-{}@example.com", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+/// A signed-up user with its own cookie-carrying client.
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl TestUser {
+    pub async fn signup(server: &TestServer, name: &str) -> Self {
+        let http = client();
+        let email = unique_email(name);
+        let resp = http
+            .post(format!("{}/api/auth/signup", server.url))
+            .json(&json!({ "email": email, "password": PASSWORD, "full_name": name }))
+            .send()
+            .await
+            .expect("signup request");
+        assert_eq!(resp.status(), StatusCode::CREATED, "signup of {name}");
+        let body: Value = resp.json().await.expect("json");
+        Self {
+            id: body["user"]["_id"].as_str().expect("id").to_string(),
+            email,
+            token: body["token"].as_str().expect("token").to_string(),
+            http,
+        }
+    }
+
+    pub async fn ws(&self, server: &TestServer) -> Ws {
+        Ws::connect(server, &self.token).await
+    }
+}
+
+pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket client that skips heartbeats and parses JSON events.
+pub struct Ws {
+    pub stream: WsStream,
+}
+
+impl Ws {
+    pub async fn connect(server: &TestServer, token: &str) -> Self {
+        let mut req = server.ws_url().into_client_request().expect("request");
+        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+        let (stream, _) = tokio_tungstenite::connect_async(req).await.expect("ws connect");
+        let mut ws = Self { stream };
+        let hello = ws.next_event().await;
+        assert_eq!(hello["type"], "hello", "first frame is hello: {hello}");
+        ws
+    }
+
+    pub async fn send_json(&mut self, v: Value) {
+        self.stream.send(Message::Text(v.to_string().into())).await.expect("ws send");
+    }
+
+    pub async fn send_raw(&mut self, m: Message) {
+        self.stream.send(m).await.expect("ws send");
+    }
+
+    /// Next JSON event, within 5 s.
+    pub async fn next_event(&mut self) -> Value {
+        self.try_next_event(std::time::Duration::from_secs(5)).await.expect("an event within 5 s")
+    }
+
+    /// Next JSON event, or `None` on timeout or close.
+    pub async fn try_next_event(&mut self, within: std::time::Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()??.ok()?;
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).ok(),
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Next event of `kind`, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let e = self.next_event().await;
+            if e["type"] == kind {
+                return e;
+            }
+        }
+    }
+
+    /// Waits for the close frame; returns its code.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await.ok()?? {
+                Ok(Message::Close(Some(f))) => return Some(f.code.into()),
+                Ok(Message::Close(None)) => return None,
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    pub async fn send_text(&mut self, client_msg_id: &str, to: &str, text: &str) {
+        self.send_json(json!({ "type": "send", "client_msg_id": client_msg_id, "to": to, "text": text })).await;
+    }
+}
+
+/// A tiny valid PNG (1×1).
+pub fn png() -> Vec<u8> {
+    vec![
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+        0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49,
+        0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D,
+        0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+    ]
+}
+
+/// Polls `f` until it returns `Some`, up to 5 s (history is written by
+/// the worker shortly after the ack).
+pub async fn eventually<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within 5 s");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
