@@ -44,6 +44,27 @@ pub struct Backends {
     pub redis_url: Option<String>,
     pub kafka_brokers: Vec<String>,
     pub kafka_topic: String,
+    /// Partitions of a topic Charcha creates (KAFKA_PARTITIONS).
+    pub kafka_partitions: i32,
+    /// Replication factor of a topic Charcha creates (KAFKA_REPLICATION_FACTOR).
+    pub kafka_replication: i16,
+}
+
+/// Which log partitions this process's history worker consumes.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Run the worker inside the server (CHARCHA_WORKER=on|off).
+    pub enabled: bool,
+    /// This worker's index among `count` (WORKER_INDEX, WORKER_COUNT):
+    /// it takes partitions p with p % count == index.
+    pub index: u32,
+    pub count: u32,
+}
+
+impl WorkerConfig {
+    pub fn owns(&self, partition: i32) -> bool {
+        partition.rem_euclid(self.count.max(1) as i32) as u32 == self.index
+    }
 }
 
 #[derive(Clone)]
@@ -57,6 +78,7 @@ pub struct Config {
     pub jwt_expiration: Duration,
     pub limits: Limits,
     pub backends: Backends,
+    pub worker: WorkerConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -69,6 +91,7 @@ impl std::fmt::Debug for Config {
             .field("jwt_expiration", &self.jwt_expiration)
             .field("limits", &self.limits)
             .field("backends", &self.backends)
+            .field("worker", &self.worker)
             .finish()
     }
 }
@@ -168,8 +191,23 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .collect(),
             kafka_topic: get("KAFKA_TOPIC").unwrap_or(b.kafka_topic),
+            kafka_partitions: (num("KAFKA_PARTITIONS", b.kafka_partitions)?.clamp(1, 1024)) as i32,
+            kafka_replication: (num("KAFKA_REPLICATION_FACTOR", b.kafka_replication)?.clamp(1, 16)) as i16,
         };
-        Ok(Self { mode, site_addr, data_dir, jwt_secret, jwt_secret_generated, jwt_expiration, limits, backends })
+        let w = file.worker;
+        let enabled = match get("CHARCHA_WORKER").map(|v| v.to_ascii_lowercase()) {
+            None => w.enabled,
+            Some(v) if matches!(v.as_str(), "on" | "true" | "1" | "yes") => true,
+            Some(v) if matches!(v.as_str(), "off" | "false" | "0" | "no") => false,
+            Some(v) => return Err(ConfigError::Invalid { key: "CHARCHA_WORKER", message: format!("`{v}` is not on|off") }),
+        };
+        let count = num("WORKER_COUNT", w.count)?.max(1) as u32;
+        let index = num("WORKER_INDEX", w.index)? as u32;
+        if index >= count {
+            return Err(ConfigError::Invalid { key: "WORKER_INDEX", message: format!("{index} is not below WORKER_COUNT {count}") });
+        }
+        let worker = WorkerConfig { enabled, index, count };
+        Ok(Self { mode, site_addr, data_dir, jwt_secret, jwt_secret_generated, jwt_expiration, limits, backends, worker })
     }
 
     /// A configuration for tests: development mode, given data dir, fixed secret.
@@ -221,6 +259,21 @@ pub struct CharchaSection {
     pub jwt_expiration: String,
     pub limits: LimitsSection,
     pub backends: BackendsSection,
+    pub worker: WorkerSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSection {
+    pub enabled: bool,
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        Self { enabled: true, index: 0, count: 1 }
+    }
 }
 
 impl Default for CharchaSection {
@@ -231,6 +284,7 @@ impl Default for CharchaSection {
             jwt_expiration: "7d".into(),
             limits: LimitsSection::default(),
             backends: BackendsSection::default(),
+            worker: WorkerSection::default(),
         }
     }
 }
@@ -264,11 +318,20 @@ pub struct BackendsSection {
     pub redis_url: String,
     pub kafka_brokers: String,
     pub kafka_topic: String,
+    pub kafka_partitions: u64,
+    pub kafka_replication: u64,
 }
 
 impl Default for BackendsSection {
     fn default() -> Self {
-        Self { mongodb_uri: String::new(), redis_url: String::new(), kafka_brokers: String::new(), kafka_topic: "chat-messages".into() }
+        Self {
+            mongodb_uri: String::new(),
+            redis_url: String::new(),
+            kafka_brokers: String::new(),
+            kafka_topic: "chat-messages".into(),
+            kafka_partitions: 6,
+            kafka_replication: 1,
+        }
     }
 }
 

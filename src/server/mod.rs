@@ -17,6 +17,7 @@ pub mod log;
 pub mod media;
 pub mod presence;
 pub mod ratelimit;
+pub mod redis_conn;
 pub mod rest;
 pub mod state;
 pub mod store;
@@ -55,8 +56,6 @@ pub enum StartError {
     Log(#[from] log::LogError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("scaled mode is configured ({0}) but this build has no driver for it yet")]
-    UnsupportedBackend(&'static str),
     #[error("startup failed: {0}")]
     Other(String),
 }
@@ -101,35 +100,69 @@ pub struct Drivers {
     pub bus: Arc<dyn Bus>,
     pub presence: Arc<dyn Presence>,
     pub limiter: Arc<dyn RateLimiter>,
+    /// Stops every task the drivers started.
+    pub shutdown: CancellationToken,
 }
 
-/// Chooses drivers from the configuration: the embedded ones by default;
-/// Redis/Kafka/MongoDB when their URLs are set.
+/// Chooses each driver from the configuration: MONGODB_URI → MongoDB
+/// store, REDIS_URL → Redis bus/presence/rate limits, KAFKA_BROKERS →
+/// Kafka log; anything unset → its embedded driver.
 pub async fn connect_drivers(config: &Config) -> Result<Drivers, StartError> {
     let b = &config.backends;
-    if b.mongodb_uri.is_some() {
-        return Err(StartError::UnsupportedBackend("MONGODB_URI"));
-    }
-    if b.redis_url.is_some() {
-        return Err(StartError::UnsupportedBackend("REDIS_URL"));
-    }
-    if !b.kafka_brokers.is_empty() {
-        return Err(StartError::UnsupportedBackend("KAFKA_BROKERS"));
-    }
+    let shutdown = CancellationToken::new();
     let hub = Arc::new(Hub::new(config.limits.ws_queue));
-    Ok(Drivers {
-        store: Arc::new(EmbeddedStore::open(&config.data_dir)?),
-        log: Arc::new(LocalLog::open(&config.data_dir)?),
-        bus: Arc::new(LocalBus::new(hub.clone())),
-        presence: Arc::new(LocalPresence::new()),
-        limiter: Arc::new(LocalRateLimiter::new()),
-        hub,
-    })
+
+    let store: Arc<dyn Store> = match &b.mongodb_uri {
+        Some(uri) => {
+            tracing::info!("store: MongoDB");
+            Arc::new(store::mongo::MongoStore::connect(uri).await?)
+        }
+        None => Arc::new(EmbeddedStore::open(&config.data_dir)?),
+    };
+    let log: Arc<dyn Log> = if b.kafka_brokers.is_empty() {
+        Arc::new(LocalLog::open(&config.data_dir)?)
+    } else {
+        tracing::info!(brokers = ?b.kafka_brokers, topic = %b.kafka_topic, "log: Kafka");
+        Arc::new(
+            log::kafka::KafkaLog::connect(
+                b.kafka_brokers.clone(),
+                &b.kafka_topic,
+                b.kafka_partitions,
+                b.kafka_replication,
+                shutdown.clone(),
+            )
+            .await?,
+        )
+    };
+    let (bus, presence, limiter): (Arc<dyn Bus>, Arc<dyn Presence>, Arc<dyn RateLimiter>) = match &b.redis_url {
+        Some(url) => {
+            tracing::info!("bus, presence, rate limits: Redis");
+            let clients = redis_conn::connect(url).await.map_err(|e| StartError::Other(e.to_string()))?;
+            let bus: Arc<dyn Bus> = Arc::new(
+                bus::redis::RedisBus::start(clients.clone(), hub.clone(), shutdown.clone())
+                    .await
+                    .map_err(|e| StartError::Other(e.to_string()))?,
+            );
+            let presence = presence::redis::RedisPresence::start(&clients, bus.clone(), shutdown.clone());
+            (bus, presence, Arc::new(ratelimit::redis::RedisRateLimiter::new(clients.commands.clone())))
+        }
+        None => (
+            Arc::new(LocalBus::new(hub.clone())),
+            Arc::new(LocalPresence::new()),
+            Arc::new(LocalRateLimiter::new()),
+        ),
+    };
+    if b.redis_url.is_some() != b.mongodb_uri.is_some() || b.redis_url.is_some() != !b.kafka_brokers.is_empty() {
+        tracing::warn!(
+            "only some scaled drivers are configured; several instances need all of REDIS_URL, KAFKA_BROKERS and MONGODB_URI"
+        );
+    }
+    Ok(Drivers { hub, store, log, bus, presence, limiter, shutdown })
 }
 
 /// Builds the services on top of the drivers.
 pub async fn build_state(config: Config, leptos_options: LeptosOptions, drivers: Drivers) -> Result<AppState, StartError> {
-    let Drivers { hub, store, log, bus, presence, limiter } = drivers;
+    let Drivers { hub, store, log, bus, presence, limiter, shutdown } = drivers;
     let tokens = TokenService::new(&config.jwt_secret, config.jwt_expiration);
     let auth = AuthService::new(store.clone(), bus.clone(), presence.clone(), tokens)
         .await
@@ -146,7 +179,7 @@ pub async fn build_state(config: Config, leptos_options: LeptosOptions, drivers:
         bus,
         presence,
         limiter,
-        shutdown: CancellationToken::new(),
+        shutdown,
     })
 }
 
@@ -175,8 +208,13 @@ pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServ
     let shutdown = state.shutdown.clone();
     let mut tasks = Vec::new();
 
-    let partitions = state.log.partitions().await?;
-    tasks.push(tokio::spawn(worker::run(state.store.clone(), state.log.clone(), partitions, shutdown.clone())));
+    if state.config.worker.enabled {
+        let worker_config = state.config.worker.clone();
+        let partitions: Vec<i32> =
+            state.log.partitions().await?.into_iter().filter(|p| worker_config.owns(*p)).collect();
+        tracing::info!(?partitions, "history worker runs in this server");
+        tasks.push(tokio::spawn(worker::run(state.store.clone(), state.log.clone(), partitions, shutdown.clone())));
+    }
     tasks.push(tokio::spawn(purge_revocations(state.store.clone(), shutdown.clone())));
 
     let app = router(state.clone());
@@ -221,6 +259,7 @@ charcha — scalable real-time chat
 
 USAGE:
     charcha [serve]    run the web server, WebSocket gateway and history worker
+    charcha worker     run only the history worker (log -> store)
     charcha --help     this text
 
 Configuration: Leptos.toml ([charcha] table), .env, environment variables
@@ -231,8 +270,9 @@ JWT_EXPIRATION, MONGODB_URI, REDIS_URL, KAFKA_BROKERS, KAFKA_TOPIC). See README.
 /// The binary's entry point.
 pub async fn cli_main(args: Vec<String>) -> ExitCode {
     init_tracing();
-    match args.first().map(String::as_str) {
-        None | Some("serve") => {}
+    let worker_only = match args.first().map(String::as_str) {
+        None | Some("serve") => false,
+        Some("worker") => true,
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -241,8 +281,9 @@ pub async fn cli_main(args: Vec<String>) -> ExitCode {
             eprintln!("unknown command `{other}`\n\n{USAGE}");
             return ExitCode::from(2);
         }
-    }
-    match serve().await {
+    };
+    let result = if worker_only { run_worker_only().await } else { serve().await };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -273,6 +314,26 @@ async fn serve() -> Result<(), StartError> {
         token.cancel();
     });
     server.wait().await;
+    Ok(())
+}
+
+/// `charcha worker`: the history worker alone, for deployments that scale
+/// it separately from the web servers.
+async fn run_worker_only() -> Result<(), StartError> {
+    let site_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = Config::load(site_addr)?;
+    let drivers = connect_drivers(&config).await?;
+    let partitions: Vec<i32> = drivers.log.partitions().await?.into_iter().filter(|p| config.worker.owns(*p)).collect();
+    tracing::info!(?partitions, "history worker started");
+    let shutdown = drivers.shutdown.clone();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        }
+    });
+    worker::run(drivers.store, drivers.log, partitions, shutdown).await;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! (in-process) and, for the scaled mode, Redis pub/sub.
 
 pub mod local;
+pub mod redis;
 
 use async_trait::async_trait;
 use bytes::Bytes;

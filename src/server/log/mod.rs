@@ -2,6 +2,7 @@
 //! reads the log and writes history. Drivers, one file each: [`local`]
 //! (a SQLite file beside the store) and, for the scaled mode, Kafka.
 
+pub mod kafka;
 pub mod local;
 
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //! with per-instance heartbeats so a dead instance's users expire.
 
 pub mod local;
+pub mod redis;
 
 use std::collections::HashSet;
 

@@ -2,6 +2,7 @@
 //! [`local`] (in memory) and, scaled, Redis so all instances share counts.
 
 pub mod local;
+pub mod redis;
 
 use std::time::Duration;
 

@@ -4,6 +4,7 @@
 //! for the scaled mode, MongoDB.
 
 pub mod embedded;
+pub mod mongo;
 
 use async_trait::async_trait;
 

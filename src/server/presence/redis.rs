@@ -1,0 +1,182 @@
+//! Presence across instances, in Redis.
+//!
+//! * `charcha:sessions:<user>` — sorted set of instance ids holding a
+//!   session of the user, scored by an expiry time (ms).
+//! * `charcha:online` — sorted set of online users, scored by the latest
+//!   expiry of any of their entries.
+//!
+//! Every instance refreshes its entries every [`HEARTBEAT`]; entries live
+//! [`TTL`]. A sweeper on every instance removes users whose entries all
+//! expired (an instance killed with -9 stops refreshing) and announces
+//! them offline; ZREM's return value makes exactly one instance the
+//! announcer. Bound: a dead instance's users go offline within
+//! TTL + SWEEP = 20 s + 5 s.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use fred::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use super::{Presence, PresenceError};
+use crate::{
+    protocol::ServerEvent,
+    server::{
+        bus::{Audience, Bus},
+        clock::now_ms,
+        redis_conn::RedisClients,
+    },
+};
+
+pub const TTL: Duration = Duration::from_secs(20);
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+pub const SWEEP: Duration = Duration::from_secs(5);
+const ONLINE: &str = "charcha:online";
+
+fn sessions_key(user: &str) -> String {
+    format!("charcha:sessions:{user}")
+}
+
+fn unavailable(e: fred::error::Error) -> PresenceError {
+    PresenceError::Unavailable(e.to_string())
+}
+
+pub struct RedisPresence {
+    redis: Client,
+    instance: String,
+    /// Sessions of each user on this instance.
+    local: Arc<DashMap<String, usize>>,
+}
+
+impl RedisPresence {
+    /// Starts the heartbeat and sweeper tasks (until `shutdown`).
+    pub fn start(clients: &RedisClients, bus: Arc<dyn Bus>, shutdown: CancellationToken) -> Arc<Self> {
+        let me = Arc::new(Self {
+            redis: clients.commands.clone(),
+            instance: ulid::Ulid::new().to_string(),
+            local: Arc::new(DashMap::new()),
+        });
+        let hb = me.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(HEARTBEAT);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = every.tick() => hb.heartbeat().await,
+                }
+            }
+        });
+        let sweeper = me.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = every.tick() => sweeper.sweep(bus.as_ref()).await,
+                }
+            }
+        });
+        me
+    }
+
+    async fn mark(&self, user: &str) -> Result<bool, fred::error::Error> {
+        let expiry = (now_ms() + TTL.as_millis() as i64) as f64;
+        let _: i64 = self.redis.zadd(sessions_key(user), None, None, false, false, (expiry, self.instance.as_str())).await?;
+        let _: () = self.redis.pexpire(sessions_key(user), (TTL.as_millis() * 2) as i64, None).await?;
+        // GT: never lower another instance's later expiry. Returns 1 when
+        // the user was not online before.
+        let added: i64 = self
+            .redis
+            .zadd(ONLINE, None, Some(fred::types::sorted_sets::Ordering::GreaterThan), false, false, (expiry, user))
+            .await?;
+        Ok(added == 1)
+    }
+
+    /// Refreshes every local user's entries, so they outlive [`TTL`].
+    async fn heartbeat(&self) {
+        let users: Vec<String> = self.local.iter().map(|e| e.key().clone()).collect();
+        for user in users {
+            if let Err(e) = self.mark(&user).await {
+                tracing::warn!("presence heartbeat failed: {e}");
+                return;
+            }
+        }
+    }
+
+    /// Drops users whose entries all expired and announces them offline.
+    async fn sweep(&self, bus: &dyn Bus) {
+        let now = now_ms() as f64;
+        let expired: Vec<String> = match self.redis.zrangebyscore(ONLINE, "-inf", now, false, None).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("presence sweep failed: {e}");
+                return;
+            }
+        };
+        for user in expired {
+            match self.remove_if_gone(&user).await {
+                Ok(true) => {
+                    let event = ServerEvent::Presence { user_id: user.clone(), online: false };
+                    if let Err(e) = bus.publish(Audience::Everyone, event.to_json().into()).await {
+                        tracing::warn!("presence broadcast failed: {e}");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("presence sweep failed: {e}"),
+            }
+        }
+    }
+
+    /// Removes `user` from the online set when no live entry is left;
+    /// true when this call removed them (the caller announces it).
+    async fn remove_if_gone(&self, user: &str) -> Result<bool, fred::error::Error> {
+        let now = now_ms() as f64;
+        let _: i64 = self.redis.zremrangebyscore(sessions_key(user), "-inf", now).await?;
+        let left: i64 = self.redis.zcard(sessions_key(user)).await?;
+        if left > 0 {
+            return Ok(false);
+        }
+        let removed: i64 = self.redis.zrem(ONLINE, user).await?;
+        Ok(removed == 1)
+    }
+}
+
+#[async_trait]
+impl Presence for RedisPresence {
+    async fn session_opened(&self, user_id: &str) -> Result<bool, PresenceError> {
+        let first_here = {
+            let mut n = self.local.entry(user_id.to_string()).or_insert(0);
+            *n += 1;
+            *n == 1
+        };
+        if !first_here {
+            return Ok(false);
+        }
+        self.mark(user_id).await.map_err(unavailable)
+    }
+
+    async fn session_closed(&self, user_id: &str) -> Result<bool, PresenceError> {
+        let last_here = match self.local.get_mut(user_id) {
+            Some(mut n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => true,
+            None => return Ok(false),
+        };
+        if !last_here {
+            return Ok(false);
+        }
+        self.local.remove(user_id);
+        let _: i64 = self.redis.zrem(sessions_key(user_id), self.instance.as_str()).await.map_err(unavailable)?;
+        self.remove_if_gone(user_id).await.map_err(unavailable)
+    }
+
+    async fn online_users(&self) -> Result<HashSet<String>, PresenceError> {
+        let now = now_ms() as f64;
+        let users: Vec<String> = self.redis.zrangebyscore(ONLINE, now, "+inf", false, None).await.map_err(unavailable)?;
+        Ok(users.into_iter().collect())
+    }
+}

@@ -1,0 +1,384 @@
+//! MongoDB driver of the store, written for real MongoDB semantics.
+//!
+//! Collections: `users` (unique `email`), `messages` (`{conversation_id,
+//! _id: -1}` for newest-first pages; `_id` is the ULID message id, so an
+//! insert is idempotent), `sends` (`_id` = sender + client id: the
+//! idempotency claim), `conversations`, `revoked_tokens` (TTL index on
+//! `expires_at`), `media` (binary documents; images are capped at a few
+//! MiB, far below the 16 MiB document limit, so GridFS is not needed),
+//! `log_offsets` and `dead_letters` for the worker.
+//! Duplicate keys are recognised by error code 11000, never by text.
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use mongodb::{
+    bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document},
+    error::{Error as MongoError, ErrorKind, WriteFailure},
+    options::{ClientOptions, IndexOptions},
+    Client, Collection, Database, IndexModel,
+};
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+const DUPLICATE_KEY: i32 = 11000;
+
+#[derive(Clone)]
+pub struct MongoStore {
+    db: Database,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UserDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    email: String,
+    password_hash: String,
+    full_name: String,
+    bio: String,
+    avatar_media_id: Option<String>,
+    created_at_ms: i64,
+}
+
+impl From<&UserRecord> for UserDoc {
+    fn from(u: &UserRecord) -> Self {
+        Self {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            password_hash: u.password_hash.clone(),
+            full_name: u.full_name.clone(),
+            bio: u.bio.clone(),
+            avatar_media_id: u.avatar_media_id.clone(),
+            created_at_ms: u.created_at_ms,
+        }
+    }
+}
+
+impl From<UserDoc> for UserRecord {
+    fn from(u: UserDoc) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            password_hash: u.password_hash,
+            full_name: u.full_name,
+            bio: u.bio,
+            avatar_media_id: u.avatar_media_id,
+            created_at_ms: u.created_at_ms,
+        }
+    }
+}
+
+fn unavailable(e: MongoError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn is_duplicate(e: &MongoError) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
+impl MongoStore {
+    /// Connects and creates the indexes. The database is the one named in
+    /// the URI, or `charcha`.
+    pub async fn connect(uri: &str) -> Result<Self, StoreError> {
+        let mut options = ClientOptions::parse(uri).await.map_err(unavailable)?;
+        options.app_name = Some("charcha".into());
+        options.server_selection_timeout = Some(std::time::Duration::from_secs(5));
+        let db_name = options.default_database.clone().unwrap_or_else(|| "charcha".into());
+        let client = Client::with_options(options).map_err(unavailable)?;
+        let store = Self { db: client.database(&db_name) };
+        store.create_indexes().await?;
+        Ok(store)
+    }
+
+    async fn create_indexes(&self) -> Result<(), StoreError> {
+        let unique = IndexOptions::builder().unique(true).build();
+        self.users()
+            .create_index(IndexModel::builder().keys(doc! { "email": 1 }).options(unique).build())
+            .await
+            .map_err(unavailable)?;
+        self.messages()
+            .create_index(IndexModel::builder().keys(doc! { "conversation_id": 1, "_id": -1 }).build())
+            .await
+            .map_err(unavailable)?;
+        let ttl = IndexOptions::builder().expire_after(std::time::Duration::ZERO).build();
+        self.docs("revoked_tokens")
+            .create_index(IndexModel::builder().keys(doc! { "expires_at": 1 }).options(ttl).build())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn users(&self) -> Collection<UserDoc> {
+        self.db.collection("users")
+    }
+
+    fn messages(&self) -> Collection<ChatMessage> {
+        self.db.collection("messages")
+    }
+
+    fn docs(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+
+    /// Counts stored copies of a message id (tests of exactly-once storage).
+    pub async fn count_messages(&self, filter: Document) -> Result<u64, StoreError> {
+        self.messages().count_documents(filter).await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl UserStore for MongoStore {
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        match self.users().insert_one(UserDoc::from(user)).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate(&e) => Err(StoreError::Duplicate("email")),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.users().find_one(doc! { "_id": id }).await.map_err(unavailable)?.map(Into::into))
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.users().find_one(doc! { "email": email }).await.map_err(unavailable)?.map(Into::into))
+    }
+
+    async fn update_profile(
+        &self,
+        id: &str,
+        change: ProfileChange,
+    ) -> Result<Option<(UserRecord, Option<String>)>, StoreError> {
+        let Some(before) = self.user_by_id(id).await? else { return Ok(None) };
+        let mut set = Document::new();
+        if let Some(n) = &change.full_name {
+            set.insert("full_name", n);
+        }
+        if let Some(b) = &change.bio {
+            set.insert("bio", b);
+        }
+        if let Some(a) = &change.avatar_media_id {
+            set.insert("avatar_media_id", a);
+        }
+        if !set.is_empty() {
+            self.users().update_one(doc! { "_id": id }, doc! { "$set": set }).await.map_err(unavailable)?;
+        }
+        let Some(after) = self.user_by_id(id).await? else { return Ok(None) };
+        let replaced = match (&change.avatar_media_id, before.avatar_media_id) {
+            (Some(new), Some(old)) if *new != old => Some(old),
+            _ => None,
+        };
+        Ok(Some((after, replaced)))
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let cursor = self.users().find(doc! {}).sort(doc! { "full_name": 1, "_id": 1 }).await.map_err(unavailable)?;
+        let docs: Vec<UserDoc> = cursor.try_collect().await.map_err(unavailable)?;
+        Ok(docs.into_iter().map(Into::into).collect())
+    }
+}
+
+#[async_trait]
+impl TokenStore for MongoStore {
+    async fn revoke_token(&self, jti: &str, expires_at_ms: i64) -> Result<(), StoreError> {
+        let r = self
+            .docs("revoked_tokens")
+            .insert_one(doc! { "_id": jti, "expires_at": DateTime::from_millis(expires_at_ms) })
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        Ok(self.docs("revoked_tokens").find_one(doc! { "_id": jti }).await.map_err(unavailable)?.is_some())
+    }
+
+    async fn purge_expired_revocations(&self, now_ms: i64) -> Result<u64, StoreError> {
+        // The TTL index does this on MongoDB; doing it here too keeps
+        // servers without TTL monitors (some compatible ones) bounded.
+        let r = self
+            .docs("revoked_tokens")
+            .delete_many(doc! { "expires_at": { "$lt": DateTime::from_millis(now_ms) } })
+            .await
+            .map_err(unavailable)?;
+        Ok(r.deleted_count)
+    }
+}
+
+#[async_trait]
+impl MediaStore for MongoStore {
+    async fn put_media(&self, media: &MediaRecord) -> Result<(), StoreError> {
+        let d = doc! {
+            "_id": &media.id,
+            "owner_id": &media.owner_id,
+            "conversation_id": media.conversation_id.as_deref().map(Bson::from).unwrap_or(Bson::Null),
+            "content_type": &media.content_type,
+            "data": Binary { subtype: BinarySubtype::Generic, bytes: media.data.to_vec() },
+            "created_at_ms": media.created_at_ms,
+        };
+        match self.docs("media").insert_one(d).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate(&e) => Err(StoreError::Duplicate("media id")),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn get_media(&self, id: &str) -> Result<Option<MediaRecord>, StoreError> {
+        let Some(d) = self.docs("media").find_one(doc! { "_id": id }).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str| StoreError::Corrupt(format!("media {id}: {what}"));
+        Ok(Some(MediaRecord {
+            id: id.to_string(),
+            owner_id: d.get_str("owner_id").map_err(|_| corrupt("owner_id"))?.to_string(),
+            conversation_id: d.get_str("conversation_id").ok().map(str::to_string),
+            content_type: d.get_str("content_type").map_err(|_| corrupt("content_type"))?.to_string(),
+            data: bytes::Bytes::from(d.get_binary_generic("data").map_err(|_| corrupt("data"))?.clone()),
+            created_at_ms: d.get_i64("created_at_ms").unwrap_or_default(),
+        }))
+    }
+
+    async fn delete_media(&self, id: &str) -> Result<(), StoreError> {
+        self.docs("media").delete_one(doc! { "_id": id }).await.map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConversationStore for MongoStore {
+    async fn ensure_conversation(&self, id: &str, members: &[String]) -> Result<(), StoreError> {
+        let r = self
+            .docs("conversations")
+            .insert_one(doc! { "_id": id, "members": members, "created_at_ms": crate::server::clock::now_ms() })
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn conversation_members(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let Some(d) = self.docs("conversations").find_one(doc! { "_id": id }).await.map_err(unavailable)? else {
+            return Ok(Vec::new());
+        };
+        Ok(d.get_array("members")
+            .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect())
+            .unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl MessageStore for MongoStore {
+    async fn claim_send(
+        &self,
+        sender_id: &str,
+        client_msg_id: &str,
+        candidate: &ChatMessage,
+    ) -> Result<ChatMessage, StoreError> {
+        // Sender ids are fixed-length ULIDs, so the concatenation is unique.
+        let key = format!("{sender_id}:{client_msg_id}");
+        let json = serde_json::to_string(candidate).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        match self.docs("sends").insert_one(doc! { "_id": &key, "message": json }).await {
+            Ok(_) => Ok(candidate.clone()),
+            Err(e) if is_duplicate(&e) => {
+                let d = self
+                    .docs("sends")
+                    .find_one(doc! { "_id": &key })
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| StoreError::Unavailable("claimed send vanished".into()))?;
+                let text = d.get_str("message").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn save_messages(&self, messages: &[ChatMessage]) -> Result<u64, StoreError> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        // Unordered: one duplicate (a replay) must not stop the others.
+        match self.messages().insert_many(messages).ordered(false).await {
+            Ok(r) => Ok(r.inserted_ids.len() as u64),
+            Err(e) => match e.kind.as_ref() {
+                ErrorKind::InsertMany(im)
+                    if im.write_concern_error.is_none()
+                        && im.write_errors.as_ref().is_some_and(|w| w.iter().all(|w| w.code == DUPLICATE_KEY)) =>
+                {
+                    let dups = im.write_errors.as_ref().map_or(0, Vec::len);
+                    Ok((messages.len() - dups) as u64)
+                }
+                _ => Err(unavailable(e)),
+            },
+        }
+    }
+
+    async fn messages_before(
+        &self,
+        conversation_id: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let filter = match before {
+            Some(b) => doc! { "conversation_id": conversation_id, "_id": { "$lt": b } },
+            None => doc! { "conversation_id": conversation_id },
+        };
+        let cursor = self
+            .messages()
+            .find(filter)
+            .sort(doc! { "_id": -1 })
+            .limit(limit as i64)
+            .await
+            .map_err(unavailable)?;
+        cursor.try_collect().await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for MongoStore {
+    async fn load_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        let id = format!("{stream}/{partition}");
+        let d = self.docs("log_offsets").find_one(doc! { "_id": id }).await.map_err(unavailable)?;
+        Ok(d.and_then(|d| d.get_i64("next_offset").ok()))
+    }
+
+    async fn save_offset(&self, stream: &str, partition: i32, next_offset: i64) -> Result<(), StoreError> {
+        let id = format!("{stream}/{partition}");
+        self.docs("log_offsets")
+            .replace_one(doc! { "_id": &id }, doc! { "_id": &id, "next_offset": next_offset })
+            .upsert(true)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        stream: &str,
+        partition: i32,
+        offset: i64,
+        payload: &[u8],
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let d = doc! {
+            "_id": format!("{stream}/{partition}/{offset}"),
+            "payload": Binary { subtype: BinarySubtype::Generic, bytes: payload.to_vec() },
+            "error": error,
+            "created_at_ms": crate::server::clock::now_ms(),
+        };
+        match self.docs("dead_letters").insert_one(d).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
