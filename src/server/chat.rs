@@ -116,13 +116,16 @@ impl ChatService {
         limit: Option<usize>,
     ) -> Result<MessagePage, AppError> {
         let conversation_id = self.peer_conversation(me, peer).await?;
-        if let Some(b) = before
-            && !is_valid_id(b)
-        {
-            return Err(AppError::bad_request("`before` must be a message id"));
-        }
+        // Canonical (upper-case) form: ULIDs parse case-insensitively, but the
+        // store compares ids as text, so a lower-case cursor would match the
+        // wrong messages (duplicates across pages).
+        let before = match before {
+            Some(b) if is_valid_id(b) => Some(ulid::Ulid::from_string(b).map_err(|_| AppError::internal())?.to_string()),
+            Some(_) => return Err(AppError::bad_request("`before` must be a message id")),
+            None => None,
+        };
         let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-        let mut messages = self.store.messages_before(&conversation_id, before, limit + 1).await?;
+        let mut messages = self.store.messages_before(&conversation_id, before.as_deref(), limit + 1).await?;
         let has_more = messages.len() > limit;
         messages.truncate(limit);
         messages.reverse();

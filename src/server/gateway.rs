@@ -158,33 +158,44 @@ async fn write_loop(
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     loop {
-        let outcome = tokio::select! {
+        let message = tokio::select! {
             // Replies first: an ack should not wait behind a burst of
             // other users' traffic.
             biased;
             Some(out) = replies.recv() => match out {
-                Outgoing::Text(frame) => sink.send(Message::Text(frame)).await,
+                Outgoing::Text(frame) => Message::Text(frame),
                 Outgoing::Close(code, reason) => {
                     let _ = sink.send(close_frame(code, reason)).await;
                     return;
                 }
             },
-            Some(frame) = frames.recv() => sink.send(Message::Text(frame)).await,
-            _ = ping.tick() => sink.send(Message::Ping(bytes::Bytes::new())).await,
-            _ = kicked.notified() => {
-                let _ = sink.send(close_frame(close::POLICY, "too slow: outgoing queue full")).await;
-                return;
-            }
-            _ = shutdown.cancelled() => {
-                let _ = sink.send(close_frame(close::GOING_AWAY, "server shutting down")).await;
-                return;
-            }
+            Some(frame) = frames.recv() => Message::Text(frame),
+            _ = ping.tick() => Message::Ping(bytes::Bytes::new()),
+            _ = kicked.notified() => return close_and_stop(&mut sink, close::POLICY, KICK_REASON).await,
+            _ = shutdown.cancelled() => return close_and_stop(&mut sink, close::GOING_AWAY, SHUTDOWN_REASON).await,
             else => return,
+        };
+        // A peer that stopped reading blocks this send once the socket
+        // buffers are full; a kick or a shutdown must still end the session
+        // (otherwise only the idle timeout would, much later).
+        let outcome = tokio::select! {
+            r = sink.send(message) => r,
+            _ = kicked.notified() => return close_and_stop(&mut sink, close::POLICY, KICK_REASON).await,
+            _ = shutdown.cancelled() => return close_and_stop(&mut sink, close::GOING_AWAY, SHUTDOWN_REASON).await,
         };
         if outcome.is_err() {
             return;
         }
     }
+}
+
+const KICK_REASON: &str = "too slow: outgoing queue full";
+const SHUTDOWN_REASON: &str = "server shutting down";
+
+/// Sends a close frame if the socket takes it within a moment (it may be
+/// full: the peer is not reading), then gives up on the connection.
+async fn close_and_stop(sink: &mut Sink, code: u16, reason: &'static str) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close_frame(code, reason))).await;
 }
 
 /// Reads client frames until the connection ends; returns the close code

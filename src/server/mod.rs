@@ -115,7 +115,7 @@ pub async fn connect_drivers(config: &Config) -> Result<Drivers, StartError> {
     let store: Arc<dyn Store> = match &b.mongodb_uri {
         Some(uri) => {
             tracing::info!("store: MongoDB");
-            Arc::new(store::mongo::MongoStore::connect(uri).await?)
+            Arc::new(retry_startup("MongoDB", || store::mongo::MongoStore::connect(uri)).await?)
         }
         None => Arc::new(EmbeddedStore::open(&config.data_dir)?),
     };
@@ -124,20 +124,23 @@ pub async fn connect_drivers(config: &Config) -> Result<Drivers, StartError> {
     } else {
         tracing::info!(brokers = ?b.kafka_brokers, topic = %b.kafka_topic, "log: Kafka");
         Arc::new(
-            log::kafka::KafkaLog::connect(
-                b.kafka_brokers.clone(),
-                &b.kafka_topic,
-                b.kafka_partitions,
-                b.kafka_replication,
-                shutdown.clone(),
-            )
+            retry_startup("Kafka", || {
+                log::kafka::KafkaLog::connect(
+                    b.kafka_brokers.clone(),
+                    &b.kafka_topic,
+                    b.kafka_partitions,
+                    b.kafka_replication,
+                    shutdown.clone(),
+                )
+            })
             .await?,
         )
     };
     let (bus, presence, limiter): (Arc<dyn Bus>, Arc<dyn Presence>, Arc<dyn RateLimiter>) = match &b.redis_url {
         Some(url) => {
             tracing::info!("bus, presence, rate limits: Redis");
-            let clients = redis_conn::connect(url).await.map_err(|e| StartError::Other(e.to_string()))?;
+            let clients =
+                retry_startup("Redis", || redis_conn::connect(url)).await.map_err(|e| StartError::Other(e.to_string()))?;
             let bus: Arc<dyn Bus> = Arc::new(
                 bus::redis::RedisBus::start(clients.clone(), hub.clone(), shutdown.clone())
                     .await
@@ -158,6 +161,30 @@ pub async fn connect_drivers(config: &Config) -> Result<Drivers, StartError> {
         );
     }
     Ok(Drivers { hub, store, log, bus, presence, limiter, shutdown })
+}
+
+/// How long a starting server waits for a backing service to come up
+/// (containers often start together).
+const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Retries `connect` until it succeeds or [`STARTUP_PATIENCE`] runs out.
+async fn retry_startup<T, E, F, Fut>(name: &str, mut connect: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + STARTUP_PATIENCE;
+    loop {
+        match connect().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!("{name} not reachable yet, retrying: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Builds the services on top of the drivers.

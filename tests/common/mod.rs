@@ -132,13 +132,22 @@ pub struct Ws {
 
 impl Ws {
     pub async fn connect(server: &TestServer, token: &str) -> Self {
-        let mut req = server.ws_url().into_client_request().expect("request");
-        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
-        let (stream, _) = tokio_tungstenite::connect_async(req).await.expect("ws connect");
+        Self::connect_url(&server.ws_url(), token).await
+    }
+
+    /// Connects to a `ws://…/ws` URL with a bearer token.
+    pub async fn connect_url(url: &str, token: &str) -> Self {
+        Self::try_connect_url(url, token).await.expect("ws connect")
+    }
+
+    /// Like [`Ws::connect_url`], but reports failure instead of panicking.
+    pub async fn try_connect_url(url: &str, token: &str) -> Option<Self> {
+        let mut req = url.into_client_request().ok()?;
+        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().ok()?);
+        let (stream, _) = tokio_tungstenite::connect_async(req).await.ok()?;
         let mut ws = Self { stream };
-        let hello = ws.next_event().await;
-        assert_eq!(hello["type"], "hello", "first frame is hello: {hello}");
-        ws
+        let hello = ws.try_next_event(std::time::Duration::from_secs(5)).await?;
+        (hello["type"] == "hello").then_some(ws)
     }
 
     pub async fn send_json(&mut self, v: Value) {

@@ -154,7 +154,14 @@ async fn produce_loop(client: Arc<PartitionClient>, mut rx: mpsc::Receiver<Pendi
         let client = client.clone();
         tokio::spawn(async move {
             let (records, waiters): (Vec<Record>, Vec<_>) = batch.into_iter().map(|p| (p.record, p.done)).unzip();
-            let result = client.produce(records, Compression::Lz4).await;
+            // rskafka keeps reconnecting to a dead broker on its own
+            // schedule; the deadline is ours to enforce. A produce that times
+            // out may still have landed: the sender retries with the same
+            // client_msg_id and the worker's idempotent write absorbs it.
+            let result = match tokio::time::timeout(SEND_DEADLINE, client.produce(records, Compression::Lz4)).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no acknowledgement from Kafka within {SEND_DEADLINE:?}")),
+            };
             drop(permit);
             match result {
                 Ok(offsets) => {
@@ -162,8 +169,7 @@ async fn produce_loop(client: Arc<PartitionClient>, mut rx: mpsc::Receiver<Pendi
                         let _ = w.send(Ok(o));
                     }
                 }
-                Err(e) => {
-                    let msg = e.to_string();
+                Err(msg) => {
                     for w in waiters {
                         let _ = w.send(Err(msg.clone()));
                     }

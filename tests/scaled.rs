@@ -1,0 +1,507 @@
+//! The scaled mode against real services: three `charcha` processes over one
+//! Redis, Kafka and MongoDB-compatible server, plus a separate history
+//! worker process (`charcha worker`).
+//!
+//! These need the services running (`scripts/services.sh start`, which
+//! `./dev test` does) and are `#[ignore]`d otherwise; `./dev test` runs them
+//! with `--ignored`. Service addresses come from CHARCHA_TEST_REDIS_URL,
+//! CHARCHA_TEST_KAFKA_BROKERS, CHARCHA_TEST_MONGODB_URI (defaults: the ports
+//! scripts/services.sh uses).
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{Ws, PASSWORD};
+use serde_json::{json, Value};
+
+const SECRET: &str = "scaled-test-secret-0123456789-abcdefghij";
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_string())
+}
+
+fn redis_url() -> String {
+    env_or("CHARCHA_TEST_REDIS_URL", "redis://127.0.0.1:16379")
+}
+fn kafka_brokers() -> String {
+    env_or("CHARCHA_TEST_KAFKA_BROKERS", "127.0.0.1:19092")
+}
+fn mongo_base() -> String {
+    env_or("CHARCHA_TEST_MONGODB_URI", "mongodb://127.0.0.1:27018")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Runs `scripts/services.sh <cmd> <service>`.
+fn services(cmd: &str, service: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services.sh");
+    let status = Command::new(script).args([cmd, service]).status().expect("run scripts/services.sh");
+    assert!(status.success(), "services.sh {cmd} {service} failed");
+}
+
+/// One isolated deployment: its own Kafka topic and Mongo database.
+struct Cluster {
+    topic: String,
+    mongo_uri: String,
+    data: tempfile::TempDir,
+    web: Vec<Option<(u16, Child)>>,
+    worker: Option<Child>,
+}
+
+impl Cluster {
+    async fn start(instances: usize) -> Self {
+        let tag = ulid::Ulid::new().to_string().to_lowercase();
+        let mut c = Self {
+            topic: format!("charcha-it-{tag}"),
+            mongo_uri: format!("{}/charcha_it_{tag}", mongo_base().trim_end_matches('/')),
+            data: tempfile::tempdir().expect("tempdir"),
+            web: Vec::new(),
+            worker: None,
+        };
+        // The first instance creates the topic; start it alone.
+        for i in 0..instances {
+            let port = free_port();
+            let child = c.spawn(&["serve"], port, i);
+            c.web.push(Some((port, child)));
+            c.wait_healthy(i).await;
+        }
+        c.worker = Some(c.spawn(&["worker"], 0, 99));
+        c
+    }
+
+    fn spawn(&self, args: &[&str], port: u16, index: usize) -> Child {
+        let log = std::fs::File::create(self.data.path().join(format!("instance-{index}.log"))).expect("log");
+        Command::new(env!("CARGO_BIN_EXE_charcha"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("LEPTOS_OUTPUT_NAME", "charcha")
+            .env("LEPTOS_SITE_ROOT", self.data.path())
+            .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+            .env("LEPTOS_ENV", "PROD")
+            .env("CHARCHA_CONFIG", Path::new(env!("CARGO_MANIFEST_DIR")).join("Leptos.toml"))
+            .env("CHARCHA_ENV", "development")
+            .env("CHARCHA_DATA_DIR", self.data.path().join(format!("data-{index}")))
+            .env("CHARCHA_AUTH_RATE_PER_MINUTE", "100000")
+            .env("JWT_SECRET", SECRET)
+            .env("REDIS_URL", redis_url())
+            .env("KAFKA_BROKERS", kafka_brokers())
+            .env("KAFKA_TOPIC", &self.topic)
+            .env("KAFKA_PARTITIONS", "6")
+            .env("MONGODB_URI", &self.mongo_uri)
+            // Web instances leave history to the dedicated worker process.
+            .env("CHARCHA_WORKER", "off")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn charcha")
+    }
+
+    fn url(&self, i: usize) -> String {
+        let (port, _) = self.web[i].as_ref().expect("instance alive");
+        format!("http://127.0.0.1:{port}")
+    }
+
+    fn ws_url(&self, i: usize) -> String {
+        self.url(i).replacen("http://", "ws://", 1) + "/ws"
+    }
+
+    async fn wait_healthy(&self, i: usize) {
+        let url = format!("{}/api/health", self.url(i));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "instance {i} not healthy; log:\n{}", self.log(i));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.data.path().join(format!("instance-{i}.log"))).unwrap_or_default()
+    }
+
+    /// SIGKILL, like a crashed machine.
+    fn kill9(&mut self, i: usize) {
+        if let Some((_, mut child)) = self.web[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn kill9_worker(&mut self) {
+        if let Some(mut w) = self.worker.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+
+    fn restart_worker(&mut self) {
+        self.worker = Some(self.spawn(&["worker"], 0, 98));
+    }
+
+    async fn mongo(&self) -> mongodb::Database {
+        let client = mongodb::Client::with_uri_str(&self.mongo_uri).await.expect("mongo client");
+        client.default_database().expect("database in uri")
+    }
+
+    /// Waits until MongoDB holds every id in `ids` (exactly once each);
+    /// returns how long that took.
+    async fn await_stored(&self, ids: &HashSet<String>, within: Duration) -> Duration {
+        use futures_util::TryStreamExt;
+        let db = self.mongo().await;
+        let messages = db.collection::<mongodb::bson::Document>("messages");
+        let started = Instant::now();
+        loop {
+            let docs: Vec<mongodb::bson::Document> = messages
+                .find(mongodb::bson::doc! {})
+                .projection(mongodb::bson::doc! { "_id": 1 })
+                .await
+                .expect("find")
+                .try_collect()
+                .await
+                .expect("collect");
+            let mut seen: HashMap<String, usize> = HashMap::new();
+            for d in &docs {
+                if let Ok(id) = d.get_str("_id") {
+                    *seen.entry(id.to_string()).or_default() += 1;
+                }
+            }
+            assert!(seen.values().all(|n| *n == 1), "a message is stored twice");
+            let missing = ids.iter().filter(|id| !seen.contains_key(*id)).count();
+            if missing == 0 {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < within, "{missing} acked messages not in MongoDB after {within:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.web.len() {
+            self.kill9(i);
+        }
+        self.kill9_worker();
+    }
+}
+
+struct User {
+    id: String,
+    token: String,
+}
+
+async fn signup(base: &str, name: &str) -> User {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/auth/signup"))
+        .json(&json!({ "email": common::unique_email(name), "password": PASSWORD, "full_name": name }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(r.status(), 201, "signup {name}");
+    let body: Value = r.json().await.expect("json");
+    User { id: body["user"]["_id"].as_str().expect("id").into(), token: body["token"].as_str().expect("token").into() }
+}
+
+/// Sends and waits for the ack; returns the acked message id.
+async fn send_acked(ws: &mut Ws, to: &str, text: &str) -> Result<String, Value> {
+    let cid = ulid::Ulid::new().to_string();
+    ws.send_text(&cid, to, text).await;
+    loop {
+        let e = ws.try_next_event(Duration::from_secs(15)).await.ok_or_else(|| json!({"error": "no reply"}))?;
+        match e["type"].as_str() {
+            Some("ack") if e["client_msg_id"] == cid.as_str() => {
+                return Ok(e["message"]["_id"].as_str().unwrap_or_default().to_string());
+            }
+            Some("error") if e["client_msg_id"] == cid.as_str() => return Err(e),
+            _ => {}
+        }
+    }
+}
+
+/// Next live `message` event with this text.
+async fn expect_live(ws: &mut Ws, text: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let e = ws.try_next_event(left).await.unwrap_or_else(|| panic!("no live message {text:?} within {within:?}"));
+        if e["type"] == "message" && e["message"]["text"] == text {
+            return e;
+        }
+    }
+}
+
+async fn presence_of(ws: &mut Ws, user: &str, online: bool, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let left = within.saturating_sub(started.elapsed());
+        let e = ws
+            .try_next_event(left)
+            .await
+            .unwrap_or_else(|| panic!("no presence {online} for {user} within {within:?}"));
+        if e["type"] == "presence" && e["user_id"] == user && e["online"] == online {
+            return started.elapsed();
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Redis, Kafka and MongoDB: run through ./dev test"]
+async fn users_on_different_instances_chat_live_with_presence_everywhere() {
+    let cluster = Cluster::start(3).await;
+    let (a, b, c) =
+        (signup(&cluster.url(0), "a").await, signup(&cluster.url(1), "b").await, signup(&cluster.url(2), "c").await);
+    let mut c_ws = Ws::connect_url(&cluster.ws_url(2), &c.token).await;
+    let mut a_ws = Ws::connect_url(&cluster.ws_url(0), &a.token).await;
+    presence_of(&mut c_ws, &a.id, true, Duration::from_secs(5)).await;
+    let mut b_ws = Ws::connect_url(&cluster.ws_url(1), &b.token).await;
+    presence_of(&mut c_ws, &b.id, true, Duration::from_secs(5)).await;
+
+    send_acked(&mut a_ws, &b.id, "hello from instance 0").await.expect("ack");
+    expect_live(&mut b_ws, "hello from instance 0", Duration::from_secs(5)).await;
+    send_acked(&mut b_ws, &a.id, "hello back from instance 1").await.expect("ack");
+    expect_live(&mut a_ws, "hello back from instance 1", Duration::from_secs(5)).await;
+
+    // Every instance sees the same presence.
+    for i in 0..3 {
+        let users: Vec<Value> = reqwest::Client::new()
+            .get(format!("{}/api/messages/users", cluster.url(i)))
+            .bearer_auth(&c.token)
+            .send()
+            .await
+            .expect("users")
+            .json()
+            .await
+            .expect("json");
+        let online: HashMap<String, bool> =
+            users.iter().map(|u| (u["_id"].as_str().unwrap_or_default().to_string(), u["online"] == true)).collect();
+        assert_eq!(online.get(&a.id), Some(&true), "instance {i} sees a online");
+        assert_eq!(online.get(&b.id), Some(&true), "instance {i} sees b online");
+    }
+    drop(b_ws);
+    presence_of(&mut c_ws, &b.id, false, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs Redis, Kafka and MongoDB: run through ./dev test"]
+async fn a_thousand_messages_across_instances_are_stored_exactly_once_in_order() {
+    let mut cluster = Cluster::start(3).await;
+    const PAIRS: usize = 5;
+    const PER_SENDER: usize = 100;
+    let mut users = Vec::new();
+    for i in 0..PAIRS * 2 {
+        users.push(signup(&cluster.url(i % 3), &format!("u{i}")).await);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let peer = users[i ^ 1].id.clone();
+        let (url, token) = (cluster.ws_url(i % 3), u.token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ws = Ws::connect_url(&url, &token).await;
+            let mut acked = Vec::new();
+            for n in 0..PER_SENDER {
+                acked.push(send_acked(&mut ws, &peer, &format!("m{n}")).await.expect("ack"));
+            }
+            acked
+        }));
+    }
+    let mut sent: HashMap<usize, Vec<String>> = HashMap::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        sent.insert(i, t.await.expect("sender"));
+    }
+    let send_time = started.elapsed();
+    let all: HashSet<String> = sent.values().flatten().cloned().collect();
+    assert_eq!(all.len(), PAIRS * 2 * PER_SENDER, "every ack has its own id");
+    // Crash the worker once mid-way through storing, to exercise resume.
+    cluster.kill9_worker();
+    cluster.restart_worker();
+    let lag = cluster.await_stored(&all, Duration::from_secs(60)).await;
+    println!(
+        "scaled: {} messages acked in {send_time:?} ({:.0}/s with {} sequential senders); all in MongoDB {lag:?} after the last ack",
+        all.len(),
+        all.len() as f64 / send_time.as_secs_f64(),
+        PAIRS * 2
+    );
+
+    // Per conversation, history is in send order for each sender.
+    for (i, u) in users.iter().enumerate().step_by(2) {
+        let peer = &users[i + 1];
+        let mut history = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let mut url = format!("{}/api/messages/{}?limit=100", cluster.url(0), peer.id);
+            if let Some(b) = &before {
+                url.push_str(&format!("&before={b}"));
+            }
+            let page: Value =
+                reqwest::Client::new().get(url).bearer_auth(&u.token).send().await.expect("history").json().await.expect("json");
+            let msgs = page["messages"].as_array().cloned().unwrap_or_default();
+            before = msgs.first().and_then(|m| m["_id"].as_str()).map(str::to_string);
+            let mut ids: Vec<String> = msgs.iter().filter_map(|m| m["_id"].as_str().map(str::to_string)).collect();
+            ids.extend(history);
+            history = ids;
+            if page["has_more"] != true {
+                break;
+            }
+        }
+        assert_eq!(history.len(), 2 * PER_SENDER);
+        for sender in [i, i + 1] {
+            let mine: Vec<&String> = history.iter().filter(|id| sent[&sender].contains(id)).collect();
+            let expected: Vec<&String> = sent[&sender].iter().collect();
+            assert_eq!(mine, expected, "sender {sender}'s messages in send order");
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Redis, Kafka and MongoDB: run through ./dev test"]
+async fn killing_an_instance_loses_nothing_and_its_users_go_offline() {
+    let mut cluster = Cluster::start(3).await;
+    let (a, b, c) =
+        (signup(&cluster.url(0), "a").await, signup(&cluster.url(1), "b").await, signup(&cluster.url(2), "c").await);
+    let mut c_ws = Ws::connect_url(&cluster.ws_url(2), &c.token).await;
+    let mut b_ws = Ws::connect_url(&cluster.ws_url(1), &b.token).await;
+    let mut a_ws = Ws::connect_url(&cluster.ws_url(0), &a.token).await;
+    presence_of(&mut c_ws, &a.id, true, Duration::from_secs(5)).await;
+
+    let mut acked = Vec::new();
+    for n in 0..20 {
+        acked.push(send_acked(&mut a_ws, &b.id, &format!("before {n}")).await.expect("ack"));
+    }
+    cluster.kill9(0);
+    let offline_after = presence_of(&mut c_ws, &a.id, false, Duration::from_secs(30)).await;
+    println!("scaled: a killed instance's user went offline after {offline_after:?}");
+
+    // A reconnects to another instance and carries on.
+    drop(a_ws);
+    let mut a_ws = Ws::connect_url(&cluster.ws_url(1), &a.token).await;
+    for n in 0..20 {
+        acked.push(send_acked(&mut a_ws, &b.id, &format!("after {n}")).await.expect("ack"));
+    }
+    expect_live(&mut b_ws, "after 19", Duration::from_secs(5)).await;
+    let ids: HashSet<String> = acked.iter().cloned().collect();
+    cluster.await_stored(&ids, Duration::from_secs(30)).await;
+
+    // Catch-up over HTTP from the surviving instance: every message once.
+    let page: Value = reqwest::Client::new()
+        .get(format!("{}/api/messages/{}?limit=100", cluster.url(2), a.id))
+        .bearer_auth(&b.token)
+        .send()
+        .await
+        .expect("history")
+        .json()
+        .await
+        .expect("json");
+    let got: Vec<String> =
+        page["messages"].as_array().expect("messages").iter().filter_map(|m| m["_id"].as_str().map(str::to_string)).collect();
+    assert_eq!(got, acked, "history is every acked message, once, in order");
+}
+
+#[tokio::test]
+#[ignore = "needs Redis, Kafka and MongoDB: run through ./dev test"]
+async fn redis_kafka_and_mongo_restarts_lose_nothing_acked() {
+    // Leave every service running whatever happens below.
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            for s in ["redis", "kafka", "mongo"] {
+                services("start", s);
+            }
+        }
+    }
+    let _restore = Restore;
+    let cluster = Cluster::start(2).await;
+    let (a, b) = (signup(&cluster.url(0), "a").await, signup(&cluster.url(1), "b").await);
+    let mut a_ws = Ws::connect_url(&cluster.ws_url(0), &a.token).await;
+    let mut b_ws = Ws::connect_url(&cluster.ws_url(1), &b.token).await;
+    let mut acked = HashSet::new();
+    acked.insert(send_acked(&mut a_ws, &b.id, "warm up").await.expect("ack"));
+    expect_live(&mut b_ws, "warm up", Duration::from_secs(5)).await;
+
+    // Redis: live delivery pauses, then resumes by itself.
+    services("stop", "redis");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    services("start", "redis");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let text = format!("after redis {n}");
+        if let Ok(id) = send_acked(&mut a_ws, &b.id, &text).await {
+            acked.insert(id);
+        }
+        let delivered = async {
+            loop {
+                match b_ws.try_next_event(Duration::from_millis(500)).await {
+                    Some(e) if e["type"] == "message" && e["message"]["text"] == text.as_str() => return true,
+                    Some(_) => continue,
+                    None => return false,
+                }
+            }
+        }
+        .await;
+        if delivered {
+            break;
+        }
+        assert!(Instant::now() < deadline, "live delivery did not resume after the Redis restart");
+    }
+
+    // Kafka: sends fail clearly (no silent drop) while it is down.
+    services("stop", "kafka");
+    let started = Instant::now();
+    let err = send_acked(&mut a_ws, &b.id, "during kafka outage").await.expect_err("no ack while Kafka is down");
+    assert_eq!(err["code"], "unavailable", "{err}");
+    println!("scaled: send failed {:?} after Kafka went down: {}", started.elapsed(), err["message"]);
+    services("start", "kafka");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match send_acked(&mut a_ws, &b.id, "after kafka").await {
+            Ok(id) => {
+                acked.insert(id);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "sends did not recover after Kafka restart: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    expect_live(&mut b_ws, "after kafka", Duration::from_secs(10)).await;
+
+    // MongoDB: history catches up by itself once it is back.
+    services("stop", "mongo");
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/messages/{}", cluster.url(0), b.id))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .expect("request");
+    assert!(r.status() == 503 || r.status() == 401, "clear error while MongoDB is down, got {}", r.status());
+    services("start", "mongo");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match send_acked(&mut a_ws, &b.id, "after mongo").await {
+            Ok(id) => {
+                acked.insert(id);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "sends did not recover after MongoDB restart: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    cluster.await_stored(&acked, Duration::from_secs(60)).await;
+}
