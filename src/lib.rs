@@ -1,6 +1,8 @@
 //! Charcha: a scalable real-time chat. One crate compiles to the server
 //! (feature `ssr`) and to the wasm client (feature `hydrate`).
 
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod app;
 pub mod protocol;

@@ -42,6 +42,8 @@ pub struct Limits {
 pub struct Backends {
     pub mongodb_uri: Option<String>,
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel (CHARCHA_REDIS_PREFIX).
+    pub redis_prefix: String,
     pub kafka_brokers: Vec<String>,
     pub kafka_topic: String,
     /// Partitions of a topic Charcha creates (KAFKA_PARTITIONS).
@@ -184,6 +186,7 @@ impl Config {
         let backends = Backends {
             mongodb_uri: get("MONGODB_URI").or_else(|| non_empty(b.mongodb_uri)),
             redis_url: get("REDIS_URL").or_else(|| non_empty(b.redis_url)),
+            redis_prefix: get("CHARCHA_REDIS_PREFIX").unwrap_or(b.redis_prefix),
             kafka_brokers: get("KAFKA_BROKERS")
                 .unwrap_or(b.kafka_brokers)
                 .split(',')
@@ -316,6 +319,7 @@ impl Default for LimitsSection {
 pub struct BackendsSection {
     pub mongodb_uri: String,
     pub redis_url: String,
+    pub redis_prefix: String,
     pub kafka_brokers: String,
     pub kafka_topic: String,
     pub kafka_partitions: u64,
@@ -327,6 +331,7 @@ impl Default for BackendsSection {
         Self {
             mongodb_uri: String::new(),
             redis_url: String::new(),
+            redis_prefix: "charcha".into(),
             kafka_brokers: String::new(),
             kafka_topic: "chat-messages".into(),
             kafka_partitions: 6,

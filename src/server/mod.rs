@@ -142,12 +142,12 @@ pub async fn connect_drivers(config: &Config) -> Result<Drivers, StartError> {
             let clients =
                 retry_startup("Redis", || redis_conn::connect(url)).await.map_err(|e| StartError::Other(e.to_string()))?;
             let bus: Arc<dyn Bus> = Arc::new(
-                bus::redis::RedisBus::start(clients.clone(), hub.clone(), shutdown.clone())
+                bus::redis::RedisBus::start(clients.clone(), &b.redis_prefix, hub.clone(), shutdown.clone())
                     .await
                     .map_err(|e| StartError::Other(e.to_string()))?,
             );
-            let presence = presence::redis::RedisPresence::start(&clients, bus.clone(), shutdown.clone());
-            (bus, presence, Arc::new(ratelimit::redis::RedisRateLimiter::new(clients.commands.clone())))
+            let presence = presence::redis::RedisPresence::start(&clients, &b.redis_prefix, bus.clone(), shutdown.clone());
+            (bus, presence, Arc::new(ratelimit::redis::RedisRateLimiter::new(clients.commands.clone(), &b.redis_prefix)))
         }
         None => (
             Arc::new(LocalBus::new(hub.clone())),

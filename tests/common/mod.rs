@@ -16,8 +16,15 @@ use tokio_tungstenite::{
 
 pub const PASSWORD: &str = "correct horse 1";
 
+/// True when the suite runs against the real services.
+pub fn scaled() -> bool {
+    std::env::var("CHARCHA_TEST_SCALED").is_ok_and(|v| v == "1")
+}
+
 pub struct TestServer {
     pub url: String,
+    /// The configuration it was started with (a restart reuses it).
+    pub config: Config,
     pub data_dir: PathBuf,
     /// Owns the temp dir when the server created it.
     _tmp: Option<Arc<tempfile::TempDir>>,
@@ -29,10 +36,24 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// Starts with a tweaked config (fresh data dir).
+    /// Starts with a tweaked config (fresh data dir). With
+    /// `CHARCHA_TEST_SCALED=1` (set by `./dev test` for its second pass) the
+    /// server runs on the real Redis, Kafka and MongoDB instead of the
+    /// embedded drivers, each test with its own topic and database.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let tmp = Arc::new(tempfile::tempdir().expect("temp dir"));
         let mut config = Config::for_tests(tmp.path().to_path_buf());
+        if scaled() {
+            let tag = ulid::Ulid::new().to_string().to_lowercase();
+            let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+            config.backends.redis_url = Some(env("CHARCHA_TEST_REDIS_URL", "redis://127.0.0.1:16379"));
+            config.backends.redis_prefix = format!("t{tag}");
+            config.backends.kafka_brokers = vec![env("CHARCHA_TEST_KAFKA_BROKERS", "127.0.0.1:19092")];
+            config.backends.kafka_topic = format!("charcha-t-{tag}");
+            config.backends.kafka_partitions = 3;
+            let mongo = env("CHARCHA_TEST_MONGODB_URI", "mongodb://127.0.0.1:27018");
+            config.backends.mongodb_uri = Some(format!("{}/charcha_t_{tag}", mongo.trim_end_matches('/')));
+        }
         tweak(&mut config);
         let mut s = Self::start_config(config, None).await;
         s._tmp = Some(tmp);
@@ -45,13 +66,14 @@ impl TestServer {
         let addr = listener.local_addr().expect("addr");
         let leptos_options = LeptosOptions::builder().output_name("charcha").site_root("target/site").site_addr(addr).build();
         let data_dir = config.data_dir.clone();
+        let kept = config.clone();
         let drivers = match drivers {
             Some(d) => d,
             None => server::connect_drivers(&config).await.expect("drivers"),
         };
         let state = server::build_state(config, leptos_options, drivers).await.expect("state");
         let running = server::start(state, listener).await.expect("start");
-        Self { url: format!("http://{addr}"), data_dir, _tmp: None, running: Some(running) }
+        Self { url: format!("http://{addr}"), config: kept, data_dir, _tmp: None, running: Some(running) }
     }
 
     /// Stops and starts again on the same data dir (new port).
@@ -60,8 +82,7 @@ impl TestServer {
         if let Some(r) = self.running.take() {
             r.stop().await;
         }
-        let mut config = Config::for_tests(self.data_dir.clone());
-        config.data_dir = self.data_dir.clone();
+        let config = self.config.clone();
         let mut s = Self::start_config(config, None).await;
         s._tmp = tmp;
         s

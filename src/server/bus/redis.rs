@@ -1,7 +1,8 @@
 //! Redis pub/sub bus. Each user has a channel (`charcha:user:<id>`); an
 //! instance subscribes to it while it holds at least one of the user's
 //! sessions, so a message crosses only to instances that need it.
-//! Broadcasts (presence, contact changes) use `charcha:all`. Publishes
+//! Broadcasts (presence, contact changes) use `<prefix>:all`; the prefix
+//! (CHARCHA_REDIS_PREFIX, default `charcha`) lets deployments share a Redis. Publishes
 //! go through fred's auto-pipelined client; the subscriber client
 //! re-subscribes by itself after a Redis restart.
 
@@ -16,20 +17,32 @@ use tokio_util::sync::CancellationToken;
 use super::{Audience, Bus, BusError};
 use crate::server::{hub::Hub, redis_conn::RedisClients};
 
-const USER_PREFIX: &str = "charcha:user:";
-const EVERYONE: &str = "charcha:all";
 
 pub struct RedisBus {
     clients: RedisClients,
+    names: Channels,
     /// Users this instance wants to hear about. Re-subscribed after every
     /// reconnect, including ones whose SUBSCRIBE failed while Redis was down.
     wanted: Arc<DashSet<String>>,
 }
 
-fn channel(audience: &Audience) -> String {
-    match audience {
-        Audience::User(id) => format!("{USER_PREFIX}{id}"),
-        Audience::Everyone => EVERYONE.to_string(),
+/// Channel names under the deployment's key prefix (CHARCHA_REDIS_PREFIX).
+#[derive(Clone)]
+struct Channels {
+    user_prefix: String,
+    everyone: String,
+}
+
+impl Channels {
+    fn new(prefix: &str) -> Self {
+        Self { user_prefix: format!("{prefix}:user:"), everyone: format!("{prefix}:all") }
+    }
+
+    fn of(&self, audience: &Audience) -> String {
+        match audience {
+            Audience::User(id) => format!("{}{id}", self.user_prefix),
+            Audience::Everyone => self.everyone.clone(),
+        }
     }
 }
 
@@ -40,8 +53,15 @@ fn unavailable(e: fred::error::Error) -> BusError {
 impl RedisBus {
     /// Subscribes to the broadcast channel and starts the task that hands
     /// incoming messages to the hub (until `shutdown`).
-    pub async fn start(clients: RedisClients, hub: Arc<Hub>, shutdown: CancellationToken) -> Result<Self, BusError> {
+    pub async fn start(
+        clients: RedisClients,
+        prefix: &str,
+        hub: Arc<Hub>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, BusError> {
+        let names = Channels::new(prefix);
         let mut rx = clients.subscriber.message_rx();
+        let incoming = names.clone();
         tokio::spawn(async move {
             loop {
                 let msg = tokio::select! {
@@ -50,9 +70,9 @@ impl RedisBus {
                 };
                 match msg {
                     Ok(message) => {
-                        let audience = match message.channel.strip_prefix(USER_PREFIX) {
+                        let audience = match message.channel.strip_prefix(incoming.user_prefix.as_str()) {
                             Some(user) => Audience::User(user.to_string()),
-                            None if &*message.channel == EVERYONE => Audience::Everyone,
+                            None if *message.channel == *incoming.everyone => Audience::Everyone,
                             None => continue,
                         };
                         match message.value.as_bytes() {
@@ -69,37 +89,37 @@ impl RedisBus {
                 }
             }
         });
-        let wanted = Arc::new(DashSet::new());
+        let wanted: Arc<DashSet<String>> = Arc::new(DashSet::new());
         let mut reconnects = clients.subscriber.reconnect_rx();
-        let (subscriber, wanted_again) = (clients.subscriber.clone(), wanted.clone());
+        let (subscriber, wanted_again, again) = (clients.subscriber.clone(), wanted.clone(), names.clone());
         tokio::spawn(async move {
             while reconnects.recv().await.is_ok() {
-                let mut channels: Vec<String> = wanted_again.iter().map(|u: dashmap::setref::multiple::RefMulti<'_, String>| channel(&Audience::User(u.clone()))).collect();
-                channels.push(EVERYONE.to_string());
+                let mut channels: Vec<String> = wanted_again.iter().map(|u| again.of(&Audience::User(u.clone()))).collect();
+                channels.push(again.everyone.clone());
                 if let Err(e) = subscriber.subscribe(channels).await {
                     tracing::warn!("redis re-subscribe failed: {e}");
                 }
             }
         });
-        clients.subscriber.subscribe(EVERYONE).await.map_err(unavailable)?;
-        Ok(Self { clients, wanted })
+        clients.subscriber.subscribe(names.everyone.clone()).await.map_err(unavailable)?;
+        Ok(Self { clients, names, wanted })
     }
 }
 
 #[async_trait]
 impl Bus for RedisBus {
     async fn publish(&self, audience: Audience, frame: Bytes) -> Result<(), BusError> {
-        let _: i64 = self.clients.commands.publish(channel(&audience), frame.to_vec()).await.map_err(unavailable)?;
+        let _: i64 = self.clients.commands.publish(self.names.of(&audience), frame.to_vec()).await.map_err(unavailable)?;
         Ok(())
     }
 
     async fn subscribe(&self, user_id: &str) -> Result<(), BusError> {
         self.wanted.insert(user_id.to_string());
-        self.clients.subscriber.subscribe(channel(&Audience::User(user_id.to_string()))).await.map_err(unavailable)
+        self.clients.subscriber.subscribe(self.names.of(&Audience::User(user_id.to_string()))).await.map_err(unavailable)
     }
 
     async fn unsubscribe(&self, user_id: &str) -> Result<(), BusError> {
         self.wanted.remove(user_id);
-        self.clients.subscriber.unsubscribe(channel(&Audience::User(user_id.to_string()))).await.map_err(unavailable)
+        self.clients.subscriber.unsubscribe(self.names.of(&Audience::User(user_id.to_string()))).await.map_err(unavailable)
     }
 }

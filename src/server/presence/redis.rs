@@ -1,8 +1,8 @@
 //! Presence across instances, in Redis.
 //!
-//! * `charcha:sessions:<user>` — sorted set of instance ids holding a
+//! * `<prefix>:sessions:<user>` — sorted set of instance ids holding a
 //!   session of the user, scored by an expiry time (ms).
-//! * `charcha:online` — sorted set of online users, scored by the latest
+//! * `<prefix>:online` — sorted set of online users, scored by the latest
 //!   expiry of any of their entries.
 //!
 //! Every instance refreshes its entries every [`HEARTBEAT`]; entries live
@@ -32,11 +32,6 @@ use crate::{
 pub const TTL: Duration = Duration::from_secs(20);
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 pub const SWEEP: Duration = Duration::from_secs(5);
-const ONLINE: &str = "charcha:online";
-
-fn sessions_key(user: &str) -> String {
-    format!("charcha:sessions:{user}")
-}
 
 fn unavailable(e: fred::error::Error) -> PresenceError {
     PresenceError::Unavailable(e.to_string())
@@ -44,6 +39,10 @@ fn unavailable(e: fred::error::Error) -> PresenceError {
 
 pub struct RedisPresence {
     redis: Client,
+    /// `<prefix>:online`.
+    online_key: String,
+    /// `<prefix>:sessions:`.
+    sessions_prefix: String,
     instance: String,
     /// Sessions of each user on this instance.
     local: Arc<DashMap<String, usize>>,
@@ -51,9 +50,11 @@ pub struct RedisPresence {
 
 impl RedisPresence {
     /// Starts the heartbeat and sweeper tasks (until `shutdown`).
-    pub fn start(clients: &RedisClients, bus: Arc<dyn Bus>, shutdown: CancellationToken) -> Arc<Self> {
+    pub fn start(clients: &RedisClients, prefix: &str, bus: Arc<dyn Bus>, shutdown: CancellationToken) -> Arc<Self> {
         let me = Arc::new(Self {
             redis: clients.commands.clone(),
+            online_key: format!("{prefix}:online"),
+            sessions_prefix: format!("{prefix}:sessions:"),
             instance: ulid::Ulid::new().to_string(),
             local: Arc::new(DashMap::new()),
         });
@@ -81,15 +82,19 @@ impl RedisPresence {
         me
     }
 
+    fn sessions_key(&self, user: &str) -> String {
+        format!("{}{user}", self.sessions_prefix)
+    }
+
     async fn mark(&self, user: &str) -> Result<bool, fred::error::Error> {
         let expiry = (now_ms() + TTL.as_millis() as i64) as f64;
-        let _: i64 = self.redis.zadd(sessions_key(user), None, None, false, false, (expiry, self.instance.as_str())).await?;
-        let _: () = self.redis.pexpire(sessions_key(user), (TTL.as_millis() * 2) as i64, None).await?;
+        let _: i64 = self.redis.zadd(self.sessions_key(user), None, None, false, false, (expiry, self.instance.as_str())).await?;
+        let _: () = self.redis.pexpire(self.sessions_key(user), (TTL.as_millis() * 2) as i64, None).await?;
         // GT: never lower another instance's later expiry. Returns 1 when
         // the user was not online before.
         let added: i64 = self
             .redis
-            .zadd(ONLINE, None, Some(fred::types::sorted_sets::Ordering::GreaterThan), false, false, (expiry, user))
+            .zadd(&self.online_key, None, Some(fred::types::sorted_sets::Ordering::GreaterThan), false, false, (expiry, user))
             .await?;
         Ok(added == 1)
     }
@@ -108,7 +113,7 @@ impl RedisPresence {
     /// Drops users whose entries all expired and announces them offline.
     async fn sweep(&self, bus: &dyn Bus) {
         let now = now_ms() as f64;
-        let expired: Vec<String> = match self.redis.zrangebyscore(ONLINE, "-inf", now, false, None).await {
+        let expired: Vec<String> = match self.redis.zrangebyscore(&self.online_key, "-inf", now, false, None).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!("presence sweep failed: {e}");
@@ -133,12 +138,12 @@ impl RedisPresence {
     /// true when this call removed them (the caller announces it).
     async fn remove_if_gone(&self, user: &str) -> Result<bool, fred::error::Error> {
         let now = now_ms() as f64;
-        let _: i64 = self.redis.zremrangebyscore(sessions_key(user), "-inf", now).await?;
-        let left: i64 = self.redis.zcard(sessions_key(user)).await?;
+        let _: i64 = self.redis.zremrangebyscore(self.sessions_key(user), "-inf", now).await?;
+        let left: i64 = self.redis.zcard(self.sessions_key(user)).await?;
         if left > 0 {
             return Ok(false);
         }
-        let removed: i64 = self.redis.zrem(ONLINE, user).await?;
+        let removed: i64 = self.redis.zrem(&self.online_key, user).await?;
         Ok(removed == 1)
     }
 }
@@ -170,13 +175,13 @@ impl Presence for RedisPresence {
             return Ok(false);
         }
         self.local.remove(user_id);
-        let _: i64 = self.redis.zrem(sessions_key(user_id), self.instance.as_str()).await.map_err(unavailable)?;
+        let _: i64 = self.redis.zrem(self.sessions_key(user_id), self.instance.as_str()).await.map_err(unavailable)?;
         self.remove_if_gone(user_id).await.map_err(unavailable)
     }
 
     async fn online_users(&self) -> Result<HashSet<String>, PresenceError> {
         let now = now_ms() as f64;
-        let users: Vec<String> = self.redis.zrangebyscore(ONLINE, now, "+inf", false, None).await.map_err(unavailable)?;
+        let users: Vec<String> = self.redis.zrangebyscore(&self.online_key, now, "+inf", false, None).await.map_err(unavailable)?;
         Ok(users.into_iter().collect())
     }
 }

@@ -10,11 +10,12 @@ use super::{RateLimitError, RateLimiter};
 
 pub struct RedisRateLimiter {
     redis: Client,
+    prefix: String,
 }
 
 impl RedisRateLimiter {
-    pub fn new(redis: Client) -> Self {
-        Self { redis }
+    pub fn new(redis: Client, prefix: &str) -> Self {
+        Self { redis, prefix: format!("{prefix}:rl:") }
     }
 }
 
@@ -25,7 +26,7 @@ fn unavailable(e: fred::error::Error) -> RateLimitError {
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<Option<u64>, RateLimitError> {
-        let key = format!("charcha:rl:{key}");
+        let key = format!("{}{key}", self.prefix);
         let count: i64 = self.redis.incr(&key).await.map_err(unavailable)?;
         if count == 1 {
             let _: () = self.redis.pexpire(&key, window.as_millis() as i64, None).await.map_err(unavailable)?;

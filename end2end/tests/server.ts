@@ -1,0 +1,301 @@
+// Test harness: starts the real Charcha server binary on a free loopback port
+// with a fresh data directory, and a Playwright `test` whose worker-scoped
+// `server` fixture shares one such server between the tests of a worker.
+//
+//   import { test, expect, startServer } from './server';
+//   test('…', async ({ page, server }) => { await page.goto('/login'); … });
+//
+// `baseURL` points at the worker's server, so page.goto('/x') and
+// request.get('/x') reach it. Specs that stop or restart a server start their
+// own with startServer() and stop it themselves.
+//
+// Environment: CHARCHA_BIN (server binary, default target/debug/charcha),
+// CHARCHA_SITE_ROOT (built site, default target/site), E2E_SERVER_LOG=1
+// (echo the server's output), E2E_KEEP_DATA=1 (keep data dirs).
+import { test as base, expect, type Page } from '@playwright/test';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export { expect };
+
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+
+export interface ServerOptions {
+  /** Extra or overriding environment variables for the server. */
+  env?: Record<string, string>;
+  /** Reuse this data dir (default: a fresh temp dir). */
+  dataDir?: string;
+  /** Working directory (default: the repo root, like `./dev run`). */
+  cwd?: string;
+}
+
+export interface CharchaServer {
+  url: string;
+  port: number;
+  dataDir: string;
+  /** Output of the current and previous runs, for failure messages. */
+  logs(): string;
+  /** SIGTERM, then SIGKILL after 5 s. Keeps the data dir. */
+  stop(): Promise<void>;
+  /** SIGKILL (a crash). Keeps the data dir. */
+  kill(): Promise<void>;
+  /** stop(), then start again on the same port, data dir and secret. */
+  restart(): Promise<void>;
+  /** stop() and delete the data dir (unless E2E_KEEP_DATA is set). */
+  dispose(): Promise<void>;
+}
+
+const HEALTH_TIMEOUT_MS = 30_000;
+const STOP_GRACE_MS = 5_000;
+const LOG_LINES = 300;
+
+function binaryPath(): string {
+  return path.resolve(REPO_ROOT, process.env.CHARCHA_BIN || 'target/debug/charcha');
+}
+
+function siteRoot(): string {
+  return path.resolve(REPO_ROOT, process.env.CHARCHA_SITE_ROOT || 'target/site');
+}
+
+// Ports handed out by this process, so two servers of one worker never collide.
+const usedPorts = new Set<number>();
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen({ port, host: '127.0.0.1', exclusive: true }, () => probe.close(() => resolve(true)));
+  });
+}
+
+/** A free loopback port from 3100 + a random offset (workers start apart). */
+export async function freePort(): Promise<number> {
+  const start = 3100 + Math.floor(Math.random() * 800);
+  for (let port = start; port < start + 2000; port++) {
+    if (usedPorts.has(port)) continue;
+    if (await portIsFree(port)) {
+      usedPorts.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port in ${start}..${start + 2000}`);
+}
+
+function sleep(ms: number) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+// Servers still running when the worker process exits are killed with it.
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+export async function startServer(options: ServerOptions = {}): Promise<CharchaServer> {
+  const bin = binaryPath();
+  const site = siteRoot();
+  if (!existsSync(bin)) {
+    throw new Error(`server binary not found: ${bin}\nBuild it first: cargo leptos build (or run ./dev test)`);
+  }
+  if (!existsSync(path.join(site, 'pkg'))) {
+    throw new Error(`built site not found: ${site}/pkg\nBuild it first: cargo leptos build (or run ./dev test)`);
+  }
+
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'charcha-e2e-')));
+  // Same secret across restarts, so sessions (JWT cookies) stay valid.
+  const jwtSecret = randomBytes(36).toString('base64url'); // 48 characters
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
+    LEPTOS_SITE_ROOT: site,
+    LEPTOS_OUTPUT_NAME: 'charcha',
+    LEPTOS_ENV: 'PROD', // no live-reload websocket
+    CHARCHA_ENV: 'development',
+    CHARCHA_DATA_DIR: dataDir,
+    JWT_SECRET: jwtSecret,
+    RUST_LOG: 'info',
+    // Every test signs up from 127.0.0.1; the per-IP auth limit (20/min by
+    // default) would throttle the suite. A spec testing the limit sets its own.
+    CHARCHA_AUTH_RATE_PER_MINUTE: '10000',
+    ...options.env,
+  };
+  const logLines: string[] = [];
+  const echo = !!process.env.E2E_SERVER_LOG;
+  let child: ChildProcess | undefined;
+
+  const record = (stream: string) => (chunk: Buffer) => {
+    for (const line of chunk.toString().split('\n')) {
+      if (!line) continue;
+      logLines.push(`[${stream}] ${line}`);
+      if (echo) process.stdout.write(`[charcha:${port}] ${line}\n`);
+    }
+    if (logLines.length > LOG_LINES) logLines.splice(0, logLines.length - LOG_LINES);
+  };
+  const logs = () => logLines.join('\n');
+
+  async function launch(): Promise<void> {
+    logLines.push(`--- starting ${bin} on ${url} (data: ${dataDir})`);
+    const proc = spawn(bin, [], { cwd: options.cwd ?? REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = proc;
+    running.add(proc);
+    proc.stdout!.on('data', record('out'));
+    proc.stderr!.on('data', record('err'));
+    proc.once('exit', (code, signal) => {
+      running.delete(proc);
+      logLines.push(`--- server exited (code ${code}, signal ${signal})`);
+    });
+    let spawnError: Error | undefined;
+    proc.once('error', (e) => (spawnError = e));
+
+    const deadline = Date.now() + HEALTH_TIMEOUT_MS;
+    let lastProblem = 'no answer yet';
+    while (Date.now() < deadline) {
+      if (spawnError) throw new Error(`cannot start ${bin}: ${spawnError.message}`);
+      if (proc.exitCode !== null || proc.signalCode !== null) {
+        throw new Error(`server exited before it was healthy (code ${proc.exitCode}, signal ${proc.signalCode})\n${logs()}`);
+      }
+      try {
+        const res = await fetch(`${url}/api/health`, { signal: AbortSignal.timeout(2_000) });
+        if (res.status === 200) return;
+        lastProblem = `GET /api/health answered ${res.status}`;
+      } catch (e) {
+        lastProblem = String((e as Error).message || e);
+      }
+      await sleep(150);
+    }
+    proc.kill('SIGKILL');
+    await exited(proc);
+    throw new Error(`server not healthy after ${HEALTH_TIMEOUT_MS / 1000}s (${lastProblem})\n${logs()}`);
+  }
+
+  async function stop(): Promise<void> {
+    const proc = child;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGTERM');
+    const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_GRACE_MS);
+    await exited(proc);
+    clearTimeout(timer);
+  }
+
+  async function kill(): Promise<void> {
+    const proc = child;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGKILL');
+    await exited(proc);
+  }
+
+  async function restart(): Promise<void> {
+    await stop();
+    // The port was ours a moment ago; wait until the OS lets it go.
+    const deadline = Date.now() + 10_000;
+    while (!(await portIsFree(port)) && Date.now() < deadline) await sleep(100);
+    await launch();
+  }
+
+  async function dispose(): Promise<void> {
+    await stop();
+    usedPorts.delete(port);
+    if (!process.env.E2E_KEEP_DATA && !options.dataDir) {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  }
+
+  try {
+    await launch();
+  } catch (e) {
+    usedPorts.delete(port);
+    if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+    throw e;
+  }
+  return { url, port, dataDir, logs, stop, kill, restart, dispose };
+}
+
+// ---------------------------------------------------------------------------
+// Hydration
+// ---------------------------------------------------------------------------
+
+// Marks when the page's wasm has been instantiated and the code chained on it
+// has run. wasm-bindgen's init and Leptos' `hydrate()` call run as promise
+// continuations right after instantiation, so a timer queued at that moment
+// fires only once they are done. No app cooperation needed.
+const HYDRATION_PROBE = `(() => {
+  window.__charchaHydrated = false;
+  const mark = () => setTimeout(() => { window.__charchaHydrated = true; }, 0);
+  for (const name of ['instantiateStreaming', 'instantiate']) {
+    const original = WebAssembly[name];
+    if (typeof original !== 'function') continue;
+    WebAssembly[name] = function (...args) {
+      const result = original.apply(this, args);
+      result.then(mark, () => {});
+      return result;
+    };
+  }
+})();`;
+
+/** Waits until the current document's wasm client has hydrated. */
+export async function waitForHydration(page: Page, timeout = 30_000): Promise<void> {
+  await page.waitForFunction(() => (window as unknown as { __charchaHydrated?: boolean }).__charchaHydrated === true, null, {
+    timeout,
+  });
+}
+
+/** page.goto(path), then wait for hydration. */
+export async function gotoHydrated(page: Page, url: string): Promise<void> {
+  await page.goto(url);
+  await waitForHydration(page);
+}
+
+// ---------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------
+
+type WorkerFixtures = { server: CharchaServer };
+type TestFixtures = { serverLogsOnFailure: void };
+
+export const test = base.extend<TestFixtures, WorkerFixtures>({
+  server: [
+    async ({}, use) => {
+      const server = await startServer();
+      try {
+        await use(server);
+      } finally {
+        await server.dispose();
+      }
+    },
+    { scope: 'worker', timeout: 60_000 },
+  ],
+  baseURL: async ({ server }, use) => {
+    await use(server.url);
+  },
+  context: async ({ context }, use) => {
+    await context.addInitScript(HYDRATION_PROBE);
+    await use(context);
+  },
+  // When a test fails, its report ends with the shared server's recent output.
+  serverLogsOnFailure: [
+    async ({ server }, use, testInfo) => {
+      await use();
+      if (testInfo.status !== testInfo.expectedStatus) {
+        const tail = server.logs().split('\n').slice(-80).join('\n');
+        await testInfo.attach('server.log', { body: server.logs(), contentType: 'text/plain' });
+        console.error(`--- last lines of the server log (${server.url}) ---\n${tail}`);
+      }
+    },
+    { auto: true },
+  ],
+});
+
+/** The init script, for contexts a spec creates itself (browser.newContext()). */
+export const hydrationProbe = HYDRATION_PROBE;

@@ -1,0 +1,261 @@
+//! The open conversation: header, message log and composer.
+//!
+//! Scrolling rules: the log sticks to the bottom while the user is there;
+//! new messages then scroll into view. Once the user scrolls up they stay
+//! put and a "New messages" pill offers the way down. Reaching the top loads
+//! the previous page, keeping what the user was looking at in place.
+
+use leptos::{html, prelude::*, task::spawn_local};
+
+use super::{
+    composer::Composer,
+    message::{Bubble, MessageSkeletons},
+    sidebar::Avatar,
+    state::Item,
+    use_chat,
+};
+
+/// Within this many pixels of the bottom counts as "at the bottom".
+const STICK_PX: i32 = 48;
+/// Within this many pixels of the top starts loading the older page.
+const TOP_PX: i32 = 64;
+
+#[component]
+pub fn Conversation(peer: String) -> impl IntoView {
+    let chat = use_chat();
+    let scroller = NodeRef::<html::Div>::new();
+    let at_bottom = StoredValue::new(true);
+    let new_below = RwSignal::new(false);
+    let loading_older = RwSignal::new(false);
+
+    let contact = {
+        let peer = peer.clone();
+        Memo::new(move |_| chat.contact(&peer))
+    };
+    let items = {
+        let peer = peer.clone();
+        Memo::new(move |_| chat.timelines.with(|m| m.get(&peer).map(|t| t.items()).unwrap_or_default()))
+    };
+    let meta = {
+        let peer = peer.clone();
+        Memo::new(move |_| {
+            chat.timelines.with(|m| {
+                m.get(&peer).map(|t| (t.loaded, t.has_more, t.load_error.clone())).unwrap_or((false, false, None))
+            })
+        })
+    };
+    let name = move || {
+        contact.with(|c| match c {
+            Some(c) => c.full_name.clone(),
+            None if chat.contacts.with(Option::is_some) => "Unknown user".to_string(),
+            None => String::new(),
+        })
+    };
+    let online = move || contact.with(|c| c.as_ref().is_some_and(|c| c.online));
+
+    let scroll_to_bottom = move || {
+        if let Some(el) = scroller.get_untracked() {
+            el.set_scroll_top(el.scroll_height());
+        }
+        at_bottom.set_value(true);
+        new_below.set(false);
+    };
+
+    // Load the page before the oldest message, keeping the viewport on the
+    // same messages: the content grows above, so move down by the growth.
+    let load_older = {
+        let peer = peer.clone();
+        move || {
+            let (loaded, has_more, _) = meta.get_untracked();
+            if !loaded || !has_more || loading_older.get_untracked() {
+                return;
+            }
+            loading_older.set(true);
+            let peer = peer.clone();
+            spawn_local(async move {
+                match chat.fetch_older(peer.clone()).await {
+                    Ok(Some((messages, has_more))) => {
+                        let before = scroller.get_untracked().map(|el| (el.scroll_height(), el.scroll_top()));
+                        chat.apply_older(&peer, messages, has_more);
+                        request_animation_frame(move || {
+                            if let (Some(el), Some((height, top))) = (scroller.get_untracked(), before) {
+                                el.set_scroll_top(el.scroll_height() - height + top);
+                            }
+                            loading_older.set(false);
+                        });
+                    }
+                    Ok(None) => loading_older.set(false),
+                    Err(e) => {
+                        loading_older.set(false);
+                        chat.notify_error(format!("Could not load older messages: {}", e.message));
+                    }
+                }
+            });
+        }
+    };
+
+    let on_scroll = {
+        let load_older = load_older.clone();
+        move |_| {
+            let Some(el) = scroller.get_untracked() else { return };
+            let bottom = el.scroll_height() - el.scroll_top() - el.client_height() <= STICK_PX;
+            at_bottom.set_value(bottom);
+            if bottom {
+                new_below.set(false);
+            }
+            if el.scroll_top() <= TOP_PX {
+                load_older();
+            }
+        }
+    };
+
+    // After every change of the rows: follow new messages at the bottom, or
+    // offer the pill; when the first page does not fill the view, keep
+    // paging back so the top can be reached by scrolling.
+    {
+        let load_older = load_older.clone();
+        let peer = peer.clone();
+        Effect::new(move |prev: Option<(usize, Option<String>, Option<String>)>| {
+            let (count, first, last, last_own) = items.with(|items| {
+                let last = items.last();
+                let own = match last {
+                    Some(Item::Outgoing(_)) => true,
+                    Some(Item::Confirmed(m)) => m.sender_id != peer,
+                    None => false,
+                };
+                (items.len(), items.first().map(Item::render_key), last.map(Item::render_key), own)
+            });
+            let (prev_count, prev_first, prev_last) = prev.clone().unwrap_or((0, None, None));
+            // First rows of this conversation: start at the bottom.
+            let first_fill = prev_count == 0 && count > 0;
+            // More rows and the same first row: something arrived at the end
+            // (a prepend of older history changes the first row instead).
+            let arrived = !first_fill && count > prev_count && first == prev_first;
+            // Same rows re-keyed at the end (pending → sent): stay stuck.
+            let rekeyed = !first_fill && !arrived && last != prev_last;
+            let load_older = load_older.clone();
+            request_animation_frame(move || {
+                let stuck = at_bottom.get_value();
+                if first_fill || (arrived && (stuck || last_own)) || (rekeyed && stuck) {
+                    scroll_to_bottom();
+                } else if arrived {
+                    new_below.set(true);
+                }
+                if let Some(el) = scroller.get_untracked()
+                    && el.scroll_height() <= el.client_height()
+                {
+                    load_older();
+                }
+            });
+            (count, first, last)
+        });
+    }
+
+    let error_view = {
+        let peer = peer.clone();
+        move || {
+            let (loaded, _, error) = meta.get();
+            let peer = peer.clone();
+            error.filter(|_| !loaded).map(|err| {
+                view! {
+                    <div role="alert" class="alert alert-error m-4 text-sm">
+                        <span>{err}</span>
+                        <button type="button" class="btn btn-sm" on:click=move |_| chat.load_latest(peer.clone(), false)>
+                            "Retry"
+                        </button>
+                    </div>
+                }
+            })
+        }
+    };
+    let loading = move || meta.with(|(loaded, _, error)| !loaded && error.is_none()) && items.with(Vec::is_empty);
+    let top = {
+        let load_older = load_older.clone();
+        move || {
+            let (loaded, has_more, _) = meta.get();
+            if !loaded {
+                ().into_any()
+            } else if loading_older.get() {
+                view! { <span class="loading loading-dots loading-sm" aria-label="Loading older messages"></span> }
+                    .into_any()
+            } else if has_more {
+                let load_older = load_older.clone();
+                view! {
+                    <button type="button" class="btn btn-ghost btn-xs" on:click=move |_| load_older()>
+                        "Load earlier messages"
+                    </button>
+                }
+                .into_any()
+            } else if items.with(Vec::is_empty) {
+                view! { <p class="text-sm text-base-content/60">"No messages yet. Say hello!"</p> }.into_any()
+            } else {
+                view! { <p class="text-xs text-base-content/50">"Beginning of the conversation"</p> }.into_any()
+            }
+        }
+    };
+    let on_image_load = Callback::new(move |()| {
+        if at_bottom.get_value() {
+            scroll_to_bottom();
+        }
+    });
+    let bubble_peer = peer.clone();
+
+    view! {
+        <section class="flex min-h-0 flex-1 flex-col" data-testid="conversation" data-peer-id=peer.clone()>
+            <header class="flex items-center gap-3 border-b border-base-300 bg-base-100 px-3 py-2">
+                <a href="/chat" class="btn btn-ghost btn-sm btn-square md:hidden" aria-label="Back to contacts">
+                    <svg xmlns="http://www.w3.org/2000/svg" class="size-5" fill="none" viewBox="0 0 24 24" stroke="currentColor" stroke-width="2" aria-hidden="true">
+                        <path stroke-linecap="round" stroke-linejoin="round" d="M15 19l-7-7 7-7" />
+                    </svg>
+                </a>
+                {move || {
+                    contact
+                        .get()
+                        .map(|c| view! { <Avatar name=c.full_name picture=c.profile_picture online=c.online /> })
+                }}
+                <div class="min-w-0">
+                    <h2 class="truncate font-semibold" data-testid="peer-name">{name}</h2>
+                    <p
+                        class=move || if online() { "text-xs text-success" } else { "text-xs text-base-content/60" }
+                        data-testid="peer-status"
+                    >
+                        {move || if online() { "Online" } else { "Offline" }}
+                    </p>
+                </div>
+            </header>
+            <div class="relative min-h-0 flex-1">
+                <div
+                    node_ref=scroller
+                    class="h-full overflow-y-auto px-3 pb-2"
+                    style="overflow-anchor: none"
+                    role="log"
+                    aria-live="polite"
+                    aria-relevant="additions"
+                    aria-label="Messages"
+                    tabindex="0"
+                    data-testid="message-log"
+                    on:scroll=on_scroll
+                >
+                    {error_view}
+                    <Show when=loading>
+                        <MessageSkeletons />
+                    </Show>
+                    <div class="flex justify-center py-2">{top}</div>
+                    <For each=move || items.get() key=Item::render_key let:item>
+                        <Bubble item peer=bubble_peer.clone() on_image_load />
+                    </For>
+                </div>
+                <Show when=move || new_below.get()>
+                    <button
+                        type="button"
+                        class="btn btn-primary btn-sm absolute bottom-3 left-1/2 -translate-x-1/2 rounded-full shadow"
+                        on:click=move |_| scroll_to_bottom()
+                    >
+                        "New messages ↓"
+                    </button>
+                </Show>
+            </div>
+            <Composer peer=peer.clone() />
+        </section>
+    }
+}

@@ -1,0 +1,146 @@
+//! One message bubble, and the skeleton shown while a conversation loads.
+
+use leptos::prelude::*;
+
+use super::{
+    local_hhmm,
+    state::{Delivery, Item},
+    use_chat,
+};
+
+/// A message row. Own messages sit on the right (`chat-end`). Every row
+/// carries `data-message-id` (the server id, or the `client_msg_id` while
+/// unconfirmed); own rows carry `data-status` = pending | sent | failed.
+#[component]
+pub fn Bubble(item: Item, peer: String, on_image_load: Callback<()>) -> impl IntoView {
+    let chat = use_chat();
+    struct Row {
+        id: String,
+        client_msg_id: Option<String>,
+        own: bool,
+        text: String,
+        image: Option<String>,
+        created_at: String,
+        status: Option<&'static str>,
+        error: Option<String>,
+    }
+    let row = match item {
+        Item::Confirmed(m) => {
+            let own = m.sender_id != peer;
+            Row {
+                id: m.id,
+                client_msg_id: m.client_msg_id,
+                own,
+                text: m.text,
+                image: m.image.filter(|s| !s.is_empty()),
+                created_at: m.created_at,
+                status: own.then_some("sent"),
+                error: None,
+            }
+        }
+        Item::Outgoing(o) => Row {
+            id: o.client_msg_id.clone(),
+            image: o.shown_image(),
+            client_msg_id: Some(o.client_msg_id),
+            own: true,
+            text: o.text,
+            created_at: o.created_at,
+            status: Some(match o.delivery {
+                Delivery::Pending => "pending",
+                Delivery::Failed => "failed",
+            }),
+            error: o.error,
+        },
+    };
+
+    let author = if row.own {
+        "you".to_string()
+    } else {
+        chat.contact_untracked(&peer).map(|c| c.full_name).unwrap_or_else(|| "your contact".into())
+    };
+    let image = row.image.map(|src| {
+        let alt = format!("Image from {author}");
+        view! {
+            <a href=src.clone() target="_blank" rel="noopener noreferrer" class="block" title="Open full size">
+                <img
+                    src=src.clone()
+                    alt=alt
+                    class="max-h-64 max-w-full rounded-lg object-contain sm:max-w-xs"
+                    on:load=move |_| on_image_load.run(())
+                />
+            </a>
+        }
+    });
+    let text = (!row.text.is_empty()).then(|| {
+        view! { <p class="whitespace-pre-wrap break-words">{row.text}</p> }
+    });
+    let footer = match row.status {
+        Some("pending") => view! {
+            <span class="flex items-center gap-1" title="Sending">
+                <span class="loading loading-spinner loading-xs" aria-hidden="true"></span>
+                <span class="sr-only">"Sending"</span>
+            </span>
+        }
+        .into_any(),
+        Some("failed") => {
+            let cid = row.client_msg_id.clone().unwrap_or_default();
+            let peer = peer.clone();
+            view! {
+                <span class="flex items-center gap-1 text-error" title=row.error.clone().unwrap_or_default()>
+                    <span>"failed — "</span>
+                    <button
+                        type="button"
+                        class="link link-error font-semibold"
+                        data-testid="retry"
+                        on:click=move |_| chat.retry(peer.clone(), cid.clone())
+                    >
+                        "Retry"
+                    </button>
+                </span>
+            }
+            .into_any()
+        }
+        Some(_) => view! { <span class="opacity-60">"Sent"</span> }.into_any(),
+        None => ().into_any(),
+    };
+
+    let time = local_hhmm(&row.created_at);
+    view! {
+        <div
+            class={if row.own { "chat chat-end" } else { "chat chat-start" }}
+            data-message-id=row.id
+            data-client-msg-id=row.client_msg_id
+            data-status=row.status
+            data-own={if row.own { "true" } else { "false" }}
+        >
+            <div class="chat-header text-xs opacity-60">
+                <time datetime=row.created_at>{time}</time>
+            </div>
+            <div class={if row.own {
+                "chat-bubble chat-bubble-primary max-w-[85%] sm:max-w-md"
+            } else {
+                "chat-bubble max-w-[85%] sm:max-w-md"
+            }}>{image} {text}</div>
+            <div class="chat-footer text-xs">{footer}</div>
+        </div>
+    }
+}
+
+/// Placeholder bubbles while the first page loads.
+#[component]
+pub fn MessageSkeletons() -> impl IntoView {
+    view! {
+        <div class="space-y-4 py-4" aria-busy="true" aria-label="Loading messages">
+            {[("chat-start", "w-40"), ("chat-end", "w-56"), ("chat-start", "w-32"), ("chat-end", "w-24")]
+                .into_iter()
+                .map(|(side, width)| {
+                    view! {
+                        <div class=format!("chat {side}")>
+                            <div class=format!("skeleton chat-bubble h-10 {width}")></div>
+                        </div>
+                    }
+                })
+                .collect_view()}
+        </div>
+    }
+}

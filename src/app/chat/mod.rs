@@ -1,0 +1,636 @@
+//! The chat page: contacts on the left, the open conversation on the right
+//! (`/chat` has none open, `/chat/:peer_id` opens one).
+//!
+//! State lives in one `Copy` handle, [`Chat`], provided as context: the
+//! contact list, a [`Timeline`] per visited conversation (so switching back
+//! is instant and pending messages of a conversation survive leaving it),
+//! unread counts, and the socket. The pure merge rules are in [`state`]; this
+//! module wires them to the server functions, the socket and timers.
+//!
+//! Everything is loaded on the client after hydration: the server renders
+//! the skeleton the client starts from, so hydration always matches, and the
+//! live state (socket, pending sends) exists only in the browser anyway.
+
+mod composer;
+mod conversation;
+mod message;
+mod sidebar;
+pub mod socket;
+pub mod state;
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
+
+use leptos::{prelude::*, task::spawn_local};
+use leptos_router::hooks::use_params_map;
+
+pub use socket::{ChatSocket, SocketStatus};
+use state::{Inserted, Outgoing, Timeline, Unread};
+
+use crate::{
+    api::{
+        AppError,
+        chat::{conversation, list_contacts, send_message},
+        dto::{ChatMessage, Contact},
+    },
+    app::Toasts,
+    protocol::{ClientEvent, ServerEvent},
+};
+
+/// Messages per history page.
+pub const PAGE_SIZE: u32 = 50;
+/// A sent frame without an ack after this long is shown as failed.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// An image picked in the composer. Only the browser has files; on the
+/// server the type exists so signatures are the same, but is never built.
+#[cfg(feature = "hydrate")]
+pub type ImageFile = web_sys::File;
+#[cfg(not(feature = "hydrate"))]
+pub type ImageFile = ();
+
+/// Arena storage for values that may hold browser objects (not `Send`):
+/// thread-local in the browser. On the server such values are never
+/// created, and a thread-local value there would panic when a request's
+/// owner is dropped on another worker thread, so it is plain sync storage.
+#[cfg(feature = "hydrate")]
+pub type BrowserStorage = LocalStorage;
+#[cfg(not(feature = "hydrate"))]
+pub type BrowserStorage = SyncStorage;
+
+/// The chat page's state and actions. `Copy`: every field is an arena handle.
+#[derive(Clone, Copy)]
+pub struct Chat {
+    /// The open conversation's peer id, from the route.
+    pub peer: Memo<Option<String>>,
+    /// `None` until the first `list_contacts` answer.
+    pub contacts: RwSignal<Option<Vec<Contact>>>,
+    pub contacts_error: RwSignal<Option<String>>,
+    pub timelines: RwSignal<HashMap<String, Timeline>>,
+    pub unread: RwSignal<Unread>,
+    /// The signed-in user's id, from the socket's `Hello`.
+    pub me: RwSignal<Option<String>>,
+    /// Online user ids as last told by the socket; `None` before `Hello`
+    /// (then the contacts' own `online` flags are all we know).
+    presence: RwSignal<Option<HashSet<String>>>,
+    pub socket: ChatSocket,
+    /// Images of messages not uploaded yet, by `client_msg_id`, kept for
+    /// retries.
+    files: StoredValue<HashMap<String, ImageFile>, BrowserStorage>,
+    /// Unsent composer text per peer, so switching conversations keeps it.
+    pub drafts: StoredValue<HashMap<String, String>>,
+    /// `Hello`s received; every one after the first is a reconnect.
+    hellos: StoredValue<u32>,
+    /// The app's toasts (absent only if the shell does not provide them).
+    toasts: Option<Toasts>,
+}
+
+/// The chat state of the current page.
+pub fn use_chat() -> Chat {
+    expect_context::<Chat>()
+}
+
+#[component]
+pub fn ChatPage() -> impl IntoView {
+    let params = use_params_map();
+    let peer = Memo::new(move |_| params.with(|p| p.get("peer_id")).filter(|id| !id.is_empty()));
+
+    // The socket's callback needs the `Chat` that contains the socket: it is
+    // handed the handle through this slot once both exist.
+    let slot: StoredValue<Option<Chat>> = StoredValue::new(None);
+    let socket = ChatSocket::connect(move |event| {
+        if let Some(chat) = slot.try_get_value().flatten() {
+            chat.on_server_event(event);
+        }
+    });
+    let chat = Chat {
+        peer,
+        contacts: RwSignal::new(None),
+        contacts_error: RwSignal::new(None),
+        timelines: RwSignal::new(HashMap::new()),
+        unread: RwSignal::new(HashMap::new()),
+        me: RwSignal::new(None),
+        presence: RwSignal::new(None),
+        socket,
+        files: StoredValue::new_with_storage(HashMap::new()),
+        drafts: StoredValue::new(HashMap::new()),
+        hellos: StoredValue::new(0),
+        toasts: use_context::<Toasts>(),
+    };
+    slot.set_value(Some(chat));
+    provide_context(chat);
+
+    // Effects run only in the browser, after hydration.
+    Effect::new(move |_| chat.load_contacts());
+    Effect::new(move |_| {
+        if let Some(p) = peer.get() {
+            chat.unread.update(|u| {
+                u.remove(&p);
+            });
+            chat.timelines.update(|m| {
+                m.entry(p.clone()).or_insert_with(|| Timeline::new(p.clone()));
+            });
+            chat.load_latest(p, false);
+        }
+    });
+
+    let pane = move || match peer.get() {
+        Some(p) => view! { <conversation::Conversation peer=p /> }.into_any(),
+        None => view! { <NoChatSelected /> }.into_any(),
+    };
+
+    view! {
+        // Fills the viewport below the navbar (a DaisyUI `navbar`: 4rem + its
+        // 1px border); the panes scroll inside, the page itself does not.
+        <div
+            class="flex h-[calc(100dvh-4rem-1px)] min-h-0 w-full flex-col"
+            data-testid="chat-page"
+            data-socket=move || match socket.status().get() {
+                SocketStatus::Connecting => "connecting",
+                SocketStatus::Open => "open",
+                SocketStatus::Reconnecting => "reconnecting",
+            }
+        >
+            <ConnectionBanners />
+            <div class="flex min-h-0 flex-1">
+                <sidebar::Sidebar />
+                <section
+                    class=move || {
+                        if peer.with(Option::is_some) {
+                            "flex min-h-0 min-w-0 flex-1 flex-col"
+                        } else {
+                            "hidden min-h-0 min-w-0 flex-1 flex-col md:flex"
+                        }
+                    }
+                    aria-label="Conversation"
+                >
+                    {pane}
+                </section>
+            </div>
+        </div>
+    }
+}
+
+/// The placeholder of `/chat`.
+#[component]
+fn NoChatSelected() -> impl IntoView {
+    view! {
+        <div class="flex flex-1 flex-col items-center justify-center gap-2 p-8 text-center text-base-content/70">
+            <svg xmlns="http://www.w3.org/2000/svg" class="size-12" fill="none" viewBox="0 0 24 24" stroke="currentColor" stroke-width="1.5" aria-hidden="true">
+                <path stroke-linecap="round" stroke-linejoin="round" d="M8 10h.01M12 10h.01M16 10h.01M21 12c0 4.418-4.03 8-9 8a9.77 9.77 0 0 1-4-.8L3 20l1.3-3.9A7.6 7.6 0 0 1 3 12c0-4.418 4.03-8 9-8s9 3.582 9 8Z" />
+            </svg>
+            <h2 class="text-lg font-semibold">"No chat selected"</h2>
+            <p class="text-sm">"Pick a contact to start chatting."</p>
+        </div>
+    }
+}
+
+/// "Reconnecting…" while the socket is down, and "new version — reload"
+/// when the server speaks a newer protocol.
+#[component]
+fn ConnectionBanners() -> impl IntoView {
+    let chat = use_chat();
+    let status = chat.socket.status();
+    let outdated = chat.socket.outdated();
+    view! {
+        <div role="status" aria-live="polite" data-testid="connection-status">
+            <Show when=move || status.get() == SocketStatus::Reconnecting>
+                <div class="alert alert-warning rounded-none py-1 text-sm" data-testid="reconnecting-banner">
+                    <span class="loading loading-spinner loading-xs" aria-hidden="true"></span>
+                    <span>"Reconnecting…"</span>
+                </div>
+            </Show>
+        </div>
+        <Show when=move || outdated.get()>
+            <div role="alert" class="alert alert-info rounded-none py-1 text-sm" data-testid="outdated-banner">
+                <span>"A new version of Charcha is available — reload to keep chatting."</span>
+                <button type="button" class="btn btn-sm" on:click=move |_| reload_page()>
+                    "Reload"
+                </button>
+            </div>
+        </Show>
+    }
+}
+
+fn reload_page() {
+    #[cfg(feature = "hydrate")]
+    {
+        let _ = window().location().reload();
+    }
+}
+
+impl Chat {
+    /// Shows an error to the user (toast) and logs it.
+    pub fn notify_error(self, message: impl Into<String>) {
+        let message = message.into();
+        leptos::logging::warn!("chat: {message}");
+        if let Some(toasts) = self.toasts {
+            toasts.error(message);
+        }
+    }
+
+    /// A contact by id (reactive).
+    pub fn contact(self, id: &str) -> Option<Contact> {
+        self.contacts.with(|cs| cs.as_ref().and_then(|cs| cs.iter().find(|c| c.id == id).cloned()))
+    }
+
+    /// A contact by id, read once (for values fixed at render time).
+    pub fn contact_untracked(self, id: &str) -> Option<Contact> {
+        self.contacts
+            .try_with_untracked(|cs| cs.as_ref().and_then(|cs| cs.iter().find(|c| c.id == id).cloned()))
+            .flatten()
+    }
+
+    /// (Re)loads the contact list, keeping live presence if the socket
+    /// already told us who is online.
+    pub fn load_contacts(self) {
+        spawn_local(async move {
+            match list_contacts().await {
+                Ok(mut list) => {
+                    if let Some(Some(online)) = self.presence.try_get_untracked() {
+                        for c in &mut list {
+                            c.online = online.contains(&c.id);
+                        }
+                    }
+                    self.contacts.set(Some(list));
+                    self.contacts_error.set(None);
+                }
+                Err(e) => self.contacts_error.set(Some(e.message)),
+            }
+        });
+    }
+
+    /// Fetches the newest page of a conversation and merges it; with
+    /// `then_resend`, resends every still-pending message afterwards (after
+    /// a reconnect, so those whose ack was lost are already confirmed by the
+    /// page and are not sent twice).
+    pub fn load_latest(self, peer: String, then_resend: bool) {
+        spawn_local(async move {
+            match conversation(peer.clone(), None, Some(PAGE_SIZE)).await {
+                Ok(page) => self.timelines.update(|m| {
+                    m.entry(peer.clone())
+                        .or_insert_with(|| Timeline::new(peer.clone()))
+                        .merge_latest(page.messages, page.has_more);
+                }),
+                Err(e) => self.timelines.update(|m| {
+                    if let Some(t) = m.get_mut(&peer) {
+                        t.load_error = Some(e.message);
+                    }
+                }),
+            }
+            if then_resend {
+                self.resend_pending();
+            }
+        });
+    }
+
+    /// Fetches the page before the oldest message held. The caller applies
+    /// it with [`Chat::apply_older`] so it can keep the scroll position.
+    pub async fn fetch_older(self, peer: String) -> Result<Option<(Vec<ChatMessage>, bool)>, AppError> {
+        let before = self
+            .timelines
+            .try_with_untracked(|m| m.get(&peer).and_then(|t| t.oldest_id().map(str::to_string)))
+            .flatten();
+        let Some(before) = before else { return Ok(None) };
+        let page = conversation(peer, Some(before), Some(PAGE_SIZE)).await?;
+        Ok(Some((page.messages, page.has_more)))
+    }
+
+    pub fn apply_older(self, peer: &str, messages: Vec<ChatMessage>, has_more: bool) {
+        self.timelines.update(|m| {
+            if let Some(t) = m.get_mut(peer) {
+                t.prepend_older(messages, has_more);
+            }
+        });
+    }
+
+    /// Sends a new message: shown at once as pending, then delivered.
+    pub fn send(self, peer: String, text: String, image: Option<(ImageFile, String)>) {
+        let client_msg_id = new_client_msg_id();
+        let preview = image.as_ref().map(|(_, url)| url.clone());
+        if let Some((file, _)) = image {
+            let cid = client_msg_id.clone();
+            self.files.update_value(|f| {
+                f.insert(cid, file);
+            });
+        }
+        let outgoing = Outgoing::new(client_msg_id.clone(), peer.clone(), text, preview, now_rfc3339());
+        self.timelines.update(|m| {
+            m.entry(peer.clone()).or_insert_with(|| Timeline::new(peer.clone())).add_outgoing(outgoing);
+        });
+        self.dispatch(peer, client_msg_id);
+    }
+
+    /// Retries a failed message with the same `client_msg_id`.
+    pub fn retry(self, peer: String, client_msg_id: String) {
+        self.dispatch(peer, client_msg_id);
+    }
+
+    /// One delivery attempt: upload the image if needed, write the frame to
+    /// the socket, or — when the socket is down — use the HTTP send path.
+    /// The ack timer marks the attempt failed if nothing confirms it.
+    fn dispatch(self, peer: String, cid: String) {
+        let Some(Some(mut out)) =
+            self.timelines.try_update(|m| m.get_mut(&peer).and_then(|t| t.begin_attempt(&cid)))
+        else {
+            return;
+        };
+        spawn_local(async move {
+            if out.needs_upload {
+                match self.upload(&peer, &cid).await {
+                    Ok(url) => {
+                        self.timelines.update(|m| {
+                            if let Some(t) = m.get_mut(&peer) {
+                                t.set_uploaded(&cid, url.clone());
+                            }
+                        });
+                        self.files.update_value(|f| {
+                            f.remove(&cid);
+                        });
+                        out.image = Some(url);
+                    }
+                    Err(e) => {
+                        self.fail(&peer, &cid, Some(out.attempt), Some(e.message.clone()));
+                        if e.status != 503 {
+                            self.notify_error(format!("Image not sent: {}", e.message));
+                        }
+                        return;
+                    }
+                }
+            }
+            self.start_ack_timer(peer.clone(), cid.clone(), out.attempt);
+            let frame = ClientEvent::Send {
+                client_msg_id: cid.clone(),
+                to: peer.clone(),
+                text: out.text.clone(),
+                image: out.image.clone(),
+            };
+            if self.socket.send(&frame) {
+                return;
+            }
+            match send_message(peer.clone(), cid.clone(), out.text, out.image).await {
+                Ok(message) => self.on_ack(&cid, message),
+                // Unreachable server: stay pending; a reconnect resends it,
+                // or the ack timer fails it.
+                Err(e) if e.status == 503 => {}
+                Err(e) => {
+                    self.fail(&peer, &cid, Some(out.attempt), Some(e.message.clone()));
+                    self.notify_error(format!("Message not sent: {}", e.message));
+                }
+            }
+        });
+    }
+
+    fn start_ack_timer(self, peer: String, cid: String, attempt: u32) {
+        set_timeout(
+            move || {
+                self.timelines.update(|m| {
+                    if let Some(t) = m.get_mut(&peer) {
+                        t.fail(&cid, Some(attempt), None);
+                    }
+                });
+            },
+            ACK_TIMEOUT,
+        );
+    }
+
+    fn fail(self, peer: &str, cid: &str, attempt: Option<u32>, error: Option<String>) {
+        self.timelines.update(|m| {
+            if let Some(t) = m.get_mut(peer) {
+                t.fail(cid, attempt, error);
+            }
+        });
+    }
+
+    /// The peer whose timeline holds the unconfirmed message `cid`.
+    fn peer_of_outgoing(self, cid: &str) -> Option<String> {
+        self.timelines
+            .try_with_untracked(|m| {
+                m.iter().find(|(_, t)| t.outgoing(cid).is_some()).map(|(p, _)| p.clone())
+            })
+            .flatten()
+    }
+
+    fn on_ack(self, cid: &str, message: ChatMessage) {
+        // Our own message: its conversation is the recipient's, unless the
+        // pending copy says otherwise.
+        let peer = self.peer_of_outgoing(cid).unwrap_or_else(|| message.recipient_id.clone());
+        self.timelines.update(|m| {
+            if let Some(t) = m.get_mut(&peer) {
+                t.ack(cid, message);
+            }
+        });
+    }
+
+    /// Resends every pending message of every conversation (same ids).
+    fn resend_pending(self) {
+        let pending: Vec<(String, String)> = self
+            .timelines
+            .try_with_untracked(|m| {
+                m.iter()
+                    .flat_map(|(p, t)| t.pending().into_iter().map(move |o| (p.clone(), o.client_msg_id)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (peer, cid) in pending {
+            self.dispatch(peer, cid);
+        }
+    }
+
+    /// Applies one frame from the socket.
+    fn on_server_event(self, event: ServerEvent) {
+        match event {
+            ServerEvent::Hello { user, online, .. } => {
+                self.me.set(Some(user.id));
+                let online: HashSet<String> = online.into_iter().collect();
+                self.contacts.update(|cs| {
+                    if let Some(cs) = cs {
+                        for c in cs.iter_mut() {
+                            c.online = online.contains(&c.id);
+                        }
+                    }
+                });
+                self.presence.set(Some(online));
+                let n = self.hellos.try_update_value(|n| {
+                    *n += 1;
+                    *n
+                });
+                if n.unwrap_or(1) > 1 {
+                    // A reconnect: catch up on what the blip may have hidden.
+                    self.load_contacts();
+                    match self.peer.try_get_untracked().flatten() {
+                        Some(p) => self.load_latest(p, true),
+                        None => self.resend_pending(),
+                    }
+                } else {
+                    self.resend_pending();
+                }
+            }
+            ServerEvent::Ack { client_msg_id, message } => self.on_ack(&client_msg_id, message),
+            ServerEvent::Message { message } => self.on_message(message),
+            ServerEvent::Presence { user_id, online } => {
+                self.presence.update(|p| {
+                    if let Some(p) = p {
+                        if online {
+                            p.insert(user_id.clone());
+                        } else {
+                            p.remove(&user_id);
+                        }
+                    }
+                });
+                self.contacts.update(|cs| {
+                    if let Some(cs) = cs {
+                        state::apply_presence(cs, &user_id, online);
+                    }
+                });
+            }
+            ServerEvent::Contact { mut contact } => {
+                if let Some(Some(p)) = self.presence.try_get_untracked() {
+                    contact.online = p.contains(&contact.id);
+                }
+                self.contacts.update(|cs| {
+                    if let Some(cs) = cs {
+                        state::upsert_contact(cs, contact);
+                    }
+                });
+            }
+            ServerEvent::Error { code, message, client_msg_id } => {
+                leptos::logging::warn!("chat server error {code:?}: {message}");
+                if let Some(cid) = client_msg_id {
+                    if let Some(peer) = self.peer_of_outgoing(&cid) {
+                        self.fail(&peer, &cid, None, Some(message.clone()));
+                    }
+                    self.notify_error(message);
+                } else if code == crate::protocol::ErrorCode::RateLimited {
+                    self.notify_error(message);
+                }
+            }
+            ServerEvent::Pong { .. } => {}
+        }
+    }
+
+    /// A live message: merged into its conversation if we hold it; counted
+    /// as unread unless that conversation is open (or it is our own).
+    fn on_message(self, message: ChatMessage) {
+        let Some(me) = self.me.try_get_untracked().flatten() else { return };
+        let peer = state::peer_of(&message, &me).to_string();
+        let incoming = message.sender_id != me;
+        let inserted = self
+            .timelines
+            .try_update(|m| m.get_mut(&peer).map(|t| t.insert(message)))
+            .flatten();
+        let open = self.peer.try_get_untracked().flatten();
+        if incoming && open.as_deref() != Some(peer.as_str()) && inserted != Some(Inserted::Duplicate) {
+            self.unread.update(|u| *u.entry(peer).or_insert(0) += 1);
+        }
+    }
+
+    /// Uploads the image kept for `cid`; returns its URL.
+    #[cfg(feature = "hydrate")]
+    async fn upload(self, peer: &str, cid: &str) -> Result<String, AppError> {
+        use leptos::server_fn::codec::MultipartData;
+
+        use crate::api::chat::upload_image;
+
+        let file = self.files.try_with_value(|f| f.get(cid).cloned()).flatten();
+        let Some(file) = file else {
+            return Err(AppError::bad_request("The image is no longer available; attach it again."));
+        };
+        let form = web_sys::FormData::new().map_err(|_| AppError::internal())?;
+        form.append_with_str("to", peer).map_err(|_| AppError::internal())?;
+        form.append_with_blob_and_filename("image", &file, &file.name())
+            .map_err(|_| AppError::internal())?;
+        upload_image(MultipartData::from(form)).await
+    }
+
+    #[cfg(not(feature = "hydrate"))]
+    async fn upload(self, _peer: &str, _cid: &str) -> Result<String, AppError> {
+        Err(AppError::internal())
+    }
+}
+
+/// A fresh `client_msg_id`: `crypto.randomUUID()` where the browser has it
+/// (secure contexts), else a v4 UUID from `crypto.getRandomValues`, else
+/// from `Math.random` — an id only has to be unique among this user's sends.
+#[cfg(feature = "hydrate")]
+pub fn new_client_msg_id() -> String {
+    let crypto = window().crypto().ok();
+    if let Some(c) = crypto.as_ref() {
+        let has_uuid = js_sys::Reflect::get(c, &"randomUUID".into())
+            .map(|f| f.is_function())
+            .unwrap_or(false);
+        if has_uuid {
+            return c.random_uuid();
+        }
+    }
+    let mut bytes = [0u8; 16];
+    let filled = crypto.as_ref().is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok());
+    if !filled {
+        for b in bytes.iter_mut() {
+            *b = (js_sys::Math::random() * 256.0) as u8;
+        }
+    }
+    uuid_v4_from(bytes)
+}
+
+#[cfg(not(feature = "hydrate"))]
+pub fn new_client_msg_id() -> String {
+    uuid_v4_from(std::array::from_fn(|i| i as u8))
+}
+
+/// Formats 16 random bytes as a version-4 UUID.
+pub fn uuid_v4_from(mut b: [u8; 16]) -> String {
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Now, RFC 3339 (UTC), for pending messages' clocks.
+pub fn now_rfc3339() -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys::Date::new_0().to_iso_string().into()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        String::new()
+    }
+}
+
+/// `HH:MM` in the viewer's time zone for an RFC 3339 timestamp.
+pub fn local_hhmm(rfc3339: &str) -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(rfc3339));
+        if d.get_time().is_nan() {
+            return String::new();
+        }
+        format!("{:02}:{:02}", d.get_hours(), d.get_minutes())
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        rfc3339.get(11..16).unwrap_or_default().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_shape() {
+        let id = uuid_v4_from([0xff; 16]);
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[test]
+    fn hhmm_on_server_slices_utc() {
+        assert_eq!(local_hhmm("2024-05-06T07:08:09.000Z"), "07:08");
+        assert_eq!(local_hhmm("bad"), "");
+    }
+}

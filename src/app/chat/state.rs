@@ -1,0 +1,551 @@
+//! Pure chat state: one conversation's timeline and the contact list, with
+//! every merge rule in one place so it can be unit-tested without a browser.
+//!
+//! Messages reach a conversation by four roads — a history page, a live
+//! `Message` frame, an `Ack` for our own send, and a resync after a reconnect
+//! — in any order and possibly more than once. The rules here make the result
+//! independent of that order: confirmed messages are keyed by their server id
+//! (a ULID, so sorting by id sorts by time), and an own message that is still
+//! on its way is keyed by its `client_msg_id` until a confirmed copy carrying
+//! the same `client_msg_id` replaces it. A message therefore never appears
+//! twice and never disappears.
+
+use std::collections::HashMap;
+
+use crate::api::dto::{ChatMessage, Contact};
+
+/// Where one of our own, not yet confirmed, messages stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Written (or about to be written) to the server; waiting for its ack.
+    Pending,
+    /// No ack in time, the socket was down, or the server refused it; the
+    /// user can retry with the same `client_msg_id`.
+    Failed,
+}
+
+/// One of our own messages that the server has not acknowledged yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Chosen by the client once; every retry reuses it so the server can
+    /// deduplicate.
+    pub client_msg_id: String,
+    /// Recipient (the peer of the conversation).
+    pub to: String,
+    pub text: String,
+    /// Server URL of the image once uploaded.
+    pub image: Option<String>,
+    /// Local `blob:` URL of an image that is not uploaded yet, shown meanwhile.
+    pub preview: Option<String>,
+    /// Whether an image still has to be uploaded before the frame can go.
+    pub needs_upload: bool,
+    /// RFC 3339 time the user pressed Send (for the bubble's clock).
+    pub created_at: String,
+    pub delivery: Delivery,
+    /// Why it failed, when the server said so.
+    pub error: Option<String>,
+    /// Bumped by every (re)send, so a stale ack timer can tell it is stale.
+    pub attempt: u32,
+}
+
+impl Outgoing {
+    /// A fresh pending message.
+    pub fn new(
+        client_msg_id: String,
+        to: String,
+        text: String,
+        preview: Option<String>,
+        created_at: String,
+    ) -> Self {
+        let needs_upload = preview.is_some();
+        Self {
+            client_msg_id,
+            to,
+            text,
+            image: None,
+            preview,
+            needs_upload,
+            created_at,
+            delivery: Delivery::Pending,
+            error: None,
+            attempt: 0,
+        }
+    }
+
+    /// The image to show: the uploaded one, else the local preview.
+    pub fn shown_image(&self) -> Option<String> {
+        self.image.clone().or_else(|| self.preview.clone())
+    }
+}
+
+/// One row of the rendered conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    Confirmed(ChatMessage),
+    Outgoing(Outgoing),
+}
+
+impl Item {
+    /// Key for keyed rendering: changes whenever the row must be redrawn
+    /// (a pending row becoming sent or failed), stable otherwise.
+    pub fn render_key(&self) -> String {
+        match self {
+            Item::Confirmed(m) => format!("m:{}", m.id),
+            Item::Outgoing(o) => format!(
+                "c:{}:{}:{}",
+                o.client_msg_id,
+                match o.delivery {
+                    Delivery::Pending => "p",
+                    Delivery::Failed => "f",
+                },
+                o.attempt
+            ),
+        }
+    }
+}
+
+/// What [`Timeline::insert`] did with a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// A message the timeline did not have.
+    New,
+    /// Already there (same id); nothing changed.
+    Duplicate,
+}
+
+/// The messages of one conversation as this client knows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Timeline {
+    /// The other participant; a message whose sender is not the peer is ours.
+    pub peer_id: String,
+    /// Confirmed messages, sorted by id, unique by id.
+    messages: Vec<ChatMessage>,
+    /// Own messages not confirmed yet, in the order they were sent.
+    outgoing: Vec<Outgoing>,
+    /// Older messages exist on the server before the first one here.
+    pub has_more: bool,
+    /// At least one page has been loaded (until then the view shows a skeleton).
+    pub loaded: bool,
+    /// Why the last history load failed, shown with a retry button.
+    pub load_error: Option<String>,
+}
+
+impl Timeline {
+    pub fn new(peer_id: impl Into<String>) -> Self {
+        Self { peer_id: peer_id.into(), ..Self::default() }
+    }
+
+    fn is_own(&self, m: &ChatMessage) -> bool {
+        m.sender_id != self.peer_id
+    }
+
+    /// Adds a confirmed message unless one with the same id is there; a
+    /// pending own message with the same `client_msg_id` is replaced by it.
+    pub fn insert(&mut self, message: ChatMessage) -> Inserted {
+        if self.is_own(&message)
+            && let Some(cid) = message.client_msg_id.as_deref()
+        {
+            self.outgoing.retain(|o| o.client_msg_id != cid);
+        }
+        match self.messages.binary_search_by(|m| m.id.as_str().cmp(message.id.as_str())) {
+            Ok(_) => Inserted::Duplicate,
+            Err(at) => {
+                self.messages.insert(at, message);
+                Inserted::New
+            }
+        }
+    }
+
+    /// The server confirmed `client_msg_id` as `message`: the pending copy
+    /// goes, the confirmed one takes its place (once, even if the same message
+    /// already came in as a live `Message`).
+    pub fn ack(&mut self, client_msg_id: &str, message: ChatMessage) -> Inserted {
+        self.outgoing.retain(|o| o.client_msg_id != client_msg_id);
+        self.insert(message)
+    }
+
+    /// Merges the newest page (first load, reopening, or resync after a
+    /// reconnect). If the page is full and starts after everything we hold,
+    /// messages were missed in between: the old ones are dropped rather than
+    /// leaving a silent gap, and older history is paged in again on scroll.
+    pub fn merge_latest(&mut self, page: Vec<ChatMessage>, has_more: bool) {
+        let gap = match (self.messages.last(), page.first()) {
+            (Some(newest_held), Some(oldest_page)) => has_more && oldest_page.id > newest_held.id,
+            _ => false,
+        };
+        if gap {
+            self.messages.clear();
+        }
+        if !self.loaded || gap || self.messages.is_empty() {
+            self.has_more = has_more;
+        }
+        self.loaded = true;
+        self.load_error = None;
+        for m in page {
+            self.insert(m);
+        }
+    }
+
+    /// Merges an older page fetched with `before = oldest_id()`.
+    pub fn prepend_older(&mut self, page: Vec<ChatMessage>, has_more: bool) {
+        self.has_more = has_more;
+        self.loaded = true;
+        for m in page {
+            self.insert(m);
+        }
+    }
+
+    /// Id of the oldest confirmed message, the `before` cursor of the next
+    /// older page.
+    pub fn oldest_id(&self) -> Option<&str> {
+        self.messages.first().map(|m| m.id.as_str())
+    }
+
+    /// Whether a confirmed message with this id is held.
+    pub fn contains(&self, id: &str) -> bool {
+        self.messages.binary_search_by(|m| m.id.as_str().cmp(id)).is_ok()
+    }
+
+    pub fn add_outgoing(&mut self, message: Outgoing) {
+        if !self.outgoing.iter().any(|o| o.client_msg_id == message.client_msg_id) {
+            self.outgoing.push(message);
+        }
+    }
+
+    pub fn outgoing(&self, client_msg_id: &str) -> Option<&Outgoing> {
+        self.outgoing.iter().find(|o| o.client_msg_id == client_msg_id)
+    }
+
+    /// Own messages still waiting for an ack (resent after a reconnect).
+    pub fn pending(&self) -> Vec<Outgoing> {
+        self.outgoing.iter().filter(|o| o.delivery == Delivery::Pending).cloned().collect()
+    }
+
+    /// Marks a pending message failed, but only if `attempt` (when given) is
+    /// still its current attempt: a timer of an earlier try must not fail a
+    /// retry that is in flight. Returns whether it changed.
+    pub fn fail(&mut self, client_msg_id: &str, attempt: Option<u32>, error: Option<String>) -> bool {
+        match self.outgoing.iter_mut().find(|o| o.client_msg_id == client_msg_id) {
+            Some(o) if o.delivery == Delivery::Pending && attempt.is_none_or(|a| a == o.attempt) => {
+                o.delivery = Delivery::Failed;
+                o.error = error;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts a new attempt for a message (retry, or resend after a
+    /// reconnect): pending again, attempt bumped. Returns the updated copy.
+    pub fn begin_attempt(&mut self, client_msg_id: &str) -> Option<Outgoing> {
+        let o = self.outgoing.iter_mut().find(|o| o.client_msg_id == client_msg_id)?;
+        o.delivery = Delivery::Pending;
+        o.error = None;
+        o.attempt = o.attempt.wrapping_add(1);
+        Some(o.clone())
+    }
+
+    /// Records the server URL of an uploaded image.
+    pub fn set_uploaded(&mut self, client_msg_id: &str, url: String) {
+        if let Some(o) = self.outgoing.iter_mut().find(|o| o.client_msg_id == client_msg_id) {
+            o.image = Some(url);
+            o.needs_upload = false;
+        }
+    }
+
+    /// Rows in display order: confirmed messages by id, then our own
+    /// unconfirmed ones in the order they were sent.
+    pub fn items(&self) -> Vec<Item> {
+        self.messages
+            .iter()
+            .cloned()
+            .map(Item::Confirmed)
+            .chain(self.outgoing.iter().cloned().map(Item::Outgoing))
+            .collect()
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.messages.len() + self.outgoing.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The conversation a message belongs to, seen from `me`: the other side.
+pub fn peer_of<'a>(message: &'a ChatMessage, me: &str) -> &'a str {
+    if message.sender_id == me { &message.recipient_id } else { &message.sender_id }
+}
+
+/// Sets one contact's presence. Returns whether a contact matched.
+pub fn apply_presence(contacts: &mut [Contact], user_id: &str, online: bool) -> bool {
+    match contacts.iter_mut().find(|c| c.id == user_id) {
+        Some(c) => {
+            c.online = online;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Sets every contact's presence from the full list of online ids (`Hello`).
+pub fn reset_online(contacts: &mut [Contact], online: &[String]) {
+    for c in contacts.iter_mut() {
+        c.online = online.contains(&c.id);
+    }
+}
+
+/// Adds a new contact or updates an existing one (a `Contact` frame). A new
+/// contact is placed in name order.
+pub fn upsert_contact(contacts: &mut Vec<Contact>, contact: Contact) {
+    if let Some(c) = contacts.iter_mut().find(|c| c.id == contact.id) {
+        *c = contact;
+    } else {
+        let key = contact.full_name.to_lowercase();
+        let at = contacts
+            .iter()
+            .position(|c| c.full_name.to_lowercase() > key)
+            .unwrap_or(contacts.len());
+        contacts.insert(at, contact);
+    }
+}
+
+/// Contacts matching a case-insensitive name search, optionally online only.
+pub fn filter_contacts<'a>(contacts: &'a [Contact], query: &str, online_only: bool) -> Vec<&'a Contact> {
+    let q = query.trim().to_lowercase();
+    contacts
+        .iter()
+        .filter(|c| !online_only || c.online)
+        .filter(|c| q.is_empty() || c.full_name.to_lowercase().contains(&q))
+        .collect()
+}
+
+/// Unread counts per peer.
+pub type Unread = HashMap<String, u32>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: &str = "me";
+    const PEER: &str = "peer";
+
+    fn msg(id: &str, from: &str, text: &str, cid: Option<&str>) -> ChatMessage {
+        let to = if from == ME { PEER } else { ME };
+        ChatMessage {
+            id: id.into(),
+            conversation_id: crate::api::dto::direct_conversation_id(ME, PEER),
+            sender_id: from.into(),
+            recipient_id: to.into(),
+            text: text.into(),
+            image: None,
+            created_at: "2024-01-01T10:00:00.000Z".into(),
+            client_msg_id: cid.map(Into::into),
+        }
+    }
+
+    fn out(cid: &str, text: &str) -> Outgoing {
+        Outgoing::new(cid.into(), PEER.into(), text.into(), None, "2024-01-01T10:00:00.000Z".into())
+    }
+
+    fn keys(t: &Timeline) -> Vec<String> {
+        t.items()
+            .iter()
+            .map(|i| match i {
+                Item::Confirmed(m) => m.id.clone(),
+                Item::Outgoing(o) => format!("pending:{}", o.client_msg_id),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merge_by_id_ignores_duplicates() {
+        let mut t = Timeline::new(PEER);
+        assert_eq!(t.insert(msg("01A", PEER, "hi", None)), Inserted::New);
+        assert_eq!(t.insert(msg("01A", PEER, "hi", None)), Inserted::Duplicate);
+        t.merge_latest(vec![msg("01A", PEER, "hi", None), msg("01B", ME, "yo", Some("c1"))], false);
+        assert_eq!(keys(&t), ["01A", "01B"]);
+        assert!(t.contains("01B"));
+    }
+
+    #[test]
+    fn ack_replaces_pending() {
+        let mut t = Timeline::new(PEER);
+        t.add_outgoing(out("c1", "hello"));
+        assert_eq!(keys(&t), ["pending:c1"]);
+        assert_eq!(t.pending().len(), 1);
+        t.ack("c1", msg("01A", ME, "hello", Some("c1")));
+        assert_eq!(keys(&t), ["01A"]);
+        assert!(t.pending().is_empty());
+    }
+
+    #[test]
+    fn ack_without_client_id_in_message_still_replaces_pending() {
+        let mut t = Timeline::new(PEER);
+        t.add_outgoing(out("c1", "hello"));
+        t.ack("c1", msg("01A", ME, "hello", None));
+        assert_eq!(keys(&t), ["01A"]);
+    }
+
+    #[test]
+    fn live_message_then_ack_appears_once() {
+        let mut t = Timeline::new(PEER);
+        t.add_outgoing(out("c1", "hello"));
+        // The bus delivers our own message before the ack…
+        assert_eq!(t.insert(msg("01A", ME, "hello", Some("c1"))), Inserted::New);
+        assert_eq!(keys(&t), ["01A"]);
+        // …and the ack changes nothing.
+        assert_eq!(t.ack("c1", msg("01A", ME, "hello", Some("c1"))), Inserted::Duplicate);
+        assert_eq!(keys(&t), ["01A"]);
+    }
+
+    #[test]
+    fn ack_then_live_message_appears_once() {
+        let mut t = Timeline::new(PEER);
+        t.add_outgoing(out("c1", "hello"));
+        t.ack("c1", msg("01A", ME, "hello", Some("c1")));
+        assert_eq!(t.insert(msg("01A", ME, "hello", Some("c1"))), Inserted::Duplicate);
+        assert_eq!(keys(&t), ["01A"]);
+    }
+
+    #[test]
+    fn peer_message_with_same_client_id_does_not_replace_ours() {
+        let mut t = Timeline::new(PEER);
+        t.add_outgoing(out("c1", "mine"));
+        t.insert(msg("01A", PEER, "theirs", Some("c1")));
+        assert_eq!(keys(&t), ["01A", "pending:c1"]);
+    }
+
+    #[test]
+    fn keeps_sorted_by_id_whatever_the_arrival_order() {
+        let mut t = Timeline::new(PEER);
+        for id in ["01C", "01A", "01E", "01B", "01D"] {
+            t.insert(msg(id, PEER, id, None));
+        }
+        assert_eq!(keys(&t), ["01A", "01B", "01C", "01D", "01E"]);
+        t.add_outgoing(out("c1", "x"));
+        t.insert(msg("01F", PEER, "late", None));
+        // Pending rows stay after every confirmed message.
+        assert_eq!(keys(&t), ["01A", "01B", "01C", "01D", "01E", "01F", "pending:c1"]);
+    }
+
+    #[test]
+    fn older_page_prepends_and_sets_has_more() {
+        let mut t = Timeline::new(PEER);
+        t.merge_latest(vec![msg("01D", PEER, "d", None), msg("01E", ME, "e", None)], true);
+        assert!(t.has_more);
+        assert_eq!(t.oldest_id(), Some("01D"));
+        // Overlapping older page: the shared message is not doubled.
+        t.prepend_older(vec![msg("01B", PEER, "b", None), msg("01C", ME, "c", None), msg("01D", PEER, "d", None)], false);
+        assert_eq!(keys(&t), ["01B", "01C", "01D", "01E"]);
+        assert!(!t.has_more);
+        assert_eq!(t.oldest_id(), Some("01B"));
+    }
+
+    #[test]
+    fn resync_keeps_has_more_and_merges() {
+        let mut t = Timeline::new(PEER);
+        t.merge_latest(vec![msg("01B", PEER, "b", None), msg("01C", PEER, "c", None)], true);
+        t.prepend_older(vec![msg("01A", PEER, "a", None)], false);
+        // Reconnect: newest page overlaps what we hold and adds one.
+        t.merge_latest(vec![msg("01B", PEER, "b", None), msg("01C", PEER, "c", None), msg("01D", PEER, "d", None)], true);
+        assert_eq!(keys(&t), ["01A", "01B", "01C", "01D"]);
+        assert!(!t.has_more, "history before 01A is still known to be exhausted");
+    }
+
+    #[test]
+    fn resync_confirms_pending_whose_ack_was_lost() {
+        let mut t = Timeline::new(PEER);
+        t.merge_latest(vec![msg("01A", PEER, "a", None)], false);
+        t.add_outgoing(out("c1", "lost ack"));
+        t.add_outgoing(out("c2", "never arrived"));
+        t.merge_latest(vec![msg("01A", PEER, "a", None), msg("01B", ME, "lost ack", Some("c1"))], false);
+        assert_eq!(keys(&t), ["01A", "01B", "pending:c2"]);
+        assert_eq!(t.pending().iter().map(|o| o.client_msg_id.as_str()).collect::<Vec<_>>(), ["c2"]);
+    }
+
+    #[test]
+    fn resync_with_a_gap_drops_stale_messages() {
+        let mut t = Timeline::new(PEER);
+        t.merge_latest(vec![msg("01A", PEER, "a", None)], false);
+        // A full page that starts after everything held: messages were missed.
+        t.merge_latest(vec![msg("01X", PEER, "x", None), msg("01Y", PEER, "y", None)], true);
+        assert_eq!(keys(&t), ["01X", "01Y"]);
+        assert!(t.has_more);
+    }
+
+    #[test]
+    fn fail_and_retry_keep_the_client_id() {
+        let mut t = Timeline::new(PEER);
+        t.add_outgoing(out("c1", "hello"));
+        assert!(t.fail("c1", Some(0), Some("down".into())));
+        assert_eq!(t.outgoing("c1").map(|o| o.delivery), Some(Delivery::Failed));
+        assert!(t.pending().is_empty(), "failed messages are not auto-resent");
+        let retry = t.begin_attempt("c1").expect("known message");
+        assert_eq!(retry.client_msg_id, "c1");
+        assert_eq!(retry.attempt, 1);
+        assert_eq!(retry.delivery, Delivery::Pending);
+        // The timer of the first attempt must not fail the retry.
+        assert!(!t.fail("c1", Some(0), None));
+        assert_eq!(t.outgoing("c1").map(|o| o.delivery), Some(Delivery::Pending));
+        t.ack("c1", msg("01A", ME, "hello", Some("c1")));
+        assert_eq!(keys(&t), ["01A"]);
+        assert!(!t.fail("c1", None, None), "nothing left to fail");
+    }
+
+    #[test]
+    fn render_key_changes_with_delivery() {
+        let mut t = Timeline::new(PEER);
+        t.add_outgoing(out("c1", "hello"));
+        let k1 = t.items()[0].render_key();
+        t.fail("c1", None, None);
+        let k2 = t.items()[0].render_key();
+        assert_ne!(k1, k2);
+    }
+
+    #[test]
+    fn upload_url_replaces_preview() {
+        let mut o = out("c1", "");
+        o.preview = Some("blob:x".into());
+        o.needs_upload = true;
+        let mut t = Timeline::new(PEER);
+        t.add_outgoing(o);
+        assert_eq!(t.outgoing("c1").and_then(Outgoing::shown_image).as_deref(), Some("blob:x"));
+        t.set_uploaded("c1", "/media/a.png".into());
+        let o = t.outgoing("c1").expect("still pending");
+        assert!(!o.needs_upload);
+        assert_eq!(o.shown_image().as_deref(), Some("/media/a.png"));
+    }
+
+    fn contact(id: &str, name: &str, online: bool) -> Contact {
+        Contact { id: id.into(), full_name: name.into(), profile_picture: String::new(), bio: String::new(), online }
+    }
+
+    #[test]
+    fn contacts_presence_and_filters() {
+        let mut cs = vec![contact("a", "Alice Smith", false), contact("c", "Carol", true)];
+        assert!(apply_presence(&mut cs, "a", true));
+        assert!(!apply_presence(&mut cs, "zz", true));
+        assert!(cs[0].online);
+        reset_online(&mut cs, &["c".to_string()]);
+        assert!(!cs[0].online && cs[1].online);
+        upsert_contact(&mut cs, contact("b", "bob", true));
+        assert_eq!(cs.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        upsert_contact(&mut cs, contact("b", "Bobby", false));
+        assert_eq!(cs.len(), 3);
+        assert_eq!(cs[1].full_name, "Bobby");
+        let names = |v: Vec<&Contact>| v.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+        assert_eq!(names(filter_contacts(&cs, "SMI", false)), ["a"]);
+        assert_eq!(names(filter_contacts(&cs, "", true)), ["c"]);
+        assert_eq!(names(filter_contacts(&cs, "  ", false)), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn peer_of_is_the_other_side() {
+        let m = msg("01A", ME, "x", None);
+        assert_eq!(peer_of(&m, ME), PEER);
+        assert_eq!(peer_of(&m, PEER), ME);
+    }
+}

@@ -1,0 +1,166 @@
+//! The Charcha UI: the HTML shell, the router and the pages. The same code
+//! renders on the server (`ssr`) and hydrates in the browser (`hydrate`).
+//!
+//! Shared pieces other modules (the chat page) can use:
+//! - [`use_session`] → [`Session`]: the signed-in user, `set_user`, `refetch`, logout.
+//! - [`use_toast`] → [`Toasts`]: `.success(msg)`, `.error(msg)`, `.info(msg)`.
+//! - [`use_theme`] → [`ThemeState`]: the current DaisyUI theme.
+//! - [`avatar::Avatar`], [`icons::Icon`]: small UI components.
+//!
+//! Every route renders in `SsrMode::Async`: the server waits for the session
+//! (and the page's own resources) before sending anything, so pages arrive
+//! fully rendered (no JS needed to read them) and guards answer with a real
+//! HTTP redirect.
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path, SsrMode,
+};
+
+mod auth_pages;
+pub mod avatar;
+pub mod chat;
+pub mod fields;
+pub mod icons;
+mod landing;
+mod navbar;
+mod not_found;
+mod profile;
+pub mod session;
+mod settings;
+pub mod theme;
+pub mod toast;
+pub mod validate;
+
+pub use session::{use_session, RequireUser, Session};
+pub use theme::{use_theme, ThemeState};
+pub use toast::{use_toast, Toasts};
+
+use auth_pages::{LoginPage, SignupPage};
+use chat::ChatPage;
+use landing::LandingPage;
+use navbar::Navbar;
+use not_found::NotFoundPage;
+use profile::ProfilePage;
+use session::RequireGuest;
+use settings::SettingsPage;
+use toast::ToastHost;
+
+/// The whole HTML document, rendered on the server. `data-theme` comes from
+/// the visitor's `theme` cookie, so the first paint already has their theme.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let theme = theme::initial_theme();
+    view! {
+        <!DOCTYPE html>
+        <html lang="en" data-theme=theme>
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body class="min-h-screen bg-base-100 text-base-content antialiased">
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// The application: shared contexts, the frame (navbar, footer, toasts)
+/// and the routes.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    theme::provide_theme();
+    toast::provide_toasts();
+    session::provide_session();
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/charcha.css"/>
+        <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
+        <Title formatter=|text: String| format!("{text} · Charcha")/>
+        <Meta
+            name="description"
+            content="Charcha: scalable real-time chat over WebSockets, with Redis pub/sub, Kafka and MongoDB."
+        />
+        <Router>
+            <div class="flex min-h-screen flex-col">
+                <a
+                    href="#main"
+                    class="btn btn-primary btn-sm sr-only z-50 focus:not-sr-only focus:absolute focus:left-4 focus:top-3"
+                >
+                    "Skip to content"
+                </a>
+                <Navbar/>
+                <main id="main" class="flex-1" tabindex="-1">
+                    <Routes fallback=NotFoundPage>
+                        <Route path=path!("/") view=LandingPage ssr=SsrMode::Async/>
+                        <Route path=path!("/signup") view=GuestSignup ssr=SsrMode::Async/>
+                        <Route path=path!("/login") view=GuestLogin ssr=SsrMode::Async/>
+                        <Route path=path!("/profile") view=UserProfile ssr=SsrMode::Async/>
+                        <Route path=path!("/settings") view=SettingsPage ssr=SsrMode::Async/>
+                        // One route for `/chat` and `/chat/:peer_id`, so switching
+                        // conversations keeps the chat page (and its socket) alive.
+                        <Route path=path!("/chat/:peer_id?") view=UserChat ssr=SsrMode::Async/>
+                    </Routes>
+                </main>
+                <Footer/>
+                <ToastHost/>
+            </div>
+        </Router>
+    }
+}
+
+#[component]
+fn GuestSignup() -> impl IntoView {
+    view! {
+        <RequireGuest>
+            <SignupPage/>
+        </RequireGuest>
+    }
+}
+
+#[component]
+fn GuestLogin() -> impl IntoView {
+    view! {
+        <RequireGuest>
+            <LoginPage/>
+        </RequireGuest>
+    }
+}
+
+#[component]
+fn UserProfile() -> impl IntoView {
+    view! {
+        <RequireUser>
+            <ProfilePage/>
+        </RequireUser>
+    }
+}
+
+#[component]
+fn UserChat() -> impl IntoView {
+    view! {
+        <RequireUser>
+            <ChatPage/>
+        </RequireUser>
+    }
+}
+
+/// Site footer; left out on the chat page, which fills the viewport.
+#[component]
+fn Footer() -> impl IntoView {
+    let location = leptos_router::hooks::use_location();
+    let on_chat = move || location.pathname.with(|path| path == "/chat" || path.starts_with("/chat/"));
+    move || (!on_chat()).then(|| view! {
+        <footer class="border-t border-base-300 py-6 text-sm text-base-content/60">
+            <div class="mx-auto flex max-w-7xl flex-wrap items-center justify-between gap-2 px-4 lg:px-8">
+                <p>"Charcha · चर्चा — conversations that scale."</p>
+                <p>"Rust, Leptos, WebSockets, Redis, Kafka, MongoDB."</p>
+            </div>
+        </footer>
+    })
+}

@@ -1,0 +1,1329 @@
+#![cfg(feature = "ssr")]
+//! Integration tests of the messaging pipeline: wire protocol, WebSocket
+//! gateway, chat service (ack after log, idempotency, authz, validation),
+//! history pagination, presence, message images, the history worker, and
+//! REST parity. Each test runs its own in-process server.
+
+mod common;
+
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use charcha::{
+    api::dto::{direct_conversation_id, ChatMessage, Contact, User},
+    protocol::{ClientEvent, ErrorCode, ServerEvent, MAX_FRAME_BYTES, MAX_TEXT_CHARS, PROTOCOL_VERSION},
+    server::{
+        config::Config,
+        log::{Log, LogError, LogRecord},
+    },
+};
+use common::{eventually, png, TestServer, TestUser, Ws};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+
+// ---------------------------------------------------------------- helpers
+
+/// Next event matching `pred`, skipping others; panics after 5 s.
+async fn next_where(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match ws.try_next_event(left).await {
+            Some(e) if pred(&e) => return e,
+            Some(_) => continue,
+            None => panic!("no {what} within 5 s"),
+        }
+    }
+}
+
+/// First event matching `pred` within `within`, or `None` (for asserting absence).
+async fn any_where(ws: &mut Ws, within: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        match ws.try_next_event(left).await {
+            Some(e) if pred(&e) => return Some(e),
+            Some(_) => continue,
+            None => return None,
+        }
+    }
+}
+
+async fn ack_of(ws: &mut Ws, client_msg_id: &str) -> Value {
+    next_where(ws, &format!("ack of {client_msg_id}"), |e| e["type"] == "ack" && e["client_msg_id"] == client_msg_id)
+        .await
+}
+
+async fn error_frame(ws: &mut Ws) -> Value {
+    next_where(ws, "error frame", |e| e["type"] == "error").await
+}
+
+async fn message_with_id(ws: &mut Ws, id: &str) -> Value {
+    next_where(ws, &format!("message {id}"), |e| e["type"] == "message" && e["message"]["_id"] == id).await
+}
+
+/// Sends `{"type":"ping","nonce":n}` and expects the matching pong.
+async fn ping_pong(ws: &mut Ws, nonce: u64) {
+    ws.send_json(json!({ "type": "ping", "nonce": nonce })).await;
+    let pong = next_where(ws, "pong", |e| e["type"] == "pong").await;
+    assert_eq!(pong["nonce"], nonce, "pong echoes the nonce: {pong}");
+}
+
+async fn send_ws(ws: &mut Ws, client_msg_id: &str, to: &str, text: &str) -> Value {
+    ws.send_text(client_msg_id, to, text).await;
+    let ack = ack_of(ws, client_msg_id).await;
+    ack["message"].clone()
+}
+
+async fn body_json(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn get(http: &reqwest::Client, server: &TestServer, path: &str) -> (StatusCode, Value) {
+    body_json(http.get(format!("{}{path}", server.url)).send().await.expect("GET")).await
+}
+
+async fn post_json(http: &reqwest::Client, server: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
+    body_json(http.post(format!("{}{path}", server.url)).json(&body).send().await.expect("POST")).await
+}
+
+async fn send_rest(user: &TestUser, server: &TestServer, to: &str, body: Value) -> (StatusCode, Value) {
+    post_json(&user.http, server, &format!("/api/messages/send/{to}"), body).await
+}
+
+/// Every message of `me`'s conversation with `peer`, oldest first, by paging.
+async fn history_all(http: &reqwest::Client, server: &TestServer, peer: &str) -> Vec<Value> {
+    let mut all: Vec<Value> = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let path = match &before {
+            None => format!("/api/messages/{peer}?limit=100"),
+            Some(b) => format!("/api/messages/{peer}?limit=100&before={b}"),
+        };
+        let (status, page) = get(http, server, &path).await;
+        assert_eq!(status, StatusCode::OK, "history page: {page}");
+        let mut msgs = page["messages"].as_array().expect("messages").clone();
+        let has_more = page["has_more"].as_bool().expect("has_more");
+        before = msgs.first().map(|m| m["_id"].as_str().unwrap().to_string());
+        msgs.extend(all);
+        all = msgs;
+        if !has_more {
+            return all;
+        }
+    }
+}
+
+fn ids(messages: &[Value]) -> Vec<String> {
+    messages.iter().map(|m| m["_id"].as_str().expect("_id").to_string()).collect()
+}
+
+/// Waits until `id` is in the history `http`'s user has with `peer`.
+async fn in_history(http: &reqwest::Client, server: &TestServer, peer: &str, id: &str) {
+    let url = format!("{}/api/messages/{peer}?limit=100", server.url);
+    eventually(|| {
+        let (http, url, id) = (http.clone(), url.clone(), id.to_string());
+        async move {
+            let page: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+            page["messages"].as_array()?.iter().any(|m| m["_id"] == id.as_str()).then_some(())
+        }
+    })
+    .await
+}
+
+/// Waits until the history worker has checkpointed past every log record.
+async fn worker_caught_up(server: &TestServer) {
+    let st = server.state();
+    eventually(move || async move {
+        let records = st.log.fetch(0, 0, 1_000_000, Duration::ZERO).await.ok()?;
+        let end = records.last().map(|r| r.offset + 1).unwrap_or(0);
+        let next = st.store.load_offset(st.log.stream(), 0).await.ok()?.unwrap_or(0);
+        (next >= end).then_some(())
+    })
+    .await
+}
+
+fn count_id(messages: &[Value], id: &str) -> usize {
+    messages.iter().filter(|m| m["_id"] == id).count()
+}
+
+/// Connects and returns the client with its `hello` frame.
+async fn connect_with_hello(server: &TestServer, token: &str) -> (Ws, Value) {
+    let mut req = server.ws_url().into_client_request().expect("request");
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    let (stream, _) = tokio_tungstenite::connect_async(req).await.expect("ws connect");
+    let mut ws = Ws { stream };
+    let hello = ws.next_event().await;
+    assert_eq!(hello["type"], "hello", "first frame is hello: {hello}");
+    (ws, hello)
+}
+
+fn upgrade_status(err: tokio_tungstenite::tungstenite::Error) -> u16 {
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => resp.status().as_u16(),
+        other => panic!("expected an HTTP error response, got {other:?}"),
+    }
+}
+
+fn sample_message() -> ChatMessage {
+    ChatMessage {
+        id: "01J00000000000000000000001".into(),
+        conversation_id: direct_conversation_id("01J0000000000000000000000A", "01J0000000000000000000000B"),
+        sender_id: "01J0000000000000000000000A".into(),
+        recipient_id: "01J0000000000000000000000B".into(),
+        text: "héllo \"world\" 👋".into(),
+        image: Some("/api/media/01J00000000000000000000009".into()),
+        created_at: "2026-01-02T03:04:05.678Z".into(),
+        client_msg_id: Some("c-1".into()),
+    }
+}
+
+// ------------------------------------------------------------ 1. protocol
+
+#[tokio::test]
+async fn protocol_round_trips_every_variant() {
+    let user = User {
+        id: "01J0000000000000000000000A".into(),
+        email: "a@example.com".into(),
+        full_name: "Ann".into(),
+        profile_picture: String::new(),
+        bio: "bio".into(),
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+    };
+    let contact = Contact {
+        id: "01J0000000000000000000000B".into(),
+        full_name: "Bob".into(),
+        profile_picture: "/api/media/01J00000000000000000000009".into(),
+        bio: String::new(),
+        online: true,
+    };
+    let mut plain = sample_message();
+    plain.image = None;
+    plain.client_msg_id = None;
+
+    let client_events = [
+        (
+            ClientEvent::Send { client_msg_id: "c-1".into(), to: user.id.clone(), text: "hi".into(), image: None },
+            "send",
+        ),
+        (
+            ClientEvent::Send {
+                client_msg_id: "c-2".into(),
+                to: user.id.clone(),
+                text: String::new(),
+                image: Some("/api/media/x".into()),
+            },
+            "send",
+        ),
+        (ClientEvent::Ping { nonce: 42 }, "ping"),
+    ];
+    for (event, tag) in client_events {
+        let text = serde_json::to_string(&event).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["type"], tag, "{text}");
+        assert_eq!(serde_json::from_str::<ClientEvent>(&text).unwrap(), event, "{text}");
+    }
+
+    let mut server_events = vec![
+        (ServerEvent::Hello { protocol_version: PROTOCOL_VERSION, user: user.clone(), online: vec![user.id.clone()] }, "hello"),
+        (ServerEvent::Ack { client_msg_id: "c-1".into(), message: sample_message() }, "ack"),
+        (ServerEvent::Message { message: sample_message() }, "message"),
+        (ServerEvent::Message { message: plain }, "message"),
+        (ServerEvent::Presence { user_id: user.id.clone(), online: false }, "presence"),
+        (ServerEvent::Contact { contact }, "contact"),
+        (ServerEvent::Pong { nonce: u64::MAX }, "pong"),
+    ];
+    for code in [ErrorCode::BadFrame, ErrorCode::Invalid, ErrorCode::Unavailable, ErrorCode::RateLimited] {
+        server_events.push((ServerEvent::Error { code, message: "m".into(), client_msg_id: Some("c-9".into()) }, "error"));
+        server_events.push((ServerEvent::Error { code, message: "m".into(), client_msg_id: None }, "error"));
+    }
+    for (event, tag) in server_events {
+        let text = event.to_json();
+        assert_eq!(text, serde_json::to_string(&event).unwrap());
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["type"], tag, "{text}");
+        assert_eq!(serde_json::from_str::<ServerEvent>(&text).unwrap(), event, "{text}");
+    }
+
+    // Field names on the wire.
+    let v: Value = serde_json::from_str(&ServerEvent::Message { message: sample_message() }.to_json()).unwrap();
+    assert_eq!(v["message"]["_id"], "01J00000000000000000000001");
+    assert!(v["message"].get("id").is_none());
+    let codes = [
+        (ErrorCode::BadFrame, "bad_frame"),
+        (ErrorCode::Invalid, "invalid"),
+        (ErrorCode::Unavailable, "unavailable"),
+        (ErrorCode::RateLimited, "rate_limited"),
+    ];
+    for (code, name) in codes {
+        let v: Value = serde_json::from_str(&ServerEvent::Error { code, message: "m".into(), client_msg_id: None }.to_json()).unwrap();
+        assert_eq!(v["code"], name);
+        assert!(v.get("client_msg_id").is_none(), "absent client_msg_id is omitted: {v}");
+    }
+
+    // Hand-written frames, as a browser would send them.
+    let send: ClientEvent =
+        serde_json::from_str(r#"{"type":"send","client_msg_id":"c-7","to":"01J0000000000000000000000B","text":"hi"}"#).unwrap();
+    assert_eq!(
+        send,
+        ClientEvent::Send { client_msg_id: "c-7".into(), to: "01J0000000000000000000000B".into(), text: "hi".into(), image: None }
+    );
+    let image_only: ClientEvent =
+        serde_json::from_str(r#"{"type":"send","client_msg_id":"c-8","to":"x","image":"/api/media/y"}"#).unwrap();
+    assert_eq!(
+        image_only,
+        ClientEvent::Send { client_msg_id: "c-8".into(), to: "x".into(), text: String::new(), image: Some("/api/media/y".into()) }
+    );
+    assert_eq!(serde_json::from_str::<ClientEvent>(r#"{"type":"ping","nonce":7}"#).unwrap(), ClientEvent::Ping { nonce: 7 });
+    assert_eq!(serde_json::from_str::<ClientEvent>(r#"{"type":"ping"}"#).unwrap(), ClientEvent::Ping { nonce: 0 });
+    // Extra fields (a forged sender, say) are ignored, not trusted.
+    assert!(serde_json::from_str::<ClientEvent>(r#"{"type":"send","client_msg_id":"c","to":"x","text":"t","sender_id":"evil"}"#).is_ok());
+    // What the gateway must reject as bad frames.
+    for bad in [r#"{"type":"explode"}"#, r#"{"type":"send","client_msg_id":"c","text":"t"}"#, r#"{"to":"x"}"#, "not json", r#"{"type":"ping","nonce":"7"}"#] {
+        assert!(serde_json::from_str::<ClientEvent>(bad).is_err(), "{bad} must not parse");
+    }
+    let presence: ServerEvent = serde_json::from_str(r#"{"type":"presence","user_id":"u1","online":true}"#).unwrap();
+    assert_eq!(presence, ServerEvent::Presence { user_id: "u1".into(), online: true });
+    let err: ServerEvent = serde_json::from_str(r#"{"type":"error","code":"rate_limited","message":"slow down"}"#).unwrap();
+    assert_eq!(err, ServerEvent::Error { code: ErrorCode::RateLimited, message: "slow down".into(), client_msg_id: None });
+}
+
+// ------------------------------------------------------- 2. live exchange
+
+#[tokio::test]
+async fn two_clients_exchange_messages_live_both_ways() {
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let mut wa = a.ws(&server).await;
+    let mut wb = b.ws(&server).await;
+
+    wa.send_text("a-1", &b.id, "hello Bob").await;
+    let ack = ack_of(&mut wa, "a-1").await;
+    let m = &ack["message"];
+    let id = m["_id"].as_str().expect("ack carries the message id").to_string();
+    assert_eq!(id.len(), 26);
+    assert_eq!(m["sender_id"], a.id.as_str());
+    assert_eq!(m["recipient_id"], b.id.as_str());
+    assert_eq!(m["text"], "hello Bob");
+    assert_eq!(m["conversation_id"], direct_conversation_id(&a.id, &b.id));
+    assert_eq!(m["client_msg_id"], "a-1");
+    let got = message_with_id(&mut wb, &id).await;
+    assert_eq!(got["message"], *m, "the receiver gets the acked message as is");
+    // The sender's own sessions get it too (other tabs merge by _id).
+    message_with_id(&mut wa, &id).await;
+
+    wb.send_text("b-1", &a.id, "hi Ann").await;
+    let back = ack_of(&mut wb, "b-1").await["message"].clone();
+    assert_eq!(back["sender_id"], b.id.as_str());
+    assert_eq!(back["recipient_id"], a.id.as_str());
+    assert_eq!(back["conversation_id"], m["conversation_id"], "one conversation for both directions");
+    let back_id = back["_id"].as_str().unwrap().to_string();
+    assert!(back_id > id, "ids sort in send order");
+    let got = message_with_id(&mut wa, &back_id).await;
+    assert_eq!(got["message"]["text"], "hi Ann");
+
+    // Both land in history, in order, seen the same from both sides.
+    in_history(&a.http, &server, &b.id, &back_id).await;
+    assert_eq!(ids(&history_all(&a.http, &server, &b.id).await), vec![id.clone(), back_id.clone()]);
+    assert_eq!(ids(&history_all(&b.http, &server, &a.id).await), vec![id, back_id]);
+}
+
+#[tokio::test]
+async fn pipelined_sends_are_acked_and_delivered_in_order() {
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let mut wa = a.ws(&server).await;
+    let mut wb = b.ws(&server).await;
+    // All frames out before reading anything back.
+    for i in 0..30 {
+        wa.send_text(&format!("pipe-{i}"), &b.id, &format!("n{i}")).await;
+    }
+    let mut acked = Vec::new();
+    while acked.len() < 30 {
+        let e = next_where(&mut wa, "ack", |e| e["type"] == "ack" || e["type"] == "error").await;
+        assert_eq!(e["type"], "ack", "{e}");
+        assert_eq!(e["client_msg_id"], format!("pipe-{}", acked.len()), "acks come in send order");
+        acked.push(e["message"]["_id"].as_str().unwrap().to_string());
+    }
+    let mut sorted = acked.clone();
+    sorted.sort();
+    assert_eq!(acked, sorted, "ids sort in send order");
+    let mut delivered = Vec::new();
+    while delivered.len() < 30 {
+        let e = next_where(&mut wb, "message", |e| e["type"] == "message").await;
+        assert_eq!(e["message"]["text"], format!("n{}", delivered.len()));
+        delivered.push(e["message"]["_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(delivered, acked, "the receiver sees them in send order");
+    in_history(&b.http, &server, &a.id, acked.last().unwrap()).await;
+    assert_eq!(ids(&history_all(&b.http, &server, &a.id).await), acked);
+}
+
+// ------------------------------------------------- 3. ack after the log
+
+#[tokio::test]
+async fn ack_means_the_record_is_already_in_the_log() {
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let mut wa = a.ws(&server).await;
+    for i in 0..3 {
+        let cid = format!("durable-{i}");
+        let m = send_ws(&mut wa, &cid, &b.id, "durable?").await;
+        let id = m["_id"].as_str().unwrap();
+        // Checked right after the ack, without waiting: the ack promises it.
+        let records = server.state().log.fetch(0, 0, 1000, Duration::ZERO).await.expect("log fetch");
+        let in_log = records
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<ChatMessage>(&r.payload).ok())
+            .any(|logged| logged.id == id && logged.sender_id == a.id && logged.client_msg_id.as_deref() == Some(cid.as_str()));
+        assert!(in_log, "acked message {id} must be in the log");
+    }
+    // REST send: the 201 also comes after the log.
+    let (status, m) = send_rest(&a, &server, &b.id, json!({ "text": "via rest" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    let records = server.state().log.fetch(0, 0, 1000, Duration::ZERO).await.expect("log fetch");
+    assert!(records.iter().any(|r| serde_json::from_slice::<ChatMessage>(&r.payload).is_ok_and(|x| x.id == m["_id"].as_str().unwrap())));
+}
+
+/// Delegates to a real log, but fails appends while `failing` is set.
+struct FlakyLog {
+    inner: Arc<dyn Log>,
+    failing: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl Log for FlakyLog {
+    fn stream(&self) -> &str {
+        self.inner.stream()
+    }
+    async fn append(&self, key: &str, payload: Vec<u8>) -> Result<(), LogError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(LogError::Unavailable("injected failure".into()));
+        }
+        self.inner.append(key, payload).await
+    }
+    async fn partitions(&self) -> Result<Vec<i32>, LogError> {
+        self.inner.partitions().await
+    }
+    async fn fetch(&self, partition: i32, from: i64, max_records: usize, max_wait: Duration) -> Result<Vec<LogRecord>, LogError> {
+        self.inner.fetch(partition, from, max_records, max_wait).await
+    }
+}
+
+#[tokio::test]
+async fn failing_log_means_no_ack_no_delivery_and_a_clean_retry() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let config = Config::for_tests(tmp.path().to_path_buf());
+    let mut drivers = charcha::server::connect_drivers(&config).await.expect("drivers");
+    let failing = Arc::new(AtomicBool::new(false));
+    drivers.log = Arc::new(FlakyLog { inner: drivers.log.clone(), failing: failing.clone() });
+    let server = TestServer::start_config(config, Some(drivers)).await;
+
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let mut wa = a.ws(&server).await;
+    let mut wb = b.ws(&server).await;
+
+    failing.store(true, Ordering::SeqCst);
+    wa.send_text("flaky-1", &b.id, "will this arrive?").await;
+    let err = next_where(&mut wa, "error or ack", |e| e["type"] == "error" || e["type"] == "ack").await;
+    assert_eq!(err["type"], "error", "no ack while the log fails: {err}");
+    assert_eq!(err["code"], "unavailable");
+    assert_eq!(err["client_msg_id"], "flaky-1");
+    assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    let (status, body) = send_rest(&a, &server, &b.id, json!({ "text": "rest too", "client_msg_id": "flaky-rest" })).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "503 body is {{message}}: {body}");
+
+    // Nothing was delivered live, to the recipient or the sender's tabs.
+    assert_eq!(any_where(&mut wb, Duration::from_millis(500), |e| e["type"] == "message").await, None);
+    assert_eq!(any_where(&mut wa, Duration::from_millis(100), |e| e["type"] == "message" || e["type"] == "ack").await, None);
+    // Nor stored.
+    assert!(history_all(&a.http, &server, &b.id).await.is_empty());
+    assert!(server.state().log.fetch(0, 0, 1000, Duration::ZERO).await.unwrap().is_empty());
+
+    // Recovery: the same client_msg_id now goes through, once.
+    failing.store(false, Ordering::SeqCst);
+    wa.send_text("flaky-1", &b.id, "will this arrive?").await;
+    let ack = next_where(&mut wa, "ack or error", |e| e["type"] == "error" || e["type"] == "ack").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(ack["client_msg_id"], "flaky-1");
+    let id = ack["message"]["_id"].as_str().unwrap().to_string();
+    assert_eq!(ack["message"]["text"], "will this arrive?");
+    message_with_id(&mut wb, &id).await;
+
+    let (status, rest_msg) = send_rest(&a, &server, &b.id, json!({ "text": "rest too", "client_msg_id": "flaky-rest" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{rest_msg}");
+    let rest_id = rest_msg["_id"].as_str().unwrap().to_string();
+    message_with_id(&mut wb, &rest_id).await;
+
+    in_history(&a.http, &server, &b.id, &rest_id).await;
+    in_history(&a.http, &server, &b.id, &id).await;
+    worker_caught_up(&server).await;
+    let history = history_all(&b.http, &server, &a.id).await;
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(count_id(&history, &id), 1);
+    assert_eq!(count_id(&history, &rest_id), 1);
+    drop(tmp);
+}
+
+// ------------------------------------------------------ 4. idempotency
+
+#[tokio::test]
+async fn resending_the_same_client_msg_id_is_idempotent() {
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let mut wa = a.ws(&server).await;
+    let mut wb = b.ws(&server).await;
+
+    let first = send_ws(&mut wa, "same-1", &b.id, "once").await;
+    let second = send_ws(&mut wa, "same-1", &b.id, "once").await;
+    assert_eq!(first["_id"], second["_id"], "a retry gets the first attempt's message");
+    assert_eq!(first, second);
+    let ws_id = first["_id"].as_str().unwrap().to_string();
+    // A retry on a new connection (after a reconnect) is the same too.
+    let mut wa2 = a.ws(&server).await;
+    let third = send_ws(&mut wa2, "same-1", &b.id, "once").await;
+    assert_eq!(third["_id"], ws_id.as_str());
+    message_with_id(&mut wb, &ws_id).await;
+
+    // Two tabs racing with the same id: still one message.
+    wa.send_text("race-1", &b.id, "raced").await;
+    wa2.send_text("race-1", &b.id, "raced").await;
+    let r1 = ack_of(&mut wa, "race-1").await;
+    let r2 = ack_of(&mut wa2, "race-1").await;
+    assert_eq!(r1["message"]["_id"], r2["message"]["_id"]);
+    let race_id = r1["message"]["_id"].as_str().unwrap().to_string();
+
+    let body = json!({ "text": "rest once", "client_msg_id": "same-rest" });
+    let (s1, r1) = send_rest(&a, &server, &b.id, body.clone()).await;
+    let (s2, r2) = send_rest(&a, &server, &b.id, body).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED), "{r1} {r2}");
+    assert_eq!(r1["_id"], r2["_id"]);
+    let rest_id = r1["_id"].as_str().unwrap().to_string();
+    assert_ne!(rest_id, ws_id);
+
+    // Without a client_msg_id, each REST send is a new message.
+    let (_, n1) = send_rest(&a, &server, &b.id, json!({ "text": "fresh" })).await;
+    let (_, n2) = send_rest(&a, &server, &b.id, json!({ "text": "fresh" })).await;
+    assert_ne!(n1["_id"], n2["_id"]);
+
+    // The client_msg_id is per sender: B may use the same one.
+    let b_msg = send_ws(&mut wb, "same-1", &a.id, "mine").await;
+    assert_ne!(b_msg["_id"], ws_id.as_str());
+    assert_eq!(b_msg["sender_id"], b.id.as_str());
+
+    in_history(&a.http, &server, &b.id, b_msg["_id"].as_str().unwrap()).await;
+    worker_caught_up(&server).await;
+    let history = history_all(&a.http, &server, &b.id).await;
+    assert_eq!(count_id(&history, &ws_id), 1, "{history:?}");
+    assert_eq!(count_id(&history, &rest_id), 1);
+    assert_eq!(count_id(&history, &race_id), 1);
+    assert_eq!(history.len(), 6, "ws, race, rest, 2 fresh, b's: {history:?}");
+}
+
+// ------------------------------------------------------- 5. pagination
+
+#[tokio::test]
+async fn pagination_is_gap_free_and_duplicate_free() {
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let mut wa = a.ws(&server).await;
+    let mut wb = b.ws(&server).await;
+    let conversation_id = direct_conversation_id(&a.id, &b.id);
+    let mut expected: Vec<String> = Vec::new();
+
+    // 30 sent through REST, alternating senders.
+    for i in 0..30 {
+        let (sender, peer) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let (status, m) = send_rest(sender, &server, &peer.id, json!({ "text": format!("rest {i}") })).await;
+        assert_eq!(status, StatusCode::CREATED, "{m}");
+        expected.push(m["_id"].as_str().unwrap().to_string());
+    }
+    // 60 stored directly with the SAME created_at (a burst within one ms).
+    let created_at = charcha::server::clock::rfc3339(charcha::server::clock::now_ms());
+    let mut generator = ulid::Generator::new();
+    let burst: Vec<ChatMessage> = (0..60)
+        .map(|i| {
+            let (s, r) = if i % 3 == 0 { (&b.id, &a.id) } else { (&a.id, &b.id) };
+            ChatMessage {
+                id: generator.generate().expect("monotonic ulid").to_string(),
+                conversation_id: conversation_id.clone(),
+                sender_id: s.clone(),
+                recipient_id: r.clone(),
+                text: format!("burst {i}"),
+                image: None,
+                created_at: created_at.clone(),
+                client_msg_id: None,
+            }
+        })
+        .collect();
+    assert_eq!(server.state().store.save_messages(&burst).await.expect("save"), 60);
+    expected.extend(burst.iter().map(|m| m.id.clone()));
+    // 35 more through the WebSocket.
+    for i in 0..35 {
+        let (ws, peer) = if i % 2 == 0 { (&mut wa, &b.id) } else { (&mut wb, &a.id) };
+        let m = send_ws(ws, &format!("p-{i}"), peer, &format!("ws {i}")).await;
+        expected.push(m["_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(expected.len(), 125);
+    let mut sorted = expected.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 125, "all ids distinct");
+    let expected = sorted;
+    in_history(&a.http, &server, &b.id, expected.last().unwrap()).await;
+    worker_caught_up(&server).await;
+
+    // Page back with limit=50, prepending each page.
+    let mut collected: Vec<String> = Vec::new();
+    let mut before: Option<String> = None;
+    let mut sizes = Vec::new();
+    loop {
+        let path = match &before {
+            None => format!("/api/messages/{}?limit=50", b.id),
+            Some(id) => format!("/api/messages/{}?before={id}&limit=50", b.id),
+        };
+        let (status, page) = get(&a.http, &server, &path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let page_ids = ids(page["messages"].as_array().unwrap());
+        let mut in_order = page_ids.clone();
+        in_order.sort();
+        assert_eq!(page_ids, in_order, "each page is oldest to newest");
+        for m in page["messages"].as_array().unwrap() {
+            assert_eq!(m["conversation_id"], conversation_id.as_str());
+        }
+        sizes.push(page_ids.len());
+        before = page_ids.first().cloned();
+        let has_more = page["has_more"].as_bool().unwrap();
+        let mut next = page_ids;
+        next.extend(collected);
+        collected = next;
+        if !has_more {
+            break;
+        }
+        assert!(sizes.len() < 10, "paging does not terminate");
+    }
+    assert_eq!(sizes, vec![50, 50, 25]);
+    assert_eq!(collected, expected, "concatenated pages = every id ascending, no gaps, no duplicates");
+
+    // Exact multiple of the page size: the last page says has_more=false.
+    let mut before: Option<String> = None;
+    let mut pages = 0;
+    let mut seen = Vec::new();
+    loop {
+        let path = match &before {
+            None => format!("/api/messages/{}?limit=25", a.id),
+            Some(id) => format!("/api/messages/{}?limit=25&before={id}", a.id),
+        };
+        let (_, page) = get(&b.http, &server, &path).await;
+        let page_ids = ids(page["messages"].as_array().unwrap());
+        pages += 1;
+        assert!(!page_ids.is_empty(), "no empty trailing page");
+        before = page_ids.first().cloned();
+        seen.splice(0..0, page_ids);
+        if !page["has_more"].as_bool().unwrap() {
+            break;
+        }
+        assert!(pages < 10);
+    }
+    assert_eq!(pages, 5);
+    assert_eq!(seen, expected, "the peer sees the same conversation");
+
+    // Default limit 50; limit clamped to 100.
+    let (_, page) = get(&a.http, &server, &format!("/api/messages/{}", b.id)).await;
+    assert_eq!(ids(page["messages"].as_array().unwrap()), expected[75..].to_vec());
+    assert_eq!(page["has_more"], true);
+    let (_, page) = get(&a.http, &server, &format!("/api/messages/{}?limit=1000", b.id)).await;
+    assert_eq!(ids(page["messages"].as_array().unwrap()), expected[25..].to_vec());
+    assert_eq!(page["has_more"], true);
+    // `before` the oldest: empty, no more.
+    let (status, page) = get(&a.http, &server, &format!("/api/messages/{}?before={}", b.id, expected[0])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["messages"], json!([]));
+    assert_eq!(page["has_more"], false);
+
+    for bad in ["before=garbage", "before=", "limit=abc", "limit=-1"] {
+        let (status, body) = get(&a.http, &server, &format!("/api/messages/{}?{bad}", b.id)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body["message"].is_string(), "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn before_cursor_is_case_insensitive_or_rejected_never_wrong() {
+    // Ids are ULIDs, which parse case-insensitively, so `before` in lower
+    // case passes validation; it must then mean the same message.
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let conversation_id = direct_conversation_id(&a.id, &b.id);
+    let mut generator = ulid::Generator::new();
+    let created_at = charcha::server::clock::rfc3339(charcha::server::clock::now_ms());
+    let all: Vec<ChatMessage> = (0..10)
+        .map(|i| ChatMessage {
+            id: generator.generate().unwrap().to_string(),
+            conversation_id: conversation_id.clone(),
+            sender_id: a.id.clone(),
+            recipient_id: b.id.clone(),
+            text: format!("m{i}"),
+            image: None,
+            created_at: created_at.clone(),
+            client_msg_id: None,
+        })
+        .collect();
+    server.state().store.save_messages(&all).await.unwrap();
+    let cursor = &all[5].id;
+    let (status, upper) = get(&a.http, &server, &format!("/api/messages/{}?before={cursor}", b.id)).await;
+    assert_eq!(status, StatusCode::OK);
+    let expected: Vec<String> = all[..5].iter().map(|m| m.id.clone()).collect();
+    assert_eq!(ids(upper["messages"].as_array().unwrap()), expected);
+    let (status, lower) = get(&a.http, &server, &format!("/api/messages/{}?before={}", b.id, cursor.to_lowercase())).await;
+    if status != StatusCode::BAD_REQUEST {
+        assert_eq!(status, StatusCode::OK, "{lower}");
+        assert_eq!(ids(lower["messages"].as_array().unwrap()), expected, "a lower-case cursor must not return messages at or after it");
+    }
+}
+
+// ------------------------------------------------------------- 6. authz
+
+#[tokio::test]
+async fn conversations_are_private_and_the_sender_cannot_be_forged() {
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let c = TestUser::signup(&server, "Cat").await;
+    let mut wa = a.ws(&server).await;
+    let mut wc = c.ws(&server).await;
+
+    // Forged sender over the WebSocket.
+    wa.send_json(json!({ "type": "send", "client_msg_id": "forge-1", "to": b.id, "text": "from B, honest", "sender_id": b.id }))
+        .await;
+    let forged = ack_of(&mut wa, "forge-1").await["message"].clone();
+    assert_eq!(forged["sender_id"], a.id.as_str(), "sender is the authenticated user");
+    assert_eq!(forged["recipient_id"], b.id.as_str());
+    // ... and over REST.
+    let (status, rest) =
+        send_rest(&a, &server, &b.id, json!({ "text": "also B", "sender_id": b.id, "recipient_id": c.id, "to": c.id })).await;
+    assert_eq!(status, StatusCode::CREATED, "{rest}");
+    assert_eq!(rest["sender_id"], a.id.as_str());
+    assert_eq!(rest["recipient_id"], b.id.as_str(), "the path names the recipient, not the body");
+    in_history(&b.http, &server, &a.id, rest["_id"].as_str().unwrap()).await;
+    worker_caught_up(&server).await;
+    let stored = history_all(&b.http, &server, &a.id).await;
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|m| m["sender_id"] == a.id.as_str()), "{stored:?}");
+
+    // C only ever sees C's own conversations.
+    assert!(any_where(&mut wc, Duration::from_millis(200), |e| e["type"] == "message").await.is_none());
+    for peer in [&a.id, &b.id] {
+        let (status, page) = get(&c.http, &server, &format!("/api/messages/{peer}")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["messages"], json!([]), "C↔{peer} is empty: {page}");
+        assert_eq!(page["has_more"], false);
+    }
+    // There is no way to name the A–B conversation.
+    let conv = direct_conversation_id(&a.id, &b.id);
+    for path in [
+        format!("/api/messages/{}", conv.replace(':', "%3A")),
+        format!("/api/messages/{conv}"),
+        format!("/api/messages/{}?before=&conversation_id={conv}", a.id),
+    ] {
+        let (status, body) = get(&c.http, &server, &path).await;
+        assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND, "{path}: {status} {body}");
+        assert!(!body.to_string().contains("from B, honest"), "{path} leaked: {body}");
+    }
+    let (_, page) = get(&c.http, &server, &format!("/api/messages/{}?conversation_id={conv}", a.id)).await;
+    assert_eq!(page["messages"], json!([]), "query parameters cannot redirect to another conversation");
+
+    // Unknown and malformed ids: 404 / 400, never 500.
+    let unknown = ulid::Ulid::new().to_string();
+    let (status, body) = get(&a.http, &server, &format!("/api/messages/{unknown}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = send_rest(&a, &server, &unknown, json!({ "text": "hi" })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = get(&a.http, &server, "/api/messages/abc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = send_rest(&a, &server, "abc", json!({ "text": "hi" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let lowercase = unknown.to_lowercase();
+    let (status, body) = get(&a.http, &server, &format!("/api/messages/{lowercase}")).await;
+    assert!(status.is_client_error(), "{status} {body}");
+    let (status, body) = get(&a.http, &server, &format!("/api/messages/{}", a.id)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "history with yourself: {body}");
+    wa.send_text("to-unknown", &unknown, "hello?").await;
+    let err = error_frame(&mut wa).await;
+    assert_eq!((err["code"].as_str(), err["client_msg_id"].as_str()), (Some("invalid"), Some("to-unknown")), "{err}");
+    wa.send_text("to-abc", "abc", "hello?").await;
+    let err = error_frame(&mut wa).await;
+    assert_eq!((err["code"].as_str(), err["client_msg_id"].as_str()), (Some("invalid"), Some("to-abc")), "{err}");
+
+    // Unauthenticated.
+    let anon = common::client();
+    for path in ["/api/messages/users".to_string(), format!("/api/messages/{}", a.id)] {
+        let (status, body) = get(&anon, &server, &path).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+    }
+    let (status, _) = post_json(&anon, &server, &format!("/api/messages/send/{}", a.id), json!({ "text": "hi" })).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = body_json(anon.get(format!("{}/api/messages/users", server.url)).bearer_auth("not.a.token").send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+// -------------------------------------------------------- 7. bad frames
+
+#[tokio::test]
+async fn bad_frames_get_errors_and_the_connection_survives() {
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let mut wa = a.ws(&server).await;
+    let mut wb = b.ws(&server).await;
+
+    ping_pong(&mut wa, 7).await;
+
+    wa.send_raw(Message::Text("this is not json".into())).await;
+    assert_eq!(error_frame(&mut wa).await["code"], "bad_frame");
+    ping_pong(&mut wa, 7).await;
+
+    wa.send_json(json!({ "type": "explode", "client_msg_id": "x" })).await;
+    assert_eq!(error_frame(&mut wa).await["code"], "bad_frame");
+    ping_pong(&mut wa, 7).await;
+
+    wa.send_json(json!({ "type": "send", "client_msg_id": "no-to", "text": "where to?" })).await;
+    let err = error_frame(&mut wa).await;
+    assert_eq!(err["code"], "bad_frame");
+    assert_eq!(err["client_msg_id"], "no-to", "best-effort client_msg_id of an unparsable send: {err}");
+    ping_pong(&mut wa, 7).await;
+
+    wa.send_json(json!({ "type": "send", "client_msg_id": 5, "to": b.id, "text": "x" })).await;
+    assert_eq!(error_frame(&mut wa).await["code"], "bad_frame");
+    ping_pong(&mut wa, 7).await;
+
+    wa.send_text("too-long", &b.id, &"x".repeat(MAX_TEXT_CHARS + 1)).await;
+    let err = error_frame(&mut wa).await;
+    assert_eq!(err["code"], "invalid", "{err}");
+    assert_eq!(err["client_msg_id"], "too-long");
+    ping_pong(&mut wa, 7).await;
+
+    // The limit counts characters, not bytes: 4,000 two-byte chars pass.
+    let longest = send_ws(&mut wa, "longest", &b.id, &"é".repeat(MAX_TEXT_CHARS)).await;
+    assert_eq!(longest["text"].as_str().unwrap().chars().count(), MAX_TEXT_CHARS);
+
+    for (cid, text) in [("empty", ""), ("blank", "  \n\t ")] {
+        wa.send_text(cid, &b.id, text).await;
+        let err = error_frame(&mut wa).await;
+        assert_eq!(err["code"], "invalid", "{cid}: {err}");
+        assert_eq!(err["client_msg_id"], cid);
+        ping_pong(&mut wa, 7).await;
+    }
+    wa.send_json(json!({ "type": "send", "client_msg_id": "empty-image", "to": b.id, "text": "", "image": "" })).await;
+    assert_eq!(error_frame(&mut wa).await["code"], "invalid");
+
+    wa.send_text("to-self", &a.id, "talking to myself").await;
+    let err = error_frame(&mut wa).await;
+    assert_eq!(err["code"], "invalid", "{err}");
+    assert_eq!(err["client_msg_id"], "to-self");
+
+    wa.send_json(json!({ "type": "send", "client_msg_id": "k".repeat(65), "to": b.id, "text": "x" })).await;
+    assert_eq!(error_frame(&mut wa).await["code"], "invalid", "client_msg_id over 64 bytes");
+    ping_pong(&mut wa, 7).await;
+
+    // None of that reached B.
+    assert!(any_where(&mut wb, Duration::from_millis(300), |e| e["type"] == "message" && e["message"]["_id"] != longest["_id"])
+        .await
+        .is_none());
+
+    // Closing ones: binary → 1003, oversized text → 1009. Either way the
+    // session is torn down fully: B sees A (whose only tab it was) go offline.
+    let offline = |e: &Value| e["type"] == "presence" && e["user_id"] == a.id.as_str() && e["online"] == false;
+    let online = |e: &Value| e["type"] == "presence" && e["user_id"] == a.id.as_str() && e["online"] == true;
+    wa.send_raw(Message::Binary(vec![1u8, 2, 3].into())).await;
+    assert_eq!(wa.close_code().await, Some(1003));
+    next_where(&mut wb, "A offline after 1003", offline).await;
+
+    let mut wa2 = a.ws(&server).await;
+    next_where(&mut wb, "A online", online).await;
+    wa2.send_raw(Message::Text("x".repeat(70_000).into())).await;
+    assert!(70_000 > MAX_FRAME_BYTES);
+    assert_eq!(wa2.close_code().await, Some(1009));
+    next_where(&mut wb, "A offline after 1009", offline).await;
+
+    // Exactly at the limit is not closed (it is just a bad frame)...
+    let mut wa3 = a.ws(&server).await;
+    wa3.send_raw(Message::Text(" ".repeat(MAX_FRAME_BYTES).into())).await;
+    assert_eq!(error_frame(&mut wa3).await["code"], "bad_frame");
+    ping_pong(&mut wa3, 8).await;
+    // ...one byte more is, and so is a frame over the transport's hard cap.
+    wa3.send_raw(Message::Text(" ".repeat(MAX_FRAME_BYTES + 1).into())).await;
+    assert_eq!(wa3.close_code().await, Some(1009));
+    let mut wa5 = a.ws(&server).await;
+    wa5.send_raw(Message::Text("x".repeat(MAX_FRAME_BYTES * 4 + 1).into())).await;
+    assert_eq!(wa5.close_code().await, Some(1009), "over tungstenite's cap");
+
+    // A new connection works, and B's live chat was never affected.
+    let mut wa4 = a.ws(&server).await;
+    ping_pong(&mut wa4, 9).await;
+    let m = send_ws(&mut wa4, "after", &b.id, "still here").await;
+    message_with_id(&mut wb, m["_id"].as_str().unwrap()).await;
+    let back = send_ws(&mut wb, "b-after", &a.id, "yes").await;
+    message_with_id(&mut wa4, back["_id"].as_str().unwrap()).await;
+
+    // Refused upgrades.
+    let err = tokio_tungstenite::connect_async(server.ws_url()).await.expect_err("unauthenticated upgrade");
+    assert_eq!(upgrade_status(err), 401);
+    let mut req = server.ws_url().into_client_request().unwrap();
+    req.headers_mut().insert("authorization", "Bearer garbage".parse().unwrap());
+    assert_eq!(upgrade_status(tokio_tungstenite::connect_async(req).await.expect_err("bad token")), 401);
+    let mut req = server.ws_url().into_client_request().unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {}", a.token).parse().unwrap());
+    req.headers_mut().insert("origin", "http://evil.example".parse().unwrap());
+    assert_eq!(upgrade_status(tokio_tungstenite::connect_async(req).await.expect_err("foreign origin")), 403);
+    // The site's own origin is fine.
+    let mut req = server.ws_url().into_client_request().unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {}", a.token).parse().unwrap());
+    req.headers_mut().insert("origin", server.url.parse().unwrap());
+    let (stream, _) = tokio_tungstenite::connect_async(req).await.expect("same-origin upgrade");
+    let mut same = Ws { stream };
+    assert_eq!(same.next_event().await["type"], "hello");
+}
+
+// ---------------------------------------------------------- 8. presence
+
+fn presence_of<'a>(user_id: &'a str) -> impl Fn(&Value) -> bool + 'a {
+    move |e| e["type"] == "presence" && e["user_id"] == user_id
+}
+
+async fn online_in_contacts(viewer: &TestUser, server: &TestServer, user_id: &str) -> bool {
+    let (status, list) = get(&viewer.http, server, "/api/messages/users").await;
+    assert_eq!(status, StatusCode::OK);
+    let entry = list.as_array().unwrap().iter().find(|c| c["_id"] == user_id).expect("listed").clone();
+    entry["online"].as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn presence_counts_tabs() {
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let c = TestUser::signup(&server, "Cat").await;
+    let (mut wc, hello) = connect_with_hello(&server, &c.token).await;
+    assert_eq!(hello["protocol_version"], PROTOCOL_VERSION);
+    assert_eq!(hello["user"]["_id"], c.id.as_str());
+    assert!(hello["user"].get("password").is_none() && hello["user"].get("password_hash").is_none());
+    assert!(!hello["online"].as_array().unwrap().contains(&json!(a.id)));
+    assert!(!online_in_contacts(&c, &server, &a.id).await);
+
+    let mut tab1 = a.ws(&server).await;
+    let p = next_where(&mut wc, "A online", presence_of(&a.id)).await;
+    assert_eq!(p["online"], true);
+    assert!(online_in_contacts(&c, &server, &a.id).await);
+
+    let mut tab2 = a.ws(&server).await;
+    assert_eq!(any_where(&mut wc, Duration::from_millis(300), presence_of(&a.id)).await, None, "second tab: no event");
+
+    let (_wb, hello_b) = connect_with_hello(&server, &b.token).await;
+    let online = hello_b["online"].as_array().unwrap();
+    assert!(online.contains(&json!(a.id)), "hello.online lists A: {hello_b}");
+    assert!(online.contains(&json!(c.id)));
+
+    tab1.stream.close(None).await.expect("close tab 1");
+    let hub = server.state().hub.clone();
+    // B and C connected, plus A's tab 2.
+    eventually(|| {
+        let hub = hub.clone();
+        async move { (hub.session_count() == 3).then_some(()) }
+    })
+    .await;
+    assert_eq!(any_where(&mut wc, Duration::from_millis(300), presence_of(&a.id)).await, None, "one tab left: still online");
+    assert!(online_in_contacts(&c, &server, &a.id).await);
+    let (_wb2, hello_b2) = connect_with_hello(&server, &b.token).await;
+    assert!(hello_b2["online"].as_array().unwrap().contains(&json!(a.id)));
+
+    drop(tab2.stream.close(None).await);
+    let p = next_where(&mut wc, "A offline", presence_of(&a.id)).await;
+    assert_eq!(p["online"], false);
+    assert!(!online_in_contacts(&c, &server, &a.id).await);
+    let (_wb3, hello_b3) = connect_with_hello(&server, &b.token).await;
+    assert!(!hello_b3["online"].as_array().unwrap().contains(&json!(a.id)));
+
+    // A tab dropped without a close handshake also ends presence.
+    let tab3 = a.ws(&server).await;
+    assert_eq!(next_where(&mut wc, "A online again", presence_of(&a.id)).await["online"], true);
+    drop(tab3);
+    assert_eq!(next_where(&mut wc, "A offline again", presence_of(&a.id)).await["online"], false);
+}
+
+#[tokio::test]
+async fn a_client_that_stopped_reading_is_kicked_promptly() {
+    // A session whose outgoing queue overflows is kicked. That must hold
+    // even when its socket is already full (the peer stopped reading), not
+    // only when the writer happens to be idle.
+    let server = TestServer::start_with(|c| c.limits.ws_queue = 8).await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let mut wb = b.ws(&server).await;
+    let stalled = a.ws(&server).await; // never read from again
+    assert_eq!(next_where(&mut wb, "A online", presence_of(&a.id)).await["online"], true);
+
+    let state = server.state();
+    let frame = bytes::Bytes::from(format!(r#"{{"type":"noop","pad":"{}"}}"#, "x".repeat(60_000)));
+    let mut published = 0;
+    // Feed A's session at a pace its writer keeps up with until the socket
+    // buffers are full; then the queue overflows and the hub kicks it.
+    while published < 2_000 && state.hub.session_count() == 2 {
+        state
+            .bus
+            .publish(charcha::server::bus::Audience::User(a.id.clone()), frame.clone())
+            .await
+            .expect("publish");
+        published += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Well under the 30 s idle timeout, which would end it eventually anyway.
+    let hub = state.hub.clone();
+    eventually(move || {
+        let hub = hub.clone();
+        async move { (hub.session_count() == 1).then_some(()) }
+    })
+    .await;
+    let p = next_where(&mut wb, "A offline", presence_of(&a.id)).await;
+    assert_eq!(p["online"], false);
+    // B, a reader, was never affected.
+    ping_pong(&mut wb, 3).await;
+    drop(stalled);
+}
+
+// ------------------------------------------------------------ 9. images
+
+async fn upload(user_http: &reqwest::Client, server: &TestServer, to: &str, data: Vec<u8>, name: &str) -> (StatusCode, Value) {
+    let form = reqwest::multipart::Form::new()
+        .text("to", to.to_string())
+        .part("image", reqwest::multipart::Part::bytes(data).file_name(name.to_string()));
+    body_json(user_http.post(format!("{}/api/media", server.url)).multipart(form).send().await.expect("upload")).await
+}
+
+#[tokio::test]
+async fn message_images_are_private_to_the_conversation() {
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let c = TestUser::signup(&server, "Cat").await;
+    let mut wa = a.ws(&server).await;
+    let mut wb = b.ws(&server).await;
+
+    let (status, body) = upload(&a.http, &server, &b.id, png(), "dot.png").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let url = body["url"].as_str().expect("url").to_string();
+    assert!(url.starts_with("/api/media/"), "{url}");
+
+    wa.send_json(json!({ "type": "send", "client_msg_id": "img-1", "to": b.id, "text": "", "image": url })).await;
+    let ack = next_where(&mut wa, "ack or error", |e| e["type"] == "ack" || e["type"] == "error").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(ack["message"]["image"], url.as_str());
+    assert_eq!(ack["message"]["text"], "");
+    let live = message_with_id(&mut wb, ack["message"]["_id"].as_str().unwrap()).await;
+    assert_eq!(live["message"]["image"], url.as_str());
+
+    let resp = b.http.get(format!("{}{url}", server.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), png());
+    let resp = a.http.get(format!("{}{url}", server.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "the uploader sees it too");
+    let resp = c.http.get(format!("{}{url}", server.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "outsiders get 404");
+    let resp = common::client().get(format!("{}{url}", server.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "anonymous gets 404");
+    let resp = b.http.get(format!("{}/api/media/{}", server.url, ulid::Ulid::new())).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = b.http.get(format!("{}/api/media/abc", server.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    // Content decides, not the file name.
+    let (status, body) = upload(&a.http, &server, &b.id, b"just some text".to_vec(), "fake.png").await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    let (status, body) = upload(&a.http, &server, &b.id, b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec(), "x.svg").await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    let (status, body) = upload(&common::client(), &server, &b.id, png(), "dot.png").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = upload(&a.http, &server, &a.id, png(), "dot.png").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "image for yourself: {body}");
+
+    // Images A may not use in A→B: C's upload, A's upload for A→C, foreign URLs.
+    let (status, body) = upload(&c.http, &server, &a.id, png(), "c.png").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let c_url = body["url"].as_str().unwrap().to_string();
+    let (_, body) = upload(&a.http, &server, &c.id, png(), "ac.png").await;
+    let a_to_c_url = body["url"].as_str().unwrap().to_string();
+    let bad_urls = [
+        c_url.clone(),
+        a_to_c_url.clone(),
+        "https://evil.example/x.png".to_string(),
+        format!("/api/media/{}", ulid::Ulid::new()),
+        "/api/media/../../etc/passwd".to_string(),
+    ];
+    for (i, bad) in bad_urls.iter().enumerate() {
+        let cid = format!("bad-img-{i}");
+        wa.send_json(json!({ "type": "send", "client_msg_id": cid, "to": b.id, "text": "look", "image": bad })).await;
+        let err = next_where(&mut wa, "ack or error", |e| e["type"] == "ack" || e["type"] == "error").await;
+        assert_eq!(err["type"], "error", "{bad}: {err}");
+        assert_eq!(err["code"], "invalid", "{bad}: {err}");
+        assert_eq!(err["client_msg_id"], cid.as_str());
+        let (status, body) = send_rest(&a, &server, &b.id, json!({ "text": "look", "image": bad })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    // B still cannot see C's image, and nothing but the first image reached B.
+    let resp = b.http.get(format!("{}{c_url}", server.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert!(any_where(&mut wb, Duration::from_millis(300), |e| e["type"] == "message").await.is_none());
+    // The legitimate one works over REST too, with a caption.
+    let (status, body) = send_rest(&a, &server, &b.id, json!({ "text": "again", "image": url })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["image"], url.as_str());
+}
+
+// ------------------------------------------------------------ 10. worker
+
+#[tokio::test]
+async fn replaying_the_log_is_harmless() {
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    for i in 0..8 {
+        let (sender, peer) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let (status, body) = send_rest(sender, &server, &peer.id, json!({ "text": format!("m{i}"), "client_msg_id": format!("r{i}") })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    // A retry appends the same message to the log a second time.
+    let (_, again) = send_rest(&a, &server, &b.id, json!({ "text": "m0", "client_msg_id": "r0" })).await;
+    worker_caught_up(&server).await;
+    let before = history_all(&a.http, &server, &b.id).await;
+    assert_eq!(before.len(), 8);
+    assert_eq!(count_id(&before, again["_id"].as_str().unwrap()), 1);
+
+    let st = server.state();
+    let stream = st.log.stream().to_string();
+    let end = st.log.fetch(0, 0, 100_000, Duration::ZERO).await.unwrap().last().unwrap().offset + 1;
+    assert_eq!(end, 10, "9 appends (offsets start at 1)");
+    st.store.save_offset(&stream, 0, 0).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let replay = tokio::spawn(charcha::server::worker::run(st.store.clone(), st.log.clone(), vec![0], shutdown.clone()));
+    let store = st.store.clone();
+    let stream2 = stream.clone();
+    eventually(move || {
+        let (store, stream) = (store.clone(), stream2.clone());
+        async move { (store.load_offset(&stream, 0).await.ok()?? >= end).then_some(()) }
+    })
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), replay).await.expect("worker stops on cancel").unwrap();
+
+    let after = history_all(&a.http, &server, &b.id).await;
+    assert_eq!(after, before, "replay changed nothing");
+    assert_eq!(st.store.load_offset(&stream, 0).await.unwrap(), Some(end));
+}
+
+#[tokio::test]
+async fn undecodable_log_record_does_not_stop_the_worker() {
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let (_, first) = send_rest(&a, &server, &b.id, json!({ "text": "before" })).await;
+    in_history(&a.http, &server, &b.id, first["_id"].as_str().unwrap()).await;
+
+    let st = server.state();
+    st.log.append("x", b"not json".to_vec()).await.unwrap();
+    st.log.append("y", br#"{"_id":"truncated"#.to_vec()).await.unwrap();
+    let (status, after) = send_rest(&b, &server, &a.id, json!({ "text": "after" })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    in_history(&a.http, &server, &b.id, after["_id"].as_str().unwrap()).await;
+    worker_caught_up(&server).await;
+    assert_eq!(ids(&history_all(&a.http, &server, &b.id).await), vec![first["_id"].as_str().unwrap(), after["_id"].as_str().unwrap()]);
+
+    // The bad records were dead-lettered, not dropped silently.
+    let db = rusqlite::Connection::open(server.data_dir.join("charcha.db")).unwrap();
+    let dead: Vec<(i64, Vec<u8>)> = db
+        .prepare("SELECT log_offset, payload FROM dead_letters ORDER BY log_offset")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(dead, vec![(2, b"not json".to_vec()), (3, br#"{"_id":"truncated"#.to_vec())]);
+
+    // And the worker is still going.
+    let (_, later) = send_rest(&a, &server, &b.id, json!({ "text": "later" })).await;
+    in_history(&b.http, &server, &a.id, later["_id"].as_str().unwrap()).await;
+}
+
+// ------------------------------------------------------ 11. REST parity
+
+#[tokio::test]
+async fn rest_api_matches_the_websocket() {
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let c = TestUser::signup(&server, "Cat").await;
+    let mut wb = b.ws(&server).await;
+
+    let (status, list) = get(&a.http, &server, "/api/messages/users").await;
+    assert_eq!(status, StatusCode::OK);
+    let list = list.as_array().expect("array").clone();
+    let listed: HashSet<&str> = list.iter().map(|u| u["_id"].as_str().unwrap()).collect();
+    assert_eq!(listed, HashSet::from([b.id.as_str(), c.id.as_str()]), "every other user, not me");
+    for u in &list {
+        let keys: HashSet<&str> = u.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, HashSet::from(["_id", "full_name", "profile_picture", "bio", "online"]), "{u}");
+        assert!(!u.to_string().contains("@example.com"), "no email: {u}");
+    }
+    let bob = list.iter().find(|u| u["_id"] == b.id.as_str()).unwrap();
+    assert_eq!(bob["full_name"], "Bob");
+    assert_eq!(bob["online"], true);
+    assert_eq!(list.iter().find(|u| u["_id"] == c.id.as_str()).unwrap()["online"], false);
+
+    let (status, m) = send_rest(&a, &server, &b.id, json!({ "text": "hi" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    let parsed: ChatMessage = serde_json::from_value(m.clone()).expect("a ChatMessage");
+    assert_eq!(parsed.sender_id, a.id);
+    assert_eq!(parsed.recipient_id, b.id);
+    assert_eq!(parsed.text, "hi");
+    assert!(parsed.client_msg_id.is_some_and(|c| !c.is_empty()), "generated idempotency key");
+    let live = message_with_id(&mut wb, &parsed.id).await;
+    assert_eq!(live["message"], m);
+    // Bearer auth works as well as the cookie.
+    let resp = common::client()
+        .post(format!("{}/api/messages/send/{}", server.url, b.id))
+        .bearer_auth(&a.token)
+        .json(&json!({ "text": "with a bearer token" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    let long = "y".repeat(MAX_TEXT_CHARS + 1);
+    for (what, body) in [
+        ("{}", json!({})),
+        ("empty text", json!({ "text": "" })),
+        ("blank text", json!({ "text": "   " })),
+        ("null text", json!({ "text": null })),
+        ("4001 chars", json!({ "text": long })),
+        ("text is a number", json!({ "text": 5 })),
+        ("long client_msg_id", json!({ "text": "x", "client_msg_id": "k".repeat(65) })),
+        ("empty client_msg_id", json!({ "text": "x", "client_msg_id": "" })),
+    ] {
+        let (status, resp) = send_rest(&a, &server, &b.id, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {resp}");
+        assert!(resp["message"].is_string(), "{what}: {resp}");
+    }
+    let (status, resp) = send_rest(&a, &server, &b.id, json!({ "text": "z".repeat(MAX_TEXT_CHARS) })).await;
+    assert_eq!(status, StatusCode::CREATED, "exactly the limit: {resp}");
+
+    let url = format!("{}/api/messages/send/{}", server.url, b.id);
+    let (status, resp) =
+        body_json(a.http.post(&url).header("content-type", "application/json").body("{\"text\": ").send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "malformed JSON: {resp}");
+    assert!(resp["message"].is_string());
+    let (status, resp) = body_json(a.http.post(&url).header("content-type", "text/plain").body(r#"{"text":"hi"}"#).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{resp}");
+    let (status, _) = body_json(a.http.post(&url).body(r#"{"text":"hi"}"#).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "no content type");
+    let (status, _) = body_json(
+        a.http.post(&url).header("content-type", "application/json").body(format!(r#"{{"text":"{}"}}"#, "x".repeat(70_000))).send().await.unwrap(),
+    )
+    .await;
+    assert!(status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::BAD_REQUEST, "{status}");
+
+    // Only the valid sends were delivered: hi, bearer, the 4000-char one.
+    let mut texts = Vec::new();
+    while let Some(e) = any_where(&mut wb, Duration::from_millis(300), |e| e["type"] == "message").await {
+        texts.push(e["message"]["text"].as_str().unwrap().chars().count());
+    }
+    assert_eq!(texts, vec!["with a bearer token".len(), MAX_TEXT_CHARS]);
+}
+
+// ---------------------------------------------------- 12. after restart
+
+#[tokio::test]
+async fn history_survives_a_restart() {
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let mut wa = a.ws(&server).await;
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(send_ws(&mut wa, &format!("keep-{i}"), &b.id, &format!("kept {i}")).await["_id"].as_str().unwrap().to_string());
+    }
+    let (_, rest) = send_rest(&b, &server, &a.id, json!({ "text": "rest kept", "client_msg_id": "keep-rest" })).await;
+    sent.push(rest["_id"].as_str().unwrap().to_string());
+    in_history(&a.http, &server, &b.id, sent.last().unwrap()).await;
+
+    let server = server.restart().await;
+    assert_eq!(wa.close_code().await, Some(1001), "shutdown closes sessions with 1001 going away");
+    assert_eq!(ids(&history_all(&a.http, &server, &b.id).await), sent, "history is durable");
+    assert_eq!(ids(&history_all(&b.http, &server, &a.id).await), sent);
+
+    // Idempotency keys survive too: a retry after the restart is the same message.
+    let mut wa = a.ws(&server).await;
+    let again = send_ws(&mut wa, "keep-0", &b.id, "kept 0").await;
+    assert_eq!(again["_id"], sent[0].as_str());
+    // New messages sort after the old ones and reach history.
+    let new = send_ws(&mut wa, "new-1", &b.id, "after restart").await;
+    let new_id = new["_id"].as_str().unwrap().to_string();
+    assert!(new_id > *sent.last().unwrap());
+    in_history(&b.http, &server, &a.id, &new_id).await;
+    worker_caught_up(&server).await;
+    let mut expected = sent.clone();
+    expected.push(new_id);
+    assert_eq!(ids(&history_all(&a.http, &server, &b.id).await), expected, "no duplicates after restart");
+}
+
+#[tokio::test]
+async fn records_only_in_the_log_reach_history_after_a_restart() {
+    // The worker may be behind when the server stops; the log is the source
+    // of truth and the next worker resumes from its checkpoint.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start_config(Config::for_tests(tmp.path().to_path_buf()), None).await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let (_, m) = send_rest(&a, &server, &b.id, json!({ "text": "stored" })).await;
+    let first = m["_id"].as_str().unwrap().to_string();
+    in_history(&a.http, &server, &b.id, &first).await;
+    worker_caught_up(&server).await;
+    server.stop().await;
+
+    // While no server runs: a well-formed record lands in the log only (an
+    // ack that raced the shutdown), plus the replay of an old one.
+    let log = charcha::server::log::local::LocalLog::open(tmp.path()).expect("log");
+    let mut later: ChatMessage = serde_json::from_value(m.clone()).unwrap();
+    later.id = ulid::Ulid::new().to_string();
+    later.text = "only in the log".into();
+    later.client_msg_id = Some("log-only".into());
+    log.append(&later.conversation_id, serde_json::to_vec(&later).unwrap()).await.unwrap();
+    log.append(&later.conversation_id, serde_json::to_vec(&m).unwrap()).await.unwrap();
+    drop(log);
+
+    let server = TestServer::start_config(Config::for_tests(tmp.path().to_path_buf()), None).await;
+    in_history(&a.http, &server, &b.id, &later.id).await;
+    worker_caught_up(&server).await;
+    let all = history_all(&b.http, &server, &a.id).await;
+    assert_eq!(ids(&all), vec![first, later.id.clone()]);
+    server.stop().await;
+}
