@@ -35,7 +35,7 @@ fn kafka_brokers() -> String {
     env_or("CHARCHA_TEST_KAFKA_BROKERS", "127.0.0.1:19092")
 }
 fn mongo_base() -> String {
-    env_or("CHARCHA_TEST_MONGODB_URI", "mongodb://127.0.0.1:27018")
+    common::mongo_server(&env_or("CHARCHA_TEST_MONGODB_URI", "mongodb://127.0.0.1:27018"))
 }
 
 fn free_port() -> u16 {
@@ -63,7 +63,7 @@ impl Cluster {
         let tag = ulid::Ulid::new().to_string().to_lowercase();
         let mut c = Self {
             topic: format!("charcha-it-{tag}"),
-            mongo_uri: format!("{}/charcha_it_{tag}", mongo_base().trim_end_matches('/')),
+            mongo_uri: format!("{}/charcha_it_{tag}", mongo_base()),
             data: tempfile::tempdir().expect("tempdir"),
             web: Vec::new(),
             worker: None,

@@ -101,6 +101,27 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
+/**
+ * With CHARCHA_E2E_SCALED=1 (the second browser pass of `./dev test`), the
+ * server runs on the real Redis, Kafka and MongoDB-compatible server that
+ * scripts/services.sh started, with its own Kafka topic, database and Redis
+ * key prefix so servers never see each other's data. Kept across restarts.
+ */
+function scaledEnv(): Record<string, string> {
+  if (process.env.CHARCHA_E2E_SCALED !== '1') return {};
+  const tag = randomBytes(6).toString('hex');
+  // The server part of the URI, without any database name.
+  const mongo = (process.env.CHARCHA_TEST_MONGODB_URI || 'mongodb://127.0.0.1:27018').replace(/^(mongodb:\/\/[^/]+).*$/, '$1');
+  return {
+    REDIS_URL: process.env.CHARCHA_TEST_REDIS_URL || 'redis://127.0.0.1:16379',
+    CHARCHA_REDIS_PREFIX: `e2e${tag}`,
+    KAFKA_BROKERS: process.env.CHARCHA_TEST_KAFKA_BROKERS || '127.0.0.1:19092',
+    KAFKA_TOPIC: `charcha-e2e-${tag}`,
+    KAFKA_PARTITIONS: '3',
+    MONGODB_URI: `${mongo}/charcha_e2e_${tag}`,
+  };
+}
+
 export async function startServer(options: ServerOptions = {}): Promise<CharchaServer> {
   const bin = binaryPath();
   const site = siteRoot();
@@ -117,6 +138,7 @@ export async function startServer(options: ServerOptions = {}): Promise<CharchaS
   // Same secret across restarts, so sessions (JWT cookies) stay valid.
   const jwtSecret = randomBytes(36).toString('base64url'); // 48 characters
   const env: NodeJS.ProcessEnv = {
+    ...scaledEnv(),
     ...process.env,
     LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
     LEPTOS_SITE_ROOT: site,

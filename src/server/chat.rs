@@ -16,6 +16,7 @@ use super::{
     clock,
     log::Log,
     media::ImageForm,
+    metrics,
     presence::Presence,
     store::{media_url, MediaRecord, Store},
 };
@@ -170,10 +171,12 @@ impl ChatService {
         let message = self.store.claim_send(sender, &client_msg_id, &candidate).await?;
         let payload = serde_json::to_vec(&message).map_err(|_| AppError::internal())?;
         self.log.append(&conversation_id, payload).await.map_err(|e| {
+            metrics::inc(&metrics::METRICS.send_failures);
             tracing::error!("log append failed: {e}");
             AppError::unavailable("Message not sent: the message log is unavailable. Please retry.")
         })?;
 
+        metrics::inc(&metrics::METRICS.messages_sent);
         // Durable now. Live delivery is best effort: anyone who misses it
         // gets the message from history.
         let frame: bytes::Bytes = ServerEvent::Message { message: message.clone() }.to_json().into();

@@ -7,6 +7,33 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
+/// Every environment variable Charcha reads (besides RUST_LOG and the
+/// LEPTOS_* variables cargo-leptos defines). Deployment files are checked
+/// against this list (tests/compose.rs).
+pub const ENV_VARS: &[&str] = &[
+    "CHARCHA_CONFIG",
+    "CHARCHA_ENV",
+    "SERVER_PORT",
+    "CHARCHA_DATA_DIR",
+    "JWT_SECRET",
+    "JWT_EXPIRATION",
+    "CHARCHA_MAX_JSON_BYTES",
+    "CHARCHA_AVATAR_MAX_BYTES",
+    "CHARCHA_IMAGE_MAX_BYTES",
+    "CHARCHA_AUTH_RATE_PER_MINUTE",
+    "CHARCHA_WS_QUEUE",
+    "MONGODB_URI",
+    "REDIS_URL",
+    "CHARCHA_REDIS_PREFIX",
+    "KAFKA_BROKERS",
+    "KAFKA_TOPIC",
+    "KAFKA_PARTITIONS",
+    "KAFKA_REPLICATION_FACTOR",
+    "CHARCHA_WORKER",
+    "WORKER_INDEX",
+    "WORKER_COUNT",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -130,7 +157,10 @@ impl Config {
         file: CharchaSection,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let get = |key: &str| env(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |key: &str| {
+            debug_assert!(ENV_VARS.contains(&key), "{key} missing from ENV_VARS");
+            env(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        };
 
         let mode_text = get("CHARCHA_ENV").unwrap_or(file.env);
         let mode = match mode_text.to_ascii_lowercase().as_str() {

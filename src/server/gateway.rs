@@ -68,6 +68,7 @@ fn origin_allowed(headers: &HeaderMap) -> bool {
 async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
     let user_id = auth.user.id.clone();
     let session = state.hub.register(&user_id);
+    super::metrics::inc(&super::metrics::METRICS.ws_connections);
     let session_id = session.id;
     if session.first_local
         && let Err(e) = state.bus.subscribe(&user_id).await

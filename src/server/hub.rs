@@ -106,6 +106,7 @@ fn offer_all(slots: &[SessionSlot], frame: &Utf8Bytes) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(session = slot.id, "session queue full; disconnecting slow client");
+                super::metrics::inc(&super::metrics::METRICS.ws_kicked_slow);
                 slot.kick.notify_one();
             }
             // The gateway is already tearing this session down.

@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod hub;
 pub mod log;
 pub mod media;
+pub mod metrics;
 pub mod presence;
 pub mod ratelimit;
 pub mod redis_conn;

@@ -82,6 +82,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let image_limit = DefaultBodyLimit::max(state.config.limits.image_max_bytes + 64 * 1024);
     Router::new()
         .route("/api/health", get(health))
+        .route("/metrics", get(super::metrics::handler))
         .route("/api/auth/signup", post(signup).layer(json_limit))
         .route("/api/auth/login", post(login).layer(json_limit))
         .route("/api/auth/logout", post(logout))

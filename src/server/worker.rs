@@ -61,6 +61,7 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
                 Ok(m) => messages.push(m),
                 Err(e) => {
                     tracing::error!(partition, offset = r.offset, "undecodable log record: {e}");
+                    super::metrics::inc(&super::metrics::METRICS.dead_letters);
                     // Keep retrying the dead-letter write: skipping the
                     // record without recording it would lose it silently.
                     while let Err(err) = store.dead_letter(&stream, partition, r.offset, &r.payload, &e.to_string()).await {
@@ -75,7 +76,10 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
         // Store, then checkpoint; on failure retry the same batch.
         loop {
             let stored = match store.save_messages(&messages).await {
-                Ok(_) => store.save_offset(&stream, partition, last + 1).await,
+                Ok(new) => {
+                    super::metrics::add(&super::metrics::METRICS.messages_stored, new);
+                    store.save_offset(&stream, partition, last + 1).await
+                }
                 Err(e) => Err(e),
             };
             match stored {

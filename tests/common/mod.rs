@@ -16,6 +16,13 @@ use tokio_tungstenite::{
 
 pub const PASSWORD: &str = "correct horse 1";
 
+/// `mongodb://host:port` of a MongoDB URI, without database or options.
+pub fn mongo_server(uri: &str) -> String {
+    let rest = uri.strip_prefix("mongodb://").unwrap_or(uri);
+    let host = rest.split('/').next().unwrap_or(rest);
+    format!("mongodb://{host}")
+}
+
 /// True when the suite runs against the real services.
 pub fn scaled() -> bool {
     std::env::var("CHARCHA_TEST_SCALED").is_ok_and(|v| v == "1")
@@ -51,8 +58,8 @@ impl TestServer {
             config.backends.kafka_brokers = vec![env("CHARCHA_TEST_KAFKA_BROKERS", "127.0.0.1:19092")];
             config.backends.kafka_topic = format!("charcha-t-{tag}");
             config.backends.kafka_partitions = 3;
-            let mongo = env("CHARCHA_TEST_MONGODB_URI", "mongodb://127.0.0.1:27018");
-            config.backends.mongodb_uri = Some(format!("{}/charcha_t_{tag}", mongo.trim_end_matches('/')));
+            let mongo = mongo_server(&env("CHARCHA_TEST_MONGODB_URI", "mongodb://127.0.0.1:27018"));
+            config.backends.mongodb_uri = Some(format!("{mongo}/charcha_t_{tag}"));
         }
         tweak(&mut config);
         let mut s = Self::start_config(config, None).await;
