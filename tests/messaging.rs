@@ -18,27 +18,30 @@ use std::{
 use charcha::{
     api::dto::{direct_conversation_id, ChatMessage, Contact, User},
     protocol::{ClientEvent, ErrorCode, ServerEvent, MAX_FRAME_BYTES, MAX_TEXT_CHARS, PROTOCOL_VERSION},
-    server::{
-        config::Config,
-        log::{Log, LogError, LogRecord},
-    },
+    server::log::{kafka::KafkaLog, Log, LogError, LogRecord},
 };
-use common::{eventually, png, TestServer, TestUser, Ws};
+use common::{eventually, eventually_within, png, TestServer, TestUser, Ws};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
 // ---------------------------------------------------------------- helpers
 
-/// Next event matching `pred`, skipping others; panics after 5 s.
+/// How long a test waits for something that must happen (an ack, a live
+/// message, history catching up). Generous: with Kafka every ack waits for
+/// the broker's fsync, and the first produce to a new topic may wait for its
+/// leader. Absence is asserted with short, explicit windows instead.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Next event matching `pred`, skipping others; panics after [`PATIENCE`].
 async fn next_where(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match ws.try_next_event(left).await {
             Some(e) if pred(&e) => return e,
             Some(_) => continue,
-            None => panic!("no {what} within 5 s"),
+            None => panic!("no {what} within {PATIENCE:?}"),
         }
     }
 }
@@ -132,7 +135,7 @@ fn ids(messages: &[Value]) -> Vec<String> {
 /// Waits until `id` is in the history `http`'s user has with `peer`.
 async fn in_history(http: &reqwest::Client, server: &TestServer, peer: &str, id: &str) {
     let url = format!("{}/api/messages/{peer}?limit=100", server.url);
-    eventually(|| {
+    eventually_within(PATIENCE, || {
         let (http, url, id) = (http.clone(), url.clone(), id.to_string());
         async move {
             let page: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
@@ -142,16 +145,120 @@ async fn in_history(http: &reqwest::Client, server: &TestServer, peer: &str, id:
     .await
 }
 
-/// Waits until the history worker has checkpointed past every log record.
+/// A reader of `server`'s log. Embedded: the server's own log. Kafka: a
+/// second client of the same topic, on connections of its own. A broker
+/// answers one request per connection at a time, and the server's fetch
+/// connections are held by its worker's long polls (up to a second each on
+/// an idle partition), so reading through them would mostly measure that
+/// wait. An independent consumer is also the stronger witness.
+async fn log_reader(server: &TestServer) -> Arc<dyn Log> {
+    let b = &server.config.backends;
+    if b.kafka_brokers.is_empty() {
+        return server.state().log.clone();
+    }
+    let reader = KafkaLog::connect(
+        b.kafka_brokers.clone(),
+        &b.kafka_topic,
+        b.kafka_partitions,
+        b.kafka_replication,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("a second Kafka client of the test topic");
+    assert_eq!(reader.stream(), server.state().log.stream());
+    Arc::new(reader)
+}
+
+/// The records of `partition`, from its first offset to its end.
+async fn partition_records(log: &dyn Log, partition: i32) -> Result<Vec<LogRecord>, LogError> {
+    let mut records: Vec<LogRecord> = Vec::new();
+    loop {
+        let from = records.last().map(|r| r.offset + 1).unwrap_or(0);
+        let batch = log.fetch(partition, from, 100_000, Duration::ZERO).await?;
+        if batch.is_empty() {
+            return Ok(records);
+        }
+        records.extend(batch);
+    }
+}
+
+/// Every record of every partition (the Kafka log has several; a record's
+/// partition follows its key).
+async fn all_records(log: &dyn Log) -> Vec<LogRecord> {
+    let mut all = Vec::new();
+    for p in log.partitions().await.expect("log partitions") {
+        all.extend(partition_records(log, p).await.expect("log fetch"));
+    }
+    all
+}
+
+/// The offset after the last record of each partition (0 when empty).
+async fn partition_ends(log: &dyn Log) -> Vec<(i32, i64)> {
+    let records = all_records(log).await;
+    let mut ends = Vec::new();
+    for p in log.partitions().await.expect("log partitions") {
+        let end = records.iter().filter(|r| r.partition == p).map(|r| r.offset + 1).max().unwrap_or(0);
+        ends.push((p, end));
+    }
+    ends
+}
+
+/// Waits until the history worker has checkpointed past every log record,
+/// in every partition.
 async fn worker_caught_up(server: &TestServer) {
     let st = server.state();
-    eventually(move || async move {
-        let records = st.log.fetch(0, 0, 1_000_000, Duration::ZERO).await.ok()?;
-        let end = records.last().map(|r| r.offset + 1).unwrap_or(0);
-        let next = st.store.load_offset(st.log.stream(), 0).await.ok()?.unwrap_or(0);
-        (next >= end).then_some(())
+    let reader = log_reader(server).await;
+    let reader = &reader;
+    eventually_within(PATIENCE, move || async move {
+        for p in reader.partitions().await.ok()? {
+            let end = partition_records(reader.as_ref(), p).await.ok()?.last().map(|r| r.offset + 1).unwrap_or(0);
+            let next = st.store.load_offset(st.log.stream(), p).await.ok()?.unwrap_or(0);
+            if next < end {
+                return None;
+            }
+        }
+        Some(())
     })
     .await
+}
+
+/// The dead letters the worker wrote, as (stream, partition, offset,
+/// payload, error), ordered by partition and offset: from the embedded
+/// store's SQLite file, or the `dead_letters` collection of the test's
+/// MongoDB database (`_id` is `<stream>/<partition>/<offset>`).
+async fn dead_letters(server: &TestServer) -> Vec<(String, i32, i64, Vec<u8>, String)> {
+    let mut dead: Vec<(String, i32, i64, Vec<u8>, String)> = match &server.config.backends.mongodb_uri {
+        None => {
+            let db = rusqlite::Connection::open(server.data_dir.join("charcha.db")).unwrap();
+            let mut stmt = db.prepare("SELECT stream, partition, log_offset, payload, error FROM dead_letters").unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        }
+        Some(uri) => {
+            use futures_util::TryStreamExt;
+            use mongodb::bson::{doc, Document};
+            let client = mongodb::Client::with_uri_str(uri).await.expect("mongo client");
+            let db = client.default_database().expect("the test's MongoDB URI names its database");
+            let docs: Vec<Document> =
+                db.collection::<Document>("dead_letters").find(doc! {}).await.expect("find").try_collect().await.expect("docs");
+            docs.iter()
+                .map(|d| {
+                    let id = d.get_str("_id").expect("string _id");
+                    let mut parts = id.rsplitn(3, '/');
+                    let offset = parts.next().and_then(|o| o.parse().ok()).unwrap_or_else(|| panic!("offset in {id}"));
+                    let partition = parts.next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("partition in {id}"));
+                    let stream = parts.next().unwrap_or_else(|| panic!("stream in {id}")).to_string();
+                    let payload = d.get_binary_generic("payload").expect("binary payload").clone();
+                    let error = d.get_str("error").expect("error").to_string();
+                    (stream, partition, offset, payload, error)
+                })
+                .collect()
+        }
+    };
+    dead.sort_by_key(|(_, p, o, _, _)| (*p, *o));
+    dead
 }
 
 fn count_id(messages: &[Value], id: &str) -> usize {
@@ -380,12 +487,15 @@ async fn ack_means_the_record_is_already_in_the_log() {
     let a = TestUser::signup(&server, "Ann").await;
     let b = TestUser::signup(&server, "Bob").await;
     let mut wa = a.ws(&server).await;
+    // Every partition is read from its start: the Kafka log has several.
+    let reader = log_reader(&server).await;
+    assert_eq!(reader.partitions().await.unwrap(), server.state().log.partitions().await.unwrap());
     for i in 0..3 {
         let cid = format!("durable-{i}");
         let m = send_ws(&mut wa, &cid, &b.id, "durable?").await;
         let id = m["_id"].as_str().unwrap();
         // Checked right after the ack, without waiting: the ack promises it.
-        let records = server.state().log.fetch(0, 0, 1000, Duration::ZERO).await.expect("log fetch");
+        let records = all_records(reader.as_ref()).await;
         let in_log = records
             .iter()
             .filter_map(|r| serde_json::from_slice::<ChatMessage>(&r.payload).ok())
@@ -395,7 +505,7 @@ async fn ack_means_the_record_is_already_in_the_log() {
     // REST send: the 201 also comes after the log.
     let (status, m) = send_rest(&a, &server, &b.id, json!({ "text": "via rest" })).await;
     assert_eq!(status, StatusCode::CREATED, "{m}");
-    let records = server.state().log.fetch(0, 0, 1000, Duration::ZERO).await.expect("log fetch");
+    let records = all_records(reader.as_ref()).await;
     assert!(records.iter().any(|r| serde_json::from_slice::<ChatMessage>(&r.payload).is_ok_and(|x| x.id == m["_id"].as_str().unwrap())));
 }
 
@@ -427,7 +537,7 @@ impl Log for FlakyLog {
 #[tokio::test]
 async fn failing_log_means_no_ack_no_delivery_and_a_clean_retry() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let config = Config::for_tests(tmp.path().to_path_buf());
+    let config = common::test_config(tmp.path().to_path_buf());
     let mut drivers = charcha::server::connect_drivers(&config).await.expect("drivers");
     let failing = Arc::new(AtomicBool::new(false));
     drivers.log = Arc::new(FlakyLog { inner: drivers.log.clone(), failing: failing.clone() });
@@ -455,7 +565,7 @@ async fn failing_log_means_no_ack_no_delivery_and_a_clean_retry() {
     assert_eq!(any_where(&mut wa, Duration::from_millis(100), |e| e["type"] == "message" || e["type"] == "ack").await, None);
     // Nor stored.
     assert!(history_all(&a.http, &server, &b.id).await.is_empty());
-    assert!(server.state().log.fetch(0, 0, 1000, Duration::ZERO).await.unwrap().is_empty());
+    assert!(all_records(log_reader(&server).await.as_ref()).await.is_empty(), "nothing reached the log");
 
     // Recovery: the same client_msg_id now goes through, once.
     failing.store(false, Ordering::SeqCst);
@@ -545,8 +655,6 @@ async fn pagination_is_gap_free_and_duplicate_free() {
     let server = TestServer::start().await;
     let a = TestUser::signup(&server, "Ann").await;
     let b = TestUser::signup(&server, "Bob").await;
-    let mut wa = a.ws(&server).await;
-    let mut wb = b.ws(&server).await;
     let conversation_id = direct_conversation_id(&a.id, &b.id);
     let mut expected: Vec<String> = Vec::new();
 
@@ -577,7 +685,12 @@ async fn pagination_is_gap_free_and_duplicate_free() {
         .collect();
     assert_eq!(server.state().store.save_messages(&burst).await.expect("save"), 60);
     expected.extend(burst.iter().map(|m| m.id.clone()));
-    // 35 more through the WebSocket.
+    // 35 more through the WebSocket. Connected only now: a client that does
+    // not read does not answer the server's pings either, and a connection
+    // silent for 30 s is dropped as dead, so sockets left unread through a
+    // slow REST phase would be gone by the time they are used.
+    let mut wa = a.ws(&server).await;
+    let mut wb = b.ws(&server).await;
     for i in 0..35 {
         let (ws, peer) = if i % 2 == 0 { (&mut wa, &b.id) } else { (&mut wb, &a.id) };
         let m = send_ws(ws, &format!("p-{i}"), peer, &format!("ws {i}")).await;
@@ -1120,17 +1233,35 @@ async fn replaying_the_log_is_harmless() {
     assert_eq!(count_id(&before, again["_id"].as_str().unwrap()), 1);
 
     let st = server.state();
+    // The log's own checkpoint name ("local", or the Kafka topic) and every
+    // partition (one conversation uses one, but which one is the log's call).
     let stream = st.log.stream().to_string();
-    let end = st.log.fetch(0, 0, 100_000, Duration::ZERO).await.unwrap().last().unwrap().offset + 1;
-    assert_eq!(end, 10, "9 appends (offsets start at 1)");
-    st.store.save_offset(&stream, 0, 0).await.unwrap();
+    let reader = log_reader(&server).await;
+    assert_eq!(all_records(reader.as_ref()).await.len(), 9, "9 appends");
+    let ends = partition_ends(reader.as_ref()).await;
+    if !common::scaled() {
+        assert_eq!(ends, vec![(0, 10)], "one local partition; offsets start at 1");
+    }
+    for &(p, end) in &ends {
+        assert_eq!(st.store.load_offset(&stream, p).await.unwrap().unwrap_or(0), end, "partition {p} caught up");
+        st.store.save_offset(&stream, p, 0).await.unwrap();
+    }
+    // A second worker over the whole log, from the start, next to the
+    // server's own (which has nothing new to do).
+    let partitions: Vec<i32> = ends.iter().map(|&(p, _)| p).collect();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let replay = tokio::spawn(charcha::server::worker::run(st.store.clone(), st.log.clone(), vec![0], shutdown.clone()));
-    let store = st.store.clone();
-    let stream2 = stream.clone();
-    eventually(move || {
-        let (store, stream) = (store.clone(), stream2.clone());
-        async move { (store.load_offset(&stream, 0).await.ok()?? >= end).then_some(()) }
+    let replay = tokio::spawn(charcha::server::worker::run(st.store.clone(), reader.clone(), partitions, shutdown.clone()));
+    let (store, stream2, ends2) = (st.store.clone(), stream.clone(), ends.clone());
+    eventually_within(PATIENCE, move || {
+        let (store, stream, ends) = (store.clone(), stream2.clone(), ends2.clone());
+        async move {
+            for (p, end) in ends {
+                if store.load_offset(&stream, p).await.ok()?? < end {
+                    return None;
+                }
+            }
+            Some(())
+        }
     })
     .await;
     shutdown.cancel();
@@ -1138,7 +1269,9 @@ async fn replaying_the_log_is_harmless() {
 
     let after = history_all(&a.http, &server, &b.id).await;
     assert_eq!(after, before, "replay changed nothing");
-    assert_eq!(st.store.load_offset(&stream, 0).await.unwrap(), Some(end));
+    for (p, end) in ends {
+        assert_eq!(st.store.load_offset(&stream, p).await.unwrap(), Some(end), "partition {p}");
+    }
 }
 
 #[tokio::test]
@@ -1150,24 +1283,36 @@ async fn undecodable_log_record_does_not_stop_the_worker() {
     in_history(&a.http, &server, &b.id, first["_id"].as_str().unwrap()).await;
 
     let st = server.state();
-    st.log.append("x", b"not json".to_vec()).await.unwrap();
-    st.log.append("y", br#"{"_id":"truncated"#.to_vec()).await.unwrap();
+    let bad: [&[u8]; 2] = [b"not json", br#"{"_id":"truncated"#];
+    st.log.append("x", bad[0].to_vec()).await.unwrap();
+    st.log.append("y", bad[1].to_vec()).await.unwrap();
     let (status, after) = send_rest(&b, &server, &a.id, json!({ "text": "after" })).await;
     assert_eq!(status, StatusCode::CREATED);
     in_history(&a.http, &server, &b.id, after["_id"].as_str().unwrap()).await;
     worker_caught_up(&server).await;
     assert_eq!(ids(&history_all(&a.http, &server, &b.id).await), vec![first["_id"].as_str().unwrap(), after["_id"].as_str().unwrap()]);
 
-    // The bad records were dead-lettered, not dropped silently.
-    let db = rusqlite::Connection::open(server.data_dir.join("charcha.db")).unwrap();
-    let dead: Vec<(i64, Vec<u8>)> = db
-        .prepare("SELECT log_offset, payload FROM dead_letters ORDER BY log_offset")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(dead, vec![(2, b"not json".to_vec()), (3, br#"{"_id":"truncated"#.to_vec())]);
+    // The bad records were dead-lettered, not dropped silently: each under
+    // the partition and offset it has in the log (keys "x" and "y" may land
+    // in different Kafka partitions).
+    let mut where_in_log: Vec<(i32, i64, Vec<u8>)> = all_records(log_reader(&server).await.as_ref())
+        .await
+        .into_iter()
+        .filter(|r| bad.contains(&r.payload.as_slice()))
+        .map(|r| (r.partition, r.offset, r.payload))
+        .collect();
+    where_in_log.sort();
+    if !common::scaled() {
+        assert_eq!(where_in_log, vec![(0, 2, bad[0].to_vec()), (0, 3, bad[1].to_vec())]);
+    }
+    assert_eq!(where_in_log.len(), 2, "both bad records are in the log once: {where_in_log:?}");
+    let dead = dead_letters(&server).await;
+    let dead_at: Vec<(i32, i64, Vec<u8>)> = dead.iter().map(|(_, p, o, payload, _)| (*p, *o, payload.clone())).collect();
+    assert_eq!(dead_at, where_in_log);
+    for (stream, _, _, _, error) in &dead {
+        assert_eq!(stream, st.log.stream());
+        assert!(!error.is_empty(), "the decode error is kept");
+    }
 
     // And the worker is still going.
     let (_, later) = send_rest(&a, &server, &b.id, json!({ "text": "later" })).await;
@@ -1299,8 +1444,12 @@ async fn history_survives_a_restart() {
 async fn records_only_in_the_log_reach_history_after_a_restart() {
     // The worker may be behind when the server stops; the log is the source
     // of truth and the next worker resumes from its checkpoint.
+    // Embedded: the log file beside the store; scaled: the Kafka topic, with
+    // the checkpoint in MongoDB. The same config (data dir, topic, database,
+    // key prefix) serves both runs.
     let tmp = tempfile::tempdir().expect("temp dir");
-    let server = TestServer::start_config(Config::for_tests(tmp.path().to_path_buf()), None).await;
+    let config = common::test_config(tmp.path().to_path_buf());
+    let server = TestServer::start_config(config.clone(), None).await;
     let a = TestUser::signup(&server, "Ann").await;
     let b = TestUser::signup(&server, "Bob").await;
     let (_, m) = send_rest(&a, &server, &b.id, json!({ "text": "stored" })).await;
@@ -1309,9 +1458,11 @@ async fn records_only_in_the_log_reach_history_after_a_restart() {
     worker_caught_up(&server).await;
     server.stop().await;
 
-    // While no server runs: a well-formed record lands in the log only (an
-    // ack that raced the shutdown), plus the replay of an old one.
-    let log = charcha::server::log::local::LocalLog::open(tmp.path()).expect("log");
+    // While no server (and so no worker) runs: a well-formed record lands
+    // in the log only (an ack that raced the shutdown), plus the replay of
+    // an old one. Appended through the configured log driver.
+    let drivers = charcha::server::connect_drivers(&config).await.expect("drivers");
+    let log = drivers.log.clone();
     let mut later: ChatMessage = serde_json::from_value(m.clone()).unwrap();
     later.id = ulid::Ulid::new().to_string();
     later.text = "only in the log".into();
@@ -1319,8 +1470,12 @@ async fn records_only_in_the_log_reach_history_after_a_restart() {
     log.append(&later.conversation_id, serde_json::to_vec(&later).unwrap()).await.unwrap();
     log.append(&later.conversation_id, serde_json::to_vec(&m).unwrap()).await.unwrap();
     drop(log);
+    let stored = drivers.store.messages_before(&later.conversation_id, None, 10).await.expect("history");
+    assert_eq!(stored.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec![first.as_str()], "the new record is only in the log");
+    drivers.shutdown.cancel();
+    drop(drivers);
 
-    let server = TestServer::start_config(Config::for_tests(tmp.path().to_path_buf()), None).await;
+    let server = TestServer::start_config(config, None).await;
     in_history(&a.http, &server, &b.id, &later.id).await;
     worker_caught_up(&server).await;
     let all = history_all(&b.http, &server, &a.id).await;

@@ -28,6 +28,27 @@ pub fn scaled() -> bool {
     std::env::var("CHARCHA_TEST_SCALED").is_ok_and(|v| v == "1")
 }
 
+/// The configuration [`TestServer::start_with`] starts from: the test
+/// defaults on `data_dir`, plus, with `CHARCHA_TEST_SCALED=1`, the real
+/// Redis, Kafka and MongoDB with a fresh key prefix, topic and database.
+/// For tests that build drivers themselves
+/// ([`charcha::server::connect_drivers`]) or restart on the same backends.
+pub fn test_config(data_dir: PathBuf) -> Config {
+    let mut config = Config::for_tests(data_dir);
+    if scaled() {
+        let tag = ulid::Ulid::new().to_string().to_lowercase();
+        let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+        config.backends.redis_url = Some(env("CHARCHA_TEST_REDIS_URL", "redis://127.0.0.1:16379"));
+        config.backends.redis_prefix = format!("t{tag}");
+        config.backends.kafka_brokers = vec![env("CHARCHA_TEST_KAFKA_BROKERS", "127.0.0.1:19092")];
+        config.backends.kafka_topic = format!("charcha-t-{tag}");
+        config.backends.kafka_partitions = 3;
+        let mongo = mongo_server(&env("CHARCHA_TEST_MONGODB_URI", "mongodb://127.0.0.1:27018"));
+        config.backends.mongodb_uri = Some(format!("{mongo}/charcha_t_{tag}"));
+    }
+    config
+}
+
 pub struct TestServer {
     pub url: String,
     /// The configuration it was started with (a restart reuses it).
@@ -49,18 +70,7 @@ impl TestServer {
     /// embedded drivers, each test with its own topic and database.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let tmp = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let mut config = Config::for_tests(tmp.path().to_path_buf());
-        if scaled() {
-            let tag = ulid::Ulid::new().to_string().to_lowercase();
-            let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
-            config.backends.redis_url = Some(env("CHARCHA_TEST_REDIS_URL", "redis://127.0.0.1:16379"));
-            config.backends.redis_prefix = format!("t{tag}");
-            config.backends.kafka_brokers = vec![env("CHARCHA_TEST_KAFKA_BROKERS", "127.0.0.1:19092")];
-            config.backends.kafka_topic = format!("charcha-t-{tag}");
-            config.backends.kafka_partitions = 3;
-            let mongo = mongo_server(&env("CHARCHA_TEST_MONGODB_URI", "mongodb://127.0.0.1:27018"));
-            config.backends.mongodb_uri = Some(format!("{mongo}/charcha_t_{tag}"));
-        }
+        let mut config = test_config(tmp.path().to_path_buf());
         tweak(&mut config);
         let mut s = Self::start_config(config, None).await;
         s._tmp = Some(tmp);
@@ -244,17 +254,26 @@ pub fn png() -> Vec<u8> {
 
 /// Polls `f` until it returns `Some`, up to 5 s (history is written by
 /// the worker shortly after the ack).
-pub async fn eventually<T, F, Fut>(mut f: F) -> T
+pub async fn eventually<T, F, Fut>(f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    eventually_within(std::time::Duration::from_secs(5), f).await
+}
+
+/// [`eventually`] with a deadline of `within`.
+pub async fn eventually_within<T, F, Fut>(within: std::time::Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within 5 s");
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within {within:?}");
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }

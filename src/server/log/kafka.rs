@@ -54,6 +54,8 @@ struct Pending {
 
 pub struct KafkaLog {
     topic: String,
+    /// Partition clients for [`Log::fetch`], one per partition. Separate
+    /// from the producers' clients on purpose, see [`KafkaLog::connect`].
     partitions: Vec<Arc<PartitionClient>>,
     producers: Vec<mpsc::Sender<Pending>>,
 }
@@ -97,12 +99,21 @@ impl KafkaLog {
         let mut clients = Vec::with_capacity(ids.len());
         let mut producers = Vec::with_capacity(ids.len());
         for id in ids {
-            let pc = Arc::new(
+            // Each partition client owns one connection to the leader, and a
+            // broker handles a connection's requests one at a time. The
+            // worker's fetch long-polls (up to its poll interval) when the
+            // partition is idle, so a produce sharing that connection would
+            // wait behind it: ~1 s per ack at low traffic. Hence two clients,
+            // two connections: one to produce, one to fetch.
+            let producer = Arc::new(
+                client.partition_client(topic.to_string(), id, UnknownTopicHandling::Retry).await.map_err(unavailable)?,
+            );
+            let fetcher = Arc::new(
                 client.partition_client(topic.to_string(), id, UnknownTopicHandling::Retry).await.map_err(unavailable)?,
             );
             let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(produce_loop(pc.clone(), rx, shutdown.clone()));
-            clients.push(pc);
+            tokio::spawn(produce_loop(producer, rx, shutdown.clone()));
+            clients.push(fetcher);
             producers.push(tx);
         }
         Ok(Self { topic: topic.to_string(), partitions: clients, producers })
