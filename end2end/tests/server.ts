@@ -188,18 +188,47 @@ export async function startServer(options: ServerOptions = {}): Promise<CharchaS
       if (proc.exitCode !== null || proc.signalCode !== null) {
         throw new Error(`server exited before it was healthy (code ${proc.exitCode}, signal ${proc.signalCode})\n${logs()}`);
       }
+      let healthy = false;
       try {
         const res = await fetch(`${url}/api/health`, { signal: AbortSignal.timeout(2_000) });
-        if (res.status === 200) return;
-        lastProblem = `GET /api/health answered ${res.status}`;
+        healthy = res.status === 200;
+        if (!healthy) lastProblem = `GET /api/health answered ${res.status}`;
       } catch (e) {
         lastProblem = String((e as Error).message || e);
+      }
+      if (healthy) {
+        try {
+          await checkAssets();
+          return;
+        } catch (e) {
+          proc.kill('SIGKILL');
+          await exited(proc);
+          throw e;
+        }
       }
       await sleep(150);
     }
     proc.kill('SIGKILL');
     await exited(proc);
     throw new Error(`server not healthy after ${HEALTH_TIMEOUT_MS / 1000}s (${lastProblem})\n${logs()}`);
+  }
+
+  // The page must reference assets that exist. A binary compiled without
+  // cargo-leptos' environment (plain `cargo build`/`cargo test` overwrite
+  // target/debug/charcha) asks for pkg/<name>_bg.wasm, which the site lacks,
+  // and every page would silently never hydrate.
+  async function checkAssets(): Promise<void> {
+    const html = await (await fetch(`${url}/login`)).text();
+    const assets = [...html.matchAll(/<link\b[^>]*\bhref="(\/pkg\/[^"]+)"/g)].map((m) => m[1]);
+    for (const asset of assets) {
+      const res = await fetch(`${url}${asset}`, { method: 'HEAD' });
+      if (res.status !== 200) {
+        throw new Error(
+          `the server's pages reference ${asset}, which answers ${res.status}: ${bin} does not match the site in ${site}.\n` +
+            'Rebuild both with `cargo leptos build` (or ./dev test); a plain cargo build/test of the binary breaks this.',
+        );
+      }
+    }
   }
 
   async function stop(): Promise<void> {
