@@ -1482,3 +1482,38 @@ async fn records_only_in_the_log_reach_history_after_a_restart() {
     assert_eq!(ids(&all), vec![first, later.id.clone()]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn sends_are_rate_limited_per_user_across_sessions() {
+    let server = TestServer::start_with(|c| c.limits.send_rate_per_minute = 3).await;
+    let a = TestUser::signup(&server, "Fast").await;
+    let b = TestUser::signup(&server, "Peer").await;
+    let mut tab1 = a.ws(&server).await;
+    let mut tab2 = a.ws(&server).await;
+    for i in 0..3 {
+        let ws = if i == 1 { &mut tab2 } else { &mut tab1 };
+        let cid = format!("ok-{i}");
+        ws.send_text(&cid, &b.id, "hi").await;
+        next_where(ws, "ack", |e| e["type"] == "ack" && e["client_msg_id"] == cid.as_str()).await;
+    }
+    // The fourth send in the minute, from either tab, is refused clearly.
+    tab2.send_text("too-many", &b.id, "hi").await;
+    let e = next_where(&mut tab2, "error", |e| e["type"] == "error" && e["client_msg_id"] == "too-many").await;
+    assert_eq!(e["code"], "rate_limited", "{e}");
+    let r = a
+        .http
+        .post(format!("{}/api/messages/send/{}", server.url, b.id))
+        .json(&json!({ "text": "rest too" }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get("retry-after").is_some());
+    // Another user is unaffected, and the connection still works.
+    let mut wb = b.ws(&server).await;
+    wb.send_text("b-1", &a.id, "hello").await;
+    next_where(&mut wb, "ack", |e| e["type"] == "ack" && e["client_msg_id"] == "b-1").await;
+    tab2.send_json(json!({ "type": "ping", "nonce": 9 })).await;
+    next_where(&mut tab2, "pong", |e| e["type"] == "pong" && e["nonce"] == 9).await;
+    server.stop().await;
+}

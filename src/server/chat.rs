@@ -18,6 +18,7 @@ use super::{
     media::ImageForm,
     metrics,
     presence::Presence,
+    ratelimit::RateLimiter,
     store::{media_url, MediaRecord, Store},
 };
 use crate::{
@@ -45,6 +46,9 @@ pub struct ChatService {
     log: Arc<dyn Log>,
     bus: Arc<dyn Bus>,
     presence: Arc<dyn Presence>,
+    limiter: Arc<dyn RateLimiter>,
+    /// Messages per user per minute.
+    send_rate_per_minute: u32,
     /// Monotonic within this process even inside one millisecond, so ids
     /// from one instance sort in send order.
     ids: Mutex<ulid::Generator>,
@@ -58,12 +62,21 @@ pub fn is_valid_id(id: &str) -> bool {
 }
 
 impl ChatService {
-    pub fn new(store: Arc<dyn Store>, log: Arc<dyn Log>, bus: Arc<dyn Bus>, presence: Arc<dyn Presence>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        log: Arc<dyn Log>,
+        bus: Arc<dyn Bus>,
+        presence: Arc<dyn Presence>,
+        limiter: Arc<dyn RateLimiter>,
+        send_rate_per_minute: u32,
+    ) -> Self {
         Self {
             store,
             log,
             bus,
             presence,
+            limiter,
+            send_rate_per_minute,
             ids: Mutex::new(ulid::Generator::new()),
             known_conversations: DashSet::new(),
         }
@@ -135,6 +148,15 @@ impl ChatService {
 
     /// Sends a message; returns it once the log holds it durably.
     pub async fn send(&self, sender: &str, req: SendRequest) -> Result<ChatMessage, AppError> {
+        // Per user, across sessions and instances (the limiter is shared in
+        // the scaled mode). Fails open if the limiter's store is down.
+        match self.limiter.hit(&format!("send:{sender}"), self.send_rate_per_minute, std::time::Duration::from_secs(60)).await {
+            Ok(Some(retry_after)) => {
+                return Err(AppError { message: "You are sending too fast; slow down".into(), ..AppError::rate_limited(retry_after) });
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("send rate limiter unavailable: {e}"),
+        }
         let text = req.text;
         if text.chars().count() > MAX_TEXT_CHARS {
             return Err(AppError::field("text", format!("Messages are limited to {MAX_TEXT_CHARS} characters")));

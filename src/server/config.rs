@@ -21,6 +21,7 @@ pub const ENV_VARS: &[&str] = &[
     "CHARCHA_AVATAR_MAX_BYTES",
     "CHARCHA_IMAGE_MAX_BYTES",
     "CHARCHA_AUTH_RATE_PER_MINUTE",
+    "CHARCHA_SEND_RATE_PER_MINUTE",
     "CHARCHA_WS_QUEUE",
     "MONGODB_URI",
     "REDIS_URL",
@@ -61,6 +62,8 @@ pub struct Limits {
     pub avatar_max_bytes: usize,
     pub image_max_bytes: usize,
     pub auth_rate_per_minute: u32,
+    /// Messages one user may send per minute, all sessions together.
+    pub send_rate_per_minute: u32,
     pub ws_queue: usize,
 }
 
@@ -209,6 +212,7 @@ impl Config {
             avatar_max_bytes: num("CHARCHA_AVATAR_MAX_BYTES", l.avatar_max_bytes)? as usize,
             image_max_bytes: num("CHARCHA_IMAGE_MAX_BYTES", l.image_max_bytes)? as usize,
             auth_rate_per_minute: num("CHARCHA_AUTH_RATE_PER_MINUTE", l.auth_rate_per_minute as u64)? as u32,
+            send_rate_per_minute: num("CHARCHA_SEND_RATE_PER_MINUTE", l.send_rate_per_minute as u64)? as u32,
             ws_queue: (num("CHARCHA_WS_QUEUE", l.ws_queue)? as usize).max(8),
         };
         let b = file.backends;
@@ -329,6 +333,7 @@ pub struct LimitsSection {
     pub avatar_max_bytes: u64,
     pub image_max_bytes: u64,
     pub auth_rate_per_minute: u32,
+    pub send_rate_per_minute: u32,
     pub ws_queue: u64,
 }
 
@@ -339,6 +344,7 @@ impl Default for LimitsSection {
             avatar_max_bytes: 2 * 1024 * 1024,
             image_max_bytes: 5 * 1024 * 1024,
             auth_rate_per_minute: 20,
+            send_rate_per_minute: 600,
             ws_queue: 256,
         }
     }

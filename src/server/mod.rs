@@ -195,7 +195,14 @@ pub async fn build_state(config: Config, leptos_options: LeptosOptions, drivers:
     let auth = AuthService::new(store.clone(), bus.clone(), presence.clone(), tokens)
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
-    let chat = ChatService::new(store.clone(), log.clone(), bus.clone(), presence.clone());
+    let chat = ChatService::new(
+        store.clone(),
+        log.clone(),
+        bus.clone(),
+        presence.clone(),
+        limiter.clone(),
+        config.limits.send_rate_per_minute,
+    );
     Ok(AppState {
         config: Arc::new(config),
         leptos_options,
