@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Ws, PASSWORD};
+use common::{TestUser, Ws};
 use serde_json::{json, Value};
 
 const SECRET: &str = "scaled-test-secret-0123456789-abcdefghij";
@@ -201,23 +201,6 @@ impl Drop for Cluster {
     }
 }
 
-struct User {
-    id: String,
-    token: String,
-}
-
-async fn signup(base: &str, name: &str) -> User {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/auth/signup"))
-        .json(&json!({ "email": common::unique_email(name), "password": PASSWORD, "full_name": name }))
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(r.status(), 201, "signup {name}");
-    let body: Value = r.json().await.expect("json");
-    User { id: body["user"]["_id"].as_str().expect("id").into(), token: body["token"].as_str().expect("token").into() }
-}
-
 /// Sends and waits for the ack; returns the acked message id.
 async fn send_acked(ws: &mut Ws, to: &str, text: &str) -> Result<String, Value> {
     let cid = ulid::Ulid::new().to_string();
@@ -265,7 +248,7 @@ async fn presence_of(ws: &mut Ws, user: &str, online: bool, within: Duration) ->
 async fn users_on_different_instances_chat_live_with_presence_everywhere() {
     let cluster = Cluster::start(3).await;
     let (a, b, c) =
-        (signup(&cluster.url(0), "a").await, signup(&cluster.url(1), "b").await, signup(&cluster.url(2), "c").await);
+        (TestUser::signup_at(&cluster.url(0), "a").await, TestUser::signup_at(&cluster.url(1), "b").await, TestUser::signup_at(&cluster.url(2), "c").await);
     let mut c_ws = Ws::connect_url(&cluster.ws_url(2), &c.token).await;
     let mut a_ws = Ws::connect_url(&cluster.ws_url(0), &a.token).await;
     presence_of(&mut c_ws, &a.id, true, Duration::from_secs(5)).await;
@@ -305,7 +288,7 @@ async fn a_thousand_messages_across_instances_are_stored_exactly_once_in_order()
     const PER_SENDER: usize = 100;
     let mut users = Vec::new();
     for i in 0..PAIRS * 2 {
-        users.push(signup(&cluster.url(i % 3), &format!("u{i}")).await);
+        users.push(TestUser::signup_at(&cluster.url(i % 3), &format!("u{i}")).await);
     }
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -374,7 +357,7 @@ async fn a_thousand_messages_across_instances_are_stored_exactly_once_in_order()
 async fn killing_an_instance_loses_nothing_and_its_users_go_offline() {
     let mut cluster = Cluster::start(3).await;
     let (a, b, c) =
-        (signup(&cluster.url(0), "a").await, signup(&cluster.url(1), "b").await, signup(&cluster.url(2), "c").await);
+        (TestUser::signup_at(&cluster.url(0), "a").await, TestUser::signup_at(&cluster.url(1), "b").await, TestUser::signup_at(&cluster.url(2), "c").await);
     let mut c_ws = Ws::connect_url(&cluster.ws_url(2), &c.token).await;
     let mut b_ws = Ws::connect_url(&cluster.ws_url(1), &b.token).await;
     let mut a_ws = Ws::connect_url(&cluster.ws_url(0), &a.token).await;
@@ -427,7 +410,7 @@ async fn redis_kafka_and_mongo_restarts_lose_nothing_acked() {
     }
     let _restore = Restore;
     let cluster = Cluster::start(2).await;
-    let (a, b) = (signup(&cluster.url(0), "a").await, signup(&cluster.url(1), "b").await);
+    let (a, b) = (TestUser::signup_at(&cluster.url(0), "a").await, TestUser::signup_at(&cluster.url(1), "b").await);
     let mut a_ws = Ws::connect_url(&cluster.ws_url(0), &a.token).await;
     let mut b_ws = Ws::connect_url(&cluster.ws_url(1), &b.token).await;
     let mut acked = HashSet::new();

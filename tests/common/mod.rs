@@ -138,10 +138,15 @@ pub struct TestUser {
 
 impl TestUser {
     pub async fn signup(server: &TestServer, name: &str) -> Self {
+        Self::signup_at(&server.url, name).await
+    }
+
+    /// Signs up through the REST API of the server at `base` (`http://…`).
+    pub async fn signup_at(base: &str, name: &str) -> Self {
         let http = client();
         let email = unique_email(name);
         let resp = http
-            .post(format!("{}/api/auth/signup", server.url))
+            .post(format!("{base}/api/auth/signup"))
             .json(&json!({ "email": email, "password": PASSWORD, "full_name": name }))
             .send()
             .await

@@ -269,11 +269,8 @@ mod client {
             Handlers { open, message, close, error }
         }
 
-        /// Opens a new connection now (cancelling a scheduled one).
-        fn connect_now(&self) {
-            if self.disposed.get() {
-                return;
-            }
+        /// Cancels a scheduled reconnect and detaches the current socket.
+        fn drop_connection(&self) {
             let old = {
                 let mut conn = self.conn.borrow_mut();
                 if let Some(t) = conn.reconnect.take() {
@@ -284,6 +281,14 @@ mod client {
             if let Some(ws) = old {
                 detach(&ws);
             }
+        }
+
+        /// Opens a new connection now (cancelling a scheduled one).
+        fn connect_now(&self) {
+            if self.disposed.get() {
+                return;
+            }
+            self.drop_connection();
             let Some(url) = socket_url() else {
                 self.schedule_reconnect();
                 return;
@@ -315,16 +320,7 @@ mod client {
                 return;
             }
             self.status.set(SocketStatus::Reconnecting);
-            let old = {
-                let mut conn = self.conn.borrow_mut();
-                if let Some(t) = conn.reconnect.take() {
-                    t.clear();
-                }
-                conn.ws.take()
-            };
-            if let Some(ws) = old {
-                detach(&ws);
-            }
+            self.drop_connection();
             let bound = {
                 let mut conn = self.conn.borrow_mut();
                 let b = backoff_bound(conn.attempt);

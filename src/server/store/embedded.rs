@@ -376,10 +376,11 @@ impl MessageStore for EmbeddedStore {
         sender_id: &str,
         client_msg_id: &str,
         candidate: &ChatMessage,
+        candidate_json: &str,
     ) -> Result<ChatMessage, StoreError> {
         let sender_id = sender_id.to_string();
         let client_msg_id = client_msg_id.to_string();
-        let json = serde_json::to_string(candidate).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let json = candidate_json.to_string();
         let candidate = candidate.clone();
         self.call(move |c| {
             let inserted = c

@@ -304,11 +304,11 @@ impl MessageStore for MongoStore {
         sender_id: &str,
         client_msg_id: &str,
         candidate: &ChatMessage,
+        candidate_json: &str,
     ) -> Result<ChatMessage, StoreError> {
         // Sender ids are fixed-length ULIDs, so the concatenation is unique.
         let key = format!("{sender_id}:{client_msg_id}");
-        let json = serde_json::to_string(candidate).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        match self.docs("sends").insert_one(doc! { "_id": &key, "message": json }).await {
+        match self.docs("sends").insert_one(doc! { "_id": &key, "message": candidate_json }).await {
             Ok(_) => Ok(candidate.clone()),
             Err(e) if is_duplicate(&e) => {
                 let d = self
