@@ -293,11 +293,13 @@ test.describe('chat', () => {
         await send(b.page, 'reply before restart');
         await expectOnce(a.page, 'reply before restart', 'peer');
 
+        // Stop first and check the banner while the server is down: asserting
+        // on it during restart() raced a fast restart that hid it again.
         const banner = a.page.getByTestId('reconnecting-banner');
-        const restarting = srv.restart();
+        await srv.stop();
         await expect(banner).toBeVisible({ timeout: 15_000 });
         await expect(banner).toContainText('Reconnecting…');
-        await restarting;
+        await srv.restart();
         await expect(banner).toBeHidden({ timeout: 30_000 });
         await expect(b.page.getByTestId('reconnecting-banner')).toBeHidden({ timeout: 30_000 });
         await expect(a.page.getByTestId('chat-page')).toHaveAttribute('data-socket', 'open');
