@@ -21,6 +21,7 @@ use leptos_router::{
 
 mod auth_pages;
 pub mod avatar;
+pub mod blob_url;
 pub mod chat;
 pub mod fields;
 pub mod icons;

@@ -12,10 +12,11 @@ use leptos_meta::Title;
 
 use super::{
     avatar::{Avatar, AvatarSize},
+    blob_url,
     fields::{FieldMessage, FormAlert, FormErrors, SubmitButton, TextAreaField, TextField},
     session::{use_session, Session},
     toast::{use_toast, Toasts},
-    validate::AVATAR_ACCEPT,
+    validate::IMAGE_ACCEPT,
 };
 #[cfg(feature = "hydrate")]
 use super::validate::{self, FieldMessages};
@@ -79,7 +80,7 @@ impl ProfileFormState {
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     fn set_preview(&self, url: Option<String>) {
         if let Some(Some(old)) = self.preview.try_get_untracked() {
-            revoke_object_url(&old);
+            blob_url::revoke(&old);
         }
         self.preview.try_set(url);
     }
@@ -230,7 +231,7 @@ fn ProfileForm(user: User, state: ProfileFormState) -> impl IntoView {
                             id="profile-avatar"
                             name="avatar"
                             type="file"
-                            accept=AVATAR_ACCEPT
+                            accept=IMAGE_ACCEPT
                             aria-describedby="profile-avatar-error"
                             aria-invalid=move || avatar_error.with(Option::is_some).to_string()
                             class=move || {
@@ -288,11 +289,11 @@ fn avatar_picked(ev: leptos::ev::Event, state: ProfileFormState) {
             return;
         };
         let mut messages = FieldMessages::new();
-        if let Some(message) = validate::avatar_type(&file.type_()) {
+        if let Some(message) = validate::image_type(&file.type_()) {
             messages.insert("avatar", message);
             state.set_preview(None);
         } else {
-            state.set_preview(web_sys::Url::create_object_url_with_blob(&file).ok());
+            state.set_preview(blob_url::create(&file));
         }
         state.errors.set_client(messages);
     }
@@ -328,7 +329,7 @@ fn submit(ev: SubmitEvent, form_ref: NodeRef<html::Form>, state: ProfileFormStat
                 data.delete("avatar");
             }
             Ok(file) => {
-                if let Some(message) = validate::avatar_type(&file.type_()) {
+                if let Some(message) = validate::image_type(&file.type_()) {
                     messages.insert("avatar", message);
                 }
             }
@@ -363,16 +364,6 @@ fn submit(ev: SubmitEvent, form_ref: NodeRef<html::Form>, state: ProfileFormStat
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = (ev, form_ref, state);
-}
-
-/// Frees a preview's object URL (browser only).
-fn revoke_object_url(url: &str) {
-    #[cfg(feature = "hydrate")]
-    {
-        let _ = web_sys::Url::revoke_object_url(url);
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = url;
 }
 
 #[cfg(test)]

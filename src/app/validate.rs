@@ -12,10 +12,11 @@ pub const PASSWORD_MIN_BYTES: usize = 8;
 pub const PASSWORD_MAX_BYTES: usize = 128;
 /// Full name bounds, in characters, after trimming.
 pub const FULL_NAME_MAX_CHARS: usize = 50;
-/// Image types the server accepts for avatars.
-pub const AVATAR_TYPES: &[&str] = &["image/png", "image/jpeg", "image/webp", "image/gif"];
-/// `accept` attribute value matching [`AVATAR_TYPES`].
-pub const AVATAR_ACCEPT: &str = "image/png,image/jpeg,image/webp,image/gif";
+/// Image types the server accepts, for avatars and message images alike
+/// (it checks the content, see `server::media::sniff_image`).
+pub const IMAGE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/webp", "image/gif"];
+/// `accept` attribute value matching [`IMAGE_TYPES`].
+pub const IMAGE_ACCEPT: &str = "image/png,image/jpeg,image/webp,image/gif";
 
 pub fn email(value: &str) -> Option<String> {
     let value = value.trim();
@@ -52,9 +53,9 @@ pub fn full_name(value: &str) -> Option<String> {
     }
 }
 
-/// `None` when `mime` is an avatar type the server accepts.
-pub fn avatar_type(mime: &str) -> Option<String> {
-    (!AVATAR_TYPES.contains(&mime)).then(|| "Choose a PNG, JPEG, WebP or GIF image".to_string())
+/// `None` when `mime` is an image type the server accepts.
+pub fn image_type(mime: &str) -> Option<String> {
+    (!IMAGE_TYPES.contains(&mime)).then(|| "Choose a PNG, JPEG, WebP or GIF image".to_string())
 }
 
 /// Checks the login form.
@@ -123,11 +124,25 @@ mod tests {
     }
 
     #[test]
-    fn avatar_types_match_accept_attribute() {
-        for mime in AVATAR_TYPES {
-            assert!(avatar_type(mime).is_none());
-            assert!(AVATAR_ACCEPT.contains(mime));
+    fn image_types_match_accept_attribute() {
+        for mime in IMAGE_TYPES {
+            assert!(image_type(mime).is_none());
+            assert!(IMAGE_ACCEPT.contains(mime));
         }
-        assert!(avatar_type("image/svg+xml").is_some());
+        assert!(image_type("image/svg+xml").is_some());
+    }
+
+    /// The client's list is the server's: every type the server sniffs is
+    /// one the pickers offer.
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn image_types_are_the_servers() {
+        let samples: [&[u8]; 4] =
+            [b"\x89PNG\r\n\x1a\n....", &[0xFF, 0xD8, 0xFF, 0xE0], b"GIF89a...", b"RIFF\0\0\0\0WEBPVP8 "];
+        let sniffed: Vec<&str> = samples.iter().filter_map(|s| crate::server::media::sniff_image(s)).collect();
+        assert_eq!(sniffed.len(), IMAGE_TYPES.len());
+        for mime in sniffed {
+            assert!(IMAGE_TYPES.contains(&mime), "{mime}");
+        }
     }
 }

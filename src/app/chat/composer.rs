@@ -4,7 +4,10 @@
 use leptos::{ev, html, prelude::*};
 
 use super::use_chat;
-use crate::protocol::MAX_TEXT_CHARS;
+use crate::{
+    app::{blob_url, validate},
+    protocol::MAX_TEXT_CHARS,
+};
 
 /// The character counter appears this close to the limit.
 const COUNTER_FROM: usize = MAX_TEXT_CHARS - 500;
@@ -59,7 +62,7 @@ pub fn Composer(peer: String) -> impl IntoView {
         if let Some(a) = attachment.get_untracked()
             && revoke
         {
-            revoke_preview(&a.preview);
+            blob_url::revoke(&a.preview);
         }
         attachment.set(None);
         file.set_value(None);
@@ -113,12 +116,12 @@ pub fn Composer(peer: String) -> impl IntoView {
         {
             let Some(input) = file_input.get_untracked() else { return };
             let Some(picked) = input.files().and_then(|list| list.get(0)) else { return };
-            if !picked.type_().starts_with("image/") {
-                chat.notify_error("Only images can be attached.");
+            if let Some(message) = validate::image_type(&picked.type_()) {
+                chat.notify_error(message);
                 input.set_value("");
                 return;
             }
-            let Ok(preview) = web_sys::Url::create_object_url_with_blob(&picked) else {
+            let Some(preview) = blob_url::create(&picked) else {
                 chat.notify_error("Could not read that image.");
                 return;
             };
@@ -133,7 +136,7 @@ pub fn Composer(peer: String) -> impl IntoView {
 
     on_cleanup(move || {
         if let Some(Some(a)) = attachment.try_get_untracked() {
-            revoke_preview(&a.preview);
+            blob_url::revoke(&a.preview);
         }
     });
 
@@ -180,7 +183,7 @@ pub fn Composer(peer: String) -> impl IntoView {
                 <input
                     node_ref=file_input
                     type="file"
-                    accept="image/*"
+                    accept=validate::IMAGE_ACCEPT
                     class="hidden"
                     tabindex="-1"
                     aria-hidden="true"
@@ -224,17 +227,5 @@ pub fn Composer(peer: String) -> impl IntoView {
             </div>
             <div class="flex justify-end">{counter}</div>
         </form>
-    }
-}
-
-/// Frees a `blob:` preview URL.
-fn revoke_preview(url: &str) {
-    #[cfg(feature = "hydrate")]
-    {
-        let _ = web_sys::Url::revoke_object_url(url);
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        let _ = url;
     }
 }

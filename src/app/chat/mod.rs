@@ -338,14 +338,17 @@ impl Chat {
             return;
         };
         spawn_local(async move {
-            if out.needs_upload {
+            if out.needs_upload() {
                 match self.upload(&peer, &cid).await {
                     Ok(url) => {
-                        self.timelines.update(|m| {
-                            if let Some(t) = m.get_mut(&peer) {
-                                t.set_uploaded(&cid, url.clone());
-                            }
-                        });
+                        let preview = self
+                            .timelines
+                            .try_update(|m| m.get_mut(&peer).and_then(|t| t.set_uploaded(&cid, url.clone())))
+                            .flatten();
+                        // The row now shows the uploaded image; the local copy can go.
+                        if let Some(preview) = preview {
+                            crate::app::blob_url::revoke(&preview);
+                        }
                         self.files.update_value(|f| {
                             f.remove(&cid);
                         });

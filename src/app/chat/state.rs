@@ -37,8 +37,6 @@ pub struct Outgoing {
     pub image: Option<String>,
     /// Local `blob:` URL of an image that is not uploaded yet, shown meanwhile.
     pub preview: Option<String>,
-    /// Whether an image still has to be uploaded before the frame can go.
-    pub needs_upload: bool,
     /// RFC 3339 time the user pressed Send (for the bubble's clock).
     pub created_at: String,
     pub delivery: Delivery,
@@ -57,19 +55,22 @@ impl Outgoing {
         preview: Option<String>,
         created_at: String,
     ) -> Self {
-        let needs_upload = preview.is_some();
         Self {
             client_msg_id,
             to,
             text,
             image: None,
             preview,
-            needs_upload,
             created_at,
             delivery: Delivery::Pending,
             error: None,
             attempt: 0,
         }
+    }
+
+    /// Whether an image still has to be uploaded before the frame can go.
+    pub fn needs_upload(&self) -> bool {
+        self.preview.is_some() && self.image.is_none()
     }
 
     /// The image to show: the uploaded one, else the local preview.
@@ -246,11 +247,12 @@ impl Timeline {
     }
 
     /// Records the server URL of an uploaded image.
-    pub fn set_uploaded(&mut self, client_msg_id: &str, url: String) {
-        if let Some(o) = self.outgoing.iter_mut().find(|o| o.client_msg_id == client_msg_id) {
-            o.image = Some(url);
-            o.needs_upload = false;
-        }
+    ///
+    /// Returns the local preview it no longer needs, for the caller to revoke.
+    pub fn set_uploaded(&mut self, client_msg_id: &str, url: String) -> Option<String> {
+        let o = self.outgoing.iter_mut().find(|o| o.client_msg_id == client_msg_id)?;
+        o.image = Some(url);
+        o.preview.take()
     }
 
     /// Rows in display order: confirmed messages by id, then our own
@@ -509,13 +511,13 @@ mod tests {
     fn upload_url_replaces_preview() {
         let mut o = out("c1", "");
         o.preview = Some("blob:x".into());
-        o.needs_upload = true;
         let mut t = Timeline::new(PEER);
         t.add_outgoing(o);
         assert_eq!(t.outgoing("c1").and_then(Outgoing::shown_image).as_deref(), Some("blob:x"));
-        t.set_uploaded("c1", "/media/a.png".into());
+        assert!(t.outgoing("c1").is_some_and(Outgoing::needs_upload));
+        assert_eq!(t.set_uploaded("c1", "/media/a.png".into()).as_deref(), Some("blob:x"));
         let o = t.outgoing("c1").expect("still pending");
-        assert!(!o.needs_upload);
+        assert!(!o.needs_upload());
         assert_eq!(o.shown_image().as_deref(), Some("/media/a.png"));
     }
 
