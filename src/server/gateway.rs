@@ -67,19 +67,23 @@ fn origin_allowed(headers: &HeaderMap) -> bool {
 
 async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
     let user_id = auth.user.id.clone();
-    let session = state.hub.register(&user_id);
+    let session = {
+        let _in_order = state.hub.serialize_user(&user_id).await;
+        let session = state.hub.register(&user_id);
+        if session.first_local
+            && let Err(e) = state.bus.subscribe(&user_id).await
+        {
+            tracing::warn!("bus subscribe failed for {user_id}: {e}");
+        }
+        match state.presence.session_opened(&user_id).await {
+            Ok(true) => publish_presence(&state, &user_id, true).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!("presence update failed: {e}"),
+        }
+        session
+    };
     super::metrics::inc(&super::metrics::METRICS.ws_connections);
     let session_id = session.id;
-    if session.first_local
-        && let Err(e) = state.bus.subscribe(&user_id).await
-    {
-        tracing::warn!("bus subscribe failed for {user_id}: {e}");
-    }
-    match state.presence.session_opened(&user_id).await {
-        Ok(true) => publish_presence(&state, &user_id, true).await,
-        Ok(false) => {}
-        Err(e) => tracing::warn!("presence update failed: {e}"),
-    }
     let online = state.presence.online_users().await.unwrap_or_default();
     let hello = ServerEvent::Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -112,6 +116,7 @@ async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
         _ = &mut writer => {}
     }
 
+    let _in_order = state.hub.serialize_user(&user_id).await;
     if state.hub.unregister(&user_id, session_id)
         && let Err(e) = state.bus.unsubscribe(&user_id).await
     {

@@ -5,16 +5,25 @@
 //! reference-counted buffer into each session's bounded queue. A session
 //! whose queue is full is too slow to keep up: it is kicked (its gateway
 //! task closes the socket) rather than letting memory grow.
+//!
+//! The hub also orders each user's session openings and closings
+//! ([`Hub::serialize_user`]): the bus subscription and presence that follow
+//! a first or last session are network calls, and without an order a last
+//! tab closing while a new one opens could unsubscribe (or mark offline) a
+//! user who is connected.
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
+use std::{
+    hash::{BuildHasher, RandomState},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use dashmap::DashMap;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Mutex, MutexGuard, Notify};
 
 use super::bus::Audience;
 
@@ -28,7 +37,6 @@ struct SessionSlot {
 /// What the gateway gets for a newly registered session.
 pub struct SessionHandle {
     pub id: u64,
-    pub user_id: String,
     pub frames: mpsc::Receiver<Utf8Bytes>,
     /// Notified when the hub gives up on this session (queue overflow).
     pub kicked: Arc<Notify>,
@@ -36,15 +44,35 @@ pub struct SessionHandle {
     pub first_local: bool,
 }
 
+/// Users share this many locks for [`Hub::serialize_user`]: bounded memory,
+/// and contention only between users that hash alike, at connect time.
+const USER_LOCKS: usize = 64;
+
 pub struct Hub {
     sessions: DashMap<String, Vec<SessionSlot>>,
     next_id: AtomicU64,
     queue_len: usize,
+    user_locks: Box<[Mutex<()>]>,
+    lock_hasher: RandomState,
 }
 
 impl Hub {
     pub fn new(queue_len: usize) -> Self {
-        Self { sessions: DashMap::new(), next_id: AtomicU64::new(1), queue_len: queue_len.max(1) }
+        Self {
+            sessions: DashMap::new(),
+            next_id: AtomicU64::new(1),
+            queue_len: queue_len.max(1),
+            user_locks: (0..USER_LOCKS).map(|_| Mutex::new(())).collect(),
+            lock_hasher: RandomState::new(),
+        }
+    }
+
+    /// Held by the gateway from registering (or unregistering) a session
+    /// until the bus subscription and presence have followed, so those
+    /// calls happen in the order the hub saw the sessions come and go.
+    pub async fn serialize_user(&self, user_id: &str) -> MutexGuard<'_, ()> {
+        let stripe = self.lock_hasher.hash_one(user_id) as usize % self.user_locks.len();
+        self.user_locks[stripe].lock().await
     }
 
     pub fn register(&self, user_id: &str) -> SessionHandle {
@@ -54,7 +82,7 @@ impl Hub {
         let mut entry = self.sessions.entry(user_id.to_string()).or_default();
         let first_local = entry.is_empty();
         entry.push(SessionSlot { id, queue, kick: kick.clone() });
-        SessionHandle { id, user_id: user_id.to_string(), frames, kicked: kick, first_local }
+        SessionHandle { id, frames, kicked: kick, first_local }
     }
 
     /// Removes a session; returns true when it was the user's last one here.
