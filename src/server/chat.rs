@@ -18,7 +18,7 @@ use super::{
     media::ImageForm,
     metrics,
     presence::Presence,
-    ratelimit::RateLimiter,
+    ratelimit::{self, RateLimiter},
     store::{media_url, MediaRecord, Store},
 };
 use crate::{
@@ -152,14 +152,14 @@ impl ChatService {
     /// Sends a message; returns it once the log holds it durably.
     pub async fn send(&self, sender: &str, req: SendRequest) -> Result<ChatMessage, AppError> {
         // Per user, across sessions and instances (the limiter is shared in
-        // the scaled mode). Fails open if the limiter's store is down.
-        match self.limiter.hit(&format!("send:{sender}"), self.send_rate_per_minute, std::time::Duration::from_secs(60)).await {
-            Ok(Some(retry_after)) => {
-                return Err(AppError { message: "You are sending too fast; slow down".into(), ..AppError::rate_limited(retry_after) });
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!("send rate limiter unavailable: {e}"),
-        }
+        // the scaled mode).
+        let key = format!("send:{sender}");
+        ratelimit::check(self.limiter.as_ref(), &key, self.send_rate_per_minute, std::time::Duration::from_secs(60))
+            .await
+            .map_err(|retry_after| AppError {
+                message: "You are sending too fast; slow down".into(),
+                ..AppError::rate_limited(retry_after)
+            })?;
         let text = req.text;
         if text.chars().count() > MAX_TEXT_CHARS {
             return Err(AppError::field("text", format!("Messages are limited to {MAX_TEXT_CHARS} characters")));

@@ -99,6 +99,10 @@ impl Hub {
         self.sessions.iter().map(|e| e.key().clone()).collect()
     }
 
+    pub fn local_user_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.iter().map(|e| e.value().len()).sum()
     }

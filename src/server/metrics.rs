@@ -49,6 +49,6 @@ pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
     metric("charcha_messages_stored_total", "counter", "Messages newly written to history by this process's worker.", get(&m.messages_stored));
     metric("charcha_dead_letters_total", "counter", "Undecodable log records set aside by the worker.", get(&m.dead_letters));
     metric("charcha_ws_sessions", "gauge", "WebSocket sessions open on this instance.", state.hub.session_count() as u64);
-    metric("charcha_local_users", "gauge", "Users with a session on this instance.", state.hub.local_users().len() as u64);
+    metric("charcha_local_users", "gauge", "Users with a session on this instance.", state.hub.local_user_count() as u64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

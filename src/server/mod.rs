@@ -112,31 +112,8 @@ pub async fn connect_drivers(config: &Config) -> Result<Drivers, StartError> {
     let b = &config.backends;
     let shutdown = CancellationToken::new();
     let hub = Arc::new(Hub::new(config.limits.ws_queue));
-
-    let store: Arc<dyn Store> = match &b.mongodb_uri {
-        Some(uri) => {
-            tracing::info!("store: MongoDB");
-            Arc::new(retry_startup("MongoDB", || store::mongo::MongoStore::connect(uri)).await?)
-        }
-        None => Arc::new(EmbeddedStore::open(&config.data_dir)?),
-    };
-    let log: Arc<dyn Log> = if b.kafka_brokers.is_empty() {
-        Arc::new(LocalLog::open(&config.data_dir)?)
-    } else {
-        tracing::info!(brokers = ?b.kafka_brokers, topic = %b.kafka_topic, "log: Kafka");
-        Arc::new(
-            retry_startup("Kafka", || {
-                log::kafka::KafkaLog::connect(
-                    b.kafka_brokers.clone(),
-                    &b.kafka_topic,
-                    b.kafka_partitions,
-                    b.kafka_replication,
-                    shutdown.clone(),
-                )
-            })
-            .await?,
-        )
-    };
+    let store = connect_store(config).await?;
+    let log = connect_log(config, &shutdown).await?;
     let (bus, presence, limiter): (Arc<dyn Bus>, Arc<dyn Presence>, Arc<dyn RateLimiter>) = match &b.redis_url {
         Some(url) => {
             tracing::info!("bus, presence, rate limits: Redis");
@@ -162,6 +139,38 @@ pub async fn connect_drivers(config: &Config) -> Result<Drivers, StartError> {
         );
     }
     Ok(Drivers { hub, store, log, bus, presence, limiter, shutdown })
+}
+
+/// The store MONGODB_URI names, or the embedded one.
+async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match &config.backends.mongodb_uri {
+        Some(uri) => {
+            tracing::info!("store: MongoDB");
+            Arc::new(retry_startup("MongoDB", || store::mongo::MongoStore::connect(uri)).await?)
+        }
+        None => Arc::new(EmbeddedStore::open(&config.data_dir)?),
+    })
+}
+
+/// The Kafka log KAFKA_BROKERS names, or the local one. Its background
+/// tasks stop with `shutdown`.
+async fn connect_log(config: &Config, shutdown: &CancellationToken) -> Result<Arc<dyn Log>, StartError> {
+    let b = &config.backends;
+    if b.kafka_brokers.is_empty() {
+        return Ok(Arc::new(LocalLog::open(&config.data_dir)?));
+    }
+    tracing::info!(brokers = ?b.kafka_brokers, topic = %b.kafka_topic, "log: Kafka");
+    let log = retry_startup("Kafka", || {
+        log::kafka::KafkaLog::connect(
+            b.kafka_brokers.clone(),
+            &b.kafka_topic,
+            b.kafka_partitions,
+            b.kafka_replication,
+            shutdown.clone(),
+        )
+    })
+    .await?;
+    Ok(Arc::new(log))
 }
 
 /// How long a starting server waits for a backing service to come up
@@ -244,9 +253,7 @@ pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServ
     let mut tasks = Vec::new();
 
     if state.config.worker.enabled {
-        let worker_config = state.config.worker.clone();
-        let partitions: Vec<i32> =
-            state.log.partitions().await?.into_iter().filter(|p| worker_config.owns(*p)).collect();
+        let partitions = worker::assigned_partitions(state.log.as_ref(), &state.config.worker).await?;
         tracing::info!(?partitions, "history worker runs in this server");
         tasks.push(tokio::spawn(worker::run(state.store.clone(), state.log.clone(), partitions, shutdown.clone())));
     }
@@ -353,14 +360,16 @@ async fn serve() -> Result<(), StartError> {
 }
 
 /// `charcha worker`: the history worker alone, for deployments that scale
-/// it separately from the web servers.
+/// it separately from the web servers. It needs only the store and the log:
+/// no sessions, so no bus or presence.
 async fn run_worker_only() -> Result<(), StartError> {
     let site_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let config = Config::load(site_addr)?;
-    let drivers = connect_drivers(&config).await?;
-    let partitions: Vec<i32> = drivers.log.partitions().await?.into_iter().filter(|p| config.worker.owns(*p)).collect();
+    let shutdown = CancellationToken::new();
+    let store = connect_store(&config).await?;
+    let log = connect_log(&config, &shutdown).await?;
+    let partitions = worker::assigned_partitions(log.as_ref(), &config.worker).await?;
     tracing::info!(?partitions, "history worker started");
-    let shutdown = drivers.shutdown.clone();
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
@@ -368,7 +377,7 @@ async fn run_worker_only() -> Result<(), StartError> {
             shutdown.cancel();
         }
     });
-    worker::run(drivers.store, drivers.log, partitions, shutdown).await;
+    worker::run(store, log, partitions, shutdown).await;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use leptos_axum::ResponseOptions;
 
 use super::{
     auth::{clear_cookie, session_cookie, AuthUser},
+    ratelimit,
     state::AppState,
 };
 use crate::api::AppError;
@@ -61,16 +62,9 @@ pub async fn check_auth_rate(state: &AppState) -> Result<(), AppError> {
 /// Shared by the REST routes and the server functions.
 pub async fn auth_rate(state: &AppState, ip: &str) -> Result<(), AppError> {
     let limit = state.config.limits.auth_rate_per_minute;
-    match state.limiter.hit(&format!("auth:{ip}"), limit, AUTH_RATE_WINDOW).await {
-        Ok(None) => Ok(()),
-        Ok(Some(retry_after)) => Err(AppError::rate_limited(retry_after)),
-        Err(e) => {
-            // Failing open keeps people able to log in while the limiter's
-            // backend is down; the outage is logged.
-            tracing::warn!("rate limiter unavailable: {e}");
-            Ok(())
-        }
-    }
+    ratelimit::check(state.limiter.as_ref(), &format!("auth:{ip}"), limit, AUTH_RATE_WINDOW)
+        .await
+        .map_err(AppError::rate_limited)
 }
 
 /// Ends a server function: a failure also sets the response's HTTP status,

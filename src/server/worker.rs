@@ -9,12 +9,21 @@ use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{log::Log, store::Store};
+use super::{
+    config::WorkerConfig,
+    log::{Log, LogError},
+    store::Store,
+};
 use crate::api::dto::ChatMessage;
 
 const BATCH: usize = 500;
 const POLL: Duration = Duration::from_millis(1000);
 const RETRY: Duration = Duration::from_millis(500);
+
+/// The log's partitions this worker owns (WORKER_INDEX of WORKER_COUNT).
+pub async fn assigned_partitions(log: &dyn Log, config: &WorkerConfig) -> Result<Vec<i32>, LogError> {
+    Ok(log.partitions().await?.into_iter().filter(|p| config.owns(*p)).collect())
+}
 
 /// Runs until `shutdown`, one task per assigned partition.
 pub async fn run(store: Arc<dyn Store>, log: Arc<dyn Log>, partitions: Vec<i32>, shutdown: CancellationToken) {
@@ -46,6 +55,13 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
         };
         let records = match fetched {
             Ok(r) => r,
+            Err(LogError::Expired { earliest }) => {
+                // Retention removed records before they were stored. Nothing
+                // can bring them back: say so loudly and go on from what is left.
+                tracing::error!(partition, from = next, earliest, "log records expired before the worker stored them");
+                next = earliest;
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(partition, "worker fetch failed, retrying: {e}");
                 if sleep_or_shutdown(RETRY, &shutdown).await {

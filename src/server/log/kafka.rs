@@ -233,9 +233,7 @@ impl Log for KafkaLog {
             Err(KafkaError::ServerError { protocol_error: ProtocolError::OffsetOutOfRange, .. }) => {
                 let earliest = client.get_offset(OffsetAt::Earliest).await.map_err(unavailable)?;
                 if from < earliest {
-                    // Retention removed records nobody stored: say so, go on.
-                    tracing::error!(partition, from, earliest, "log records expired before the worker stored them");
-                    return Ok(vec![LogRecord { partition, offset: earliest - 1, payload: Vec::new() }]);
+                    return Err(LogError::Expired { earliest });
                 }
                 return Ok(Vec::new());
             }

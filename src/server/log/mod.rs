@@ -14,6 +14,10 @@ pub enum LogError {
     /// The record is not durable; the caller must not acknowledge it.
     #[error("log unavailable: {0}")]
     Unavailable(String),
+    /// A fetch asked for records that retention already removed; the oldest
+    /// one left is at `earliest`.
+    #[error("log records before offset {earliest} have expired")]
+    Expired { earliest: i64 },
 }
 
 /// One record read back from the log.

@@ -20,3 +20,17 @@ pub trait RateLimiter: Send + Sync {
     /// when over `limit` in the current `window`, with seconds to wait.
     async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<Option<u64>, RateLimitError>;
 }
+
+/// Counts one hit on `key`; `Err(seconds to wait)` when over the limit.
+/// Fails open when the limiter's store is down, so people can still log in
+/// and chat through a Redis outage; the outage is logged.
+pub async fn check(limiter: &dyn RateLimiter, key: &str, limit: u32, window: Duration) -> Result<(), u64> {
+    match limiter.hit(key, limit, window).await {
+        Ok(None) => Ok(()),
+        Ok(Some(retry_after)) => Err(retry_after),
+        Err(e) => {
+            tracing::warn!("rate limiter unavailable, allowing {key}: {e}");
+            Ok(())
+        }
+    }
+}

@@ -145,11 +145,6 @@ impl MongoStore {
     fn docs(&self, name: &str) -> Collection<Document> {
         self.db.collection(name)
     }
-
-    /// Counts stored copies of a message id (tests of exactly-once storage).
-    pub async fn count_messages(&self, filter: Document) -> Result<u64, StoreError> {
-        self.messages().count_documents(filter).await.map_err(unavailable)
-    }
 }
 
 #[async_trait]
