@@ -74,7 +74,9 @@ POM
 
 install_ferretdb() {
   local bin="$CACHE/bin/ferretdb"
-  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$FERRETDB_VERSION"; then say "ferretdb $FERRETDB_VERSION ok"; return; fi
+  # Read all of --version before matching (under pipefail, `| grep -q` can
+  # kill the writer with SIGPIPE and fail the check at random).
+  if [ -x "$bin" ] && grep -q "$FERRETDB_VERSION" <<<"$("$bin" --version 2>/dev/null)"; then say "ferretdb $FERRETDB_VERSION ok"; return; fi
   have go || die "go not found (FerretDB is built from its Go module)"
   say "building FerretDB $FERRETDB_VERSION from the Go module proxy"
   local gopath src work

@@ -23,16 +23,7 @@ import path from 'node:path';
 
 export { expect };
 
-export const REPO_ROOT = path.resolve(__dirname, '..', '..');
-
-export interface ServerOptions {
-  /** Extra or overriding environment variables for the server. */
-  env?: Record<string, string>;
-  /** Reuse this data dir (default: a fresh temp dir). */
-  dataDir?: string;
-  /** Working directory (default: the repo root, like `./dev run`). */
-  cwd?: string;
-}
+const REPO_ROOT = path.resolve(__dirname, '..', '..');
 
 export interface CharchaServer {
   url: string;
@@ -42,8 +33,6 @@ export interface CharchaServer {
   logs(): string;
   /** SIGTERM, then SIGKILL after 5 s. Keeps the data dir. */
   stop(): Promise<void>;
-  /** SIGKILL (a crash). Keeps the data dir. */
-  kill(): Promise<void>;
   /** stop(), then start again on the same port, data dir and secret. */
   restart(): Promise<void>;
   /** stop() and delete the data dir (unless E2E_KEEP_DATA is set). */
@@ -74,7 +63,7 @@ function portIsFree(port: number): Promise<boolean> {
 }
 
 /** A free loopback port from 3100 + a random offset (workers start apart). */
-export async function freePort(): Promise<number> {
+async function freePort(): Promise<number> {
   const start = 3100 + Math.floor(Math.random() * 800);
   for (let port = start; port < start + 2000; port++) {
     if (usedPorts.has(port)) continue;
@@ -102,13 +91,18 @@ process.on('exit', () => {
 });
 
 /**
+ * Which backends a test server uses, always set explicitly (an empty value
+ * means the embedded driver), so neither the shell (say, after exporting
+ * `./dev services env`) nor a contributor's .env can point it elsewhere.
  * With CHARCHA_E2E_SCALED=1 (the second browser pass of `./dev test`), the
  * server runs on the real Redis, Kafka and MongoDB-compatible server that
  * scripts/services.sh started, with its own Kafka topic, database and Redis
  * key prefix so servers never see each other's data. Kept across restarts.
  */
-function scaledEnv(): Record<string, string> {
-  if (process.env.CHARCHA_E2E_SCALED !== '1') return {};
+function backendEnv(): Record<string, string> {
+  if (process.env.CHARCHA_E2E_SCALED !== '1') {
+    return { REDIS_URL: '', CHARCHA_REDIS_PREFIX: '', KAFKA_BROKERS: '', KAFKA_TOPIC: '', KAFKA_PARTITIONS: '', MONGODB_URI: '' };
+  }
   const tag = randomBytes(6).toString('hex');
   // The server part of the URI, without any database name.
   const mongo = (process.env.CHARCHA_TEST_MONGODB_URI || 'mongodb://127.0.0.1:27018').replace(/^(mongodb:\/\/[^/]+).*$/, '$1');
@@ -122,7 +116,7 @@ function scaledEnv(): Record<string, string> {
   };
 }
 
-export async function startServer(options: ServerOptions = {}): Promise<CharchaServer> {
+export async function startServer(): Promise<CharchaServer> {
   const bin = binaryPath();
   const site = siteRoot();
   if (!existsSync(bin)) {
@@ -134,12 +128,12 @@ export async function startServer(options: ServerOptions = {}): Promise<CharchaS
 
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'charcha-e2e-')));
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'charcha-e2e-'));
   // Same secret across restarts, so sessions (JWT cookies) stay valid.
   const jwtSecret = randomBytes(36).toString('base64url'); // 48 characters
   const env: NodeJS.ProcessEnv = {
-    ...scaledEnv(),
     ...process.env,
+    ...backendEnv(),
     LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
     LEPTOS_SITE_ROOT: site,
     LEPTOS_OUTPUT_NAME: 'charcha',
@@ -151,7 +145,6 @@ export async function startServer(options: ServerOptions = {}): Promise<CharchaS
     // Every test signs up from 127.0.0.1; the per-IP auth limit (20/min by
     // default) would throttle the suite. A spec testing the limit sets its own.
     CHARCHA_AUTH_RATE_PER_MINUTE: '10000',
-    ...options.env,
   };
   const logLines: string[] = [];
   const echo = !!process.env.E2E_SERVER_LOG;
@@ -169,7 +162,7 @@ export async function startServer(options: ServerOptions = {}): Promise<CharchaS
 
   async function launch(): Promise<void> {
     logLines.push(`--- starting ${bin} on ${url} (data: ${dataDir})`);
-    const proc = spawn(bin, [], { cwd: options.cwd ?? REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(bin, [], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;
     running.add(proc);
     proc.stdout!.on('data', record('out'));
@@ -240,13 +233,6 @@ export async function startServer(options: ServerOptions = {}): Promise<CharchaS
     clearTimeout(timer);
   }
 
-  async function kill(): Promise<void> {
-    const proc = child;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    proc.kill('SIGKILL');
-    await exited(proc);
-  }
-
   async function restart(): Promise<void> {
     await stop();
     // The port was ours a moment ago; wait until the OS lets it go.
@@ -258,7 +244,7 @@ export async function startServer(options: ServerOptions = {}): Promise<CharchaS
   async function dispose(): Promise<void> {
     await stop();
     usedPorts.delete(port);
-    if (!process.env.E2E_KEEP_DATA && !options.dataDir) {
+    if (!process.env.E2E_KEEP_DATA) {
       await rm(dataDir, { recursive: true, force: true });
     }
   }
@@ -267,10 +253,10 @@ export async function startServer(options: ServerOptions = {}): Promise<CharchaS
     await launch();
   } catch (e) {
     usedPorts.delete(port);
-    if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+    await rm(dataDir, { recursive: true, force: true });
     throw e;
   }
-  return { url, port, dataDir, logs, stop, kill, restart, dispose };
+  return { url, port, dataDir, logs, stop, restart, dispose };
 }
 
 // ---------------------------------------------------------------------------
