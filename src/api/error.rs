@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
 pub struct AppError {
-    /// HTTP status this error maps to.
+    /// HTTP status this error maps to; [`AppError::NO_RESPONSE`] when no
+    /// answer arrived at all (see [`AppError::is_unreachable`]).
     #[serde(default = "internal_status")]
     pub status: u16,
     pub message: String,
@@ -26,6 +27,12 @@ fn internal_status() -> u16 {
 }
 
 impl AppError {
+    /// The `status` of an error made by the client when the request got no
+    /// HTTP answer (network down, server unreachable). No HTTP status is 0,
+    /// so it never collides with a real answer such as a 503, and the server
+    /// never sends it.
+    pub const NO_RESPONSE: u16 = 0;
+
     pub fn new(status: u16, message: impl Into<String>) -> Self {
         Self { status, message: message.into(), errors: BTreeMap::new(), retry_after: None }
     }
@@ -75,6 +82,16 @@ impl AppError {
     pub fn internal() -> Self {
         Self::new(500, "Internal server error")
     }
+    /// The request got no answer: see [`AppError::NO_RESPONSE`].
+    pub fn unreachable() -> Self {
+        Self::new(Self::NO_RESPONSE, "Cannot reach the server. Check your connection.")
+    }
+
+    /// Whether the server was never reached (as opposed to answering with
+    /// an error, a 503 included).
+    pub fn is_unreachable(&self) -> bool {
+        self.status == Self::NO_RESPONSE
+    }
 
     /// First message for `field`, if any.
     pub fn field_error(&self, field: &str) -> Option<String> {
@@ -88,9 +105,36 @@ impl leptos::server_fn::error::FromServerFnError for AppError {
     fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
         use leptos::server_fn::error::ServerFnErrorErr as E;
         match value {
-            E::Request(_) => Self::new(503, "Cannot reach the server. Check your connection."),
+            E::Request(_) => Self::unreachable(),
             E::Args(e) | E::MissingArg(e) | E::Deserialization(e) => Self::new(400, e),
             other => Self::new(500, other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+
+    use super::*;
+
+    #[test]
+    fn only_a_failed_request_is_unreachable() {
+        let offline = AppError::from_server_fn_error(ServerFnErrorErr::Request("connection refused".into()));
+        assert!(offline.is_unreachable());
+        assert!(!AppError::unavailable("The message log is unavailable").is_unreachable());
+        assert!(!AppError::internal().is_unreachable());
+    }
+
+    #[test]
+    fn a_real_503_crosses_the_wire_as_a_503() {
+        let sent = AppError::unavailable("Message not sent: the message log is unavailable. Please retry.");
+        let json = serde_json::to_string(&sent).unwrap();
+        assert_eq!(json, r#"{"status":503,"message":"Message not sent: the message log is unavailable. Please retry."}"#);
+        let received: AppError = serde_json::from_str(&json).unwrap();
+        assert_eq!(received, sent);
+        assert!(!received.is_unreachable());
+        // A body without a status is a server error, not "unreachable".
+        assert!(!serde_json::from_str::<AppError>(r#"{"message":"x"}"#).unwrap().is_unreachable());
     }
 }

@@ -138,7 +138,7 @@ pub fn SignupPage() -> impl IntoView {
 
     let on_submit = move |ev: SubmitEvent| {
         validate_before_submit(&ev, errors, action, |input: &Signup| {
-            validate::signup(&input.full_name, &input.email, &input.password)
+            validate::signup(&input.full_name, &input.email, &input.password, &input.bio)
         });
     };
 

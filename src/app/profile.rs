@@ -319,10 +319,7 @@ fn submit(ev: SubmitEvent, form_ref: NodeRef<html::Form>, state: ProfileFormStat
         };
 
         let text = |name: &str| data.get(name).as_string().unwrap_or_default();
-        let mut messages = FieldMessages::new();
-        if let Some(message) = validate::full_name(&text("full_name")) {
-            messages.insert("full_name", message);
-        }
+        let mut messages = validate::profile(&text("full_name"), &text("bio"));
         match data.get("avatar").dyn_into::<web_sys::File>() {
             // No file picked: the browser still sends an empty part; drop it.
             Ok(file) if file.size() == 0.0 && file.name().is_empty() => {

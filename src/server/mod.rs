@@ -133,7 +133,8 @@ pub async fn connect_drivers(config: &Config) -> Result<Drivers, StartError> {
             Arc::new(LocalRateLimiter::new()),
         ),
     };
-    if b.redis_url.is_some() != b.mongodb_uri.is_some() || b.redis_url.is_some() != !b.kafka_brokers.is_empty() {
+    let scaled = [b.redis_url.is_some(), b.mongodb_uri.is_some(), !b.kafka_brokers.is_empty()];
+    if scaled.contains(&true) && scaled.contains(&false) {
         tracing::warn!(
             "only some scaled drivers are configured; several instances need all of REDIS_URL, KAFKA_BROKERS and MONGODB_URI"
         );

@@ -130,7 +130,7 @@ pub fn ChatPage() -> impl IntoView {
                 u.remove(&p);
             });
             chat.timelines.update(|m| {
-                m.entry(p.clone()).or_insert_with(|| Timeline::new(p.clone()));
+                state::timeline_mut(m, &p);
             });
             chat.load_latest(p, false);
         }
@@ -233,14 +233,12 @@ impl Chat {
 
     /// A contact by id (reactive).
     pub fn contact(self, id: &str) -> Option<Contact> {
-        self.contacts.with(|cs| cs.as_ref().and_then(|cs| cs.iter().find(|c| c.id == id).cloned()))
+        self.contacts.with(|cs| state::find_contact(cs.as_deref(), id))
     }
 
     /// A contact by id, read once (for values fixed at render time).
     pub fn contact_untracked(self, id: &str) -> Option<Contact> {
-        self.contacts
-            .try_with_untracked(|cs| cs.as_ref().and_then(|cs| cs.iter().find(|c| c.id == id).cloned()))
-            .flatten()
+        self.contacts.try_with_untracked(|cs| state::find_contact(cs.as_deref(), id)).flatten()
     }
 
     /// (Re)loads the contact list, keeping live presence if the socket
@@ -250,9 +248,7 @@ impl Chat {
             match list_contacts().await {
                 Ok(mut list) => {
                     if let Some(Some(online)) = self.presence.try_get_untracked() {
-                        for c in &mut list {
-                            c.online = online.contains(&c.id);
-                        }
+                        state::reset_online(&mut list, &online);
                     }
                     self.contacts.set(Some(list));
                     self.contacts_error.set(None);
@@ -270,9 +266,7 @@ impl Chat {
         spawn_local(async move {
             match conversation(peer.clone(), None, Some(PAGE_SIZE)).await {
                 Ok(page) => self.timelines.update(|m| {
-                    m.entry(peer.clone())
-                        .or_insert_with(|| Timeline::new(peer.clone()))
-                        .merge_latest(page.messages, page.has_more);
+                    state::timeline_mut(m, &peer).merge_latest(page.messages, page.has_more);
                 }),
                 Err(e) => self.timelines.update(|m| {
                     if let Some(t) = m.get_mut(&peer) {
@@ -316,9 +310,9 @@ impl Chat {
                 f.insert(cid, file);
             });
         }
-        let outgoing = Outgoing::new(client_msg_id.clone(), peer.clone(), text, preview, now_rfc3339());
+        let outgoing = Outgoing::new(client_msg_id.clone(), text, preview, now_rfc3339());
         self.timelines.update(|m| {
-            m.entry(peer.clone()).or_insert_with(|| Timeline::new(peer.clone())).add_outgoing(outgoing);
+            state::timeline_mut(m, &peer).add_outgoing(outgoing);
         });
         self.dispatch(peer, client_msg_id);
     }
@@ -356,7 +350,7 @@ impl Chat {
                     }
                     Err(e) => {
                         self.fail(&peer, &cid, Some(out.attempt), Some(e.message.clone()));
-                        if e.status != 503 {
+                        if !e.is_unreachable() {
                             self.notify_error(format!("Image not sent: {}", e.message));
                         }
                         return;
@@ -376,27 +370,19 @@ impl Chat {
             match send_message(peer.clone(), cid.clone(), out.text, out.image).await {
                 Ok(message) => self.on_ack(&cid, message),
                 // Unreachable server: stay pending; a reconnect resends it,
-                // or the ack timer fails it.
-                Err(e) if e.status == 503 => {}
+                // or the ack timer fails it. Any answer, a 503 included, is
+                // the server's word: fail now and say why.
+                Err(e) if e.is_unreachable() => {}
                 Err(e) => {
                     self.fail(&peer, &cid, Some(out.attempt), Some(e.message.clone()));
-                    self.notify_error(format!("Message not sent: {}", e.message));
+                    self.notify_error(not_sent(&e.message));
                 }
             }
         });
     }
 
     fn start_ack_timer(self, peer: String, cid: String, attempt: u32) {
-        set_timeout(
-            move || {
-                self.timelines.update(|m| {
-                    if let Some(t) = m.get_mut(&peer) {
-                        t.fail(&cid, Some(attempt), None);
-                    }
-                });
-            },
-            ACK_TIMEOUT,
-        );
+        set_timeout(move || self.fail(&peer, &cid, Some(attempt), None), ACK_TIMEOUT);
     }
 
     fn fail(self, peer: &str, cid: &str, attempt: Option<u32>, error: Option<String>) {
@@ -450,9 +436,7 @@ impl Chat {
                 let online: HashSet<String> = online.into_iter().collect();
                 self.contacts.update(|cs| {
                     if let Some(cs) = cs {
-                        for c in cs.iter_mut() {
-                            c.online = online.contains(&c.id);
-                        }
+                        state::reset_online(cs, &online);
                     }
                 });
                 self.presence.set(Some(online));
@@ -501,12 +485,13 @@ impl Chat {
             }
             ServerEvent::Error { code, message, client_msg_id } => {
                 leptos::logging::warn!("chat server error {code:?}: {message}");
+                // Errors about a send (rate limits included: the gateway
+                // only sends those for a send) fail that message; the rest
+                // (an unreadable frame) only get logged.
                 if let Some(cid) = client_msg_id {
                     if let Some(peer) = self.peer_of_outgoing(&cid) {
                         self.fail(&peer, &cid, None, Some(message.clone()));
                     }
-                    self.notify_error(message);
-                } else if code == crate::protocol::ErrorCode::RateLimited {
                     self.notify_error(message);
                 }
             }
@@ -552,6 +537,14 @@ impl Chat {
     async fn upload(self, _peer: &str, _cid: &str) -> Result<String, AppError> {
         Err(AppError::internal())
     }
+}
+
+/// The toast for a send the server refused: its reason, after "Message not
+/// sent:" unless the reason already starts so (the 503 of an unavailable
+/// message log does).
+fn not_sent(reason: &str) -> String {
+    const PREFIX: &str = "Message not sent";
+    if reason.starts_with(PREFIX) { reason.to_string() } else { format!("{PREFIX}: {reason}") }
 }
 
 /// A fresh `client_msg_id`: `crypto.randomUUID()` where the browser has it
@@ -629,6 +622,13 @@ mod tests {
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[test]
+    fn not_sent_says_so_once() {
+        assert_eq!(not_sent("No such user"), "Message not sent: No such user");
+        let unavailable = "Message not sent: the message log is unavailable. Please retry.";
+        assert_eq!(not_sent(unavailable), unavailable);
     }
 
     #[test]

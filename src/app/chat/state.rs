@@ -10,7 +10,7 @@
 //! the same `client_msg_id` replaces it. A message therefore never appears
 //! twice and never disappears.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::api::dto::{ChatMessage, Contact};
 
@@ -30,8 +30,6 @@ pub struct Outgoing {
     /// Chosen by the client once; every retry reuses it so the server can
     /// deduplicate.
     pub client_msg_id: String,
-    /// Recipient (the peer of the conversation).
-    pub to: String,
     pub text: String,
     /// Server URL of the image once uploaded.
     pub image: Option<String>,
@@ -48,16 +46,9 @@ pub struct Outgoing {
 
 impl Outgoing {
     /// A fresh pending message.
-    pub fn new(
-        client_msg_id: String,
-        to: String,
-        text: String,
-        preview: Option<String>,
-        created_at: String,
-    ) -> Self {
+    pub fn new(client_msg_id: String, text: String, preview: Option<String>, created_at: String) -> Self {
         Self {
             client_msg_id,
-            to,
             text,
             image: None,
             preview,
@@ -203,6 +194,7 @@ impl Timeline {
     }
 
     /// Whether a confirmed message with this id is held.
+    #[cfg(test)]
     pub fn contains(&self, id: &str) -> bool {
         self.messages.binary_search_by(|m| m.id.as_str().cmp(id)).is_ok()
     }
@@ -265,15 +257,12 @@ impl Timeline {
             .chain(self.outgoing.iter().cloned().map(Item::Outgoing))
             .collect()
     }
+}
 
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.messages.len() + self.outgoing.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+/// The timeline of the conversation with `peer`, created empty if there is
+/// none yet.
+pub fn timeline_mut<'a>(timelines: &'a mut HashMap<String, Timeline>, peer: &str) -> &'a mut Timeline {
+    timelines.entry(peer.to_string()).or_insert_with(|| Timeline::new(peer))
 }
 
 /// The conversation a message belongs to, seen from `me`: the other side.
@@ -292,8 +281,14 @@ pub fn apply_presence(contacts: &mut [Contact], user_id: &str, online: bool) -> 
     }
 }
 
-/// Sets every contact's presence from the full list of online ids (`Hello`).
-pub fn reset_online(contacts: &mut [Contact], online: &[String]) {
+/// A contact by id, from a contact list that may not be loaded yet.
+pub fn find_contact(contacts: Option<&[Contact]>, id: &str) -> Option<Contact> {
+    contacts?.iter().find(|c| c.id == id).cloned()
+}
+
+/// Sets every contact's presence from the full set of online ids (`Hello`,
+/// or a list loaded after it).
+pub fn reset_online(contacts: &mut [Contact], online: &HashSet<String>) {
     for c in contacts.iter_mut() {
         c.online = online.contains(&c.id);
     }
@@ -349,7 +344,7 @@ mod tests {
     }
 
     fn out(cid: &str, text: &str) -> Outgoing {
-        Outgoing::new(cid.into(), PEER.into(), text.into(), None, "2024-01-01T10:00:00.000Z".into())
+        Outgoing::new(cid.into(), text.into(), None, "2024-01-01T10:00:00.000Z".into())
     }
 
     fn keys(t: &Timeline) -> Vec<String> {
@@ -531,7 +526,7 @@ mod tests {
         assert!(apply_presence(&mut cs, "a", true));
         assert!(!apply_presence(&mut cs, "zz", true));
         assert!(cs[0].online);
-        reset_online(&mut cs, &["c".to_string()]);
+        reset_online(&mut cs, &HashSet::from(["c".to_string()]));
         assert!(!cs[0].online && cs[1].online);
         upsert_contact(&mut cs, contact("b", "bob", true));
         assert_eq!(cs.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
@@ -542,6 +537,18 @@ mod tests {
         assert_eq!(names(filter_contacts(&cs, "SMI", false)), ["a"]);
         assert_eq!(names(filter_contacts(&cs, "", true)), ["c"]);
         assert_eq!(names(filter_contacts(&cs, "  ", false)), ["a", "b", "c"]);
+        assert_eq!(find_contact(Some(&cs), "b").map(|c| c.full_name), Some("Bobby".to_string()));
+        assert_eq!(find_contact(Some(&cs), "zz"), None);
+        assert_eq!(find_contact(None, "b"), None);
+    }
+
+    #[test]
+    fn timeline_mut_creates_once() {
+        let mut m = HashMap::new();
+        timeline_mut(&mut m, PEER).add_outgoing(out("c1", "hello"));
+        assert_eq!(timeline_mut(&mut m, PEER).peer_id, PEER);
+        assert_eq!(keys(&m[PEER]), ["pending:c1"], "the existing timeline is kept");
+        assert_eq!(m.len(), 1);
     }
 
     #[test]

@@ -18,15 +18,14 @@ use super::{
     store::{MediaRecord, ProfileChange, Store, StoreError, UserRecord},
 };
 use crate::{
-    api::{dto::User, AppError},
+    api::{
+        dto::User,
+        rules::{self, normalise_email},
+        AppError,
+    },
     protocol::ServerEvent,
 };
 
-pub const MIN_PASSWORD_CHARS: usize = 8;
-pub const MAX_PASSWORD_BYTES: usize = 128;
-pub const MAX_NAME_CHARS: usize = 50;
-pub const MAX_BIO_CHARS: usize = 500;
-pub const MAX_EMAIL_BYTES: usize = 254;
 pub const COOKIE_NAME: &str = "token";
 const BAD_CREDENTIALS: &str = "Invalid email or password";
 
@@ -99,22 +98,12 @@ impl AuthService {
         let email = normalise_email(&input.email);
         let full_name = input.full_name.trim().to_string();
         let bio = input.bio.unwrap_or_default().trim().to_string();
-        let mut errors = BTreeMap::new();
-        if let Err(m) = validate_email(&email) {
-            errors.insert("email".to_string(), vec![m]);
-        }
-        if let Err(m) = validate_password(&input.password) {
-            errors.insert("password".to_string(), vec![m]);
-        }
-        if let Err(m) = validate_name(&full_name) {
-            errors.insert("full_name".to_string(), vec![m]);
-        }
-        if let Err(m) = validate_bio(&bio) {
-            errors.insert("bio".to_string(), vec![m]);
-        }
-        if !errors.is_empty() {
-            return Err(AppError::validation(errors));
-        }
+        check_fields([
+            ("email", rules::email(&email)),
+            ("password", rules::password(&input.password)),
+            ("full_name", rules::full_name(&full_name)),
+            ("bio", rules::bio(&bio)),
+        ])?;
         let password_hash = password::hash(input.password).await.map_err(|e| {
             tracing::error!("{e}");
             AppError::internal()
@@ -135,7 +124,7 @@ impl AuthService {
 
     pub async fn login(&self, email: &str, password: &str) -> Result<Session, AppError> {
         let email = normalise_email(email);
-        if email.is_empty() || password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+        if email.is_empty() || password.is_empty() || password.len() > rules::PASSWORD_MAX_BYTES {
             return Err(AppError::unauthorized(BAD_CREDENTIALS));
         }
         let record = self.store.user_by_email(&email).await?;
@@ -185,18 +174,12 @@ impl AuthService {
     }
 
     pub async fn update_profile(&self, user_id: &str, form: ProfileForm) -> Result<User, AppError> {
-        let mut errors = BTreeMap::new();
         let full_name = form.full_name.map(|n| n.trim().to_string());
         let bio = form.bio.map(|b| b.trim().to_string());
-        if let Some(Err(m)) = full_name.as_deref().map(validate_name) {
-            errors.insert("full_name".to_string(), vec![m]);
-        }
-        if let Some(Err(m)) = bio.as_deref().map(validate_bio) {
-            errors.insert("bio".to_string(), vec![m]);
-        }
-        if !errors.is_empty() {
-            return Err(AppError::validation(errors));
-        }
+        check_fields([
+            ("full_name", full_name.as_deref().and_then(rules::full_name)),
+            ("bio", bio.as_deref().and_then(rules::bio)),
+        ])?;
         let avatar_media_id = match form.avatar {
             Some(upload) => Some(self.store_avatar(user_id, upload).await?),
             None => None,
@@ -208,10 +191,10 @@ impl AuthService {
             }
             return Err(AppError::unauthorized("Not authenticated"));
         };
-        if let Some(old) = replaced {
-            if let Err(e) = self.store.delete_media(&old).await {
-                tracing::warn!("could not delete replaced avatar {old}: {e}");
-            }
+        if let Some(old) = replaced
+            && let Err(e) = self.store.delete_media(&old).await
+        {
+            tracing::warn!("could not delete replaced avatar {old}: {e}");
         }
         self.announce(&record).await;
         Ok(record.to_user())
@@ -272,80 +255,16 @@ pub fn clear_cookie(secure: bool) -> String {
     format!("{COOKIE_NAME}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{secure}")
 }
 
-pub fn normalise_email(email: &str) -> String {
-    email.trim().to_lowercase()
-}
-
-pub fn validate_email(email: &str) -> Result<(), String> {
-    let valid = email.len() <= MAX_EMAIL_BYTES
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && match email.split_once('@') {
-            Some((local, domain)) => {
-                !local.is_empty()
-                    && !domain.contains('@')
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
-            }
-            None => false,
-        };
-    if valid { Ok(()) } else { Err("Enter a valid email address".into()) }
-}
-
-pub fn validate_password(password: &str) -> Result<(), String> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        Err(format!("Password must be at least {MIN_PASSWORD_CHARS} characters"))
-    } else if password.len() > MAX_PASSWORD_BYTES {
-        Err(format!("Password must be at most {MAX_PASSWORD_BYTES} bytes"))
-    } else {
-        Ok(())
-    }
-}
-
-pub fn validate_name(name: &str) -> Result<(), String> {
-    let n = name.chars().count();
-    if n == 0 {
-        Err("Full name is required".into())
-    } else if n > MAX_NAME_CHARS {
-        Err(format!("Full name must be at most {MAX_NAME_CHARS} characters"))
-    } else if name.chars().any(char::is_control) {
-        Err("Full name cannot contain control characters".into())
-    } else {
-        Ok(())
-    }
-}
-
-pub fn validate_bio(bio: &str) -> Result<(), String> {
-    if bio.chars().count() > MAX_BIO_CHARS {
-        Err(format!("Bio must be at most {MAX_BIO_CHARS} characters"))
-    } else {
-        Ok(())
-    }
+/// A 400 listing every field whose rule (see [`rules`]) failed, if any did.
+fn check_fields<const N: usize>(checks: [(&str, Option<String>); N]) -> Result<(), AppError> {
+    let errors: BTreeMap<String, Vec<String>> =
+        checks.into_iter().filter_map(|(field, message)| Some((field.to_string(), vec![message?]))).collect();
+    if errors.is_empty() { Ok(()) } else { Err(AppError::validation(errors)) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn email_rules() {
-        assert_eq!(normalise_email("  Ada@Example.COM "), "ada@example.com");
-        assert!(validate_email("ada@example.com").is_ok());
-        for bad in ["", "ada", "ada@", "@x.com", "a@b", "a b@c.com", "a@@b.com", "a@.com"] {
-            assert!(validate_email(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn password_rules() {
-        assert!(validate_password("1234567").is_err());
-        assert!(validate_password("12345678").is_ok());
-        assert!(validate_password(&"x".repeat(128)).is_ok());
-        assert!(validate_password(&"x".repeat(129)).is_err());
-        // 8 characters but 32 bytes: fine; 43 four-byte chars = 172 bytes: too long.
-        assert!(validate_password("🦀🦀🦀🦀🦀🦀🦀🦀").is_ok());
-        assert!(validate_password(&"🦀".repeat(43)).is_err());
-    }
 
     #[test]
     fn bearer_then_cookie() {

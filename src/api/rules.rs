@@ -1,0 +1,137 @@
+//! The account rules — sign-up and profile fields — in one place, compiled
+//! into both builds: the server enforces them (`server::auth`), the wasm
+//! client runs the very same checks before a round trip (`app::validate`).
+//!
+//! Each check takes the value as typed and answers `None` when it is fine,
+//! else the message to show under the field. Values are checked as the
+//! server stores them: trimmed (names, bio) or normalised (email).
+
+/// Password minimum, in characters.
+pub const PASSWORD_MIN_CHARS: usize = 8;
+/// Password maximum, in bytes (the hash input is bounded, whatever the script).
+pub const PASSWORD_MAX_BYTES: usize = 128;
+/// Full name maximum, in characters, after trimming.
+pub const FULL_NAME_MAX_CHARS: usize = 50;
+/// Bio maximum, in characters, after trimming.
+pub const BIO_MAX_CHARS: usize = 500;
+/// Email maximum, in bytes, after normalising.
+pub const EMAIL_MAX_BYTES: usize = 254;
+
+/// The form an email is stored and looked up in: trimmed, lower case.
+pub fn normalise_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// `local@domain.tld`: one `@`, a non-empty local part, a dotted domain,
+/// no whitespace or control characters. Checked after [`normalise_email`].
+pub fn email(value: &str) -> Option<String> {
+    let email = normalise_email(value);
+    let valid = email.len() <= EMAIL_MAX_BYTES
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            }
+            None => false,
+        };
+    if email.is_empty() {
+        Some("Email is required".into())
+    } else if !valid {
+        Some("Enter a valid email address".into())
+    } else {
+        None
+    }
+}
+
+/// At least [`PASSWORD_MIN_CHARS`] characters, at most
+/// [`PASSWORD_MAX_BYTES`] bytes. Not trimmed: spaces count.
+pub fn password(value: &str) -> Option<String> {
+    if value.is_empty() {
+        Some("Password is required".into())
+    } else if value.chars().count() < PASSWORD_MIN_CHARS {
+        Some(format!("Password must be at least {PASSWORD_MIN_CHARS} characters"))
+    } else if value.len() > PASSWORD_MAX_BYTES {
+        Some(format!("Password must be at most {PASSWORD_MAX_BYTES} bytes"))
+    } else {
+        None
+    }
+}
+
+/// 1 to [`FULL_NAME_MAX_CHARS`] characters after trimming, no control
+/// characters.
+pub fn full_name(value: &str) -> Option<String> {
+    let name = value.trim();
+    let chars = name.chars().count();
+    if chars == 0 {
+        Some("Full name is required".into())
+    } else if chars > FULL_NAME_MAX_CHARS {
+        Some(format!("Full name must be at most {FULL_NAME_MAX_CHARS} characters"))
+    } else if name.chars().any(char::is_control) {
+        Some("Full name cannot contain control characters".into())
+    } else {
+        None
+    }
+}
+
+/// Optional; at most [`BIO_MAX_CHARS`] characters after trimming.
+pub fn bio(value: &str) -> Option<String> {
+    (value.trim().chars().count() > BIO_MAX_CHARS)
+        .then(|| format!("Bio must be at most {BIO_MAX_CHARS} characters"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_rules() {
+        assert_eq!(normalise_email("  Ada@Example.COM "), "ada@example.com");
+        assert!(email("ada@example.com").is_none());
+        assert!(email("  ada@example.com ").is_none());
+        assert!(email("  Ada@Example.COM ").is_none());
+        let bad = [
+            "", "ada", "ada@", "@x.com", "@example.com", "ada.example.com", "a@b", "a b@c.com", "a@@b.com", "a@.com",
+        ];
+        for bad in bad {
+            assert!(email(bad).is_some(), "{bad}");
+        }
+        assert_eq!(email("  ").as_deref(), Some("Email is required"));
+        assert!(email(&format!("{}@example.com", "a".repeat(EMAIL_MAX_BYTES))).is_some());
+    }
+
+    #[test]
+    fn password_counts_characters_for_the_minimum_and_bytes_for_the_maximum() {
+        assert!(password("").is_some());
+        assert!(password("1234567").is_some());
+        assert!(password("12345678").is_none());
+        assert!(password(&"x".repeat(128)).is_none());
+        assert!(password(&"x".repeat(129)).is_some_and(|m| m.contains("128")));
+        // 4 characters but 8 bytes: too short.
+        assert!(password("éééé").is_some());
+        // 8 characters but 32 bytes: fine; 43 four-byte chars = 172 bytes: too long.
+        assert!(password("🦀🦀🦀🦀🦀🦀🦀🦀").is_none());
+        assert!(password(&"🦀".repeat(43)).is_some());
+    }
+
+    #[test]
+    fn full_name_is_bounded_in_characters() {
+        assert!(full_name("Ada").is_none());
+        assert!(full_name("   ").is_some());
+        assert!(full_name(&"é".repeat(50)).is_none());
+        assert!(full_name(&format!("  {}  ", "é".repeat(50))).is_none());
+        assert!(full_name(&"é".repeat(51)).is_some());
+        assert!(full_name("Ada\u{7}Lovelace").is_some());
+    }
+
+    #[test]
+    fn bio_is_optional_and_bounded_in_characters() {
+        assert!(bio("").is_none());
+        assert!(bio(&"é".repeat(500)).is_none());
+        assert!(bio(&format!("{}\n", "x".repeat(500))).is_none());
+        assert!(bio(&"x".repeat(501)).is_some_and(|m| m.contains("500")));
+    }
+}
