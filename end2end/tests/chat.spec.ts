@@ -78,9 +78,26 @@ async function transcript(page: Page): Promise<string[]> {
   return page.getByTestId('message-log').locator('[data-message-id] .chat-bubble p').allInnerTexts();
 }
 
-async function closeAll(...chatters: Chatter[]): Promise<void> {
-  for (const c of chatters) await c.context.close();
-  for (const c of chatters) expect(c.bugs, `client errors in ${c.name}'s browser`).toEqual([]);
+/**
+ * Runs `body` with Alice and Bob, fresh users in browser contexts of their
+ * own; afterwards closes both and checks that neither browser logged a
+ * client bug.
+ */
+async function withPair(browser: Browser, baseURL: string, body: (a: Chatter, b: Chatter) => Promise<void>): Promise<void> {
+  const a = await chatter(browser, baseURL, 'Alice');
+  const b = await chatter(browser, baseURL, 'Bob');
+  try {
+    await body(a, b);
+  } finally {
+    for (const c of [a, b]) await c.context.close();
+    for (const c of [a, b]) expect(c.bugs, `client errors in ${c.name}'s browser`).toEqual([]);
+  }
+}
+
+/** Both sides open their conversation with each other. */
+async function openBoth(a: Chatter, b: Chatter): Promise<void> {
+  await openChat(a, b);
+  await openChat(b, a);
 }
 
 /** Sends through the REST API (fast setup; live delivery is the same pipeline). */
@@ -91,11 +108,8 @@ async function sendViaApi(from: Chatter, to: Chatter, text: string): Promise<voi
 
 test.describe('chat', () => {
   test('messages arrive live both ways; own messages on the right; ack confirms', async ({ browser, server }) => {
-    const a = await chatter(browser, server.url, 'Alice');
-    const b = await chatter(browser, server.url, 'Bob');
-    try {
-      await openChat(a, b);
-      await openChat(b, a);
+    await withPair(browser, server.url, async (a, b) => {
+      await openBoth(a, b);
       // Focus lands in the composer when a conversation opens.
       await expect(a.page.getByLabel('Message', { exact: true })).toBeFocused();
 
@@ -129,17 +143,12 @@ test.describe('chat', () => {
       await a.page.getByLabel('Search users').fill(b.name.toUpperCase());
       await expect(a.page.getByTestId('contact')).toHaveCount(1);
       await a.page.getByLabel('Search users').fill('');
-    } finally {
-      await closeAll(a, b);
-    }
+    });
   });
 
   test('presence follows the peer closing and reopening the page', async ({ browser, server }) => {
-    const a = await chatter(browser, server.url, 'Alice');
-    const b = await chatter(browser, server.url, 'Bob');
-    try {
-      await openChat(a, b);
-      await openChat(b, a);
+    await withPair(browser, server.url, async (a, b) => {
+      await openBoth(a, b);
       const status = a.page.getByTestId('peer-status');
       await expect(status).toHaveText('Online');
 
@@ -150,17 +159,18 @@ test.describe('chat', () => {
       b.page = await b.context.newPage();
       await openChat(b, a);
       await expect(status).toHaveText('Online', { timeout: 10_000 });
-    } finally {
-      await closeAll(a, b);
-    }
+    });
   });
 
   test('an attached image reaches both sides and loads', async ({ browser, server }) => {
-    const a = await chatter(browser, server.url, 'Alice');
-    const b = await chatter(browser, server.url, 'Bob');
-    try {
-      await openChat(a, b);
-      await openChat(b, a);
+    await withPair(browser, server.url, async (a, b) => {
+      await openBoth(a, b);
+
+      // A type the server would refuse is stopped at the picker, with a reason.
+      const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>');
+      await a.page.getByTestId('attach-input').setInputFiles({ name: 'x.svg', mimeType: 'image/svg+xml', buffer: svg });
+      await expect(a.page.getByText('Choose a PNG, JPEG, WebP or GIF image')).toBeVisible();
+      await expect(a.page.getByTestId('attachment-preview')).toHaveCount(0);
 
       await a.page.getByTestId('attach-input').setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: pngBuffer(24, 24) });
       await expect(a.page.getByTestId('attachment-preview')).toBeVisible();
@@ -184,17 +194,12 @@ test.describe('chat', () => {
           })
           .toBeGreaterThan(0);
       }
-    } finally {
-      await closeAll(a, b);
-    }
+    });
   });
 
   test('a reload shows the same history, in order, without duplicates', async ({ browser, server }) => {
-    const a = await chatter(browser, server.url, 'Alice');
-    const b = await chatter(browser, server.url, 'Bob');
-    try {
-      await openChat(a, b);
-      await openChat(b, a);
+    await withPair(browser, server.url, async (a, b) => {
+      await openBoth(a, b);
       const texts = ['one', 'two', 'three', 'four'];
       for (const [i, text] of texts.entries()) {
         const from = i % 2 === 0 ? a : b;
@@ -210,15 +215,11 @@ test.describe('chat', () => {
         await expect(c.page.getByTestId('message-log').locator('[data-message-id]')).toHaveCount(texts.length);
         expect(await transcript(c.page)).toEqual(texts);
       }
-    } finally {
-      await closeAll(a, b);
-    }
+    });
   });
 
   test('long history pages in on scroll; "New messages" pill; unread badge; length limit', async ({ browser, server }) => {
-    const a = await chatter(browser, server.url, 'Alice');
-    const b = await chatter(browser, server.url, 'Bob');
-    try {
+    await withPair(browser, server.url, async (a, b) => {
       const texts = Array.from({ length: 70 }, (_, i) => `m${String(i + 1).padStart(2, '0')}`);
       for (const text of texts) await sendViaApi(a, b, text);
 
@@ -267,9 +268,7 @@ test.describe('chat', () => {
       await box.fill('ok');
       await expect(b.page.getByTestId('char-counter')).toHaveCount(0);
       await expect(b.page.getByRole('button', { name: 'Send', exact: true })).toBeEnabled();
-    } finally {
-      await closeAll(a, b);
-    }
+    });
   });
 
   test.describe('with a server of its own', () => {
@@ -283,11 +282,8 @@ test.describe('chat', () => {
 
     test('a server restart mid-chat: reconnects, loses and duplicates nothing', async ({ browser }) => {
       test.setTimeout(120_000);
-      const a = await chatter(browser, srv.url, 'Alice');
-      const b = await chatter(browser, srv.url, 'Bob');
-      try {
-        await openChat(a, b);
-        await openChat(b, a);
+      await withPair(browser, srv.url, async (a, b) => {
+        await openBoth(a, b);
         await send(a.page, 'before restart');
         await expectOnce(b.page, 'before restart', 'peer');
         await send(b.page, 'reply before restart');
@@ -315,18 +311,13 @@ test.describe('chat', () => {
           for (const text of all) await expect(rows(page, text)).toHaveCount(1);
           expect(await transcript(page)).toEqual(all);
         }
-      } finally {
-        await closeAll(a, b);
-      }
+      });
     });
 
     test('sending while the server is down: pending, then failed; Retry delivers it once', async ({ browser }) => {
       test.setTimeout(120_000);
-      const a = await chatter(browser, srv.url, 'Alice');
-      const b = await chatter(browser, srv.url, 'Bob');
-      try {
-        await openChat(a, b);
-        await openChat(b, a);
+      await withPair(browser, srv.url, async (a, b) => {
+        await openBoth(a, b);
         await send(a.page, 'while up');
         await expectOnce(b.page, 'while up', 'peer');
 
@@ -356,9 +347,7 @@ test.describe('chat', () => {
         for (const page of [a.page, b.page]) {
           expect(await transcript(page)).toEqual(['while up', 'while down']);
         }
-      } finally {
-        await closeAll(a, b);
-      }
+      });
     });
   });
 });
