@@ -3,25 +3,18 @@
 
 mod common;
 
-use common::{client, png, unique_email, TestServer, TestUser, PASSWORD};
+use common::{client, png, post_json, post_json_reply, unique_email, TestServer, TestUser, PASSWORD};
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
-
-async fn post_json(http: &reqwest::Client, url: String, body: Value) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-    let resp = http.post(url).json(&body).send().await.expect("request");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-    (status, body, headers)
-}
 
 #[tokio::test]
 async fn signup_returns_user_token_and_cookie() {
     let s = TestServer::start().await;
     let email = unique_email("ada");
-    let (status, body, headers) = post_json(
+    let (status, body, headers) = post_json_reply(
         &client(),
-        format!("{}/api/auth/signup", s.url),
+        &s.url,
+        "/api/auth/signup",
         json!({ "email": format!("  {}  ", email.to_uppercase()), "password": PASSWORD, "full_name": "Ada Lovelace", "bio": "first" }),
     )
     .await;
@@ -49,9 +42,10 @@ async fn signup_returns_user_token_and_cookie() {
 #[tokio::test]
 async fn production_cookies_are_secure() {
     let s = TestServer::start_with(|c| c.mode = charcha::server::config::RunMode::Production).await;
-    let (_, _, headers) = post_json(
+    let (_, _, headers) = post_json_reply(
         &client(),
-        format!("{}/api/auth/signup", s.url),
+        &s.url,
+        "/api/auth/signup",
         json!({ "email": unique_email("p"), "password": PASSWORD, "full_name": "P" }),
     )
     .await;
@@ -63,9 +57,10 @@ async fn production_cookies_are_secure() {
 #[tokio::test]
 async fn signup_validation_errors_per_field() {
     let s = TestServer::start().await;
-    let (status, body, _) = post_json(
+    let (status, body) = post_json(
         &client(),
-        format!("{}/api/auth/signup", s.url),
+        &s.url,
+        "/api/auth/signup",
         json!({ "email": "not-an-email", "password": "short", "full_name": "   ", "bio": "x".repeat(501) }),
     )
     .await;
@@ -75,9 +70,10 @@ async fn signup_validation_errors_per_field() {
         assert!(body["errors"][field][0].is_string(), "error for {field}: {body}");
     }
     // 129-byte password.
-    let (status, body, _) = post_json(
+    let (status, body) = post_json(
         &client(),
-        format!("{}/api/auth/signup", s.url),
+        &s.url,
+        "/api/auth/signup",
         json!({ "email": unique_email("long"), "password": "x".repeat(129), "full_name": "L" }),
     )
     .await;
@@ -90,9 +86,10 @@ async fn signup_validation_errors_per_field() {
 async fn duplicate_email_is_409_whatever_the_case() {
     let s = TestServer::start().await;
     let u = TestUser::signup(&s, "dup").await;
-    let (status, body, _) = post_json(
+    let (status, body) = post_json(
         &client(),
-        format!("{}/api/auth/signup", s.url),
+        &s.url,
+        "/api/auth/signup",
         json!({ "email": format!(" {} ", u.email.to_uppercase()), "password": PASSWORD, "full_name": "Other" }),
     )
     .await;
@@ -107,7 +104,7 @@ async fn login_success_and_one_message_for_bad_credentials() {
     let u = TestUser::signup(&s, "login").await;
     let http = client();
     let (status, body, headers) =
-        post_json(&http, format!("{}/api/auth/login", s.url), json!({ "email": u.email, "password": PASSWORD })).await;
+        post_json_reply(&http, &s.url, "/api/auth/login", json!({ "email": u.email, "password": PASSWORD })).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["user"]["_id"], u.id.as_str());
     assert!(body["token"].is_string());
@@ -116,12 +113,13 @@ async fn login_success_and_one_message_for_bad_credentials() {
     let me = http.get(format!("{}/api/auth/check-auth", s.url)).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::OK);
 
-    let (s1, wrong_pw, _) =
-        post_json(&client(), format!("{}/api/auth/login", s.url), json!({ "email": u.email, "password": "wrong password" }))
+    let (s1, wrong_pw) =
+        post_json(&client(), &s.url, "/api/auth/login", json!({ "email": u.email, "password": "wrong password" }))
             .await;
-    let (s2, no_user, _) = post_json(
+    let (s2, no_user) = post_json(
         &client(),
-        format!("{}/api/auth/login", s.url),
+        &s.url,
+        "/api/auth/login",
         json!({ "email": unique_email("nobody"), "password": "wrong password" }),
     )
     .await;
@@ -177,14 +175,15 @@ async fn expired_tampered_and_unsigned_tokens_are_401() {
     let tokens = s.state().auth.tokens();
     let now = charcha::server::clock::now_ms() / 1000;
     let expired = tokens.sign(&Claims { sub: u.id.clone(), iat: now - 7200, exp: now - 3600, jti: "j1".into() }).unwrap();
+    // One signature character changed: the first, which is all signature
+    // bits (the last one of a 32-byte HMAC also carries padding bits, so
+    // changing it may leave the signature as it was).
     let tampered = {
-        let mut parts: Vec<&str> = u.token.split('.').collect();
-        let sig = parts[2].to_string();
-        let flipped = if sig.ends_with('A') { format!("{}B", &sig[..sig.len() - 1]) } else { format!("{}A", &sig[..sig.len() - 1]) };
-        let owned = flipped;
-        parts[2] = &owned;
-        parts.join(".")
+        let (signed, sig) = u.token.rsplit_once('.').expect("header.payload.signature");
+        let first = if sig.starts_with('A') { 'B' } else { 'A' };
+        format!("{signed}.{first}{}", &sig[1..])
     };
+    assert_ne!(tampered, u.token, "the signature really changed");
     // alg: none, same payload, no signature.
     let payload = u.token.split('.').nth(1).unwrap();
     let unsigned = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
@@ -236,13 +235,9 @@ async fn signup_and_login_are_rate_limited_per_ip() {
     let http = client();
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        let r = http
-            .post(format!("{}/api/auth/login", s.url))
-            .json(&json!({ "email": "x@example.com", "password": "whatever1" }))
-            .send()
-            .await
-            .unwrap();
-        statuses.push((r.status(), r.headers().get(header::RETRY_AFTER).cloned()));
+        let (status, _, headers) =
+            post_json_reply(&http, &s.url, "/api/auth/login", json!({ "email": "x@example.com", "password": "whatever1" })).await;
+        statuses.push((status, headers.get(header::RETRY_AFTER).cloned()));
     }
     assert!(statuses[..3].iter().all(|(st, _)| *st == StatusCode::UNAUTHORIZED), "{statuses:?}");
     let (last, retry_after) = &statuses[3];
@@ -250,13 +245,9 @@ async fn signup_and_login_are_rate_limited_per_ip() {
     let secs: u64 = retry_after.as_ref().and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
     assert!((1..=60).contains(&secs));
     // Signup shares the budget.
-    let r = http
-        .post(format!("{}/api/auth/signup", s.url))
-        .json(&json!({ "email": unique_email("rl"), "password": PASSWORD, "full_name": "R" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let (status, _) =
+        post_json(&http, &s.url, "/api/auth/signup", json!({ "email": unique_email("rl"), "password": PASSWORD, "full_name": "R" })).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     s.stop().await;
 }
 
@@ -344,8 +335,8 @@ async fn accounts_survive_a_restart() {
     let s = TestServer::start().await;
     let u = TestUser::signup(&s, "durable").await;
     let s = s.restart().await;
-    let (status, body, _) =
-        post_json(&client(), format!("{}/api/auth/login", s.url), json!({ "email": u.email, "password": PASSWORD })).await;
+    let (status, body) =
+        post_json(&client(), &s.url, "/api/auth/login", json!({ "email": u.email, "password": PASSWORD })).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["user"]["_id"], u.id.as_str());
     s.stop().await;
@@ -365,6 +356,13 @@ async fn revocations_survive_a_restart() {
 #[tokio::test]
 async fn pages_render_on_the_server_and_health_answers() {
     let s = TestServer::start().await;
+    // The login page, rendered on the server: its title, heading and button.
+    let r = client().get(format!("{}/login", s.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Welcome back"), "the login heading: {html}");
+    assert!(html.contains("Log in"), "the login title and button: {html}");
     let r = client().get(format!("{}/api/health", s.url)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     // Unknown API paths are 404 JSON-or-HTML, never 500.

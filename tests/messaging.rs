@@ -20,10 +20,10 @@ use charcha::{
     protocol::{ClientEvent, ErrorCode, ServerEvent, MAX_FRAME_BYTES, MAX_TEXT_CHARS, PROTOCOL_VERSION},
     server::log::{kafka::KafkaLog, Log, LogError, LogRecord},
 };
-use common::{eventually, eventually_within, png, TestServer, TestUser, Ws};
+use common::{body_json, eventually, eventually_within, get, history_all, png, post_json, ws_request, TestServer, TestUser, Ws};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 // ---------------------------------------------------------------- helpers
 
@@ -35,36 +35,13 @@ const PATIENCE: Duration = Duration::from_secs(15);
 
 /// Next event matching `pred`, skipping others; panics after [`PATIENCE`].
 async fn next_where(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match ws.try_next_event(left).await {
-            Some(e) if pred(&e) => return e,
-            Some(_) => continue,
-            None => panic!("no {what} within {PATIENCE:?}"),
-        }
-    }
+    ws.next_where(PATIENCE, pred).await.unwrap_or_else(|| panic!("no {what} within {PATIENCE:?}"))
 }
 
-/// First event matching `pred` within `within`, or `None` (for asserting absence).
-async fn any_where(ws: &mut Ws, within: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        match ws.try_next_event(left).await {
-            Some(e) if pred(&e) => return Some(e),
-            Some(_) => continue,
-            None => return None,
-        }
-    }
-}
-
+/// The ack of `client_msg_id`; panics with the error frame the server
+/// answered instead, or after [`PATIENCE`].
 async fn ack_of(ws: &mut Ws, client_msg_id: &str) -> Value {
-    next_where(ws, &format!("ack of {client_msg_id}"), |e| e["type"] == "ack" && e["client_msg_id"] == client_msg_id)
-        .await
+    ws.reply_to(client_msg_id, PATIENCE).await.unwrap_or_else(|e| panic!("no ack of {client_msg_id}: {e}"))
 }
 
 async fn error_frame(ws: &mut Ws) -> Value {
@@ -88,44 +65,8 @@ async fn send_ws(ws: &mut Ws, client_msg_id: &str, to: &str, text: &str) -> Valu
     ack["message"].clone()
 }
 
-async fn body_json(resp: reqwest::Response) -> (StatusCode, Value) {
-    let status = resp.status();
-    let text = resp.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-async fn get(http: &reqwest::Client, server: &TestServer, path: &str) -> (StatusCode, Value) {
-    body_json(http.get(format!("{}{path}", server.url)).send().await.expect("GET")).await
-}
-
-async fn post_json(http: &reqwest::Client, server: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
-    body_json(http.post(format!("{}{path}", server.url)).json(&body).send().await.expect("POST")).await
-}
-
 async fn send_rest(user: &TestUser, server: &TestServer, to: &str, body: Value) -> (StatusCode, Value) {
-    post_json(&user.http, server, &format!("/api/messages/send/{to}"), body).await
-}
-
-/// Every message of `me`'s conversation with `peer`, oldest first, by paging.
-async fn history_all(http: &reqwest::Client, server: &TestServer, peer: &str) -> Vec<Value> {
-    let mut all: Vec<Value> = Vec::new();
-    let mut before: Option<String> = None;
-    loop {
-        let path = match &before {
-            None => format!("/api/messages/{peer}?limit=100"),
-            Some(b) => format!("/api/messages/{peer}?limit=100&before={b}"),
-        };
-        let (status, page) = get(http, server, &path).await;
-        assert_eq!(status, StatusCode::OK, "history page: {page}");
-        let mut msgs = page["messages"].as_array().expect("messages").clone();
-        let has_more = page["has_more"].as_bool().expect("has_more");
-        before = msgs.first().map(|m| m["_id"].as_str().unwrap().to_string());
-        msgs.extend(all);
-        all = msgs;
-        if !has_more {
-            return all;
-        }
-    }
+    post_json(&user.http, &server.url, &format!("/api/messages/send/{to}"), body).await
 }
 
 fn ids(messages: &[Value]) -> Vec<String> {
@@ -267,13 +208,7 @@ fn count_id(messages: &[Value], id: &str) -> usize {
 
 /// Connects and returns the client with its `hello` frame.
 async fn connect_with_hello(server: &TestServer, token: &str) -> (Ws, Value) {
-    let mut req = server.ws_url().into_client_request().expect("request");
-    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
-    let (stream, _) = tokio_tungstenite::connect_async(req).await.expect("ws connect");
-    let mut ws = Ws { stream };
-    let hello = ws.next_event().await;
-    assert_eq!(hello["type"], "hello", "first frame is hello: {hello}");
-    (ws, hello)
+    Ws::connect_request(ws_request(&server.ws_url(), token)).await.unwrap_or_else(|e| panic!("ws connect: {e}"))
 }
 
 fn upgrade_status(err: tokio_tungstenite::tungstenite::Error) -> u16 {
@@ -443,8 +378,8 @@ async fn two_clients_exchange_messages_live_both_ways() {
 
     // Both land in history, in order, seen the same from both sides.
     in_history(&a.http, &server, &b.id, &back_id).await;
-    assert_eq!(ids(&history_all(&a.http, &server, &b.id).await), vec![id.clone(), back_id.clone()]);
-    assert_eq!(ids(&history_all(&b.http, &server, &a.id).await), vec![id, back_id]);
+    assert_eq!(ids(&history_all(&a.http, &server.url, &b.id).await), vec![id.clone(), back_id.clone()]);
+    assert_eq!(ids(&history_all(&b.http, &server.url, &a.id).await), vec![id, back_id]);
 }
 
 #[tokio::test]
@@ -476,7 +411,7 @@ async fn pipelined_sends_are_acked_and_delivered_in_order() {
     }
     assert_eq!(delivered, acked, "the receiver sees them in send order");
     in_history(&b.http, &server, &a.id, acked.last().unwrap()).await;
-    assert_eq!(ids(&history_all(&b.http, &server, &a.id).await), acked);
+    assert_eq!(ids(&history_all(&b.http, &server.url, &a.id).await), acked);
 }
 
 // ------------------------------------------------- 3. ack after the log
@@ -561,10 +496,10 @@ async fn failing_log_means_no_ack_no_delivery_and_a_clean_retry() {
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "503 body is {{message}}: {body}");
 
     // Nothing was delivered live, to the recipient or the sender's tabs.
-    assert_eq!(any_where(&mut wb, Duration::from_millis(500), |e| e["type"] == "message").await, None);
-    assert_eq!(any_where(&mut wa, Duration::from_millis(100), |e| e["type"] == "message" || e["type"] == "ack").await, None);
+    assert_eq!(wb.next_where(Duration::from_millis(500), |e| e["type"] == "message").await, None);
+    assert_eq!(wa.next_where(Duration::from_millis(100), |e| e["type"] == "message" || e["type"] == "ack").await, None);
     // Nor stored.
-    assert!(history_all(&a.http, &server, &b.id).await.is_empty());
+    assert!(history_all(&a.http, &server.url, &b.id).await.is_empty());
     assert!(all_records(log_reader(&server).await.as_ref()).await.is_empty(), "nothing reached the log");
 
     // Recovery: the same client_msg_id now goes through, once.
@@ -585,7 +520,7 @@ async fn failing_log_means_no_ack_no_delivery_and_a_clean_retry() {
     in_history(&a.http, &server, &b.id, &rest_id).await;
     in_history(&a.http, &server, &b.id, &id).await;
     worker_caught_up(&server).await;
-    let history = history_all(&b.http, &server, &a.id).await;
+    let history = history_all(&b.http, &server.url, &a.id).await;
     assert_eq!(history.len(), 2, "{history:?}");
     assert_eq!(count_id(&history, &id), 1);
     assert_eq!(count_id(&history, &rest_id), 1);
@@ -641,7 +576,7 @@ async fn resending_the_same_client_msg_id_is_idempotent() {
 
     in_history(&a.http, &server, &b.id, b_msg["_id"].as_str().unwrap()).await;
     worker_caught_up(&server).await;
-    let history = history_all(&a.http, &server, &b.id).await;
+    let history = history_all(&a.http, &server.url, &b.id).await;
     assert_eq!(count_id(&history, &ws_id), 1, "{history:?}");
     assert_eq!(count_id(&history, &rest_id), 1);
     assert_eq!(count_id(&history, &race_id), 1);
@@ -714,7 +649,7 @@ async fn pagination_is_gap_free_and_duplicate_free() {
             None => format!("/api/messages/{}?limit=50", b.id),
             Some(id) => format!("/api/messages/{}?before={id}&limit=50", b.id),
         };
-        let (status, page) = get(&a.http, &server, &path).await;
+        let (status, page) = get(&a.http, &server.url, &path).await;
         assert_eq!(status, StatusCode::OK, "{page}");
         let page_ids = ids(page["messages"].as_array().unwrap());
         let mut in_order = page_ids.clone();
@@ -746,7 +681,7 @@ async fn pagination_is_gap_free_and_duplicate_free() {
             None => format!("/api/messages/{}?limit=25", a.id),
             Some(id) => format!("/api/messages/{}?limit=25&before={id}", a.id),
         };
-        let (_, page) = get(&b.http, &server, &path).await;
+        let (_, page) = get(&b.http, &server.url, &path).await;
         let page_ids = ids(page["messages"].as_array().unwrap());
         pages += 1;
         assert!(!page_ids.is_empty(), "no empty trailing page");
@@ -761,20 +696,20 @@ async fn pagination_is_gap_free_and_duplicate_free() {
     assert_eq!(seen, expected, "the peer sees the same conversation");
 
     // Default limit 50; limit clamped to 100.
-    let (_, page) = get(&a.http, &server, &format!("/api/messages/{}", b.id)).await;
+    let (_, page) = get(&a.http, &server.url, &format!("/api/messages/{}", b.id)).await;
     assert_eq!(ids(page["messages"].as_array().unwrap()), expected[75..].to_vec());
     assert_eq!(page["has_more"], true);
-    let (_, page) = get(&a.http, &server, &format!("/api/messages/{}?limit=1000", b.id)).await;
+    let (_, page) = get(&a.http, &server.url, &format!("/api/messages/{}?limit=1000", b.id)).await;
     assert_eq!(ids(page["messages"].as_array().unwrap()), expected[25..].to_vec());
     assert_eq!(page["has_more"], true);
     // `before` the oldest: empty, no more.
-    let (status, page) = get(&a.http, &server, &format!("/api/messages/{}?before={}", b.id, expected[0])).await;
+    let (status, page) = get(&a.http, &server.url, &format!("/api/messages/{}?before={}", b.id, expected[0])).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["messages"], json!([]));
     assert_eq!(page["has_more"], false);
 
     for bad in ["before=garbage", "before=", "limit=abc", "limit=-1"] {
-        let (status, body) = get(&a.http, &server, &format!("/api/messages/{}?{bad}", b.id)).await;
+        let (status, body) = get(&a.http, &server.url, &format!("/api/messages/{}?{bad}", b.id)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert!(body["message"].is_string(), "{bad}: {body}");
     }
@@ -804,11 +739,11 @@ async fn before_cursor_is_case_insensitive_or_rejected_never_wrong() {
         .collect();
     server.state().store.save_messages(&all).await.unwrap();
     let cursor = &all[5].id;
-    let (status, upper) = get(&a.http, &server, &format!("/api/messages/{}?before={cursor}", b.id)).await;
+    let (status, upper) = get(&a.http, &server.url, &format!("/api/messages/{}?before={cursor}", b.id)).await;
     assert_eq!(status, StatusCode::OK);
     let expected: Vec<String> = all[..5].iter().map(|m| m.id.clone()).collect();
     assert_eq!(ids(upper["messages"].as_array().unwrap()), expected);
-    let (status, lower) = get(&a.http, &server, &format!("/api/messages/{}?before={}", b.id, cursor.to_lowercase())).await;
+    let (status, lower) = get(&a.http, &server.url, &format!("/api/messages/{}?before={}", b.id, cursor.to_lowercase())).await;
     if status != StatusCode::BAD_REQUEST {
         assert_eq!(status, StatusCode::OK, "{lower}");
         assert_eq!(ids(lower["messages"].as_array().unwrap()), expected, "a lower-case cursor must not return messages at or after it");
@@ -840,14 +775,14 @@ async fn conversations_are_private_and_the_sender_cannot_be_forged() {
     assert_eq!(rest["recipient_id"], b.id.as_str(), "the path names the recipient, not the body");
     in_history(&b.http, &server, &a.id, rest["_id"].as_str().unwrap()).await;
     worker_caught_up(&server).await;
-    let stored = history_all(&b.http, &server, &a.id).await;
+    let stored = history_all(&b.http, &server.url, &a.id).await;
     assert_eq!(stored.len(), 2);
     assert!(stored.iter().all(|m| m["sender_id"] == a.id.as_str()), "{stored:?}");
 
     // C only ever sees C's own conversations.
-    assert!(any_where(&mut wc, Duration::from_millis(200), |e| e["type"] == "message").await.is_none());
+    assert!(wc.next_where(Duration::from_millis(200), |e| e["type"] == "message").await.is_none());
     for peer in [&a.id, &b.id] {
-        let (status, page) = get(&c.http, &server, &format!("/api/messages/{peer}")).await;
+        let (status, page) = get(&c.http, &server.url, &format!("/api/messages/{peer}")).await;
         assert_eq!(status, StatusCode::OK, "{page}");
         assert_eq!(page["messages"], json!([]), "C↔{peer} is empty: {page}");
         assert_eq!(page["has_more"], false);
@@ -859,27 +794,27 @@ async fn conversations_are_private_and_the_sender_cannot_be_forged() {
         format!("/api/messages/{conv}"),
         format!("/api/messages/{}?before=&conversation_id={conv}", a.id),
     ] {
-        let (status, body) = get(&c.http, &server, &path).await;
+        let (status, body) = get(&c.http, &server.url, &path).await;
         assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND, "{path}: {status} {body}");
         assert!(!body.to_string().contains("from B, honest"), "{path} leaked: {body}");
     }
-    let (_, page) = get(&c.http, &server, &format!("/api/messages/{}?conversation_id={conv}", a.id)).await;
+    let (_, page) = get(&c.http, &server.url, &format!("/api/messages/{}?conversation_id={conv}", a.id)).await;
     assert_eq!(page["messages"], json!([]), "query parameters cannot redirect to another conversation");
 
     // Unknown and malformed ids: 404 / 400, never 500.
     let unknown = ulid::Ulid::new().to_string();
-    let (status, body) = get(&a.http, &server, &format!("/api/messages/{unknown}")).await;
+    let (status, body) = get(&a.http, &server.url, &format!("/api/messages/{unknown}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, body) = send_rest(&a, &server, &unknown, json!({ "text": "hi" })).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    let (status, body) = get(&a.http, &server, "/api/messages/abc").await;
+    let (status, body) = get(&a.http, &server.url, "/api/messages/abc").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, body) = send_rest(&a, &server, "abc", json!({ "text": "hi" })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let lowercase = unknown.to_lowercase();
-    let (status, body) = get(&a.http, &server, &format!("/api/messages/{lowercase}")).await;
+    let (status, body) = get(&a.http, &server.url, &format!("/api/messages/{lowercase}")).await;
     assert!(status.is_client_error(), "{status} {body}");
-    let (status, body) = get(&a.http, &server, &format!("/api/messages/{}", a.id)).await;
+    let (status, body) = get(&a.http, &server.url, &format!("/api/messages/{}", a.id)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "history with yourself: {body}");
     wa.send_text("to-unknown", &unknown, "hello?").await;
     let err = error_frame(&mut wa).await;
@@ -891,10 +826,10 @@ async fn conversations_are_private_and_the_sender_cannot_be_forged() {
     // Unauthenticated.
     let anon = common::client();
     for path in ["/api/messages/users".to_string(), format!("/api/messages/{}", a.id)] {
-        let (status, body) = get(&anon, &server, &path).await;
+        let (status, body) = get(&anon, &server.url, &path).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
     }
-    let (status, _) = post_json(&anon, &server, &format!("/api/messages/send/{}", a.id), json!({ "text": "hi" })).await;
+    let (status, _) = post_json(&anon, &server.url, &format!("/api/messages/send/{}", a.id), json!({ "text": "hi" })).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = body_json(anon.get(format!("{}/api/messages/users", server.url)).bearer_auth("not.a.token").send().await.unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -960,7 +895,7 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
     ping_pong(&mut wa, 7).await;
 
     // None of that reached B.
-    assert!(any_where(&mut wb, Duration::from_millis(300), |e| e["type"] == "message" && e["message"]["_id"] != longest["_id"])
+    assert!(wb.next_where(Duration::from_millis(300), |e| e["type"] == "message" && e["message"]["_id"] != longest["_id"])
         .await
         .is_none());
 
@@ -974,8 +909,7 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
 
     let mut wa2 = a.ws(&server).await;
     next_where(&mut wb, "A online", online).await;
-    wa2.send_raw(Message::Text("x".repeat(70_000).into())).await;
-    assert!(70_000 > MAX_FRAME_BYTES);
+    wa2.send_raw(Message::Text("x".repeat(MAX_FRAME_BYTES + 4_000).into())).await;
     assert_eq!(wa2.close_code().await, Some(1009));
     next_where(&mut wb, "A offline after 1009", offline).await;
 
@@ -1002,20 +936,16 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
     // Refused upgrades.
     let err = tokio_tungstenite::connect_async(server.ws_url()).await.expect_err("unauthenticated upgrade");
     assert_eq!(upgrade_status(err), 401);
-    let mut req = server.ws_url().into_client_request().unwrap();
-    req.headers_mut().insert("authorization", "Bearer garbage".parse().unwrap());
+    let req = ws_request(&server.ws_url(), "garbage");
     assert_eq!(upgrade_status(tokio_tungstenite::connect_async(req).await.expect_err("bad token")), 401);
-    let mut req = server.ws_url().into_client_request().unwrap();
-    req.headers_mut().insert("authorization", format!("Bearer {}", a.token).parse().unwrap());
+    let mut req = ws_request(&server.ws_url(), &a.token);
     req.headers_mut().insert("origin", "http://evil.example".parse().unwrap());
     assert_eq!(upgrade_status(tokio_tungstenite::connect_async(req).await.expect_err("foreign origin")), 403);
     // The site's own origin is fine.
-    let mut req = server.ws_url().into_client_request().unwrap();
-    req.headers_mut().insert("authorization", format!("Bearer {}", a.token).parse().unwrap());
+    let mut req = ws_request(&server.ws_url(), &a.token);
     req.headers_mut().insert("origin", server.url.parse().unwrap());
-    let (stream, _) = tokio_tungstenite::connect_async(req).await.expect("same-origin upgrade");
-    let mut same = Ws { stream };
-    assert_eq!(same.next_event().await["type"], "hello");
+    let (_same, hello) = Ws::connect_request(req).await.unwrap_or_else(|e| panic!("same-origin upgrade: {e}"));
+    assert_eq!(hello["type"], "hello");
 }
 
 // ---------------------------------------------------------- 8. presence
@@ -1025,7 +955,7 @@ fn presence_of<'a>(user_id: &'a str) -> impl Fn(&Value) -> bool + 'a {
 }
 
 async fn online_in_contacts(viewer: &TestUser, server: &TestServer, user_id: &str) -> bool {
-    let (status, list) = get(&viewer.http, server, "/api/messages/users").await;
+    let (status, list) = get(&viewer.http, &server.url, "/api/messages/users").await;
     assert_eq!(status, StatusCode::OK);
     let entry = list.as_array().unwrap().iter().find(|c| c["_id"] == user_id).expect("listed").clone();
     entry["online"].as_bool().unwrap()
@@ -1050,7 +980,7 @@ async fn presence_counts_tabs() {
     assert!(online_in_contacts(&c, &server, &a.id).await);
 
     let mut tab2 = a.ws(&server).await;
-    assert_eq!(any_where(&mut wc, Duration::from_millis(300), presence_of(&a.id)).await, None, "second tab: no event");
+    assert_eq!(wc.next_where(Duration::from_millis(300), presence_of(&a.id)).await, None, "second tab: no event");
 
     let (_wb, hello_b) = connect_with_hello(&server, &b.token).await;
     let online = hello_b["online"].as_array().unwrap();
@@ -1065,7 +995,7 @@ async fn presence_counts_tabs() {
         async move { (hub.session_count() == 3).then_some(()) }
     })
     .await;
-    assert_eq!(any_where(&mut wc, Duration::from_millis(300), presence_of(&a.id)).await, None, "one tab left: still online");
+    assert_eq!(wc.next_where(Duration::from_millis(300), presence_of(&a.id)).await, None, "one tab left: still online");
     assert!(online_in_contacts(&c, &server, &a.id).await);
     let (_wb2, hello_b2) = connect_with_hello(&server, &b.token).await;
     assert!(hello_b2["online"].as_array().unwrap().contains(&json!(a.id)));
@@ -1206,7 +1136,7 @@ async fn message_images_are_private_to_the_conversation() {
     // B still cannot see C's image, and nothing but the first image reached B.
     let resp = b.http.get(format!("{}{c_url}", server.url)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-    assert!(any_where(&mut wb, Duration::from_millis(300), |e| e["type"] == "message").await.is_none());
+    assert!(wb.next_where(Duration::from_millis(300), |e| e["type"] == "message").await.is_none());
     // The legitimate one works over REST too, with a caption.
     let (status, body) = send_rest(&a, &server, &b.id, json!({ "text": "again", "image": url })).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -1228,7 +1158,7 @@ async fn replaying_the_log_is_harmless() {
     // A retry appends the same message to the log a second time.
     let (_, again) = send_rest(&a, &server, &b.id, json!({ "text": "m0", "client_msg_id": "r0" })).await;
     worker_caught_up(&server).await;
-    let before = history_all(&a.http, &server, &b.id).await;
+    let before = history_all(&a.http, &server.url, &b.id).await;
     assert_eq!(before.len(), 8);
     assert_eq!(count_id(&before, again["_id"].as_str().unwrap()), 1);
 
@@ -1267,7 +1197,7 @@ async fn replaying_the_log_is_harmless() {
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), replay).await.expect("worker stops on cancel").unwrap();
 
-    let after = history_all(&a.http, &server, &b.id).await;
+    let after = history_all(&a.http, &server.url, &b.id).await;
     assert_eq!(after, before, "replay changed nothing");
     for (p, end) in ends {
         assert_eq!(st.store.load_offset(&stream, p).await.unwrap(), Some(end), "partition {p}");
@@ -1290,7 +1220,7 @@ async fn undecodable_log_record_does_not_stop_the_worker() {
     assert_eq!(status, StatusCode::CREATED);
     in_history(&a.http, &server, &b.id, after["_id"].as_str().unwrap()).await;
     worker_caught_up(&server).await;
-    assert_eq!(ids(&history_all(&a.http, &server, &b.id).await), vec![first["_id"].as_str().unwrap(), after["_id"].as_str().unwrap()]);
+    assert_eq!(ids(&history_all(&a.http, &server.url, &b.id).await), vec![first["_id"].as_str().unwrap(), after["_id"].as_str().unwrap()]);
 
     // The bad records were dead-lettered, not dropped silently: each under
     // the partition and offset it has in the log (keys "x" and "y" may land
@@ -1329,7 +1259,7 @@ async fn rest_api_matches_the_websocket() {
     let c = TestUser::signup(&server, "Cat").await;
     let mut wb = b.ws(&server).await;
 
-    let (status, list) = get(&a.http, &server, "/api/messages/users").await;
+    let (status, list) = get(&a.http, &server.url, "/api/messages/users").await;
     assert_eq!(status, StatusCode::OK);
     let list = list.as_array().expect("array").clone();
     let listed: HashSet<&str> = list.iter().map(|u| u["_id"].as_str().unwrap()).collect();
@@ -1398,7 +1328,7 @@ async fn rest_api_matches_the_websocket() {
 
     // Only the valid sends were delivered: hi, bearer, the 4000-char one.
     let mut texts = Vec::new();
-    while let Some(e) = any_where(&mut wb, Duration::from_millis(300), |e| e["type"] == "message").await {
+    while let Some(e) = wb.next_where(Duration::from_millis(300), |e| e["type"] == "message").await {
         texts.push(e["message"]["text"].as_str().unwrap().chars().count());
     }
     assert_eq!(texts, vec!["with a bearer token".len(), MAX_TEXT_CHARS]);
@@ -1422,8 +1352,8 @@ async fn history_survives_a_restart() {
 
     let server = server.restart().await;
     assert_eq!(wa.close_code().await, Some(1001), "shutdown closes sessions with 1001 going away");
-    assert_eq!(ids(&history_all(&a.http, &server, &b.id).await), sent, "history is durable");
-    assert_eq!(ids(&history_all(&b.http, &server, &a.id).await), sent);
+    assert_eq!(ids(&history_all(&a.http, &server.url, &b.id).await), sent, "history is durable");
+    assert_eq!(ids(&history_all(&b.http, &server.url, &a.id).await), sent);
 
     // Idempotency keys survive too: a retry after the restart is the same message.
     let mut wa = a.ws(&server).await;
@@ -1437,7 +1367,7 @@ async fn history_survives_a_restart() {
     worker_caught_up(&server).await;
     let mut expected = sent.clone();
     expected.push(new_id);
-    assert_eq!(ids(&history_all(&a.http, &server, &b.id).await), expected, "no duplicates after restart");
+    assert_eq!(ids(&history_all(&a.http, &server.url, &b.id).await), expected, "no duplicates after restart");
 }
 
 #[tokio::test]
@@ -1478,7 +1408,7 @@ async fn records_only_in_the_log_reach_history_after_a_restart() {
     let server = TestServer::start_config(config, None).await;
     in_history(&a.http, &server, &b.id, &later.id).await;
     worker_caught_up(&server).await;
-    let all = history_all(&b.http, &server, &a.id).await;
+    let all = history_all(&b.http, &server.url, &a.id).await;
     assert_eq!(ids(&all), vec![first, later.id.clone()]);
     server.stop().await;
 }
@@ -1494,7 +1424,7 @@ async fn sends_are_rate_limited_per_user_across_sessions() {
         let ws = if i == 1 { &mut tab2 } else { &mut tab1 };
         let cid = format!("ok-{i}");
         ws.send_text(&cid, &b.id, "hi").await;
-        next_where(ws, "ack", |e| e["type"] == "ack" && e["client_msg_id"] == cid.as_str()).await;
+        ack_of(ws, &cid).await;
     }
     // The fourth send in the minute, from either tab, is refused clearly.
     tab2.send_text("too-many", &b.id, "hi").await;
@@ -1512,7 +1442,7 @@ async fn sends_are_rate_limited_per_user_across_sessions() {
     // Another user is unaffected, and the connection still works.
     let mut wb = b.ws(&server).await;
     wb.send_text("b-1", &a.id, "hello").await;
-    next_where(&mut wb, "ack", |e| e["type"] == "ack" && e["client_msg_id"] == "b-1").await;
+    ack_of(&mut wb, "b-1").await;
     tab2.send_json(json!({ "type": "ping", "nonce": 9 })).await;
     next_where(&mut tab2, "pong", |e| e["type"] == "pong" && e["nonce"] == 9).await;
     server.stop().await;

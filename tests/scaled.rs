@@ -15,28 +15,18 @@ use std::{
     collections::{HashMap, HashSet},
     net::TcpListener,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
-use common::{TestUser, Ws};
-use serde_json::{json, Value};
+use common::{get, history_all, kafka_brokers, mongo_base, redis_url, TestUser, Ws};
+use serde_json::Value;
 
 const SECRET: &str = "scaled-test-secret-0123456789-abcdefghij";
-
-fn env_or(key: &str, default: &str) -> String {
-    std::env::var(key).unwrap_or_else(|_| default.to_string())
-}
-
-fn redis_url() -> String {
-    env_or("CHARCHA_TEST_REDIS_URL", "redis://127.0.0.1:16379")
-}
-fn kafka_brokers() -> String {
-    env_or("CHARCHA_TEST_KAFKA_BROKERS", "127.0.0.1:19092")
-}
-fn mongo_base() -> String {
-    common::mongo_server(&env_or("CHARCHA_TEST_MONGODB_URI", "mongodb://127.0.0.1:27018"))
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
@@ -102,7 +92,8 @@ impl Cluster {
             // Web instances leave history to the dedicated worker process.
             .env("CHARCHA_WORKER", "off")
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            // Logs go to stdout, panics to stderr: keep both for failure messages.
+            .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("spawn charcha")
@@ -201,45 +192,60 @@ impl Drop for Cluster {
     }
 }
 
-/// Sends and waits for the ack; returns the acked message id.
+/// Sends and waits up to 15 s for the ack; returns the acked message id,
+/// or the error frame (or `{"error":"no reply"}`).
 async fn send_acked(ws: &mut Ws, to: &str, text: &str) -> Result<String, Value> {
-    let cid = ulid::Ulid::new().to_string();
-    ws.send_text(&cid, to, text).await;
-    loop {
-        let e = ws.try_next_event(Duration::from_secs(15)).await.ok_or_else(|| json!({"error": "no reply"}))?;
-        match e["type"].as_str() {
-            Some("ack") if e["client_msg_id"] == cid.as_str() => {
-                return Ok(e["message"]["_id"].as_str().unwrap_or_default().to_string());
-            }
-            Some("error") if e["client_msg_id"] == cid.as_str() => return Err(e),
-            _ => {}
-        }
-    }
+    let message = ws.send_acked(to, text, Duration::from_secs(15)).await?;
+    Ok(message["_id"].as_str().unwrap_or_default().to_string())
+}
+
+fn is_live(e: &Value, text: &str) -> bool {
+    e["type"] == "message" && e["message"]["text"] == text
 }
 
 /// Next live `message` event with this text.
 async fn expect_live(ws: &mut Ws, text: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
+    ws.next_where(within, |e| is_live(e, text)).await.unwrap_or_else(|| panic!("no live message {text:?} within {within:?}"))
+}
+
+/// Waits for `user`'s presence to turn `online`; returns how long that took.
+async fn presence_of(ws: &mut Ws, user: &str, online: bool, within: Duration) -> Duration {
+    let started = Instant::now();
+    ws.next_where(within, |e| e["type"] == "presence" && e["user_id"] == user && e["online"] == online)
+        .await
+        .unwrap_or_else(|| panic!("no presence {online} for {user} within {within:?}"));
+    started.elapsed()
+}
+
+/// The ids of `user`'s whole conversation with `peer`, as the instance at
+/// `base` pages it, oldest first.
+async fn history_ids(user: &TestUser, base: &str, peer: &str) -> Vec<String> {
+    history_all(&user.http, base, peer).await.iter().map(|m| m["_id"].as_str().expect("_id").to_string()).collect()
+}
+
+/// Retries sending `text` every 500 ms, for up to a minute, until `service`
+/// is back and it is acked; returns the acked id.
+async fn send_once_back(ws: &mut Ws, to: &str, text: &str, service: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let e = ws.try_next_event(left).await.unwrap_or_else(|| panic!("no live message {text:?} within {within:?}"));
-        if e["type"] == "message" && e["message"]["text"] == text {
-            return e;
+        match send_acked(ws, to, text).await {
+            Ok(id) => return id,
+            Err(e) => assert!(Instant::now() < deadline, "sends did not recover after {service} restart: {e}"),
         }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-async fn presence_of(ws: &mut Ws, user: &str, online: bool, within: Duration) -> Duration {
-    let started = Instant::now();
+/// Waits until `acks` reaches `n` (the senders count their acks there).
+async fn until_acked(acks: &AtomicUsize, n: usize, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
     loop {
-        let left = within.saturating_sub(started.elapsed());
-        let e = ws
-            .try_next_event(left)
-            .await
-            .unwrap_or_else(|| panic!("no presence {online} for {user} within {within:?}"));
-        if e["type"] == "presence" && e["user_id"] == user && e["online"] == online {
-            return started.elapsed();
+        let now = acks.load(Ordering::SeqCst);
+        if now >= n {
+            return now;
         }
+        assert!(Instant::now() < deadline, "only {now} of {n} acks after {within:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -262,17 +268,13 @@ async fn users_on_different_instances_chat_live_with_presence_everywhere() {
 
     // Every instance sees the same presence.
     for i in 0..3 {
-        let users: Vec<Value> = reqwest::Client::new()
-            .get(format!("{}/api/messages/users", cluster.url(i)))
-            .bearer_auth(&c.token)
-            .send()
-            .await
-            .expect("users")
-            .json()
-            .await
-            .expect("json");
-        let online: HashMap<String, bool> =
-            users.iter().map(|u| (u["_id"].as_str().unwrap_or_default().to_string(), u["online"] == true)).collect();
+        let (_, users) = get(&c.http, &cluster.url(i), "/api/messages/users").await;
+        let online: HashMap<String, bool> = users
+            .as_array()
+            .unwrap_or_else(|| panic!("users from instance {i}: {users}"))
+            .iter()
+            .map(|u| (u["_id"].as_str().unwrap_or_default().to_string(), u["online"] == true))
+            .collect();
         assert_eq!(online.get(&a.id), Some(&true), "instance {i} sees a online");
         assert_eq!(online.get(&b.id), Some(&true), "instance {i} sees b online");
     }
@@ -291,29 +293,40 @@ async fn a_thousand_messages_across_instances_are_stored_exactly_once_in_order()
         users.push(TestUser::signup_at(&cluster.url(i % 3), &format!("u{i}")).await);
     }
     let started = Instant::now();
+    let acks = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for (i, u) in users.iter().enumerate() {
         let peer = users[i ^ 1].id.clone();
-        let (url, token) = (cluster.ws_url(i % 3), u.token.clone());
+        let (url, token, acks) = (cluster.ws_url(i % 3), u.token.clone(), acks.clone());
         tasks.push(tokio::spawn(async move {
             let mut ws = Ws::connect_url(&url, &token).await;
             let mut acked = Vec::new();
             for n in 0..PER_SENDER {
                 acked.push(send_acked(&mut ws, &peer, &format!("m{n}")).await.expect("ack"));
+                acks.fetch_add(1, Ordering::SeqCst);
             }
             acked
         }));
     }
+    // Crash the history worker (SIGKILL) at ~30% of the acks, with the
+    // senders going, and start it again at ~60%: the new process resumes
+    // from the checkpoint the old one left in MongoDB, with a backlog in
+    // Kafka and sends still coming in. Every message is stored once.
+    let total = PAIRS * 2 * PER_SENDER;
+    let killed_at = until_acked(&acks, total * 3 / 10, Duration::from_secs(60)).await;
+    cluster.kill9_worker();
+    let down = Instant::now();
+    let restarted_at = until_acked(&acks, total * 6 / 10, Duration::from_secs(60)).await;
+    cluster.restart_worker();
+    let down = down.elapsed();
     let mut sent: HashMap<usize, Vec<String>> = HashMap::new();
     for (i, t) in tasks.into_iter().enumerate() {
         sent.insert(i, t.await.expect("sender"));
     }
     let send_time = started.elapsed();
     let all: HashSet<String> = sent.values().flatten().cloned().collect();
-    assert_eq!(all.len(), PAIRS * 2 * PER_SENDER, "every ack has its own id");
-    // Crash the worker once mid-way through storing, to exercise resume.
-    cluster.kill9_worker();
-    cluster.restart_worker();
+    assert_eq!(all.len(), total, "every ack has its own id");
+    println!("scaled: history worker killed at {killed_at} acks, restarted at {restarted_at} acks ({down:?} down)");
     let lag = cluster.await_stored(&all, Duration::from_secs(60)).await;
     println!(
         "scaled: {} messages acked in {send_time:?} ({:.0}/s with {} sequential senders); all in MongoDB {lag:?} after the last ack",
@@ -325,24 +338,7 @@ async fn a_thousand_messages_across_instances_are_stored_exactly_once_in_order()
     // Per conversation, history is in send order for each sender.
     for (i, u) in users.iter().enumerate().step_by(2) {
         let peer = &users[i + 1];
-        let mut history = Vec::new();
-        let mut before: Option<String> = None;
-        loop {
-            let mut url = format!("{}/api/messages/{}?limit=100", cluster.url(0), peer.id);
-            if let Some(b) = &before {
-                url.push_str(&format!("&before={b}"));
-            }
-            let page: Value =
-                reqwest::Client::new().get(url).bearer_auth(&u.token).send().await.expect("history").json().await.expect("json");
-            let msgs = page["messages"].as_array().cloned().unwrap_or_default();
-            before = msgs.first().and_then(|m| m["_id"].as_str()).map(str::to_string);
-            let mut ids: Vec<String> = msgs.iter().filter_map(|m| m["_id"].as_str().map(str::to_string)).collect();
-            ids.extend(history);
-            history = ids;
-            if page["has_more"] != true {
-                break;
-            }
-        }
+        let history = history_ids(u, &cluster.url(0), &peer.id).await;
         assert_eq!(history.len(), 2 * PER_SENDER);
         for sender in [i, i + 1] {
             let mine: Vec<&String> = history.iter().filter(|id| sent[&sender].contains(id)).collect();
@@ -382,17 +378,7 @@ async fn killing_an_instance_loses_nothing_and_its_users_go_offline() {
     cluster.await_stored(&ids, Duration::from_secs(30)).await;
 
     // Catch-up over HTTP from the surviving instance: every message once.
-    let page: Value = reqwest::Client::new()
-        .get(format!("{}/api/messages/{}?limit=100", cluster.url(2), a.id))
-        .bearer_auth(&b.token)
-        .send()
-        .await
-        .expect("history")
-        .json()
-        .await
-        .expect("json");
-    let got: Vec<String> =
-        page["messages"].as_array().expect("messages").iter().filter_map(|m| m["_id"].as_str().map(str::to_string)).collect();
+    let got = history_ids(&b, &cluster.url(2), &a.id).await;
     assert_eq!(got, acked, "history is every acked message, once, in order");
 }
 
@@ -429,17 +415,7 @@ async fn redis_kafka_and_mongo_restarts_lose_nothing_acked() {
         if let Ok(id) = send_acked(&mut a_ws, &b.id, &text).await {
             acked.insert(id);
         }
-        let delivered = async {
-            loop {
-                match b_ws.try_next_event(Duration::from_millis(500)).await {
-                    Some(e) if e["type"] == "message" && e["message"]["text"] == text.as_str() => return true,
-                    Some(_) => continue,
-                    None => return false,
-                }
-            }
-        }
-        .await;
-        if delivered {
+        if b_ws.next_where(Duration::from_millis(500), |e| is_live(e, &text)).await.is_some() {
             break;
         }
         assert!(Instant::now() < deadline, "live delivery did not resume after the Redis restart");
@@ -452,39 +428,14 @@ async fn redis_kafka_and_mongo_restarts_lose_nothing_acked() {
     assert_eq!(err["code"], "unavailable", "{err}");
     println!("scaled: send failed {:?} after Kafka went down: {}", started.elapsed(), err["message"]);
     services("start", "kafka");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match send_acked(&mut a_ws, &b.id, "after kafka").await {
-            Ok(id) => {
-                acked.insert(id);
-                break;
-            }
-            Err(e) => assert!(Instant::now() < deadline, "sends did not recover after Kafka restart: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    acked.insert(send_once_back(&mut a_ws, &b.id, "after kafka", "Kafka").await);
     expect_live(&mut b_ws, "after kafka", Duration::from_secs(10)).await;
 
     // MongoDB: history catches up by itself once it is back.
     services("stop", "mongo");
-    let r = reqwest::Client::new()
-        .get(format!("{}/api/messages/{}", cluster.url(0), b.id))
-        .bearer_auth(&a.token)
-        .send()
-        .await
-        .expect("request");
-    assert!(r.status() == 503 || r.status() == 401, "clear error while MongoDB is down, got {}", r.status());
+    let (status, body) = get(&a.http, &cluster.url(0), &format!("/api/messages/{}", b.id)).await;
+    assert!(status == 503 || status == 401, "clear error while MongoDB is down, got {status}: {body}");
     services("start", "mongo");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match send_acked(&mut a_ws, &b.id, "after mongo").await {
-            Ok(id) => {
-                acked.insert(id);
-                break;
-            }
-            Err(e) => assert!(Instant::now() < deadline, "sends did not recover after MongoDB restart: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    acked.insert(send_once_back(&mut a_ws, &b.id, "after mongo", "MongoDB").await);
     cluster.await_stored(&acked, Duration::from_secs(60)).await;
 }

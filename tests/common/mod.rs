@@ -1,12 +1,12 @@
 //! In-process test servers and clients shared by the integration tests.
 #![allow(dead_code)]
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use charcha::server::{self, config::Config, Drivers, RunningServer};
 use futures_util::{SinkExt, StreamExt};
 use leptos::config::LeptosOptions;
-use reqwest::StatusCode;
+use reqwest::{header::HeaderMap, StatusCode};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::{
@@ -23,6 +23,29 @@ pub fn mongo_server(uri: &str) -> String {
     format!("mongodb://{host}")
 }
 
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_string())
+}
+
+/// The test Redis: CHARCHA_TEST_REDIS_URL, by default the one
+/// scripts/services.sh starts.
+pub fn redis_url() -> String {
+    env_or("CHARCHA_TEST_REDIS_URL", "redis://127.0.0.1:16379")
+}
+
+/// The test Kafka's bootstrap address: CHARCHA_TEST_KAFKA_BROKERS, by
+/// default the one scripts/services.sh starts.
+pub fn kafka_brokers() -> String {
+    env_or("CHARCHA_TEST_KAFKA_BROKERS", "127.0.0.1:19092")
+}
+
+/// `mongodb://host:port` of the test MongoDB-compatible server
+/// (CHARCHA_TEST_MONGODB_URI, by default the one scripts/services.sh starts),
+/// to which a test appends its own database.
+pub fn mongo_base() -> String {
+    mongo_server(&env_or("CHARCHA_TEST_MONGODB_URI", "mongodb://127.0.0.1:27018"))
+}
+
 /// True when the suite runs against the real services.
 pub fn scaled() -> bool {
     std::env::var("CHARCHA_TEST_SCALED").is_ok_and(|v| v == "1")
@@ -37,14 +60,12 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     let mut config = Config::for_tests(data_dir);
     if scaled() {
         let tag = ulid::Ulid::new().to_string().to_lowercase();
-        let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
-        config.backends.redis_url = Some(env("CHARCHA_TEST_REDIS_URL", "redis://127.0.0.1:16379"));
+        config.backends.redis_url = Some(redis_url());
         config.backends.redis_prefix = format!("t{tag}");
-        config.backends.kafka_brokers = vec![env("CHARCHA_TEST_KAFKA_BROKERS", "127.0.0.1:19092")];
+        config.backends.kafka_brokers = vec![kafka_brokers()];
         config.backends.kafka_topic = format!("charcha-t-{tag}");
         config.backends.kafka_partitions = 3;
-        let mongo = mongo_server(&env("CHARCHA_TEST_MONGODB_URI", "mongodb://127.0.0.1:27018"));
-        config.backends.mongodb_uri = Some(format!("{mongo}/charcha_t_{tag}"));
+        config.backends.mongodb_uri = Some(format!("{}/charcha_t_{tag}", mongo_base()));
     }
     config
 }
@@ -124,6 +145,60 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).build().expect("client")
 }
 
+/// Status, headers and body of a response; the body parsed as JSON, or as
+/// a JSON string of the text when it is not JSON.
+pub async fn reply(resp: reqwest::Response) -> (StatusCode, Value, HeaderMap) {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+}
+
+/// Status and body of a response (see [`reply`]).
+pub async fn body_json(resp: reqwest::Response) -> (StatusCode, Value) {
+    let (status, body, _) = reply(resp).await;
+    (status, body)
+}
+
+/// `GET {base}{path}` with `http` (a user's cookie client, say).
+pub async fn get(http: &reqwest::Client, base: &str, path: &str) -> (StatusCode, Value) {
+    body_json(http.get(format!("{base}{path}")).send().await.expect("GET")).await
+}
+
+/// `POST {base}{path}` with a JSON body; status, body and headers.
+pub async fn post_json_reply(http: &reqwest::Client, base: &str, path: &str, body: Value) -> (StatusCode, Value, HeaderMap) {
+    reply(http.post(format!("{base}{path}")).json(&body).send().await.expect("POST")).await
+}
+
+/// `POST {base}{path}` with a JSON body; status and body.
+pub async fn post_json(http: &reqwest::Client, base: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    let (status, body, _) = post_json_reply(http, base, path, body).await;
+    (status, body)
+}
+
+/// Every message of `http`'s user's conversation with `peer` on the server
+/// at `base` (`http://…`), oldest first, by paging back 100 at a time.
+pub async fn history_all(http: &reqwest::Client, base: &str, peer: &str) -> Vec<Value> {
+    let mut all: Vec<Value> = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let path = match &before {
+            None => format!("/api/messages/{peer}?limit=100"),
+            Some(b) => format!("/api/messages/{peer}?limit=100&before={b}"),
+        };
+        let (status, page) = get(http, base, &path).await;
+        assert_eq!(status, StatusCode::OK, "history page: {page}");
+        let mut msgs = page["messages"].as_array().expect("messages").clone();
+        let has_more = page["has_more"].as_bool().expect("has_more");
+        before = msgs.first().map(|m| m["_id"].as_str().expect("_id").to_string());
+        msgs.extend(all);
+        all = msgs;
+        if !has_more {
+            return all;
+        }
+    }
+}
+
 pub fn unique_email(tag: &str) -> String {
     format!("{tag}-{}@example.com", ulid::Ulid::new().to_string().to_lowercase())
 }
@@ -178,19 +253,27 @@ impl Ws {
         Self::connect_url(&server.ws_url(), token).await
     }
 
-    /// Connects to a `ws://…/ws` URL with a bearer token.
+    /// Connects to a `ws://…/ws` URL with a bearer token; panics with the
+    /// reason when that fails.
     pub async fn connect_url(url: &str, token: &str) -> Self {
-        Self::try_connect_url(url, token).await.expect("ws connect")
+        Self::try_connect_url(url, token).await.unwrap_or_else(|e| panic!("ws connect to {url}: {e}"))
     }
 
-    /// Like [`Ws::connect_url`], but reports failure instead of panicking.
-    pub async fn try_connect_url(url: &str, token: &str) -> Option<Self> {
-        let mut req = url.into_client_request().ok()?;
-        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().ok()?);
-        let (stream, _) = tokio_tungstenite::connect_async(req).await.ok()?;
+    /// Like [`Ws::connect_url`], but returns the reason instead of panicking.
+    pub async fn try_connect_url(url: &str, token: &str) -> Result<Self, String> {
+        Self::connect_request(ws_request(url, token)).await.map(|(ws, _)| ws)
+    }
+
+    /// Upgrades with `req` and reads the first frame, which must be `hello`;
+    /// returns the client and that frame, or why it failed.
+    pub async fn connect_request(req: WsRequest) -> Result<(Self, Value), String> {
+        let (stream, _) = tokio_tungstenite::connect_async(req).await.map_err(|e| format!("upgrade failed: {e}"))?;
         let mut ws = Self { stream };
-        let hello = ws.try_next_event(std::time::Duration::from_secs(5)).await?;
-        (hello["type"] == "hello").then_some(ws)
+        match ws.try_next_event(Duration::from_secs(5)).await {
+            Some(hello) if hello["type"] == "hello" => Ok((ws, hello)),
+            Some(other) => Err(format!("first frame is not hello: {other}")),
+            None => Err("no hello within 5 s".to_string()),
+        }
     }
 
     pub async fn send_json(&mut self, v: Value) {
@@ -203,11 +286,11 @@ impl Ws {
 
     /// Next JSON event, within 5 s.
     pub async fn next_event(&mut self) -> Value {
-        self.try_next_event(std::time::Duration::from_secs(5)).await.expect("an event within 5 s")
+        self.try_next_event(Duration::from_secs(5)).await.expect("an event within 5 s")
     }
 
     /// Next JSON event, or `None` on timeout or close.
-    pub async fn try_next_event(&mut self, within: std::time::Duration) -> Option<Value> {
+    pub async fn try_next_event(&mut self, within: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let msg = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()??.ok()?;
@@ -219,19 +302,44 @@ impl Ws {
         }
     }
 
-    /// Next event of `kind`, skipping others.
-    pub async fn next_of(&mut self, kind: &str) -> Value {
+    /// The first event matching `pred` within `within`, skipping others;
+    /// `None` on timeout or close (also for asserting absence).
+    pub async fn next_where(&mut self, within: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
-            let e = self.next_event().await;
-            if e["type"] == kind {
-                return e;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let e = self.try_next_event(left).await?;
+            if pred(&e) {
+                return Some(e);
             }
         }
     }
 
+    /// The server's answer to the send with `client_msg_id`, skipping other
+    /// events: `Ok(ack)`, or `Err` with the error frame, or with
+    /// `{"error":"no reply"}` when neither comes within `within`.
+    pub async fn reply_to(&mut self, client_msg_id: &str, within: Duration) -> Result<Value, Value> {
+        let e = self
+            .next_where(within, |e| (e["type"] == "ack" || e["type"] == "error") && e["client_msg_id"] == client_msg_id)
+            .await
+            .ok_or_else(|| json!({ "error": "no reply" }))?;
+        if e["type"] == "ack" { Ok(e) } else { Err(e) }
+    }
+
+    /// Sends `text` to `to` with a fresh client_msg_id and waits for the
+    /// answer: `Ok` with the acked message, `Err` as [`Ws::reply_to`].
+    pub async fn send_acked(&mut self, to: &str, text: &str, within: Duration) -> Result<Value, Value> {
+        let cid = ulid::Ulid::new().to_string();
+        self.send_text(&cid, to, text).await;
+        self.reply_to(&cid, within).await.map(|ack| ack["message"].clone())
+    }
+
     /// Waits for the close frame; returns its code.
     pub async fn close_code(&mut self) -> Option<u16> {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             match tokio::time::timeout_at(deadline, self.stream.next()).await.ok()?? {
                 Ok(Message::Close(Some(f))) => return Some(f.code.into()),
@@ -245,6 +353,15 @@ impl Ws {
     pub async fn send_text(&mut self, client_msg_id: &str, to: &str, text: &str) {
         self.send_json(json!({ "type": "send", "client_msg_id": client_msg_id, "to": to, "text": text })).await;
     }
+}
+
+pub type WsRequest = tokio_tungstenite::tungstenite::handshake::client::Request;
+
+/// An upgrade request for `url` (`ws://…/ws`) carrying `Bearer {token}`.
+pub fn ws_request(url: &str, token: &str) -> WsRequest {
+    let mut req = url.into_client_request().unwrap_or_else(|e| panic!("ws request for {url}: {e}"));
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("authorization header"));
+    req
 }
 
 /// A tiny valid PNG (1×1).
@@ -264,11 +381,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    eventually_within(std::time::Duration::from_secs(5), f).await
+    eventually_within(Duration::from_secs(5), f).await
 }
 
 /// [`eventually`] with a deadline of `within`.
-pub async fn eventually_within<T, F, Fut>(within: std::time::Duration, mut f: F) -> T
+pub async fn eventually_within<T, F, Fut>(within: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -279,6 +396,6 @@ where
             return v;
         }
         assert!(tokio::time::Instant::now() < deadline, "condition not met within {within:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
