@@ -91,4 +91,33 @@ impl ServerEvent {
         // non-string keys, no custom serializers.
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
     }
+
+    /// The JSON of [`ServerEvent::Message`] around a message that is already
+    /// serialised (the log record), so a sent message is serialised once.
+    pub fn message_frame(message_json: &str) -> String {
+        format!(r#"{{"type":"message","message":{message_json}}}"#)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_frame_is_the_serialised_event() {
+        let message = ChatMessage {
+            id: "01J00000000000000000000000".into(),
+            conversation_id: "dm:a:b".into(),
+            sender_id: "a".into(),
+            recipient_id: "b".into(),
+            text: "hi \"there\"\n".into(),
+            image: None,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            client_msg_id: Some("c1".into()),
+        };
+        let json = serde_json::to_string(&message).expect("json");
+        let frame = ServerEvent::message_frame(&json);
+        assert_eq!(frame, ServerEvent::Message { message: message.clone() }.to_json());
+        assert_eq!(serde_json::from_str::<ServerEvent>(&frame).expect("parses"), ServerEvent::Message { message });
+    }
 }

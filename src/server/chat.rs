@@ -198,11 +198,13 @@ impl ChatService {
         let candidate_json = serde_json::to_string(&candidate).map_err(|_| AppError::internal())?;
         let message = self.store.claim_send(sender, &client_msg_id, &candidate, &candidate_json).await?;
         let payload = if message.id == candidate.id {
-            candidate_json.into_bytes()
+            candidate_json
         } else {
-            serde_json::to_vec(&message).map_err(|_| AppError::internal())?
+            serde_json::to_string(&message).map_err(|_| AppError::internal())?
         };
-        self.log.append(&conversation_id, payload).await.map_err(|e| {
+        // The live frame wraps the same text, so it is not serialised again.
+        let frame: bytes::Bytes = ServerEvent::message_frame(&payload).into();
+        self.log.append(&conversation_id, payload.into_bytes()).await.map_err(|e| {
             metrics::inc(&metrics::METRICS.send_failures);
             tracing::error!("log append failed: {e}");
             AppError::unavailable("Message not sent: the message log is unavailable. Please retry.")
@@ -211,7 +213,6 @@ impl ChatService {
         metrics::inc(&metrics::METRICS.messages_sent);
         // Durable now. Live delivery is best effort: anyone who misses it
         // gets the message from history.
-        let frame: bytes::Bytes = ServerEvent::Message { message: message.clone() }.to_json().into();
         for member in [&message.recipient_id, &message.sender_id] {
             if let Err(e) = self.bus.publish(Audience::User(member.clone()), frame.clone()).await {
                 tracing::warn!("live delivery failed (history will have it): {e}");
