@@ -18,7 +18,7 @@ use axum::{
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
-use super::{auth::AuthUser, bus::Audience, chat::SendRequest, state::AppState};
+use super::{auth::AuthUser, bus::Audience, chat::SendRequest, presence::PresenceError, state::AppState};
 use crate::{
     api::AppError,
     protocol::{ClientEvent, ErrorCode, ServerEvent, MAX_FRAME_BYTES, PROTOCOL_VERSION},
@@ -75,11 +75,7 @@ async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
         {
             tracing::warn!("bus subscribe failed for {user_id}: {e}");
         }
-        match state.presence.session_opened(&user_id).await {
-            Ok(true) => publish_presence(&state, &user_id, true).await,
-            Ok(false) => {}
-            Err(e) => tracing::warn!("presence update failed: {e}"),
-        }
+        announce_presence(&state, &user_id, state.presence.session_opened(&user_id).await, true).await;
         session
     };
     super::metrics::inc(&super::metrics::METRICS.ws_connections);
@@ -122,17 +118,21 @@ async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
     {
         tracing::warn!("bus unsubscribe failed for {user_id}: {e}");
     }
-    match state.presence.session_closed(&user_id).await {
-        Ok(true) => publish_presence(&state, &user_id, false).await,
-        Ok(false) => {}
-        Err(e) => tracing::warn!("presence update failed: {e}"),
-    }
+    announce_presence(&state, &user_id, state.presence.session_closed(&user_id).await, false).await;
 }
 
-async fn publish_presence(state: &AppState, user_id: &str, online: bool) {
-    let event = ServerEvent::Presence { user_id: user_id.to_string(), online };
-    if let Err(e) = state.bus.publish(Audience::Everyone, event.to_json().into()).await {
-        tracing::warn!("presence broadcast failed: {e}");
+/// Broadcasts `online` when the presence driver says the user just changed
+/// state (`Ok(true)`); a driver failure is logged, the session goes on.
+async fn announce_presence(state: &AppState, user_id: &str, changed: Result<bool, PresenceError>, online: bool) {
+    match changed {
+        Ok(true) => {
+            let event = ServerEvent::Presence { user_id: user_id.to_string(), online };
+            if let Err(e) = state.bus.publish(Audience::Everyone, event.to_json().into()).await {
+                tracing::warn!("presence broadcast failed: {e}");
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!("presence update failed: {e}"),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod hub;
 pub mod log;
 pub mod media;
 pub mod metrics;
+pub mod periodic;
 pub mod presence;
 pub mod ratelimit;
 pub mod redis_conn;
@@ -258,7 +259,10 @@ pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServ
         tracing::info!(?partitions, "history worker runs in this server");
         tasks.push(tokio::spawn(worker::run(state.store.clone(), state.log.clone(), partitions, shutdown.clone())));
     }
-    tasks.push(tokio::spawn(purge_revocations(state.store.clone(), shutdown.clone())));
+    let store = state.store.clone();
+    tasks.push(tokio::spawn(periodic::every(REVOCATION_PURGE_EVERY, shutdown.clone(), move || {
+        purge_revocations(store.clone())
+    })));
 
     let app = router(state.clone());
     let serve_shutdown = shutdown.clone();
@@ -280,20 +284,14 @@ pub async fn launch(config: Config, leptos_options: LeptosOptions, listener: Tcp
     start(state, listener).await
 }
 
-/// Hourly: forget revocations of tokens that have expired anyway.
-async fn purge_revocations(store: Arc<dyn Store>, shutdown: CancellationToken) {
-    let mut every = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = every.tick() => {
-                match store.purge_expired_revocations(clock::now_ms()).await {
-                    Ok(n) if n > 0 => tracing::info!("purged {n} expired token revocations"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("revocation purge failed: {e}"),
-                }
-            }
-        }
+const REVOCATION_PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Forgets revocations of tokens that have expired anyway.
+async fn purge_revocations(store: Arc<dyn Store>) {
+    match store.purge_expired_revocations(clock::now_ms()).await {
+        Ok(n) if n > 0 => tracing::info!("purged {n} expired token revocations"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("revocation purge failed: {e}"),
     }
 }
 

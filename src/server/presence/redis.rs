@@ -25,6 +25,7 @@ use crate::{
     server::{
         bus::{Audience, Bus},
         clock::now_ms,
+        periodic,
         redis_conn::RedisClients,
     },
 };
@@ -59,26 +60,15 @@ impl RedisPresence {
             local: Arc::new(DashMap::new()),
         });
         let hb = me.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(HEARTBEAT);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = every.tick() => hb.heartbeat().await,
-                }
-            }
-        });
+        tokio::spawn(periodic::every(HEARTBEAT, shutdown.clone(), move || {
+            let hb = hb.clone();
+            async move { hb.heartbeat().await }
+        }));
         let sweeper = me.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(SWEEP);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = every.tick() => sweeper.sweep(bus.as_ref()).await,
-                }
-            }
-        });
+        tokio::spawn(periodic::every(SWEEP, shutdown, move || {
+            let (sweeper, bus) = (sweeper.clone(), bus.clone());
+            async move { sweeper.sweep(bus.as_ref()).await }
+        }));
         me
     }
 
