@@ -23,10 +23,9 @@ MONGO_PORT="${CHARCHA_MONGO_PORT:-27018}"
 KAFKA_VERSION=4.1.1
 FERRETDB_VERSION=v1.24.2
 
-say() { printf '==> %s\n' "$*"; }
-die() { printf '!!! %s\n' "$*" >&2; exit 1; }
-have() { command -v "$1" >/dev/null 2>&1; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# say, die, have, as_root, apt_install
+# shellcheck source=scripts/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # wait_port PORT NAME SECONDS
 wait_port() {
@@ -45,9 +44,7 @@ running() { local p; p="$(pid_of "$1")"; [ -n "$p" ] && kill -0 "$p" 2>/dev/null
 
 install_redis() {
   if have redis-server; then say "redis-server ok"; return; fi
-  say "installing redis-server (apt)"
-  export DEBIAN_FRONTEND=noninteractive
-  as_root apt-get install -y redis-server || { as_root apt-get update && as_root apt-get install -y redis-server; }
+  apt_install redis-server
 }
 
 install_kafka() {
