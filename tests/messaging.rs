@@ -1143,6 +1143,48 @@ async fn message_images_are_private_to_the_conversation() {
     assert_eq!(body["image"], url.as_str());
 }
 
+#[tokio::test]
+async fn media_revalidation_keeps_private_images_private() {
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let c = TestUser::signup(&server, "Cat").await;
+    let (status, body) = upload(&a.http, &server, &b.id, png(), "dot.png").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let url = format!("{}{}", server.url, body["url"].as_str().expect("url"));
+
+    let resp = b.http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "private, max-age=31536000, immutable");
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    let etag = resp.headers()["etag"].clone();
+    // A member revalidating gets 304, without a body.
+    let resp = b.http.get(&url).header("if-none-match", etag.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(resp.headers()["etag"], etag);
+    assert_eq!(resp.headers()["cache-control"], "private, max-age=31536000, immutable");
+    assert!(resp.bytes().await.unwrap().is_empty());
+    // Knowing the ETag (it is the id) tells outsiders nothing.
+    let resp = c.http.get(&url).header("if-none-match", etag.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "non-member revalidating");
+    let resp = common::client().get(&url).header("if-none-match", etag.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "anonymous revalidating");
+    let resp = common::client().get(&url).bearer_auth("not-a-token").header("if-none-match", etag).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "bad token revalidating");
+
+    // Avatars are public: a bad token does not get in the way.
+    let form = reqwest::multipart::Form::new().part("avatar", reqwest::multipart::Part::bytes(png()).file_name("me.png"));
+    let (status, body) = body_json(a.http.put(format!("{}/api/auth/update-profile", server.url)).multipart(form).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let avatar = format!("{}{}", server.url, body["user"]["profile_picture"].as_str().expect("avatar"));
+    let resp = common::client().get(&avatar).bearer_auth("not-a-token").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    assert_eq!(resp.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), png());
+}
+
 // ------------------------------------------------------------ 10. worker
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use super::{
     metrics,
     presence::Presence,
     ratelimit::{self, RateLimiter},
-    store::{media_url, MediaRecord, Store},
+    store::{media_url, MediaInfo, MediaRecord, Store},
 };
 use crate::{
     api::{
@@ -228,7 +228,7 @@ impl ChatService {
         if !is_valid_id(id) {
             return Err(invalid());
         }
-        match self.store.get_media(id).await? {
+        match self.store.media_info(id).await? {
             Some(m) if m.owner_id == sender && m.conversation_id.as_deref() == Some(conversation_id) => Ok(()),
             _ => Err(invalid()),
         }
@@ -250,22 +250,35 @@ impl ChatService {
         Ok(media_url(&media.id))
     }
 
-    /// Media for `viewer`: avatars are public, message images are visible
-    /// to their conversation's members only (anyone else gets 404, so ids
-    /// cannot be probed).
-    pub async fn media_for(&self, viewer: Option<&str>, id: &str) -> Result<MediaRecord, AppError> {
+    /// What media `id` is, if the viewer may see it: avatars are public,
+    /// message images are visible to their conversation's members only
+    /// (anyone else gets 404, so ids cannot be probed). `viewer` (the
+    /// viewer's user id, if authenticated) is only called for private
+    /// media, so serving an avatar never authenticates. Reads no image data.
+    pub async fn media_access<F, Fut>(&self, id: &str, viewer: F) -> Result<MediaInfo, AppError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Option<String>>,
+    {
         let not_found = || AppError::not_found("No such media");
         if !is_valid_id(id) {
             return Err(not_found());
         }
-        let media = self.store.get_media(id).await?.ok_or_else(not_found)?;
-        match &media.conversation_id {
-            None => Ok(media),
-            Some(conversation_id) => {
-                let Some(viewer) = viewer else { return Err(not_found()) };
-                let members = self.store.conversation_members(conversation_id).await?;
-                if members.iter().any(|m| m == viewer) { Ok(media) } else { Err(not_found()) }
+        let info = self.store.media_info(id).await?.ok_or_else(not_found)?;
+        if let Some(conversation_id) = &info.conversation_id {
+            let viewer = viewer().await.ok_or_else(not_found)?;
+            let members = self.store.conversation_members(conversation_id).await?;
+            if !members.contains(&viewer) {
+                return Err(not_found());
             }
         }
+        Ok(info)
+    }
+
+    /// The bytes of media `id`; call [`Self::media_access`] first.
+    pub async fn media_data(&self, id: &str) -> Result<bytes::Bytes, AppError> {
+        // Gone when deleted in between (a replaced avatar).
+        let media = self.store.get_media(id).await?.ok_or_else(|| AppError::not_found("No such media"))?;
+        Ok(media.data)
     }
 }

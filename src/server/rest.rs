@@ -244,23 +244,26 @@ async fn upload_media(State(state): State<AppState>, auth: AuthUser, req: Reques
 }
 
 /// Serves media with its sniffed type. Ids are never reused (a new avatar
-/// gets a new id), so responses are immutable and cache for a year.
+/// gets a new id), so responses are immutable and cache for a year, and a
+/// revalidation is answered without reading the image. Only private media
+/// authenticates the viewer.
 async fn media(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, AppError> {
-    let viewer = state.auth.authenticate_headers(&headers).await.ok();
-    let media = state.chat.media_for(viewer.as_ref().map(|a| a.user.id.as_str()), &id).await?;
-    let etag = format!("\"{}\"", media.id);
-    let cache = if media.conversation_id.is_some() { "private, max-age=31536000, immutable" } else { "public, max-age=31536000, immutable" };
+    let viewer = || async { state.auth.authenticate_headers(&headers).await.ok().map(|a| a.user.id) };
+    let info = state.chat.media_access(&id, viewer).await?;
+    let etag = format!("\"{id}\"");
+    let cache = if info.conversation_id.is_some() { "private, max-age=31536000, immutable" } else { "public, max-age=31536000, immutable" };
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache.to_string())]).into_response());
     }
+    let data = state.chat.media_data(&id).await?;
     Ok((
         [
-            (header::CONTENT_TYPE, media.content_type.clone()),
+            (header::CONTENT_TYPE, info.content_type),
             (header::CACHE_CONTROL, cache.to_string()),
             (header::ETAG, etag),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
         ],
-        Body::from(media.data),
+        Body::from(data),
     )
         .into_response())
 }

@@ -319,6 +319,18 @@ impl MediaStore for EmbeddedStore {
         .await
     }
 
+    async fn media_info(&self, id: &str) -> Result<Option<MediaInfo>, StoreError> {
+        let id = id.to_string();
+        self.call(move |c| {
+            c.query_row("SELECT owner_id, conversation_id, content_type FROM media WHERE id = ?1", [id], |row| {
+                Ok(MediaInfo { owner_id: row.get(0)?, conversation_id: row.get(1)?, content_type: row.get(2)? })
+            })
+            .optional()
+            .map_err(unavailable)
+        })
+        .await
+    }
+
     async fn delete_media(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_string();
         self.call(move |c| {

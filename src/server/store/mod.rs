@@ -88,6 +88,15 @@ pub struct MediaRecord {
     pub created_at_ms: i64,
 }
 
+/// What permission checks and cache revalidation need to know about media:
+/// everything but the bytes, which can be megabytes.
+#[derive(Clone, Debug)]
+pub struct MediaInfo {
+    pub owner_id: String,
+    pub conversation_id: Option<String>,
+    pub content_type: String,
+}
+
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// Fails with [`StoreError::Duplicate`]`("email")` if the email is taken.
@@ -117,6 +126,8 @@ pub trait TokenStore: Send + Sync {
 pub trait MediaStore: Send + Sync {
     async fn put_media(&self, media: &MediaRecord) -> Result<(), StoreError>;
     async fn get_media(&self, id: &str) -> Result<Option<MediaRecord>, StoreError>;
+    /// Media without its data; drivers must not read the bytes for it.
+    async fn media_info(&self, id: &str) -> Result<Option<MediaInfo>, StoreError>;
     async fn delete_media(&self, id: &str) -> Result<(), StoreError>;
 }
 

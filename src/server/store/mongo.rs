@@ -262,6 +262,24 @@ impl MediaStore for MongoStore {
         }))
     }
 
+    async fn media_info(&self, id: &str) -> Result<Option<MediaInfo>, StoreError> {
+        let Some(d) = self
+            .docs("media")
+            .find_one(doc! { "_id": id })
+            .projection(doc! { "data": 0 })
+            .await
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str| StoreError::Corrupt(format!("media {id}: {what}"));
+        Ok(Some(MediaInfo {
+            owner_id: d.get_str("owner_id").map_err(|_| corrupt("owner_id"))?.to_string(),
+            conversation_id: d.get_str("conversation_id").ok().map(str::to_string),
+            content_type: d.get_str("content_type").map_err(|_| corrupt("content_type"))?.to_string(),
+        }))
+    }
+
     async fn delete_media(&self, id: &str) -> Result<(), StoreError> {
         self.docs("media").delete_one(doc! { "_id": id }).await.map_err(unavailable)?;
         Ok(())
