@@ -126,12 +126,10 @@ pub fn ChatPage() -> impl IntoView {
     Effect::new(move |_| chat.load_contacts());
     Effect::new(move |_| {
         if let Some(p) = peer.get() {
-            chat.unread.update(|u| {
-                u.remove(&p);
-            });
-            chat.timelines.update(|m| {
-                state::timeline_mut(m, &p);
-            });
+            // Both are usually no-ops (nothing unread, a conversation opened
+            // before): only a real change notifies.
+            chat.unread.maybe_update(|u| u.remove(&p).is_some());
+            chat.timelines.maybe_update(|m| state::ensure_timeline(m, &p));
             chat.load_latest(p, false);
         }
     });
@@ -265,13 +263,18 @@ impl Chat {
     pub fn load_latest(self, peer: String, then_resend: bool) {
         spawn_local(async move {
             match conversation(peer.clone(), None, Some(PAGE_SIZE)).await {
-                Ok(page) => self.timelines.update(|m| {
-                    state::timeline_mut(m, &peer).merge_latest(page.messages, page.has_more);
+                // Reopening a conversation usually brings nothing new.
+                Ok(page) => self.timelines.maybe_update(|m| {
+                    let created = state::ensure_timeline(m, &peer);
+                    let merged = state::timeline_mut(m, &peer).merge_latest(page.messages, page.has_more);
+                    created || merged
                 }),
-                Err(e) => self.timelines.update(|m| {
-                    if let Some(t) = m.get_mut(&peer) {
+                Err(e) => self.timelines.maybe_update(|m| match m.get_mut(&peer) {
+                    Some(t) => {
                         t.load_error = Some(e.message);
+                        true
                     }
+                    None => false,
                 }),
             }
             if then_resend {
@@ -293,11 +296,7 @@ impl Chat {
     }
 
     pub fn apply_older(self, peer: &str, messages: Vec<ChatMessage>, has_more: bool) {
-        self.timelines.update(|m| {
-            if let Some(t) = m.get_mut(peer) {
-                t.prepend_older(messages, has_more);
-            }
-        });
+        self.timelines.maybe_update(|m| m.get_mut(peer).is_some_and(|t| t.prepend_older(messages, has_more)));
     }
 
     /// Sends a new message: shown at once as pending, then delivered.
@@ -326,9 +325,10 @@ impl Chat {
     /// the socket, or — when the socket is down — use the HTTP send path.
     /// The ack timer marks the attempt failed if nothing confirms it.
     fn dispatch(self, peer: String, cid: String) {
-        let Some(Some(mut out)) =
-            self.timelines.try_update(|m| m.get_mut(&peer).and_then(|t| t.begin_attempt(&cid)))
-        else {
+        let Some(Some(mut out)) = self.timelines.try_maybe_update(|m| {
+            let out = m.get_mut(&peer).and_then(|t| t.begin_attempt(&cid));
+            (out.is_some(), out)
+        }) else {
             return;
         };
         spawn_local(async move {
@@ -385,12 +385,10 @@ impl Chat {
         set_timeout(move || self.fail(&peer, &cid, Some(attempt), None), ACK_TIMEOUT);
     }
 
+    /// Marks a pending message failed. Notifies only if it was still
+    /// pending: the ack timer usually fires after the ack and finds nothing.
     fn fail(self, peer: &str, cid: &str, attempt: Option<u32>, error: Option<String>) {
-        self.timelines.update(|m| {
-            if let Some(t) = m.get_mut(peer) {
-                t.fail(cid, attempt, error);
-            }
-        });
+        self.timelines.maybe_update(|m| m.get_mut(peer).is_some_and(|t| t.fail(cid, attempt, error)));
     }
 
     /// The peer whose timeline holds the unconfirmed message `cid`.
@@ -406,11 +404,9 @@ impl Chat {
         // Our own message: its conversation is the recipient's, unless the
         // pending copy says otherwise.
         let peer = self.peer_of_outgoing(cid).unwrap_or_else(|| message.recipient_id.clone());
-        self.timelines.update(|m| {
-            if let Some(t) = m.get_mut(&peer) {
-                t.ack(cid, message);
-            }
-        });
+        // Notifies unless nothing changed (the live copy came first and
+        // already replaced the pending row).
+        self.timelines.maybe_update(|m| m.get_mut(&peer).is_some_and(|t| t.ack(cid, message).changed()));
     }
 
     /// Resends every pending message of every conversation (same ids).
@@ -434,11 +430,7 @@ impl Chat {
             ServerEvent::Hello { user, online, .. } => {
                 self.me.set(Some(user.id));
                 let online: HashSet<String> = online.into_iter().collect();
-                self.contacts.update(|cs| {
-                    if let Some(cs) = cs {
-                        state::reset_online(cs, &online);
-                    }
-                });
+                self.contacts.maybe_update(|cs| cs.as_mut().is_some_and(|cs| state::reset_online(cs, &online)));
                 self.presence.set(Some(online));
                 let n = self.hellos.try_update_value(|n| {
                     *n += 1;
@@ -458,30 +450,20 @@ impl Chat {
             ServerEvent::Ack { client_msg_id, message } => self.on_ack(&client_msg_id, message),
             ServerEvent::Message { message } => self.on_message(message),
             ServerEvent::Presence { user_id, online } => {
-                self.presence.update(|p| {
-                    if let Some(p) = p {
-                        if online {
-                            p.insert(user_id.clone());
-                        } else {
-                            p.remove(&user_id);
-                        }
-                    }
+                // Sent to everyone: most change nothing here.
+                self.presence.maybe_update(|p| match p {
+                    Some(p) if online => p.insert(user_id.clone()),
+                    Some(p) => p.remove(&user_id),
+                    None => false,
                 });
-                self.contacts.update(|cs| {
-                    if let Some(cs) = cs {
-                        state::apply_presence(cs, &user_id, online);
-                    }
-                });
+                self.contacts
+                    .maybe_update(|cs| cs.as_mut().is_some_and(|cs| state::apply_presence(cs, &user_id, online)));
             }
             ServerEvent::Contact { mut contact } => {
                 if let Some(Some(p)) = self.presence.try_get_untracked() {
                     contact.online = p.contains(&contact.id);
                 }
-                self.contacts.update(|cs| {
-                    if let Some(cs) = cs {
-                        state::upsert_contact(cs, contact);
-                    }
-                });
+                self.contacts.maybe_update(|cs| cs.as_mut().is_some_and(|cs| state::upsert_contact(cs, contact)));
             }
             ServerEvent::Error { code, message, client_msg_id } => {
                 leptos::logging::warn!("chat server error {code:?}: {message}");
@@ -505,12 +487,22 @@ impl Chat {
         let Some(me) = self.me.try_get_untracked().flatten() else { return };
         let peer = state::peer_of(&message, &me).to_string();
         let incoming = message.sender_id != me;
+        // Notifies only if the timeline is held and changed: the echo of our
+        // own message after its ack, or a repeat, changes nothing.
         let inserted = self
             .timelines
-            .try_update(|m| m.get_mut(&peer).map(|t| t.insert(message)))
+            .try_maybe_update(|m| match m.get_mut(&peer) {
+                Some(t) => {
+                    let inserted = t.insert(message);
+                    (inserted.changed(), Some(inserted))
+                }
+                None => (false, None),
+            })
             .flatten();
         let open = self.peer.try_get_untracked().flatten();
-        if incoming && open.as_deref() != Some(peer.as_str()) && inserted != Some(Inserted::Duplicate) {
+        // Unread unless the message was held already (`None`: the
+        // conversation is not held, so it is new to us).
+        if incoming && open.as_deref() != Some(peer.as_str()) && matches!(inserted, None | Some(Inserted::New)) {
             self.unread.update(|u| *u.entry(peer).or_insert(0) += 1);
         }
     }

@@ -96,13 +96,24 @@ impl Item {
     }
 }
 
-/// What [`Timeline::insert`] did with a message.
+/// What [`Timeline::insert`] (or [`Timeline::ack`]) did with a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Inserted {
-    /// A message the timeline did not have.
+    /// A message the timeline did not have (a pending own copy of it, if
+    /// there was one, is gone too).
     New,
+    /// Already there (same id), but a pending own copy of it was still held
+    /// and is gone now: the rows changed although no message was added.
+    DroppedPending,
     /// Already there (same id); nothing changed.
     Duplicate,
+}
+
+impl Inserted {
+    /// Whether the timeline changed, i.e. whoever shows it must be told.
+    pub fn changed(self) -> bool {
+        self != Inserted::Duplicate
+    }
 }
 
 /// The messages of one conversation as this client knows them.
@@ -131,15 +142,23 @@ impl Timeline {
         m.sender_id != self.peer_id
     }
 
+    /// Drops the pending own message `client_msg_id`; returns whether there
+    /// was one.
+    fn drop_outgoing(&mut self, client_msg_id: &str) -> bool {
+        let before = self.outgoing.len();
+        self.outgoing.retain(|o| o.client_msg_id != client_msg_id);
+        self.outgoing.len() != before
+    }
+
     /// Adds a confirmed message unless one with the same id is there; a
     /// pending own message with the same `client_msg_id` is replaced by it.
     pub fn insert(&mut self, message: ChatMessage) -> Inserted {
-        if self.is_own(&message)
-            && let Some(cid) = message.client_msg_id.as_deref()
-        {
-            self.outgoing.retain(|o| o.client_msg_id != cid);
-        }
+        let dropped = match message.client_msg_id.as_deref() {
+            Some(cid) if self.is_own(&message) => self.drop_outgoing(cid),
+            _ => false,
+        };
         match self.messages.binary_search_by(|m| m.id.as_str().cmp(message.id.as_str())) {
+            Ok(_) if dropped => Inserted::DroppedPending,
             Ok(_) => Inserted::Duplicate,
             Err(at) => {
                 self.messages.insert(at, message);
@@ -150,41 +169,55 @@ impl Timeline {
 
     /// The server confirmed `client_msg_id` as `message`: the pending copy
     /// goes, the confirmed one takes its place (once, even if the same message
-    /// already came in as a live `Message`).
+    /// already came in as a live `Message`). `Duplicate` only if neither
+    /// happened: the timeline did not change.
     pub fn ack(&mut self, client_msg_id: &str, message: ChatMessage) -> Inserted {
-        self.outgoing.retain(|o| o.client_msg_id != client_msg_id);
-        self.insert(message)
+        let dropped = self.drop_outgoing(client_msg_id);
+        match self.insert(message) {
+            Inserted::Duplicate if dropped => Inserted::DroppedPending,
+            inserted => inserted,
+        }
     }
 
     /// Merges the newest page (first load, reopening, or resync after a
     /// reconnect). If the page is full and starts after everything we hold,
     /// messages were missed in between: the old ones are dropped rather than
     /// leaving a silent gap, and older history is paged in again on scroll.
-    pub fn merge_latest(&mut self, page: Vec<ChatMessage>, has_more: bool) {
+    /// Returns whether anything changed.
+    pub fn merge_latest(&mut self, page: Vec<ChatMessage>, has_more: bool) -> bool {
         let gap = match (self.messages.last(), page.first()) {
             (Some(newest_held), Some(oldest_page)) => has_more && oldest_page.id > newest_held.id,
             _ => false,
         };
+        // A gap implies messages were held, so clearing them is a change.
+        let mut changed = gap;
         if gap {
             self.messages.clear();
         }
         if !self.loaded || gap || self.messages.is_empty() {
+            changed |= self.has_more != has_more;
             self.has_more = has_more;
         }
+        changed |= !self.loaded || self.load_error.is_some();
         self.loaded = true;
         self.load_error = None;
         for m in page {
-            self.insert(m);
+            // `|=` does not short-circuit: every message is inserted.
+            changed |= self.insert(m).changed();
         }
+        changed
     }
 
-    /// Merges an older page fetched with `before = oldest_id()`.
-    pub fn prepend_older(&mut self, page: Vec<ChatMessage>, has_more: bool) {
+    /// Merges an older page fetched with `before = oldest_id()`. Returns
+    /// whether anything changed.
+    pub fn prepend_older(&mut self, page: Vec<ChatMessage>, has_more: bool) -> bool {
+        let mut changed = self.has_more != has_more || !self.loaded;
         self.has_more = has_more;
         self.loaded = true;
         for m in page {
-            self.insert(m);
+            changed |= self.insert(m).changed();
         }
+        changed
     }
 
     /// Id of the oldest confirmed message, the `before` cursor of the next
@@ -265,19 +298,30 @@ pub fn timeline_mut<'a>(timelines: &'a mut HashMap<String, Timeline>, peer: &str
     timelines.entry(peer.to_string()).or_insert_with(|| Timeline::new(peer))
 }
 
+/// Creates an empty timeline for `peer` if there is none yet. Returns
+/// whether it did.
+pub fn ensure_timeline(timelines: &mut HashMap<String, Timeline>, peer: &str) -> bool {
+    if timelines.contains_key(peer) {
+        return false;
+    }
+    timelines.insert(peer.to_string(), Timeline::new(peer));
+    true
+}
+
 /// The conversation a message belongs to, seen from `me`: the other side.
 pub fn peer_of<'a>(message: &'a ChatMessage, me: &str) -> &'a str {
     if message.sender_id == me { &message.recipient_id } else { &message.sender_id }
 }
 
-/// Sets one contact's presence. Returns whether a contact matched.
+/// Sets one contact's presence. Returns whether it changed (false if no
+/// contact matched or it already had that presence).
 pub fn apply_presence(contacts: &mut [Contact], user_id: &str, online: bool) -> bool {
     match contacts.iter_mut().find(|c| c.id == user_id) {
-        Some(c) => {
+        Some(c) if c.online != online => {
             c.online = online;
             true
         }
-        None => false,
+        _ => false,
     }
 }
 
@@ -287,17 +331,24 @@ pub fn find_contact(contacts: Option<&[Contact]>, id: &str) -> Option<Contact> {
 }
 
 /// Sets every contact's presence from the full set of online ids (`Hello`,
-/// or a list loaded after it).
-pub fn reset_online(contacts: &mut [Contact], online: &HashSet<String>) {
+/// or a list loaded after it). Returns whether any contact changed.
+pub fn reset_online(contacts: &mut [Contact], online: &HashSet<String>) -> bool {
+    let mut changed = false;
     for c in contacts.iter_mut() {
-        c.online = online.contains(&c.id);
+        let on = online.contains(&c.id);
+        changed |= c.online != on;
+        c.online = on;
     }
+    changed
 }
 
 /// Adds a new contact or updates an existing one (a `Contact` frame). A new
-/// contact is placed in name order.
-pub fn upsert_contact(contacts: &mut Vec<Contact>, contact: Contact) {
+/// contact is placed in name order. Returns whether the list changed.
+pub fn upsert_contact(contacts: &mut Vec<Contact>, contact: Contact) -> bool {
     if let Some(c) = contacts.iter_mut().find(|c| c.id == contact.id) {
+        if *c == contact {
+            return false;
+        }
         *c = contact;
     } else {
         let key = contact.full_name.to_lowercase();
@@ -307,6 +358,7 @@ pub fn upsert_contact(contacts: &mut Vec<Contact>, contact: Contact) {
             .unwrap_or(contacts.len());
         contacts.insert(at, contact);
     }
+    true
 }
 
 /// Contacts matching a case-insensitive name search, optionally online only.
@@ -549,6 +601,136 @@ mod tests {
         assert_eq!(timeline_mut(&mut m, PEER).peer_id, PEER);
         assert_eq!(keys(&m[PEER]), ["pending:c1"], "the existing timeline is kept");
         assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn insert_reports_whether_it_changed() {
+        let mut t = Timeline::new(PEER);
+        assert!(t.insert(msg("01A", PEER, "hi", None)).changed());
+        assert!(!t.insert(msg("01A", PEER, "hi", None)).changed());
+        // A live copy of our own message confirms its pending row.
+        t.add_outgoing(out("c1", "hello"));
+        assert_eq!(t.insert(msg("01B", ME, "hello", Some("c1"))), Inserted::New);
+        // The echo of a message already confirmed changes nothing.
+        assert_eq!(t.insert(msg("01B", ME, "hello", Some("c1"))), Inserted::Duplicate);
+        assert_eq!(keys(&t), ["01A", "01B"]);
+    }
+
+    #[test]
+    fn held_message_still_drops_its_pending_copy() {
+        let mut t = Timeline::new(PEER);
+        t.add_outgoing(out("c1", "hello"));
+        // Held already, e.g. from a page whose copy lacks the client id…
+        t.insert(msg("01A", ME, "hello", None));
+        assert_eq!(keys(&t), ["01A", "pending:c1"]);
+        // …so the live copy with the client id only drops the pending row.
+        let inserted = t.insert(msg("01A", ME, "hello", Some("c1")));
+        assert_eq!(inserted, Inserted::DroppedPending);
+        assert!(inserted.changed());
+        assert_eq!(keys(&t), ["01A"]);
+    }
+
+    #[test]
+    fn ack_of_a_held_message_still_changes_when_it_drops_the_pending_row() {
+        let mut t = Timeline::new(PEER);
+        t.add_outgoing(out("c1", "hello"));
+        t.insert(msg("01A", ME, "hello", None));
+        let acked = t.ack("c1", msg("01A", ME, "hello", None));
+        assert_eq!(acked, Inserted::DroppedPending);
+        assert!(acked.changed());
+        assert_eq!(keys(&t), ["01A"]);
+        // Acked again (HTTP and socket both answered): nothing left to change.
+        let again = t.ack("c1", msg("01A", ME, "hello", Some("c1")));
+        assert_eq!(again, Inserted::Duplicate);
+        assert!(!again.changed());
+    }
+
+    #[test]
+    fn ack_of_a_new_message_changes() {
+        let mut t = Timeline::new(PEER);
+        t.add_outgoing(out("c1", "hello"));
+        let acked = t.ack("c1", msg("01A", ME, "hello", Some("c1")));
+        assert_eq!(acked, Inserted::New);
+        assert!(acked.changed());
+        // An ack for a message this timeline never had pending still adds it.
+        let mut t = Timeline::new(PEER);
+        assert_eq!(t.ack("c9", msg("01A", ME, "hello", Some("c9"))), Inserted::New);
+        assert_eq!(keys(&t), ["01A"]);
+    }
+
+    #[test]
+    fn fail_reports_no_change_when_already_failed_or_gone() {
+        let mut t = Timeline::new(PEER);
+        t.add_outgoing(out("c1", "hello"));
+        assert!(t.fail("c1", None, Some("refused".into())));
+        // The ack timer of that attempt fires later: nothing to do.
+        assert!(!t.fail("c1", Some(0), None));
+        assert_eq!(t.outgoing("c1").and_then(|o| o.error.clone()).as_deref(), Some("refused"));
+        assert!(!t.fail("zz", None, None));
+    }
+
+    #[test]
+    fn merge_latest_reports_whether_it_changed() {
+        let mut t = Timeline::new(PEER);
+        // First load of an empty conversation: `loaded` flips.
+        assert!(t.merge_latest(vec![], false));
+        assert!(!t.merge_latest(vec![], false));
+        assert!(t.merge_latest(vec![msg("01A", PEER, "a", None)], false));
+        // Reopening with the same page changes nothing.
+        assert!(!t.merge_latest(vec![msg("01A", PEER, "a", None)], false));
+        // A new message, a cleared load error, a changed `has_more` do.
+        assert!(t.merge_latest(vec![msg("01A", PEER, "a", None), msg("01B", PEER, "b", None)], false));
+        t.load_error = Some("down".into());
+        assert!(t.merge_latest(vec![msg("01A", PEER, "a", None), msg("01B", PEER, "b", None)], false));
+        assert_eq!(t.load_error, None);
+        let mut fresh = Timeline::new(PEER);
+        fresh.loaded = true;
+        assert!(fresh.merge_latest(vec![], true));
+        assert!(fresh.has_more);
+        // A confirmed pending row is a change.
+        t.add_outgoing(out("c1", "mine"));
+        assert!(t.merge_latest(vec![msg("01B", PEER, "b", None), msg("01C", ME, "mine", Some("c1"))], false));
+        assert_eq!(keys(&t), ["01A", "01B", "01C"]);
+        // A gap drops what was held.
+        assert!(t.merge_latest(vec![msg("01X", PEER, "x", None)], true));
+        assert_eq!(keys(&t), ["01X"]);
+        assert!(!t.merge_latest(vec![msg("01X", PEER, "x", None)], true));
+    }
+
+    #[test]
+    fn prepend_older_reports_whether_it_changed() {
+        let mut t = Timeline::new(PEER);
+        t.merge_latest(vec![msg("01C", PEER, "c", None)], true);
+        assert!(t.prepend_older(vec![msg("01B", PEER, "b", None)], true));
+        assert!(!t.prepend_older(vec![msg("01B", PEER, "b", None)], true));
+        assert!(t.prepend_older(vec![msg("01B", PEER, "b", None)], false));
+        assert_eq!(keys(&t), ["01B", "01C"]);
+    }
+
+    #[test]
+    fn contact_updates_report_whether_they_changed() {
+        let mut cs = vec![contact("a", "Alice", false), contact("c", "Carol", true)];
+        assert!(!apply_presence(&mut cs, "a", false), "already offline");
+        assert!(apply_presence(&mut cs, "a", true));
+        assert!(!apply_presence(&mut cs, "a", true), "already online");
+        assert!(cs[0].online);
+        let online = HashSet::from(["a".to_string(), "c".to_string()]);
+        assert!(!reset_online(&mut cs, &online));
+        assert!(reset_online(&mut cs, &HashSet::from(["a".to_string()])));
+        assert!(!cs[1].online);
+        assert!(upsert_contact(&mut cs, contact("b", "Bob", true)));
+        assert!(!upsert_contact(&mut cs, contact("b", "Bob", true)));
+        assert!(upsert_contact(&mut cs, contact("b", "Bob", false)));
+        assert_eq!(cs.len(), 3);
+    }
+
+    #[test]
+    fn ensure_timeline_creates_once() {
+        let mut m = HashMap::new();
+        assert!(ensure_timeline(&mut m, PEER));
+        timeline_mut(&mut m, PEER).add_outgoing(out("c1", "hello"));
+        assert!(!ensure_timeline(&mut m, PEER));
+        assert_eq!(keys(&m[PEER]), ["pending:c1"], "the existing timeline is kept");
     }
 
     #[test]
