@@ -1,14 +1,16 @@
 //! Who is signed in, shared through context by the navbar, the pages and the
 //! chat, plus the route guards built on it.
 //!
-//! ```ignore
-//! use crate::app::use_session;
+//! ```no_run
+//! # fn component(user: charcha::api::dto::User) {
+//! use charcha::app::use_session;
 //!
 //! let session = use_session();
 //! // Inside <Suspense>/<Transition> (e.g. anywhere under a protected route):
-//! let me = move || session.user_now();          // Option<User>, reactive
+//! let me = move || session.user_now(); // Option<User>, reactive
 //! // After the user changes (login, profile edit):
 //! session.set_user(Some(user));
+//! # }
 //! ```
 
 use leptos::{either::Either, prelude::*};

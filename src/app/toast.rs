@@ -1,10 +1,12 @@
 //! Global toasts: short notices ("Profile saved", "Could not send") shown in
 //! a corner and dismissed automatically. Any component can raise one:
 //!
-//! ```ignore
-//! let toast = crate::app::use_toast();
+//! ```no_run
+//! # fn component(err: charcha::api::AppError) {
+//! let toast = charcha::app::use_toast();
 //! toast.success("Profile saved");
 //! toast.error(err.message);
+//! # }
 //! ```
 
 use leptos::prelude::*;
