@@ -1185,6 +1185,30 @@ async fn media_revalidation_keeps_private_images_private() {
     assert_eq!(resp.bytes().await.unwrap().to_vec(), png());
 }
 
+/// Sign-ups and profile edits reach everyone as `contact` events, with the
+/// user's presence at that moment.
+#[tokio::test]
+async fn contact_changes_are_announced_with_presence() {
+    let server = TestServer::start().await;
+    let ann = TestUser::signup(&server, "Ann").await;
+    let mut watcher = ann.ws(&server).await;
+    let contact_of = |id: String| move |e: &Value| e["type"] == "contact" && e["contact"]["_id"] == id.as_str();
+
+    // A new user has no session yet: announced offline.
+    let bob = TestUser::signup(&server, "Bob").await;
+    let e = next_where(&mut watcher, "Bob's sign-up", contact_of(bob.id.clone())).await;
+    assert_eq!(e["contact"]["online"], false, "{e}");
+
+    // Bob, connected, edits his profile: announced online, with the new name.
+    let _bob_tab = bob.ws(&server).await;
+    let form = reqwest::multipart::Form::new().text("full_name", "Bob Renamed");
+    let (status, body) = body_json(bob.http.put(format!("{}/api/auth/update-profile", server.url)).multipart(form).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let e = next_where(&mut watcher, "Bob's profile edit", contact_of(bob.id.clone())).await;
+    assert_eq!(e["contact"]["full_name"], "Bob Renamed", "{e}");
+    assert_eq!(e["contact"]["online"], true, "{e}");
+}
+
 // ------------------------------------------------------------ 10. worker
 
 #[tokio::test]

@@ -215,7 +215,7 @@ impl AuthService {
 
     /// Tells every connected client about a new or changed user.
     async fn announce(&self, record: &UserRecord) {
-        let online = self.presence.online_users().await.map(|s| s.contains(&record.id)).unwrap_or(false);
+        let online = self.presence.is_online(&record.id).await.unwrap_or(false);
         let event = ServerEvent::Contact { contact: record.to_contact(online) };
         if let Err(e) = self.bus.publish(Audience::Everyone, event.to_json().into()).await {
             tracing::warn!("could not announce contact change: {e}");

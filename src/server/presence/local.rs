@@ -47,6 +47,10 @@ impl Presence for LocalPresence {
     async fn online_users(&self) -> Result<HashSet<String>, PresenceError> {
         Ok(self.sessions.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect())
     }
+
+    async fn is_online(&self, user_id: &str) -> Result<bool, PresenceError> {
+        Ok(self.sessions.lock().unwrap_or_else(|p| p.into_inner()).contains_key(user_id))
+    }
 }
 
 #[cfg(test)]
@@ -60,7 +64,9 @@ mod tests {
         assert!(!p.session_opened("a").await.unwrap());
         assert!(!p.session_closed("a").await.unwrap());
         assert!(p.online_users().await.unwrap().contains("a"));
+        assert!(p.is_online("a").await.unwrap());
         assert!(p.session_closed("a").await.unwrap());
         assert!(p.online_users().await.unwrap().is_empty());
+        assert!(!p.is_online("a").await.unwrap());
     }
 }

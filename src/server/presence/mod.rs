@@ -22,4 +22,6 @@ pub trait Presence: Send + Sync {
     /// A session of `user_id` closed; true when the user just went offline.
     async fn session_closed(&self, user_id: &str) -> Result<bool, PresenceError>;
     async fn online_users(&self) -> Result<HashSet<String>, PresenceError>;
+    /// Whether one user is online (without listing everyone).
+    async fn is_online(&self, user_id: &str) -> Result<bool, PresenceError>;
 }

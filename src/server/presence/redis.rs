@@ -174,4 +174,10 @@ impl Presence for RedisPresence {
         let users: Vec<String> = self.redis.zrangebyscore(&self.online_key, now, "+inf", false, None).await.map_err(unavailable)?;
         Ok(users.into_iter().collect())
     }
+
+    async fn is_online(&self, user_id: &str) -> Result<bool, PresenceError> {
+        // Online while the entry's expiry is in the future (as online_users).
+        let expiry: Option<f64> = self.redis.zscore(&self.online_key, user_id).await.map_err(unavailable)?;
+        Ok(expiry.is_some_and(|e| e > now_ms() as f64))
+    }
 }
