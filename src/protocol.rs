@@ -97,6 +97,13 @@ impl ServerEvent {
     pub fn message_frame(message_json: &str) -> String {
         format!(r#"{{"type":"message","message":{message_json}}}"#)
     }
+
+    /// The JSON of [`ServerEvent::Ack`] around an already serialised message.
+    pub fn ack_frame(client_msg_id: &str, message_json: &str) -> String {
+        // A JSON string of a `&str` always serialises.
+        let id = serde_json::to_string(client_msg_id).unwrap_or_else(|_| String::from("\"\""));
+        format!(r#"{{"type":"ack","client_msg_id":{id},"message":{message_json}}}"#)
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +125,8 @@ mod tests {
         let json = serde_json::to_string(&message).expect("json");
         let frame = ServerEvent::message_frame(&json);
         assert_eq!(frame, ServerEvent::Message { message: message.clone() }.to_json());
-        assert_eq!(serde_json::from_str::<ServerEvent>(&frame).expect("parses"), ServerEvent::Message { message });
+        assert_eq!(serde_json::from_str::<ServerEvent>(&frame).expect("parses"), ServerEvent::Message { message: message.clone() });
+        let ack = ServerEvent::ack_frame("c\"1", &json);
+        assert_eq!(ack, ServerEvent::Ack { client_msg_id: "c\"1".into(), message: message.clone() }.to_json());
     }
 }

@@ -55,6 +55,7 @@ pub async fn send_message(
             .chat
             .send(&auth.user.id, SendRequest { client_msg_id: Some(client_msg_id), to: peer_id, text, image })
             .await
+            .map(|sent| sent.message)
     }
     .await)
 }

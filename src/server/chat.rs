@@ -2,10 +2,16 @@
 //! server functions:
 //!
 //! 1. validate (sender is always the authenticated user);
-//! 2. claim `(sender, client_msg_id)` so a retry gets the same message;
-//! 3. append to the log — only then is the sender acknowledged;
-//! 4. publish on the bus to both members' sessions (live delivery);
-//! 5. the worker (see `worker`) stores what the log holds as history.
+//! 2. submit to the log, idempotently per `(sender, client_msg_id)` so a
+//!    retry gets the same message ([`ChatService::submit`]);
+//! 3. once the log has it durably, acknowledge the sender and publish it on
+//!    the bus to the conversation's members ([`ChatService::complete`]);
+//! 4. the worker (see `worker`) stores what the log holds as history.
+//!
+//! No store call is on this path for a conversation already seen: the
+//! recipient's existence is cached (users are never deleted) and the
+//! worker records conversations as it stores their messages. So sends keep
+//! working, acked and live, while MongoDB is down.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +20,8 @@ use dashmap::DashSet;
 use super::{
     bus::{Audience, Bus},
     clock,
-    log::Log,
+    bus::SessionRef,
+    log::{Appended, Durable, Log, SendRecord},
     media::ImageForm,
     metrics,
     presence::Presence,
@@ -52,8 +59,24 @@ pub struct ChatService {
     /// Monotonic within this process even inside one millisecond, so ids
     /// from one instance sort in send order.
     ids: Mutex<ulid::Generator>,
-    /// Conversations known to exist, to skip the upsert on the hot path.
-    known_conversations: DashSet<String>,
+    /// Users known to exist (users are never deleted), so a send to a
+    /// known recipient reads nothing from the store.
+    known_users: DashSet<String>,
+}
+
+/// A send the log has queued but may not have made durable yet.
+pub struct PendingSend {
+    candidate: ChatMessage,
+    /// `candidate` as JSON (the log record, unless a retry finds the first attempt).
+    candidate_json: String,
+    durable: Durable,
+}
+
+/// A durable message: what the sender is acknowledged with.
+pub struct SentMessage {
+    pub message: ChatMessage,
+    /// `message` as JSON, as the log holds it.
+    pub json: String,
 }
 
 /// True when `id` has the shape of a Charcha id (a ULID).
@@ -78,7 +101,7 @@ impl ChatService {
             limiter,
             send_rate_per_minute,
             ids: Mutex::new(ulid::Generator::new()),
-            known_conversations: DashSet::new(),
+            known_users: DashSet::new(),
         }
     }
 
@@ -105,22 +128,26 @@ impl ChatService {
         if peer == me {
             return Err(AppError::bad_request("You cannot chat with yourself"));
         }
-        let conversation_id = direct_conversation_id(me, peer);
-        // A known conversation implies both members exist (users are never
-        // deleted): skip the store read on the per-message hot path.
-        if !self.known_conversations.contains(&conversation_id) && self.store.user_by_id(peer).await?.is_none() {
-            return Err(AppError::not_found("No such user"));
+        if !self.known_users.contains(peer) {
+            if self.store.user_by_id(peer).await?.is_none() {
+                return Err(AppError::not_found("No such user"));
+            }
+            self.known_users.insert(peer.to_string());
         }
-        Ok(conversation_id)
+        Ok(direct_conversation_id(me, peer))
+    }
+
+    /// Records that `user_id` exists (it just signed up or authenticated),
+    /// so sends to it need no store read.
+    pub fn remember_user(&self, user_id: &str) {
+        if !self.known_users.contains(user_id) {
+            self.known_users.insert(user_id.to_string());
+        }
     }
 
     async fn ensure_conversation(&self, conversation_id: &str, members: [&str; 2]) -> Result<(), AppError> {
-        if self.known_conversations.contains(conversation_id) {
-            return Ok(());
-        }
         let members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
         self.store.ensure_conversation(conversation_id, &members).await?;
-        self.known_conversations.insert(conversation_id.to_string());
         Ok(())
     }
 
@@ -149,8 +176,18 @@ impl ChatService {
         Ok(MessagePage { messages, has_more })
     }
 
-    /// Sends a message; returns it once the log holds it durably.
-    pub async fn send(&self, sender: &str, req: SendRequest) -> Result<ChatMessage, AppError> {
+    /// Sends a message: returns it once the log holds it durably, after
+    /// publishing it live to every session of both members.
+    pub async fn send(&self, sender: &str, req: SendRequest) -> Result<SentMessage, AppError> {
+        let pending = self.submit(sender, req).await?;
+        self.complete(pending, None).await
+    }
+
+    /// Validates a send and queues it in the log; returns once it is queued.
+    /// Sends one caller submits one after another keep that order, so a
+    /// connection can have several in flight ([`Self::complete`] each, in
+    /// the same order).
+    pub async fn submit(&self, sender: &str, req: SendRequest) -> Result<PendingSend, AppError> {
         // Per user, across sessions and instances (the limiter is shared in
         // the scaled mode).
         let key = format!("send:{sender}");
@@ -179,47 +216,55 @@ impl ChatService {
         if let Some(url) = &image {
             self.check_image_reference(sender, &conversation_id, url).await?;
         }
-        self.ensure_conversation(&conversation_id, [sender, &req.to]).await?;
 
         let candidate = ChatMessage {
             id: self.next_id(),
-            conversation_id: conversation_id.clone(),
+            conversation_id,
             sender_id: sender.to_string(),
-            recipient_id: req.to.clone(),
+            recipient_id: req.to,
             text,
             image,
             created_at: clock::rfc3339(clock::now_ms()),
             client_msg_id: Some(client_msg_id.clone()),
         };
-        // A retry returns the first attempt's message, which is appended
-        // again: harmless, history is idempotent by message id.
-        // Serialised once: the claim stores this text, and unless a retry
-        // returns the first attempt's message it is also the log record.
+        // Serialised once: this text is the log record, the live frame and the ack.
         let candidate_json = serde_json::to_string(&candidate).map_err(|_| AppError::internal())?;
-        let message = self.store.claim_send(sender, &client_msg_id, &candidate, &candidate_json).await?;
-        let payload = if message.id == candidate.id {
-            candidate_json
-        } else {
-            serde_json::to_string(&message).map_err(|_| AppError::internal())?
+        let record = SendRecord {
+            key: candidate.conversation_id.clone(),
+            sender_id: candidate.sender_id.clone(),
+            client_msg_id,
+            payload: candidate_json.clone(),
         };
-        // The live frame wraps the same text, so it is not serialised again.
-        let frame: bytes::Bytes = ServerEvent::message_frame(&payload).into();
-        self.log.append(&conversation_id, payload.into_bytes()).await.map_err(|e| {
-            metrics::inc(&metrics::METRICS.send_failures);
-            tracing::error!("log append failed: {e}");
-            AppError::unavailable("Message not sent: the message log is unavailable. Please retry.")
-        })?;
+        let durable = self.log.submit(record).await.map_err(log_unavailable)?;
+        Ok(PendingSend { candidate, candidate_json, durable })
+    }
 
+    /// Waits until `pending` is durable, then publishes it live to every
+    /// session of the conversation's members but `origin` (the sending
+    /// session, which is answered with an ack instead).
+    pub async fn complete(&self, pending: PendingSend, origin: Option<SessionRef>) -> Result<SentMessage, AppError> {
+        let PendingSend { candidate, candidate_json, durable } = pending;
+        let sent = match durable.await.map_err(log_unavailable)? {
+            Appended::New => SentMessage { message: candidate, json: candidate_json },
+            // A retry: the first attempt's message, which is durable too.
+            Appended::Duplicate(json) => {
+                let message = serde_json::from_str(&json).map_err(|e| {
+                    tracing::error!("undecodable first attempt in the log: {e}");
+                    AppError::internal()
+                })?;
+                SentMessage { message, json }
+            }
+        };
         metrics::inc(&metrics::METRICS.messages_sent);
         // Durable now. Live delivery is best effort: anyone who misses it
-        // gets the message from history.
-        // Both publishes at once: with Redis that is one round trip, not two.
-        let publish = |member: &String| self.bus.publish(Audience::User(member.clone()), frame.clone());
-        let (to_recipient, to_sender) = futures_util::join!(publish(&message.recipient_id), publish(&message.sender_id));
-        for e in [to_recipient, to_sender].into_iter().filter_map(Result::err) {
+        // gets the message from history. The frame wraps the record's JSON,
+        // so the message is not serialised again.
+        let frame: bytes::Bytes = ServerEvent::message_frame(&sent.json).into();
+        let users = vec![sent.message.sender_id.clone(), sent.message.recipient_id.clone()];
+        if let Err(e) = self.bus.publish(Audience::Members { users, except: origin }, frame).await {
             tracing::warn!("live delivery failed (history will have it): {e}");
         }
-        Ok(message)
+        Ok(sent)
     }
 
     /// A message image must be the sender's upload for this conversation.
@@ -282,4 +327,11 @@ impl ChatService {
         let media = self.store.get_media(id).await?.ok_or_else(|| AppError::not_found("No such media"))?;
         Ok(media.data)
     }
+}
+
+fn log_unavailable(e: crate::server::log::LogError) -> AppError {
+    metrics::inc(&metrics::METRICS.send_failures);
+    static OUTAGE: crate::server::outage::Outage = crate::server::outage::Outage::new("log append failed");
+    OUTAGE.warn(&e);
+    AppError::unavailable("Message not sent: the message log is unavailable. Please retry.")
 }

@@ -4,6 +4,12 @@
 //! writer that drains the session's bounded queue and sends heartbeats.
 //! Every way out (client close, dead peer, slow consumer, server shutdown)
 //! goes through the same teardown, so presence is always released.
+//!
+//! The reader pipelines sends: it submits each one to the log in frame
+//! order and keeps reading while up to [`MAX_IN_FLIGHT`] wait to become
+//! durable; acks and live delivery follow in the same order. A client
+//! with more outstanding than that is simply not read until some finish
+//! (TCP backpressure), so one connection cannot queue unbounded work.
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,10 +21,16 @@ use axum::{
     http::HeaderMap,
     response::{IntoResponse, Response},
 };
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{future::BoxFuture, stream::FuturesOrdered, SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
-use super::{auth::AuthUser, bus::Audience, chat::SendRequest, presence::PresenceError, state::AppState};
+use super::{
+    auth::AuthUser,
+    bus::{Audience, SessionRef},
+    chat::{SendRequest, SentMessage},
+    presence::PresenceError,
+    state::AppState,
+};
 use crate::{
     api::AppError,
     protocol::{ClientEvent, ErrorCode, ServerEvent, MAX_FRAME_BYTES, PROTOCOL_VERSION},
@@ -28,8 +40,11 @@ use crate::{
 const PING_EVERY: Duration = Duration::from_secs(10);
 /// A connection silent for this long is dead and gets dropped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Replies (acks, errors, pongs) waiting for the writer, per connection.
-const REPLY_QUEUE: usize = 64;
+/// Sends of one connection waiting to become durable, at most.
+pub const MAX_IN_FLIGHT: usize = 32;
+/// Replies (acks, errors, pongs) waiting for the writer, per connection:
+/// room for every in-flight ack plus a few errors and pongs.
+const REPLY_QUEUE: usize = 2 * MAX_IN_FLIGHT;
 
 pub mod close {
     pub const GOING_AWAY: u16 = 1001;
@@ -67,6 +82,7 @@ fn origin_allowed(headers: &HeaderMap) -> bool {
 
 async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
     let user_id = auth.user.id.clone();
+    state.chat.remember_user(&user_id);
     let session = {
         let _in_order = state.hub.serialize_user(&user_id).await;
         let session = state.hub.register(&user_id);
@@ -92,7 +108,8 @@ async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
     let shutdown = state.shutdown.clone();
     let mut writer =
         tokio::spawn(write_loop(sink, hello.to_json().into(), session.frames, reply_rx, session.kicked, shutdown));
-    let reader = read_loop(&state, &user_id, stream, reply_tx.clone());
+    let origin = state.hub.session_ref(session_id);
+    let reader = read_loop(&state, &user_id, origin, stream, reply_tx.clone());
     tokio::pin!(reader);
 
     // Whichever half finishes first ends the session. A reader that wants
@@ -204,49 +221,95 @@ async fn close_and_stop(sink: &mut Sink, code: u16, reason: &'static str) {
     let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close_frame(code, reason))).await;
 }
 
+/// A send waiting to become durable: its `client_msg_id` and outcome.
+type InFlight = BoxFuture<'static, (String, Result<SentMessage, AppError>)>;
+
 /// Reads client frames until the connection ends; returns the close code
 /// to send, if the server is the one closing.
 async fn read_loop(
     state: &AppState,
     user_id: &str,
+    origin: SessionRef,
     mut stream: Stream,
     replies: mpsc::Sender<Outgoing>,
 ) -> Option<(u16, &'static str)> {
     // A full reply queue means the client is not reading: end the session.
     let reply = |event: ServerEvent| replies.try_send(Outgoing::Text(event.to_json().into())).is_ok();
-    loop {
-        let next = match tokio::time::timeout(IDLE_TIMEOUT, stream.next()).await {
-            Ok(Some(Ok(m))) => m,
-            Ok(Some(Err(e))) => {
-                // A frame over tungstenite's hard cap, or a protocol
-                // violation: this connection is finished.
-                tracing::debug!("websocket read error: {e}");
-                return Some((close::TOO_BIG, "frame too large or malformed"));
-            }
-            Ok(None) => return None,
-            Err(_) => {
-                tracing::info!(user_id, "dropping idle websocket");
-                return None;
-            }
-        };
-        match next {
-            Message::Text(text) => {
-                if text.len() > MAX_FRAME_BYTES {
-                    return Some((close::TOO_BIG, "frame too large"));
-                }
-                if !handle_text(state, user_id, &text, &reply).await {
-                    return Some((close::POLICY, "not reading replies"));
+    let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
+    let outcome = loop {
+        tokio::select! {
+            // Finish sends first: they free room for more.
+            biased;
+            Some((client_msg_id, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                let answered = match result {
+                    Ok(sent) => replies.try_send(Outgoing::Text(ServerEvent::ack_frame(&client_msg_id, &sent.json).into())).is_ok(),
+                    Err(e) => reply(send_error(e, client_msg_id)),
+                };
+                if !answered {
+                    break Some((close::POLICY, "not reading replies"));
                 }
             }
-            Message::Binary(_) => return Some((close::UNSUPPORTED, "binary frames are not supported")),
-            Message::Close(_) => return None,
-            Message::Ping(_) | Message::Pong(_) => {}
+            next = tokio::time::timeout(IDLE_TIMEOUT, stream.next()), if in_flight.len() < MAX_IN_FLIGHT => {
+                let next = match next {
+                    Ok(Some(Ok(m))) => m,
+                    Ok(Some(Err(e))) => {
+                        // A frame over tungstenite's hard cap, or a protocol
+                        // violation: this connection is finished.
+                        tracing::debug!("websocket read error: {e}");
+                        break Some((close::TOO_BIG, "frame too large or malformed"));
+                    }
+                    Ok(None) => break None,
+                    Err(_) => {
+                        tracing::info!(user_id, "dropping idle websocket");
+                        break None;
+                    }
+                };
+                match next {
+                    Message::Text(text) => {
+                        if text.len() > MAX_FRAME_BYTES {
+                            break Some((close::TOO_BIG, "frame too large"));
+                        }
+                        if !handle_text(state, user_id, origin, &text, &reply, &mut in_flight).await {
+                            break Some((close::POLICY, "not reading replies"));
+                        }
+                    }
+                    Message::Binary(_) => break Some((close::UNSUPPORTED, "binary frames are not supported")),
+                    Message::Close(_) => break None,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
         }
+    };
+    // Sends already in the log still get published live (the sender's other
+    // sessions and the recipient must not miss them), without a reply.
+    if !in_flight.is_empty() {
+        tokio::spawn(async move { while in_flight.next().await.is_some() {} });
+    }
+    outcome
+}
+
+/// The error frame for a send that failed.
+fn send_error(e: AppError, client_msg_id: String) -> ServerEvent {
+    ServerEvent::Error {
+        code: match e.status {
+            503 => ErrorCode::Unavailable,
+            429 => ErrorCode::RateLimited,
+            _ => ErrorCode::Invalid,
+        },
+        message: e.field_error("text").or_else(|| e.errors.values().flatten().next().cloned()).unwrap_or(e.message),
+        client_msg_id: Some(client_msg_id),
     }
 }
 
 /// Handles one text frame; false when the connection should end.
-async fn handle_text(state: &AppState, user_id: &str, text: &str, reply: &impl Fn(ServerEvent) -> bool) -> bool {
+async fn handle_text(
+    state: &AppState,
+    user_id: &str,
+    origin: SessionRef,
+    text: &str,
+    reply: &impl Fn(ServerEvent) -> bool,
+    in_flight: &mut FuturesOrdered<InFlight>,
+) -> bool {
     let event = match serde_json::from_str::<ClientEvent>(text) {
         Ok(e) => e,
         Err(e) => {
@@ -261,17 +324,16 @@ async fn handle_text(state: &AppState, user_id: &str, text: &str, reply: &impl F
         ClientEvent::Ping { nonce } => reply(ServerEvent::Pong { nonce }),
         ClientEvent::Send { client_msg_id, to, text, image } => {
             let req = SendRequest { client_msg_id: Some(client_msg_id.clone()), to, text, image };
-            match state.chat.send(user_id, req).await {
-                Ok(message) => reply(ServerEvent::Ack { client_msg_id, message }),
-                Err(e) => reply(ServerEvent::Error {
-                    code: match e.status {
-                        503 => ErrorCode::Unavailable,
-                        429 => ErrorCode::RateLimited,
-                        _ => ErrorCode::Invalid,
-                    },
-                    message: e.field_error("text").or_else(|| e.errors.values().flatten().next().cloned()).unwrap_or(e.message),
-                    client_msg_id: Some(client_msg_id),
-                }),
+            match state.chat.submit(user_id, req).await {
+                Ok(pending) => {
+                    let chat = state.chat.clone();
+                    in_flight.push_back(Box::pin(async move {
+                        let result = chat.complete(pending, Some(origin)).await;
+                        (client_msg_id, result)
+                    }));
+                    true
+                }
+                Err(e) => reply(send_error(e, client_msg_id)),
             }
         }
     }

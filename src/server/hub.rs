@@ -25,7 +25,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, Mutex, MutexGuard, Notify};
 
-use super::bus::Audience;
+use super::bus::{Audience, SessionRef};
 
 /// The sending half of one session, as the hub holds it.
 struct SessionSlot {
@@ -49,6 +49,8 @@ pub struct SessionHandle {
 const USER_LOCKS: usize = 64;
 
 pub struct Hub {
+    /// Names this instance in [`SessionRef`]s (random per process).
+    instance_id: u64,
     sessions: DashMap<String, Vec<SessionSlot>>,
     next_id: AtomicU64,
     queue_len: usize,
@@ -59,12 +61,22 @@ pub struct Hub {
 impl Hub {
     pub fn new(queue_len: usize) -> Self {
         Self {
+            instance_id: rand::random(),
             sessions: DashMap::new(),
             next_id: AtomicU64::new(1),
             queue_len: queue_len.max(1),
             user_locks: (0..USER_LOCKS).map(|_| Mutex::new(())).collect(),
             lock_hasher: RandomState::new(),
         }
+    }
+
+    pub fn instance_id(&self) -> u64 {
+        self.instance_id
+    }
+
+    /// The bus address of local session `session_id`.
+    pub fn session_ref(&self, session_id: u64) -> SessionRef {
+        SessionRef { instance: self.instance_id, session: session_id }
     }
 
     /// Held by the gateway from registering (or unregistering) a session
@@ -118,22 +130,32 @@ impl Hub {
             }
         };
         match audience {
-            Audience::User(user_id) => {
-                if let Some(slots) = self.sessions.get(user_id) {
-                    offer_all(&slots, &frame);
+            Audience::User(user_id) => self.deliver_to_user(user_id, &frame, None),
+            Audience::Members { users, except } => {
+                // Only a session of this instance can be skipped here.
+                let except = except.filter(|e| e.instance == self.instance_id).map(|e| e.session);
+                for user_id in users {
+                    self.deliver_to_user(user_id, &frame, except);
                 }
             }
             Audience::Everyone => {
                 for slots in self.sessions.iter() {
-                    offer_all(&slots, &frame);
+                    offer_all(&slots, &frame, None);
                 }
             }
         }
     }
+
+    /// Queues `frame` for every local session of `user_id` but `except`.
+    pub fn deliver_to_user(&self, user_id: &str, frame: &Utf8Bytes, except: Option<u64>) {
+        if let Some(slots) = self.sessions.get(user_id) {
+            offer_all(&slots, frame, except);
+        }
+    }
 }
 
-fn offer_all(slots: &[SessionSlot], frame: &Utf8Bytes) {
-    for slot in slots {
+fn offer_all(slots: &[SessionSlot], frame: &Utf8Bytes, except: Option<u64>) {
+    for slot in slots.iter().filter(|s| Some(s.id) != except) {
         match slot.queue.try_send(frame.clone()) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -173,6 +195,25 @@ mod tests {
         // The third frame overflowed: the session was told to go.
         tokio::time::timeout(std::time::Duration::from_secs(1), s.kicked.notified()).await.expect("kicked");
         assert_eq!(s.frames.recv().await.as_deref(), Some("{}"));
+    }
+
+    #[tokio::test]
+    async fn members_skip_the_originating_session() {
+        let hub = Hub::new(4);
+        let mut a1 = hub.register("a");
+        let mut a2 = hub.register("a");
+        let mut b = hub.register("b");
+        let mut c = hub.register("c");
+        let audience = Audience::Members { users: vec!["a".into(), "b".into()], except: Some(hub.session_ref(a1.id)) };
+        hub.deliver(&audience, Bytes::from_static(b"{}"));
+        assert!(a2.frames.try_recv().is_ok());
+        assert!(b.frames.try_recv().is_ok());
+        assert!(a1.frames.try_recv().is_err(), "the sending session gets an ack, not an echo");
+        assert!(c.frames.try_recv().is_err(), "not a member");
+        // Another instance's session ref skips nobody here.
+        let elsewhere = SessionRef { instance: hub.instance_id().wrapping_add(1), session: a1.id };
+        hub.deliver(&Audience::Members { users: vec!["a".into()], except: Some(elsewhere) }, Bytes::from_static(b"{}"));
+        assert!(a1.frames.try_recv().is_ok());
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub ws_kicked_slow: AtomicU64,
     pub messages_stored: AtomicU64,
     pub dead_letters: AtomicU64,
+    pub bus_dropped: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -25,6 +26,7 @@ pub static METRICS: Metrics = Metrics {
     ws_kicked_slow: AtomicU64::new(0),
     messages_stored: AtomicU64::new(0),
     dead_letters: AtomicU64::new(0),
+    bus_dropped: AtomicU64::new(0),
 };
 
 pub fn inc(counter: &AtomicU64) {
@@ -48,6 +50,7 @@ pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
     metric("charcha_ws_kicked_slow_total", "counter", "Sessions closed because their outgoing queue was full.", get(&m.ws_kicked_slow));
     metric("charcha_messages_stored_total", "counter", "Messages newly written to history by this process's worker.", get(&m.messages_stored));
     metric("charcha_dead_letters_total", "counter", "Undecodable log records set aside by the worker.", get(&m.dead_letters));
+    metric("charcha_bus_dropped_total", "counter", "Live events not published because the bus was unreachable or its queue full.", get(&m.bus_dropped));
     metric("charcha_ws_sessions", "gauge", "WebSocket sessions open on this instance.", state.hub.session_count() as u64);
     metric("charcha_local_users", "gauge", "Users with a session on this instance.", state.hub.local_user_count() as u64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod bus;
 pub mod chat;
+pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod gateway;
@@ -16,6 +17,7 @@ pub mod hub;
 pub mod log;
 pub mod media;
 pub mod metrics;
+pub mod outage;
 pub mod periodic;
 pub mod presence;
 pub mod ratelimit;
@@ -28,7 +30,7 @@ pub mod worker;
 
 use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
-use axum::Router;
+use axum::{serve::ListenerExt, Router};
 use leptos::{config::LeptosOptions, prelude::provide_context};
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -114,12 +116,16 @@ pub async fn connect_drivers(config: &Config) -> Result<Drivers, StartError> {
     let shutdown = CancellationToken::new();
     let hub = Arc::new(Hub::new(config.limits.ws_queue));
     let store = connect_store(config).await?;
-    let log = connect_log(config, &shutdown).await?;
-    let (bus, presence, limiter): (Arc<dyn Bus>, Arc<dyn Presence>, Arc<dyn RateLimiter>) = match &b.redis_url {
-        Some(url) => {
+    let redis = match &b.redis_url {
+        Some(url) => Some(
+            retry_startup("Redis", || redis_conn::connect(url)).await.map_err(|e| StartError::Other(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let log = connect_log(config, redis.as_ref(), &shutdown).await?;
+    let (bus, presence, limiter): (Arc<dyn Bus>, Arc<dyn Presence>, Arc<dyn RateLimiter>) = match redis {
+        Some(clients) => {
             tracing::info!("bus, presence, rate limits: Redis");
-            let clients =
-                retry_startup("Redis", || redis_conn::connect(url)).await.map_err(|e| StartError::Other(e.to_string()))?;
             let bus: Arc<dyn Bus> = Arc::new(
                 bus::redis::RedisBus::start(clients.clone(), &b.redis_prefix, hub.clone(), shutdown.clone())
                     .await
@@ -155,19 +161,29 @@ async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
 }
 
 /// The Kafka log KAFKA_BROKERS names, or the local one. Its background
-/// tasks stop with `shutdown`.
-async fn connect_log(config: &Config, shutdown: &CancellationToken) -> Result<Arc<dyn Log>, StartError> {
+/// tasks stop with `shutdown`. Kafka's send claims live in Redis when it is
+/// configured (shared by every instance), else in this process.
+async fn connect_log(
+    config: &Config,
+    redis: Option<&redis_conn::RedisClients>,
+    shutdown: &CancellationToken,
+) -> Result<Arc<dyn Log>, StartError> {
     let b = &config.backends;
     if b.kafka_brokers.is_empty() {
         return Ok(Arc::new(LocalLog::open(&config.data_dir)?));
     }
     tracing::info!(brokers = ?b.kafka_brokers, topic = %b.kafka_topic, "log: Kafka");
+    let claims: Arc<dyn claims::SendClaims> = match redis {
+        Some(r) => Arc::new(claims::redis::RedisClaims::new(r.commands.clone(), &b.redis_prefix)),
+        None => Arc::new(claims::local::LocalClaims::new()),
+    };
     let log = retry_startup("Kafka", || {
         log::kafka::KafkaLog::connect(
             b.kafka_brokers.clone(),
             &b.kafka_topic,
             b.kafka_partitions,
             b.kafka_replication,
+            claims.clone(),
             shutdown.clone(),
         )
     })
@@ -267,6 +283,13 @@ pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServ
     let app = router(state.clone());
     let serve_shutdown = shutdown.clone();
     tasks.push(tokio::spawn(async move {
+        // Nagle off: chat frames are small and written back to back, and
+        // with Nagle each would wait ~40 ms for the peer's delayed ACK.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("TCP_NODELAY not set: {e}");
+            }
+        });
         let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
             .await;
@@ -366,7 +389,8 @@ async fn run_worker_only() -> Result<(), StartError> {
     let config = Config::load(site_addr)?;
     let shutdown = CancellationToken::new();
     let store = connect_store(&config).await?;
-    let log = connect_log(&config, &shutdown).await?;
+    // The worker only reads the log, so it needs no send claims (no Redis).
+    let log = connect_log(&config, None, &shutdown).await?;
     let partitions = worker::assigned_partitions(log.as_ref(), &config.worker).await?;
     tracing::info!(?partitions, "history worker started");
     tokio::spawn({

@@ -42,3 +42,18 @@ pub async fn connect(url: &str) -> Result<RedisClients, RedisConnectError> {
     subscriber.manage_subscriptions();
     Ok(RedisClients { commands, subscriber })
 }
+
+/// Redis calls on the send path (rate limit, send claim) give up after
+/// this: a send must not wait out a reconnect. They fail open.
+pub const HOT_PATH_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Options for commands on the send path: fail at once while the
+/// connection is down, and after [`HOT_PATH_TIMEOUT`] otherwise.
+pub fn hot_path_options() -> fred::types::config::Options {
+    fred::types::config::Options {
+        timeout: Some(HOT_PATH_TIMEOUT),
+        fail_fast: true,
+        max_attempts: Some(1),
+        ..Default::default()
+    }
+}

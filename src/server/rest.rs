@@ -231,8 +231,9 @@ async fn send(
 ) -> Result<Response, AppError> {
     let ApiJson(b) = body?;
     let req = SendRequest { client_msg_id: b.client_msg_id, to: peer, text: b.text.unwrap_or_default(), image: b.image };
-    let message = state.chat.send(&auth.user.id, req).await?;
-    Ok((StatusCode::CREATED, Json(message)).into_response())
+    let sent = state.chat.send(&auth.user.id, req).await?;
+    // The log record's JSON is the message's JSON: no second serialisation.
+    Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], sent.json).into_response())
 }
 
 async fn upload_media(State(state): State<AppState>, auth: AuthUser, req: Request) -> Result<Response, AppError> {

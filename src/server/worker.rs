@@ -4,8 +4,11 @@
 //! the checkpoint are replayed, which the idempotent write makes harmless.
 //! A record that cannot be decoded goes to the dead-letter table and is
 //! skipped; it never stops the worker.
+//!
+//! The worker also records each conversation the first time it stores one
+//! of its messages, so the send path never writes to the store.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +19,9 @@ use super::{
 };
 use crate::api::dto::ChatMessage;
 
-const BATCH: usize = 500;
+/// Records per fetch and per store write: large batches are what let the
+/// worker keep up with a busy log (one insert-many per batch).
+const BATCH: usize = 2000;
 const POLL: Duration = Duration::from_millis(1000);
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -48,6 +53,8 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
         }
     };
     tracing::info!(partition, next, "history worker started");
+    // Conversations this task has recorded (bounded: cleared when large).
+    let mut known_conversations: HashSet<String> = HashSet::new();
     loop {
         let fetched = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -91,7 +98,12 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
         }
         // Store, then checkpoint; on failure retry the same batch.
         loop {
-            let stored = match store.save_messages(&messages).await {
+            let recorded = record_conversations(store.as_ref(), &messages, &mut known_conversations).await;
+            let stored = match recorded {
+                Err(e) => Err(e),
+                Ok(()) => store.save_messages(&messages).await,
+            };
+            let stored = match stored {
                 Ok(new) => {
                     super::metrics::add(&super::metrics::METRICS.messages_stored, new);
                     store.save_offset(&stream, partition, last + 1).await
@@ -110,6 +122,25 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
         }
         next = last + 1;
     }
+}
+
+/// Makes sure every conversation of `messages` exists with its members.
+async fn record_conversations(
+    store: &dyn Store,
+    messages: &[ChatMessage],
+    known: &mut HashSet<String>,
+) -> Result<(), super::store::StoreError> {
+    if known.len() > 100_000 {
+        known.clear();
+    }
+    for m in messages {
+        if known.contains(&m.conversation_id) {
+            continue;
+        }
+        store.ensure_conversation(&m.conversation_id, &[m.sender_id.clone(), m.recipient_id.clone()]).await?;
+        known.insert(m.conversation_id.clone());
+    }
+    Ok(())
 }
 
 /// Sleeps; true when shutdown was requested meanwhile.

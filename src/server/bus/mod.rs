@@ -14,18 +14,34 @@ pub enum BusError {
     Unavailable(String),
 }
 
+/// One WebSocket session anywhere: the instance holding it ([`crate::server::hub::Hub::instance_id`])
+/// and its id there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionRef {
+    pub instance: u64,
+    pub session: u64,
+}
+
 /// Who an event is for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Audience {
     /// Every session of one user.
     User(String),
+    /// Every session of each member of a conversation (two for a direct
+    /// chat, more for a group: one path for both), except `except`: the
+    /// session the event came from, which gets its own answer (an ack).
+    Members { users: Vec<String>, except: Option<SessionRef> },
     /// Every connected session (presence, contact changes).
     Everyone,
 }
 
 #[async_trait]
 pub trait Bus: Send + Sync {
-    /// Publishes an already-serialised server event (JSON text).
+    /// Publishes an already-serialised server event (JSON text). Live
+    /// delivery is best effort (history has every message), so drivers
+    /// must not make the caller wait on a slow or unreachable bus: the
+    /// Redis driver queues the event and returns at once. Events published
+    /// one after another by one caller arrive in that order.
     async fn publish(&self, audience: Audience, frame: Bytes) -> Result<(), BusError>;
     /// Called when this instance gets its first session of `user_id`.
     async fn subscribe(&self, user_id: &str) -> Result<(), BusError>;

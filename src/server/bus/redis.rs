@@ -2,9 +2,19 @@
 //! instance subscribes to it while it holds at least one of the user's
 //! sessions, so a message crosses only to instances that need it.
 //! Broadcasts (presence, contact changes) use `<prefix>:all`; the prefix
-//! (CHARCHA_REDIS_PREFIX, default `charcha`) lets deployments share a Redis. Publishes
-//! go through fred's auto-pipelined client; the subscriber client
-//! re-subscribes by itself after a Redis restart.
+//! (CHARCHA_REDIS_PREFIX, default `charcha`) lets deployments share a Redis.
+//! The subscriber client re-subscribes by itself after a Redis restart.
+//!
+//! Publishing never waits on Redis: [`Bus::publish`] puts the event on a
+//! bounded queue and returns; one publisher task sends what has queued up
+//! as one pipeline (one round trip for many events, in queue order). While
+//! Redis is unreachable, or when the queue is full, live events are
+//! dropped (counted, warned about once per interval): acks do not depend
+//! on the bus, and history has every message.
+//!
+//! An event for a conversation's members that should skip its originating
+//! session carries a small envelope, `~<instance>:<session>\n`, in front of
+//! the JSON (JSON never starts with `~`).
 
 use std::sync::Arc;
 
@@ -14,13 +24,25 @@ use dashmap::DashSet;
 use fred::prelude::*;
 use tokio_util::sync::CancellationToken;
 
-use super::{Audience, Bus, BusError};
-use crate::server::{hub::Hub, redis_conn::RedisClients};
+use tokio::sync::mpsc;
 
+use super::{Audience, Bus, BusError, SessionRef};
+use crate::server::{hub::Hub, metrics, outage::Outage, redis_conn::RedisClients};
+
+/// Events waiting for the publisher task.
+const PUBLISH_QUEUE: usize = 64 * 1024;
+/// Most events one pipeline carries.
+const PIPELINE_MAX: usize = 1024;
+/// A pipeline that gets no answer within this is abandoned (its events are
+/// dropped) so a stalled Redis cannot hold the queue forever.
+const PIPELINE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+static PUBLISH_OUTAGE: Outage = Outage::new("redis bus cannot publish; live events dropped (history has them)");
 
 pub struct RedisBus {
     clients: RedisClients,
     names: Channels,
+    outgoing: mpsc::Sender<(String, Bytes)>,
     /// Users this instance wants to hear about. Re-subscribed after every
     /// reconnect, including ones whose SUBSCRIBE failed while Redis was down.
     wanted: Arc<DashSet<String>>,
@@ -38,10 +60,74 @@ impl Channels {
         Self { user_prefix: format!("{prefix}:user:"), everyone: format!("{prefix}:all") }
     }
 
-    fn of(&self, audience: &Audience) -> String {
-        match audience {
-            Audience::User(id) => format!("{}{id}", self.user_prefix),
-            Audience::Everyone => self.everyone.clone(),
+    fn user(&self, id: &str) -> String {
+        format!("{}{id}", self.user_prefix)
+    }
+}
+
+/// `frame` with the envelope that tells receivers which session to skip.
+fn enveloped(frame: &Bytes, except: SessionRef) -> Bytes {
+    let head = format!("~{:016x}:{:016x}\n", except.instance, except.session);
+    let mut out = Vec::with_capacity(head.len() + frame.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(frame);
+    out.into()
+}
+
+/// Splits a received payload into the session to skip (if any) and the frame.
+fn open_envelope(payload: Bytes) -> Option<(Option<SessionRef>, Bytes)> {
+    if payload.first() != Some(&b'~') {
+        return Some((None, payload));
+    }
+    let newline = payload.iter().position(|b| *b == b'\n')?;
+    let head = std::str::from_utf8(&payload[1..newline]).ok()?;
+    let (instance, session) = head.split_once(':')?;
+    let except = SessionRef {
+        instance: u64::from_str_radix(instance, 16).ok()?,
+        session: u64::from_str_radix(session, 16).ok()?,
+    };
+    Some((Some(except), payload.slice(newline + 1..)))
+}
+
+/// Sends queued events, a pipeline at a time, until the queue closes or `shutdown`.
+async fn publish_loop(
+    commands: fred::clients::Client,
+    mut queue: mpsc::Receiver<(String, Bytes)>,
+    shutdown: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(PIPELINE_MAX);
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = queue.recv() => match e { Some(e) => e, None => return },
+        };
+        batch.push(first);
+        while batch.len() < PIPELINE_MAX {
+            match queue.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        if !commands.is_connected() {
+            metrics::add(&metrics::METRICS.bus_dropped, batch.len() as u64);
+            PUBLISH_OUTAGE.warn(&"redis is not connected");
+            batch.clear();
+            continue;
+        }
+        let pipeline = commands.pipeline();
+        for (channel, frame) in batch.drain(..) {
+            // Queued in the pipeline; the answers come with `try_all`.
+            let _: Result<(), _> = pipeline.publish(channel, frame).await;
+        }
+        match tokio::time::timeout(PIPELINE_TIMEOUT, pipeline.try_all::<fred::types::Value>()).await {
+            Ok(results) => {
+                let failed = results.iter().filter(|r| r.is_err()).count();
+                if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+                    metrics::add(&metrics::METRICS.bus_dropped, failed as u64);
+                    PUBLISH_OUTAGE.warn(&e);
+                }
+            }
+            Err(_) => PUBLISH_OUTAGE.warn(&"no answer from redis within 2 s"),
         }
     }
 }
@@ -61,6 +147,7 @@ impl RedisBus {
     ) -> Result<Self, BusError> {
         let names = Channels::new(prefix);
         let mut rx = clients.subscriber.message_rx();
+        let publisher_shutdown = shutdown.clone();
         let incoming = names.clone();
         tokio::spawn(async move {
             loop {
@@ -70,14 +157,25 @@ impl RedisBus {
                 };
                 match msg {
                     Ok(message) => {
-                        let audience = match message.channel.strip_prefix(incoming.user_prefix.as_str()) {
-                            Some(user) => Audience::User(user.to_string()),
-                            None if *message.channel == *incoming.everyone => Audience::Everyone,
-                            None => continue,
+                        let payload = match message.value {
+                            fred::types::Value::Bytes(b) => b,
+                            fred::types::Value::String(s) => s.into_inner(),
+                            _ => {
+                                tracing::warn!("ignoring a non-bytes pub/sub message");
+                                continue;
+                            }
                         };
-                        match message.value.as_bytes() {
-                            Some(b) => hub.deliver(&audience, Bytes::copy_from_slice(b)),
-                            None => tracing::warn!("ignoring a non-bytes pub/sub message"),
+                        let Some((except, frame)) = open_envelope(payload) else {
+                            tracing::warn!("ignoring a pub/sub message with a malformed envelope");
+                            continue;
+                        };
+                        match message.channel.strip_prefix(incoming.user_prefix.as_str()) {
+                            Some(user) => {
+                                let user = user.to_string();
+                                hub.deliver(&Audience::Members { users: vec![user], except }, frame)
+                            }
+                            None if *message.channel == *incoming.everyone => hub.deliver(&Audience::Everyone, frame),
+                            None => continue,
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -90,11 +188,13 @@ impl RedisBus {
             }
         });
         let wanted: Arc<DashSet<String>> = Arc::new(DashSet::new());
+        let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE);
+        tokio::spawn(publish_loop(clients.commands.clone(), queue, publisher_shutdown));
         let mut reconnects = clients.subscriber.reconnect_rx();
         let (subscriber, wanted_again, again) = (clients.subscriber.clone(), wanted.clone(), names.clone());
         tokio::spawn(async move {
             while reconnects.recv().await.is_ok() {
-                let mut channels: Vec<String> = wanted_again.iter().map(|u| again.of(&Audience::User(u.clone()))).collect();
+                let mut channels: Vec<String> = wanted_again.iter().map(|u| again.user(&u)).collect();
                 channels.push(again.everyone.clone());
                 if let Err(e) = subscriber.subscribe(channels).await {
                     tracing::warn!("redis re-subscribe failed: {e}");
@@ -102,24 +202,55 @@ impl RedisBus {
             }
         });
         clients.subscriber.subscribe(names.everyone.clone()).await.map_err(unavailable)?;
-        Ok(Self { clients, names, wanted })
+        Ok(Self { clients, names, outgoing, wanted })
     }
 }
 
 #[async_trait]
 impl Bus for RedisBus {
     async fn publish(&self, audience: Audience, frame: Bytes) -> Result<(), BusError> {
-        let _: i64 = self.clients.commands.publish(self.names.of(&audience), frame.to_vec()).await.map_err(unavailable)?;
+        let events: Vec<(String, Bytes)> = match audience {
+            Audience::User(id) => vec![(self.names.user(&id), frame)],
+            Audience::Members { users, except } => {
+                let payload = match except {
+                    Some(except) => enveloped(&frame, except),
+                    None => frame,
+                };
+                users.iter().map(|u| (self.names.user(u), payload.clone())).collect()
+            }
+            Audience::Everyone => vec![(self.names.everyone.clone(), frame)],
+        };
+        for event in events {
+            if self.outgoing.try_send(event).is_err() {
+                metrics::inc(&metrics::METRICS.bus_dropped);
+                PUBLISH_OUTAGE.warn(&"publish queue full");
+            }
+        }
         Ok(())
     }
 
     async fn subscribe(&self, user_id: &str) -> Result<(), BusError> {
         self.wanted.insert(user_id.to_string());
-        self.clients.subscriber.subscribe(self.names.of(&Audience::User(user_id.to_string()))).await.map_err(unavailable)
+        self.clients.subscriber.subscribe(self.names.user(user_id)).await.map_err(unavailable)
     }
 
     async fn unsubscribe(&self, user_id: &str) -> Result<(), BusError> {
         self.wanted.remove(user_id);
-        self.clients.subscriber.unsubscribe(self.names.of(&Audience::User(user_id.to_string()))).await.map_err(unavailable)
+        self.clients.subscriber.unsubscribe(self.names.user(user_id)).await.map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trips_and_plain_frames_pass() {
+        let except = SessionRef { instance: u64::MAX, session: 42 };
+        let frame = Bytes::from_static(br#"{"type":"message"}"#);
+        assert_eq!(open_envelope(enveloped(&frame, except)), Some((Some(except), frame.clone())));
+        assert_eq!(open_envelope(frame.clone()), Some((None, frame)));
+        assert_eq!(open_envelope(Bytes::from_static(b"~zz\n{}")), None);
+        assert_eq!(open_envelope(Bytes::from_static(b"~no newline")), None);
     }
 }

@@ -14,6 +14,10 @@
 //!   README for the measured figures.
 //! * Retries stop after [`SEND_DEADLINE`] so a sender gets a clear error
 //!   while Kafka is down instead of waiting forever.
+//! * Kafka cannot refuse a second record for the same send, so a submit
+//!   first claims `(sender, client_msg_id)` in [`SendClaims`]; a retry
+//!   re-appends the first attempt's record (harmless: history is idempotent
+//!   by message id and by `(sender, client_msg_id)`).
 
 use std::{
     collections::BTreeMap,
@@ -34,7 +38,8 @@ use rskafka::{
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::{Log, LogError, LogRecord};
+use super::{Appended, Durable, Log, LogError, LogRecord, SendRecord};
+use crate::server::{claims::SendClaims, outage::Outage};
 
 /// How long a producer waits for more appends before sending a batch.
 pub const LINGER: Duration = Duration::from_millis(2);
@@ -58,7 +63,10 @@ pub struct KafkaLog {
     /// from the producers' clients on purpose, see [`KafkaLog::connect`].
     partitions: Vec<Arc<PartitionClient>>,
     producers: Vec<mpsc::Sender<Pending>>,
+    claims: Arc<dyn SendClaims>,
 }
+
+static CLAIMS_OUTAGE: Outage = Outage::new("send claims unavailable; appending without a claim");
 
 fn unavailable(e: impl std::fmt::Display) -> LogError {
     LogError::Unavailable(e.to_string())
@@ -82,6 +90,7 @@ impl KafkaLog {
         topic: &str,
         partitions: i32,
         replication: i16,
+        claims: Arc<dyn SendClaims>,
         shutdown: CancellationToken,
     ) -> Result<Self, LogError> {
         let client = ClientBuilder::new(brokers)
@@ -116,7 +125,7 @@ impl KafkaLog {
             clients.push(fetcher);
             producers.push(tx);
         }
-        Ok(Self { topic: topic.to_string(), partitions: clients, producers })
+        Ok(Self { topic: topic.to_string(), partitions: clients, producers, claims })
     }
 }
 
@@ -196,21 +205,31 @@ impl Log for KafkaLog {
         &self.topic
     }
 
-    async fn append(&self, key: &str, payload: Vec<u8>) -> Result<(), LogError> {
-        let idx = partition_for(key, self.producers.len());
+    async fn submit(&self, record: SendRecord) -> Result<Durable, LogError> {
+        let first = match self.claims.claim(&record.sender_id, &record.client_msg_id, &record.payload).await {
+            Ok(first) => first,
+            Err(e) => {
+                CLAIMS_OUTAGE.warn(&e);
+                None
+            }
+        };
+        let idx = partition_for(&record.key, self.producers.len());
         let (done, result) = oneshot::channel();
+        let payload = first.clone().unwrap_or(record.payload);
         let record = Record {
-            key: Some(key.as_bytes().to_vec()),
-            value: Some(payload),
+            key: Some(record.key.into_bytes()),
+            value: Some(payload.into_bytes()),
             headers: BTreeMap::new(),
             timestamp: rskafka::chrono::DateTime::from_timestamp_millis(crate::server::clock::now_ms()).unwrap_or_default(),
         };
         self.producers[idx].send(Pending { record, done }).await.map_err(|_| unavailable("producer stopped"))?;
-        match result.await {
-            Ok(Ok(_offset)) => Ok(()),
-            Ok(Err(e)) => Err(LogError::Unavailable(e)),
-            Err(_) => Err(unavailable("producer stopped")),
-        }
+        Ok(Box::pin(async move {
+            match result.await {
+                Ok(Ok(_offset)) => Ok(first.map_or(Appended::New, Appended::Duplicate)),
+                Ok(Err(e)) => Err(LogError::Unavailable(e)),
+                Err(_) => Err(unavailable("producer stopped")),
+            }
+        }))
     }
 
     async fn partitions(&self) -> Result<Vec<i32>, LogError> {

@@ -1,55 +1,160 @@
 //! Local log driver: an append-only table in its own SQLite file
 //! (`<data dir>/log.db`), committed with `synchronous=FULL`, so an appended
 //! record survives a crash just as a Kafka-acked one does. One partition.
+//!
+//! **Group commit.** One writer thread owns the write connection. It takes
+//! every submission waiting at that moment (up to [`MAX_GROUP`]) and writes
+//! them in one transaction, so a burst of sends costs one fsync instead of
+//! one each; a lone send still commits at once (no linger). The idempotency
+//! claim (`sends`: sender + `client_msg_id` → offset) is written in the
+//! same transaction as its record, so a send is either wholly durable or
+//! not at all, and a retry finds the first attempt in the same file.
+//! Fetches (the worker) use a second connection: WAL readers never wait
+//! for the writer.
 
 use std::{
     path::Path,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection};
-use tokio::sync::Notify;
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::{Log, LogError, LogRecord};
+use super::{Appended, Durable, Log, LogError, LogRecord, SendRecord};
 use crate::server::store::embedded::open_sqlite;
 
+/// Most records one transaction takes.
+pub const MAX_GROUP: usize = 4096;
+/// Submissions queued for the writer before `submit` waits (backpressure).
+const QUEUE: usize = 16 * 1024;
+/// Claims older than this are forgotten (a retry after that is a new
+/// message; history's unique `(sender, client_msg_id)` still stores it once).
+const CLAIM_TTL: Duration = Duration::from_secs(24 * 3600);
+const CLAIM_PURGE_EVERY: Duration = Duration::from_secs(600);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS records (
+    offset INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sends (
+    sender_id TEXT NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    record_offset INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (sender_id, client_msg_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sends_by_age ON sends(created_at_ms);
+";
+
+struct Submission {
+    record: SendRecord,
+    done: oneshot::Sender<Result<Appended, LogError>>,
+}
+
 pub struct LocalLog {
-    conn: Arc<Mutex<Connection>>,
+    writer: mpsc::Sender<Submission>,
+    /// For fetches only; the writer thread has its own connection.
+    reader: Arc<Mutex<Connection>>,
     /// Wakes fetchers waiting for new records.
     appended: Arc<Notify>,
 }
 
+fn unavailable(e: impl std::fmt::Display) -> LogError {
+    LogError::Unavailable(e.to_string())
+}
+
 impl LocalLog {
     pub fn open(data_dir: &Path) -> Result<Self, LogError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| LogError::Unavailable(e.to_string()))?;
-        let conn = open_sqlite(&data_dir.join("log.db")).map_err(|e| LogError::Unavailable(e.to_string()))?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS records (
-                 offset INTEGER PRIMARY KEY AUTOINCREMENT,
-                 key TEXT NOT NULL,
-                 payload BLOB NOT NULL
-             );",
-        )
-        .map_err(|e| LogError::Unavailable(e.to_string()))?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), appended: Arc::new(Notify::new()) })
+        std::fs::create_dir_all(data_dir).map_err(unavailable)?;
+        let path = data_dir.join("log.db");
+        let conn = open_sqlite(&path).map_err(unavailable)?;
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        let reader = open_sqlite(&path).map_err(unavailable)?;
+        let appended = Arc::new(Notify::new());
+        let (writer, queue) = mpsc::channel(QUEUE);
+        let wake = appended.clone();
+        std::thread::Builder::new()
+            .name("charcha-log-writer".into())
+            .spawn(move || write_loop(conn, queue, wake))
+            .map_err(unavailable)?;
+        Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), appended })
     }
+}
 
-    async fn call<T, F>(&self, f: F) -> Result<T, LogError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&guard)
-        })
-        .await
-        .map_err(|e| LogError::Unavailable(e.to_string()))?
-        .map_err(|e| LogError::Unavailable(e.to_string()))
+/// Runs until every [`LocalLog`] handle is dropped (the channel closes):
+/// that is the writer's shutdown path, after the queue is drained.
+fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Submission>, appended: Arc<Notify>) {
+    let mut batch = Vec::with_capacity(256);
+    let mut last_purge = Instant::now();
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        let now_ms = crate::server::clock::now_ms();
+        match commit_group(&mut conn, &batch, now_ms) {
+            Ok(outcomes) => {
+                let any_new = outcomes.iter().any(|o| *o == Appended::New);
+                for (s, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = s.done.send(Ok(outcome));
+                }
+                if any_new {
+                    appended.notify_waiters();
+                }
+            }
+            Err(e) => {
+                tracing::error!("log append failed: {e}");
+                for s in batch.drain(..) {
+                    let _ = s.done.send(Err(unavailable(&e)));
+                }
+            }
+        }
+        if last_purge.elapsed() >= CLAIM_PURGE_EVERY {
+            last_purge = Instant::now();
+            let cutoff = now_ms - CLAIM_TTL.as_millis() as i64;
+            if let Err(e) = conn.execute("DELETE FROM sends WHERE created_at_ms < ?1", [cutoff]) {
+                tracing::warn!("purging old send claims failed: {e}");
+            }
+        }
     }
+}
+
+/// Writes one group in one transaction; the outcome of each submission, in order.
+fn commit_group(conn: &mut Connection, batch: &[Submission], now_ms: i64) -> rusqlite::Result<Vec<Appended>> {
+    let tx = conn.transaction()?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    {
+        let mut find = tx.prepare_cached(
+            "SELECT r.payload FROM sends s JOIN records r ON r.offset = s.record_offset
+             WHERE s.sender_id = ?1 AND s.client_msg_id = ?2",
+        )?;
+        let mut insert_record = tx.prepare_cached("INSERT INTO records (key, payload) VALUES (?1, ?2)")?;
+        let mut insert_claim = tx.prepare_cached(
+            "INSERT INTO sends (sender_id, client_msg_id, record_offset, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for s in batch {
+            let r = &s.record;
+            // Retries are rare, but the lookup is one index probe.
+            let first: Option<Vec<u8>> = find.query_row(params![r.sender_id, r.client_msg_id], |row| row.get(0)).optional()?;
+            if let Some(payload) = first {
+                outcomes.push(Appended::Duplicate(String::from_utf8_lossy(&payload).into_owned()));
+                continue;
+            }
+            insert_record.execute(params![r.key, r.payload.as_bytes()])?;
+            let offset = tx.last_insert_rowid();
+            insert_claim.execute(params![r.sender_id, r.client_msg_id, offset, now_ms])?;
+            outcomes.push(Appended::New);
+        }
+    }
+    tx.commit()?;
+    Ok(outcomes)
 }
 
 #[async_trait]
@@ -58,12 +163,10 @@ impl Log for LocalLog {
         "local"
     }
 
-    async fn append(&self, key: &str, payload: Vec<u8>) -> Result<(), LogError> {
-        let key = key.to_string();
-        self.call(move |c| c.execute("INSERT INTO records (key, payload) VALUES (?1, ?2)", params![key, payload]))
-            .await?;
-        self.appended.notify_waiters();
-        Ok(())
+    async fn submit(&self, record: SendRecord) -> Result<Durable, LogError> {
+        let (done, outcome) = oneshot::channel();
+        self.writer.send(Submission { record, done }).await.map_err(|_| unavailable("log writer stopped"))?;
+        Ok(Box::pin(async move { outcome.await.map_err(|_| unavailable("log writer stopped"))? }))
     }
 
     async fn partitions(&self) -> Result<Vec<i32>, LogError> {
@@ -87,17 +190,19 @@ impl Log for LocalLog {
             let notified = self.appended.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let records = self
-                .call(move |c| {
-                    let mut stmt = c.prepare_cached(
-                        "SELECT offset, payload FROM records WHERE offset >= ?1 ORDER BY offset LIMIT ?2",
-                    )?;
-                    let rows = stmt.query_map(params![from, max_records as i64], |r| {
-                        Ok(LogRecord { partition: 0, offset: r.get(0)?, payload: r.get(1)? })
-                    })?;
-                    rows.collect::<Result<Vec<_>, _>>()
-                })
-                .await?;
+            let reader = self.reader.clone();
+            let records = tokio::task::spawn_blocking(move || {
+                let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+                let mut stmt = conn
+                    .prepare_cached("SELECT offset, payload FROM records WHERE offset >= ?1 ORDER BY offset LIMIT ?2")?;
+                let rows = stmt.query_map(params![from, max_records as i64], |r| {
+                    Ok(LogRecord { partition: 0, offset: r.get(0)?, payload: r.get(1)? })
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)?;
             if !records.is_empty() {
                 return Ok(records);
             }
@@ -105,5 +210,50 @@ impl Log for LocalLog {
                 return Ok(Vec::new());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(sender: &str, id: &str, payload: &str) -> SendRecord {
+        SendRecord { key: "k".into(), sender_id: sender.into(), client_msg_id: id.into(), payload: payload.into() }
+    }
+
+    #[tokio::test]
+    async fn a_group_keeps_order_and_retries_get_the_first_attempt() {
+        let dir = tempfile_dir();
+        let log = LocalLog::open(&dir).expect("open");
+        // Submitted back to back: they land in one or a few groups, in order.
+        let mut pending = Vec::new();
+        for i in 0..100 {
+            pending.push(log.submit(record("a", &format!("m{i}"), &format!("p{i}"))).await.expect("submit"));
+        }
+        pending.push(log.submit(record("a", "m7", "second attempt")).await.expect("submit"));
+        let mut outcomes = Vec::new();
+        for p in pending {
+            outcomes.push(p.await.expect("durable"));
+        }
+        assert!(outcomes[..100].iter().all(|o| *o == Appended::New));
+        assert_eq!(outcomes[100], Appended::Duplicate("p7".into()));
+        // Another sender may reuse the same client id.
+        assert_eq!(super::super::append(&log, record("b", "m7", "b's")).await.expect("durable"), Appended::New);
+        let records = log.fetch(0, 0, 1000, Duration::ZERO).await.expect("fetch");
+        let payloads: Vec<String> = records.iter().map(|r| String::from_utf8(r.payload.clone()).unwrap()).collect();
+        let mut want: Vec<String> = (0..100).map(|i| format!("p{i}")).collect();
+        want.push("b's".into());
+        assert_eq!(payloads, want);
+        drop(log);
+        // Durable: a reopened log still knows the claims.
+        let log = LocalLog::open(&dir).expect("reopen");
+        assert_eq!(super::super::append(&log, record("a", "m3", "again")).await.expect("durable"), Appended::Duplicate("p3".into()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("charcha-log-test-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
     }
 }

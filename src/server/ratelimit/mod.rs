@@ -29,7 +29,9 @@ pub async fn check(limiter: &dyn RateLimiter, key: &str, limit: u32, window: Dur
         Ok(None) => Ok(()),
         Ok(Some(retry_after)) => Err(retry_after),
         Err(e) => {
-            tracing::warn!("rate limiter unavailable, allowing {key}: {e}");
+            static OUTAGE: crate::server::outage::Outage =
+                crate::server::outage::Outage::new("rate limiter unavailable, allowing requests");
+            OUTAGE.warn(&e);
             Ok(())
         }
     }

@@ -1,5 +1,7 @@
 //! Fixed-window rate limits in Redis, shared by every instance: INCR the
 //! window's counter, give it an expiry on first use, read the TTL when over.
+//! Fails fast while Redis is unreachable (and after a short timeout
+//! otherwise), so the caller's fail-open check does not stall sends.
 
 use std::time::Duration;
 
@@ -7,6 +9,7 @@ use async_trait::async_trait;
 use fred::prelude::*;
 
 use super::{RateLimitError, RateLimiter};
+use crate::server::redis_conn::hot_path_options;
 
 pub struct RedisRateLimiter {
     redis: Client,
@@ -26,18 +29,22 @@ fn unavailable(e: fred::error::Error) -> RateLimitError {
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<Option<u64>, RateLimitError> {
+        if !self.redis.is_connected() {
+            return Err(RateLimitError::Unavailable("redis is not connected".into()));
+        }
         let key = format!("{}{key}", self.prefix);
-        let count: i64 = self.redis.incr(&key).await.map_err(unavailable)?;
+        let redis = self.redis.with_options(&hot_path_options());
+        let count: i64 = redis.incr(&key).await.map_err(unavailable)?;
         if count == 1 {
-            let _: () = self.redis.pexpire(&key, window.as_millis() as i64, None).await.map_err(unavailable)?;
+            let _: () = redis.pexpire(&key, window.as_millis() as i64, None).await.map_err(unavailable)?;
         }
         if count <= limit as i64 {
             return Ok(None);
         }
-        let ttl_ms: i64 = self.redis.pttl(&key).await.map_err(unavailable)?;
+        let ttl_ms: i64 = redis.pttl(&key).await.map_err(unavailable)?;
         if ttl_ms < 0 {
             // The expiry was lost (a crash between INCR and PEXPIRE): set it.
-            let _: () = self.redis.pexpire(&key, window.as_millis() as i64, None).await.map_err(unavailable)?;
+            let _: () = redis.pexpire(&key, window.as_millis() as i64, None).await.map_err(unavailable)?;
             return Ok(Some(window.as_secs().max(1)));
         }
         Ok(Some(((ttl_ms as u64) / 1000).max(1)))

@@ -57,12 +57,9 @@ CREATE TABLE IF NOT EXISTS messages (
     client_msg_id TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id DESC);
-CREATE TABLE IF NOT EXISTS sends (
-    sender_id TEXT NOT NULL,
-    client_msg_id TEXT NOT NULL,
-    message TEXT NOT NULL,
-    PRIMARY KEY (sender_id, client_msg_id)
-);
+-- A send is stored once even if it reached the log twice under two ids
+-- (a retry whose claim was lost): see server::claims.
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_send ON messages(sender_id, client_msg_id);
 CREATE TABLE IF NOT EXISTS log_offsets (
     stream TEXT NOT NULL,
     partition INTEGER NOT NULL,
@@ -383,39 +380,6 @@ impl ConversationStore for EmbeddedStore {
 
 #[async_trait]
 impl MessageStore for EmbeddedStore {
-    async fn claim_send(
-        &self,
-        sender_id: &str,
-        client_msg_id: &str,
-        candidate: &ChatMessage,
-        candidate_json: &str,
-    ) -> Result<ChatMessage, StoreError> {
-        let sender_id = sender_id.to_string();
-        let client_msg_id = client_msg_id.to_string();
-        let json = candidate_json.to_string();
-        let candidate = candidate.clone();
-        self.call(move |c| {
-            let inserted = c
-                .execute(
-                    "INSERT INTO sends (sender_id, client_msg_id, message) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                    params![sender_id, client_msg_id, json],
-                )
-                .map_err(unavailable)?;
-            if inserted == 1 {
-                return Ok(candidate);
-            }
-            let existing: String = c
-                .query_row(
-                    "SELECT message FROM sends WHERE sender_id = ?1 AND client_msg_id = ?2",
-                    params![sender_id, client_msg_id],
-                    |r| r.get(0),
-                )
-                .map_err(unavailable)?;
-            serde_json::from_str(&existing).map_err(|e| StoreError::Corrupt(e.to_string()))
-        })
-        .await
-    }
-
     async fn save_messages(&self, messages: &[ChatMessage]) -> Result<u64, StoreError> {
         let messages = messages.to_vec();
         self.call(move |c| {
@@ -424,7 +388,7 @@ impl MessageStore for EmbeddedStore {
             {
                 let mut stmt = tx
                     .prepare_cached(&format!(
-                        "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING"
+                        "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING"
                     ))
                     .map_err(unavailable)?;
                 for m in &messages {

@@ -141,18 +141,8 @@ pub trait ConversationStore: Send + Sync {
 
 #[async_trait]
 pub trait MessageStore: Send + Sync {
-    /// Records that `sender` used `client_msg_id` for `candidate`, unless it
-    /// already did: then returns the message recorded the first time. This
-    /// is what makes sends idempotent across retries and reconnects.
-    /// `candidate_json` is `candidate` serialised (the caller needs it too).
-    async fn claim_send(
-        &self,
-        sender_id: &str,
-        client_msg_id: &str,
-        candidate: &ChatMessage,
-        candidate_json: &str,
-    ) -> Result<ChatMessage, StoreError>;
-    /// Inserts messages not stored yet (by id); a replay is harmless.
+    /// Inserts messages not stored yet (by id, and by sender and
+    /// `client_msg_id`); a replay is harmless.
     /// Returns how many were new.
     async fn save_messages(&self, messages: &[ChatMessage]) -> Result<u64, StoreError>;
     /// Up to `limit` messages of a conversation with id < `before` (all when

@@ -2,8 +2,7 @@
 //!
 //! Collections: `users` (unique `email`), `messages` (`{conversation_id,
 //! _id: -1}` for newest-first pages; `_id` is the ULID message id, so an
-//! insert is idempotent), `sends` (`_id` = sender + client id: the
-//! idempotency claim), `conversations`, `revoked_tokens` (TTL index on
+//! insert is idempotent), `conversations`, `revoked_tokens` (TTL index on
 //! `expires_at`), `media` (binary documents; images are capped at a few
 //! MiB, far below the 16 MiB document limit, so GridFS is not needed),
 //! `log_offsets` and `dead_letters` for the worker.
@@ -110,6 +109,17 @@ impl MongoStore {
             .map_err(unavailable)?;
         self.messages()
             .create_index(IndexModel::builder().keys(doc! { "conversation_id": 1, "_id": -1 }).build())
+            .await
+            .map_err(unavailable)?;
+        // A send is stored once even if it reached the log twice under two
+        // ids (a retry whose claim was lost): see server::claims.
+        self.messages()
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "sender_id": 1, "client_msg_id": 1 })
+                    .options(IndexOptions::builder().unique(true).build())
+                    .build(),
+            )
             .await
             .map_err(unavailable)?;
         let ttl = IndexOptions::builder().expire_after(std::time::Duration::ZERO).build();
@@ -312,31 +322,6 @@ impl ConversationStore for MongoStore {
 
 #[async_trait]
 impl MessageStore for MongoStore {
-    async fn claim_send(
-        &self,
-        sender_id: &str,
-        client_msg_id: &str,
-        candidate: &ChatMessage,
-        candidate_json: &str,
-    ) -> Result<ChatMessage, StoreError> {
-        // Sender ids are fixed-length ULIDs, so the concatenation is unique.
-        let key = format!("{sender_id}:{client_msg_id}");
-        match self.docs("sends").insert_one(doc! { "_id": &key, "message": candidate_json }).await {
-            Ok(_) => Ok(candidate.clone()),
-            Err(e) if is_duplicate(&e) => {
-                let d = self
-                    .docs("sends")
-                    .find_one(doc! { "_id": &key })
-                    .await
-                    .map_err(unavailable)?
-                    .ok_or_else(|| StoreError::Unavailable("claimed send vanished".into()))?;
-                let text = d.get_str("message").map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-            }
-            Err(e) => Err(unavailable(e)),
-        }
-    }
-
     async fn save_messages(&self, messages: &[ChatMessage]) -> Result<u64, StoreError> {
         if messages.is_empty() {
             return Ok(0);
