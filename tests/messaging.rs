@@ -394,12 +394,13 @@ async fn pipelined_sends_are_acked_and_delivered_in_order() {
     let b = TestUser::signup(&server, "Bob").await;
     let mut wa = a.ws(&server).await;
     let mut wb = b.ws(&server).await;
-    // All frames out before reading anything back.
-    for i in 0..30 {
+    // All frames out before reading anything back: more than one
+    // connection may have in flight, so the server must hold back reading.
+    for i in 0..100 {
         wa.send_text(&format!("pipe-{i}"), &b.id, &format!("n{i}")).await;
     }
     let mut acked = Vec::new();
-    while acked.len() < 30 {
+    while acked.len() < 100 {
         let e = next_where(&mut wa, "ack", |e| e["type"] == "ack" || e["type"] == "error").await;
         assert_eq!(e["type"], "ack", "{e}");
         assert_eq!(e["client_msg_id"], format!("pipe-{}", acked.len()), "acks come in send order");
@@ -409,7 +410,7 @@ async fn pipelined_sends_are_acked_and_delivered_in_order() {
     sorted.sort();
     assert_eq!(acked, sorted, "ids sort in send order");
     let mut delivered = Vec::new();
-    while delivered.len() < 30 {
+    while delivered.len() < 100 {
         let e = next_where(&mut wb, "message", |e| e["type"] == "message").await;
         assert_eq!(e["message"]["text"], format!("n{}", delivered.len()));
         delivered.push(e["message"]["_id"].as_str().unwrap().to_string());
