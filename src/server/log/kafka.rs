@@ -6,12 +6,12 @@
 //! * rskafka produces with `acks = -1`: `append` returns once every
 //!   in-sync replica has the record.
 //! * rskafka writes a request's length and body in two writes without
-//!   TCP_NODELAY, so every produce request can stall ~40 ms (Nagle against
-//!   the broker's delayed ACK). We cannot change its socket, so we make
-//!   the stall rare and overlapping instead: one producer task per
-//!   partition aggregates concurrent appends for up to [`LINGER`] into one
-//!   request and keeps up to [`IN_FLIGHT`] requests outstanding. See the
-//!   README for the measured figures.
+//!   TCP_NODELAY, so every produce request could stall ~40 ms (Nagle
+//!   against the broker's delayed ACK). Its connections go through
+//!   [`super::kafka_relay`], which removes the stall; on top of that, one
+//!   producer task per partition aggregates concurrent appends for up to
+//!   [`LINGER`] into one request and keeps up to [`IN_FLIGHT`] requests
+//!   outstanding.
 //! * Retries stop after [`SEND_DEADLINE`] so a sender gets a clear error
 //!   while Kafka is down instead of waiting forever.
 //! * Kafka cannot refuse a second record for the same send, so a submit
@@ -93,8 +93,10 @@ impl KafkaLog {
         claims: Arc<dyn SendClaims>,
         shutdown: CancellationToken,
     ) -> Result<Self, LogError> {
+        let relay = super::kafka_relay::NoDelayRelay::start(shutdown.clone()).await.map_err(unavailable)?;
         let client = ClientBuilder::new(brokers)
             .client_id("charcha")
+            .socks5_proxy(relay.addr().to_string())
             .backoff_config(BackoffConfig {
                 init_backoff: Duration::from_millis(50),
                 max_backoff: Duration::from_secs(1),

@@ -15,6 +15,7 @@
 //! [`Durable`] it returns resolves once the record is durable.
 
 pub mod kafka;
+pub mod kafka_relay;
 pub mod local;
 
 use std::{future::Future, pin::Pin, time::Duration};
