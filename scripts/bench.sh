@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# Benchmarks Charcha's message hot path against a bare relay (charcha-bench,
+# src/bin/charcha-bench.rs). `./dev bench …` runs this.
+#
+#   scripts/bench.sh                 relay, then Charcha embedded (release builds)
+#   scripts/bench.sh --scaled        … then Charcha on Redis + Kafka + FerretDB, one and three instances
+#   scripts/bench.sh --quick         short checked runs (debug builds): relay and Charcha embedded,
+#                                    counts only (no loss, duplicates, reordering, errors); for the tests
+#   scripts/bench.sh … OPTIONS       any other option goes to every `charcha-bench run` (e.g. --duration 20)
+#
+# Loads (closed loop: W sends in flight per user; users in 1:1 pairs, both ways):
+#   (a) 200 users W=1   (b) 200 users W=8   (c) 1000 users W=1   (d) one idle pair W=1 (latency)
+#   (e) open loop at half of Charcha embedded's (b) throughput, 200 users (p99 latency at that rate)
+# Prints the comparison table (relay, the original Node app's figures, Charcha);
+# the raw JSON lines are in ${CARGO_TARGET_DIR:-target}/bench/last-run.jsonl.
+# Every process started here is stopped on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# say, die, have
+# shellcheck source=scripts/common.sh
+. "$ROOT/scripts/common.sh"
+
+QUICK=0
+SCALED=0
+EXTRA=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --scaled) SCALED=1 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) EXTRA+=("$1") ;;
+  esac
+  shift
+done
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+OUT="$TARGET_DIR/bench"
+mkdir -p "$OUT"
+# A bench-only secret (48 characters): tokens in the cache stay valid across runs.
+BENCH_JWT_SECRET="charcha-bench-only-secret-0123456789abcdefghijkl"
+
+if [ "$QUICK" -eq 1 ]; then PROFILE=debug; PROFILE_FLAG=(); else PROFILE=release; PROFILE_FLAG=(--release); fi
+CHARCHA="$TARGET_DIR/$PROFILE/charcha"
+BENCH="$TARGET_DIR/$PROFILE/charcha-bench"
+
+# cargo with cargo-leptos' settings, so the build shares its artifacts.
+cargo_like() { RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--cfg erase_components" LEPTOS_OUTPUT_NAME=charcha cargo "$@"; }
+
+build() {
+  say "building charcha and charcha-bench ($PROFILE)"
+  cargo_like build "${PROFILE_FLAG[@]}" --features ssr --bin charcha
+  cargo_like build "${PROFILE_FLAG[@]}" --features bench --bin charcha-bench
+  [ -x "$CHARCHA" ] || die "server binary not found at $CHARCHA after the build"
+  [ -x "$BENCH" ] || die "charcha-bench not found at $BENCH after the build"
+}
+
+# ---------------------------------------------------------------- processes
+
+PIDS=()
+cleanup() {
+  local p i
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for ((i = 0; i < 100; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start LOG CMD... — runs CMD in the background; its pid is in $STARTED.
+start() {
+  local log=$1; shift
+  "$@" > "$log" 2>&1 &
+  STARTED=$!
+  PIDS+=("$STARTED")
+}
+
+# stop PID... — SIGTERM, then SIGKILL after 10 s.
+stop() {
+  local p i keep=() q
+  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "$@"; do
+    for ((i = 0; i < 100; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  for q in "${PIDS[@]}"; do
+    for p in "$@"; do [ "$q" = "$p" ] && continue 2; done
+    keep+=("$q")
+  done
+  PIDS=("${keep[@]}")
+}
+
+free_port() {
+  local p i
+  for ((i = 0; i < 200; i++)); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  die "no free port found"
+}
+
+# health_ok HOST:PORT — GET /api/health answers 200.
+health_ok() (
+  exec 3<>"/dev/tcp/${1%:*}/${1##*:}" || exit 1
+  printf 'GET /api/health HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&3
+  read -r -t 5 line <&3 || exit 1
+  [[ $line == *" 200"* ]]
+) 2>/dev/null
+
+# wait_ready HOST:PORT PID LOG NAME — until /api/health is 200 (60 s).
+wait_ready() {
+  local i
+  for ((i = 0; i < 600; i++)); do
+    if health_ok "$1"; then return 0; fi
+    if ! kill -0 "$2" 2>/dev/null; then
+      tail -n 30 "$3" >&2 || true
+      die "$4 exited during start-up (log: $3)"
+    fi
+    sleep 0.1
+  done
+  tail -n 30 "$3" >&2 || true
+  die "$4 did not answer http://$1/api/health within 60 s (log: $3)"
+}
+
+# ---------------------------------------------------------------- servers
+
+start_relay() {
+  local port; port="$(free_port)"
+  start "$OUT/relay.log" "$BENCH" relay --addr "127.0.0.1:$port"
+  wait_ready "127.0.0.1:$port" "$STARTED" "$OUT/relay.log" relay
+  URL="http://127.0.0.1:$port"; SERVER_PIDS="$STARTED"
+  say "relay on $URL (pid $STARTED)"
+}
+
+# charcha_env ADDR DATA_DIR — the environment every Charcha process gets.
+charcha_env() {
+  CHARCHA_ENV_VARS=(
+    "CHARCHA_DATA_DIR=$2"
+    "JWT_SECRET=$BENCH_JWT_SECRET"
+    "CHARCHA_AUTH_RATE_PER_MINUTE=1000000"
+    "CHARCHA_SEND_RATE_PER_MINUTE=100000000"
+    "LEPTOS_SITE_ADDR=$1"
+    "LEPTOS_SITE_ROOT=target/site"
+    "LEPTOS_OUTPUT_NAME=charcha"
+    "RUST_LOG=warn"
+  )
+}
+
+# start_charcha NAME DATA_DIR [VAR=VALUE...] — one instance on a free port;
+# sets $STARTED and $ADDR.
+start_charcha() {
+  local name=$1 data=$2 port; shift 2
+  port="$(free_port)"
+  ADDR="127.0.0.1:$port"
+  mkdir -p "$data"
+  charcha_env "$ADDR" "$data"
+  start "$OUT/$name.log" env "${CHARCHA_ENV_VARS[@]}" "$@" "$CHARCHA"
+  wait_ready "$ADDR" "$STARTED" "$OUT/$name.log" "$name"
+  say "$name on http://$ADDR (pid $STARTED, log $OUT/$name.log)"
+}
+
+# ---------------------------------------------------------------- loads
+
+JSONL="$OUT/last-run.jsonl"
+FAILED=()
+
+json_field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" <<<"$2" | head -n 1; }
+
+# run_load LABEL TARGET [charcha-bench run options...] — one load, one JSON line.
+run_load() {
+  local label=$1 target=$2 line rc=0; shift 2
+  say "$label: $* (target $target at $URL)"
+  line="$("$BENCH" run --json --label "$label" --target "$target" --url "$URL" --server-pid "$SERVER_PIDS" \
+    "$@" "${EXTRA[@]}")" || rc=$?
+  if [ -z "$line" ]; then line="{\"label\":\"$label\",\"error\":\"charcha-bench exited with $rc and no report\",\"ok\":false}"; fi
+  printf '%s\n' "$line" >> "$JSONL"
+  LAST="$line"
+  if [ "$rc" -ne 0 ]; then
+    FAILED+=("$label")
+    say "$label: FAILED (exit $rc)"
+  else
+    say "$label: $(json_field delivered_per_s "$line") msg/s delivered, send→recv p50 $(sed -n 's/.*"delivery_latency":{[^}]*"p50_ms":\([0-9.]*\).*/\1/p' <<<"$line") ms, p99 $(sed -n 's/.*"delivery_latency":{[^}]*"p99_ms":\([0-9.]*\).*/\1/p' <<<"$line") ms"
+  fi
+}
+
+LOAD_A=(--users 200 --in-flight 1)
+LOAD_B=(--users 200 --in-flight 8)
+LOAD_C=(--users 1000 --in-flight 1)
+LOAD_D=(--users 2 --in-flight 1)
+
+# loads_abcd COLUMN TARGET [options...] — loads (a) to (d) against $URL.
+loads_abcd() {
+  local col=$1 target=$2; shift 2
+  run_load "$col/a" "$target" "${LOAD_A[@]}" "$@"
+  run_load "$col/b" "$target" "${LOAD_B[@]}" "$@"
+  [ "$col" = embedded ] && EMBEDDED_B="$LAST"
+  run_load "$col/c" "$target" "${LOAD_C[@]}" "$@"
+  run_load "$col/d" "$target" "${LOAD_D[@]}" "$@"
+}
+
+load_e() {
+  local col=$1 target=$2; shift 2
+  if [ -z "${RATE:-}" ]; then say "$col/e: skipped (no rate: Charcha embedded's (b) did not run)"; return; fi
+  run_load "$col/e" "$target" --users 200 --rate "$RATE" "$@"
+}
+
+# ---------------------------------------------------------------- runs
+
+quick() {
+  build
+  : > "$JSONL"
+  local rc=0
+  start_relay
+  say "quick check: relay"
+  "$BENCH" run --quick --target relay --url "$URL" --label quick-relay "${EXTRA[@]}" || rc=1
+  stop "$SERVER_PIDS"
+  start_charcha quick-embedded "$OUT/quick/data"
+  SERVER_PIDS="$STARTED"
+  say "quick check: Charcha embedded"
+  "$BENCH" run --quick --url "http://$ADDR" --tokens "$OUT/quick/tokens.json" --tokens-key quick-embedded \
+    --server-pid "$SERVER_PIDS" --label quick-embedded "${EXTRA[@]}" || rc=1
+  stop "$SERVER_PIDS"
+  [ "$rc" -eq 0 ] || die "bench --quick: a count check failed (reports above)"
+  say "bench --quick: ok"
+}
+
+scaled_services() {
+  "$ROOT/scripts/services.sh" start
+  local line
+  while IFS= read -r line; do
+    case "$line" in
+      REDIS_URL=*) S_REDIS_URL="${line#*=}" ;;
+      KAFKA_BROKERS=*) S_KAFKA_BROKERS="${line#*=}" ;;
+      MONGODB_URI=*) S_MONGODB_URI="${line#*=}" ;;
+    esac
+  done < <("$ROOT/scripts/services.sh" env)
+  [ -n "${S_REDIS_URL:-}" ] && [ -n "${S_KAFKA_BROKERS:-}" ] && [ -n "${S_MONGODB_URI:-}" ] \
+    || die "scripts/services.sh env did not print REDIS_URL, KAFKA_BROKERS and MONGODB_URI"
+}
+
+# scaled_vars NAME — fresh topic, Redis prefix and database for this run.
+scaled_vars() {
+  local id="$1_$(date +%Y%m%d%H%M%S)_$$"
+  SCALED_VARS=(
+    "REDIS_URL=$S_REDIS_URL"
+    "KAFKA_BROKERS=$S_KAFKA_BROKERS"
+    "MONGODB_URI=${S_MONGODB_URI%/*}/bench_$id"
+    "KAFKA_TOPIC=bench-$id"
+    "CHARCHA_REDIS_PREFIX=bench-$id"
+  )
+}
+
+scaled_run() {
+  local n=$1 col="scaled$1" i urls=() pids=() data
+  scaled_vars "$col"
+  data="$OUT/scaled/$col-data"
+  rm -rf "$data"
+  if [ "$n" -eq 1 ]; then
+    start_charcha "$col" "$data" "${SCALED_VARS[@]}"
+    urls=("http://$ADDR"); pids=("$STARTED")
+  else
+    # As in docker-compose.yml: instances without a worker, one history worker.
+    for ((i = 1; i <= n; i++)); do
+      start_charcha "$col-$i" "$data" "${SCALED_VARS[@]}" CHARCHA_WORKER=off
+      urls+=("http://$ADDR"); pids+=("$STARTED")
+    done
+    charcha_env "127.0.0.1:0" "$data"
+    start "$OUT/$col-worker.log" env "${CHARCHA_ENV_VARS[@]}" "${SCALED_VARS[@]}" \
+      CHARCHA_WORKER=on WORKER_INDEX=0 WORKER_COUNT=1 "$CHARCHA" worker
+    pids+=("$STARTED")
+  fi
+  URL="$(IFS=,; echo "${urls[*]}")"
+  SERVER_PIDS="$(IFS=,; echo "${pids[*]}")"
+  local tokens=(--tokens "$OUT/scaled/$col-tokens.json")
+  rm -f "$OUT/scaled/$col-tokens.json"
+  loads_abcd "$col" charcha "${tokens[@]}"
+  load_e "$col" charcha "${tokens[@]}"
+  stop "${pids[@]}"
+}
+
+full() {
+  build
+  : > "$JSONL"
+  local emb="$OUT/embedded"
+  mkdir -p "$emb"
+
+  start_relay
+  loads_abcd relay relay
+  stop "$SERVER_PIDS"
+
+  start_charcha embedded "$emb/data"
+  SERVER_PIDS="$STARTED"
+  local tokens=(--tokens "$emb/tokens.json" --tokens-key embedded)
+  EMBEDDED_B=""
+  loads_abcd embedded charcha "${tokens[@]}"
+  RATE="$(json_field delivered_per_s "$EMBEDDED_B")"
+  if [ -n "$RATE" ]; then RATE="$(awk -v r="$RATE" 'BEGIN { printf "%d", r / 2 }')"; fi
+  [ "${RATE:-0}" -gt 0 ] 2>/dev/null || RATE=""
+  [ -n "$RATE" ] && say "(e) rate: half of Charcha embedded's (b) = $RATE msg/s"
+  load_e embedded charcha "${tokens[@]}"
+  stop "$SERVER_PIDS"
+
+  start_relay
+  load_e relay relay
+  stop "$SERVER_PIDS"
+
+  if [ "$SCALED" -eq 1 ]; then
+    scaled_services
+    scaled_run 1
+    scaled_run 3
+  fi
+
+  echo
+  "$BENCH" table "$JSONL"
+  echo
+  say "raw figures: $JSONL"
+  if [ ${#FAILED[@]} -gt 0 ]; then die "failed runs: ${FAILED[*]}"; fi
+}
+
+if [ "$QUICK" -eq 1 ]; then quick; else full; fi
