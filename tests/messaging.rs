@@ -1218,6 +1218,34 @@ async fn contact_changes_are_announced_with_presence() {
 // ------------------------------------------------------------ 10. worker
 
 #[tokio::test]
+async fn a_send_that_reached_the_log_twice_under_two_ids_is_stored_once() {
+    // A retry whose send claim was lost (Redis restarted or unreachable)
+    // reaches the log as a second message with a new id but the same
+    // sender and client_msg_id: history keeps the first one only.
+    let server = TestServer::start().await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let (status, first) = send_rest(&a, &server, &b.id, json!({ "text": "once", "client_msg_id": "twice-1" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    in_history(&a.http, &server, &b.id, first["_id"].as_str().unwrap()).await;
+    let mut again: ChatMessage = serde_json::from_value(first.clone()).unwrap();
+    again.id = ulid::Ulid::new().to_string();
+    let store = &server.state().store;
+    assert_eq!(store.save_messages(&[again.clone()]).await.expect("save"), 0, "the duplicate send is not new");
+    // Messages without a client id never collide with each other.
+    let mut plain = again.clone();
+    plain.client_msg_id = None;
+    let mut plain2 = plain.clone();
+    plain.id = ulid::Ulid::new().to_string();
+    plain2.id = ulid::Ulid::new().to_string();
+    assert_eq!(store.save_messages(&[plain.clone(), plain2.clone()]).await.expect("save"), 2);
+    let stored = ids(&history_all(&a.http, &server.url, &b.id).await);
+    let mut want = vec![first["_id"].as_str().unwrap().to_string(), plain.id, plain2.id];
+    want.sort();
+    assert_eq!(stored, want);
+}
+
+#[tokio::test]
 async fn replaying_the_log_is_harmless() {
     let server = TestServer::start().await;
     let a = TestUser::signup(&server, "Ann").await;

@@ -30,6 +30,29 @@ fn command_code(e: &MongoError) -> Option<i32> {
     }
 }
 
+/// A message as stored: the message itself plus `send_key`, unique per
+/// send. A unique index on `(sender_id, client_msg_id)` would treat every
+/// message without a client id as the same key (MongoDB indexes a missing
+/// field as null) and partial indexes are not available on every
+/// MongoDB-compatible server, so the key is spelled out: sender and client
+/// id, or, without a client id, the message id.
+#[derive(Serialize)]
+struct MessageDoc<'a> {
+    #[serde(flatten)]
+    message: &'a ChatMessage,
+    send_key: String,
+}
+
+impl<'a> MessageDoc<'a> {
+    fn of(message: &'a ChatMessage) -> Self {
+        let send_key = match &message.client_msg_id {
+            Some(c) => format!("c:{}:{c}", message.sender_id),
+            None => format!("m:{}", message.id),
+        };
+        Self { message, send_key }
+    }
+}
+
 #[derive(Clone)]
 pub struct MongoStore {
     db: Database,
@@ -112,11 +135,12 @@ impl MongoStore {
             .await
             .map_err(unavailable)?;
         // A send is stored once even if it reached the log twice under two
-        // ids (a retry whose claim was lost): see server::claims.
+        // ids (a retry whose claim was lost): see server::claims and
+        // [`MessageDoc::send_key`].
         self.messages()
             .create_index(
                 IndexModel::builder()
-                    .keys(doc! { "sender_id": 1, "client_msg_id": 1 })
+                    .keys(doc! { "send_key": 1 })
                     .options(IndexOptions::builder().unique(true).build())
                     .build(),
             )
@@ -327,7 +351,8 @@ impl MessageStore for MongoStore {
             return Ok(0);
         }
         // Unordered: one duplicate (a replay) must not stop the others.
-        match self.messages().insert_many(messages).ordered(false).await {
+        let docs: Vec<MessageDoc<'_>> = messages.iter().map(MessageDoc::of).collect();
+        match self.db.collection::<MessageDoc<'_>>("messages").insert_many(docs).ordered(false).await {
             Ok(r) => Ok(r.inserted_ids.len() as u64),
             Err(e) => match e.kind.as_ref() {
                 ErrorKind::InsertMany(im)
