@@ -60,6 +60,7 @@ build() {
 # ---------------------------------------------------------------- processes
 
 PIDS=()
+STARTED_SERVICES=()
 cleanup() {
   local p i
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -68,6 +69,11 @@ cleanup() {
     kill -KILL "$p" 2>/dev/null || true
   done
   PIDS=()
+  # Services this script started (not the ones that were already running).
+  if [ ${#STARTED_SERVICES[@]} -gt 0 ]; then
+    "$ROOT/scripts/services.sh" stop "${STARTED_SERVICES[@]}" || true
+    STARTED_SERVICES=()
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -153,7 +159,7 @@ charcha_env() {
 }
 
 # start_charcha NAME DATA_DIR [VAR=VALUE...] — one instance on a free port;
-# sets $STARTED and $ADDR.
+# sets $STARTED, $ADDR and $URL.
 start_charcha() {
   local name=$1 data=$2 port; shift 2
   port="$(free_port)"
@@ -162,7 +168,8 @@ start_charcha() {
   charcha_env "$ADDR" "$data"
   start "$OUT/$name.log" env "${CHARCHA_ENV_VARS[@]}" "$@" "$CHARCHA"
   wait_ready "$ADDR" "$STARTED" "$OUT/$name.log" "$name"
-  say "$name on http://$ADDR (pid $STARTED, log $OUT/$name.log)"
+  URL="http://$ADDR"
+  say "$name on $URL (pid $STARTED, log $OUT/$name.log)"
 }
 
 # ---------------------------------------------------------------- loads
@@ -223,7 +230,7 @@ quick() {
   start_charcha quick-embedded "$OUT/quick/data"
   SERVER_PIDS="$STARTED"
   say "quick check: Charcha embedded"
-  "$BENCH" run --quick --url "http://$ADDR" --tokens "$OUT/quick/tokens.json" --tokens-key quick-embedded \
+  "$BENCH" run --quick --url "$URL" --tokens "$OUT/quick/tokens.json" --tokens-key quick-embedded \
     --server-pid "$SERVER_PIDS" --label quick-embedded "${EXTRA[@]}" || rc=1
   stop "$SERVER_PIDS"
   [ "$rc" -eq 0 ] || die "bench --quick: a count check failed (reports above)"
@@ -231,6 +238,11 @@ quick() {
 }
 
 scaled_services() {
+  local status s
+  status="$("$ROOT/scripts/services.sh" status)"
+  for s in redis kafka mongo; do
+    grep -q "^$s: running" <<<"$status" || STARTED_SERVICES+=("$s")
+  done
   "$ROOT/scripts/services.sh" start
   local line
   while IFS= read -r line; do

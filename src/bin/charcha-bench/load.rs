@@ -894,13 +894,18 @@ async fn obtain_creds(o: &Opts, bases: &[Base]) -> Result<Creds, String> {
                     cache.put(&key, i, cred.clone());
                     creds[i] = Some(cred);
                 }
+                // post_retrying already retried what is worth retrying:
+                // stop at the first failure instead of failing N times.
                 Ok((_, Err(e))) => {
                     failures += 1;
                     first_error.get_or_insert(e);
+                    set.abort_all();
                 }
+                Err(e) if e.is_cancelled() => {}
                 Err(e) => {
                     failures += 1;
                     first_error.get_or_insert(e.to_string());
+                    set.abort_all();
                 }
             }
         }
@@ -917,7 +922,7 @@ async fn obtain_creds(o: &Opts, bases: &[Base]) -> Result<Creds, String> {
             started.elapsed().as_secs_f64()
         );
         if failures > 0 {
-            return Err(format!("{failures} sign-up/log-in(s) failed; first: {}", first_error.unwrap_or_default()));
+            return Err(format!("sign-up/log-in failed: {}", first_error.unwrap_or_default()));
         }
     }
     Ok(Creds { creds, cache, key, counts })
@@ -1054,8 +1059,10 @@ fn connect_message(e: ConnectError) -> String {
     }
 }
 
+/// Relay user ids are 26 characters like Charcha's ULIDs, so the relay's
+/// frames (ids, conversation ids) have the same sizes as Charcha's.
 fn relay_user_id(i: usize) -> String {
-    format!("bench-{i}")
+    format!("01BENCHRELAY{i:014}")
 }
 
 // ---------------------------------------------------------------------------

@@ -104,6 +104,7 @@ fn render(runs: &BTreeMap<(String, String), Value>) -> String {
             let _ = write!(t, "{:<w0$}{:>12}{:>12}", title(row), "", "");
             for (col, _) in &COLUMNS[1..] {
                 let cell = match (figure(runs, col, load, pointer), base) {
+                    (Ok(Some(x)), Some(b)) if b > 0.0 && x / b < 0.1 => format!("{:.4}×", x / b),
                     (Ok(Some(x)), Some(b)) if b > 0.0 => format!("{:.2}×", x / b),
                     (Err(()), _) => "FAILED".into(),
                     _ => "–".into(),
@@ -113,9 +114,11 @@ fn render(runs: &BTreeMap<(String, String), Value>) -> String {
             t.push('\n');
         }
     }
+    let _ =
+        writeln!(t, "\nAll runs (latencies in ms; CPU % of one core over the measured window, server and generator)");
     let _ = writeln!(
         t,
-        "\n{:<14}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>8}{:>8}{:>7}{:>6}{:>6}{:>7}  result",
+        "{:<14}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>8}{:>8}{:>8}{:>7}{:>6}{:>6}{:>7}  result",
         "run",
         "msg/s",
         "ack p50",
@@ -125,12 +128,17 @@ fn render(runs: &BTreeMap<(String, String), Value>) -> String {
         "p99.9",
         "CPU %",
         "RSS MB",
+        "gen CPU",
         "lost",
         "dup",
         "reord",
         "errors"
     );
-    for ((col, load), v) in runs {
+    // Column order (relay first), then load; unknown columns last.
+    let rank = |col: &str| COLUMNS.iter().position(|(c, _)| *c == col).unwrap_or(COLUMNS.len());
+    let mut ordered: Vec<_> = runs.iter().collect();
+    ordered.sort_by_key(|((col, load), _)| (rank(col), col.clone(), load.clone()));
+    for ((col, load), v) in ordered {
         let label = format!("{col}/{load}");
         if let Some(e) = v.get("error").and_then(Value::as_str) {
             let _ = writeln!(t, "{label:<14}FAILED: {e}");
@@ -141,7 +149,7 @@ fn render(runs: &BTreeMap<(String, String), Value>) -> String {
         let ok = v.get("ok").and_then(Value::as_bool).unwrap_or(false);
         let _ = writeln!(
             t,
-            "{label:<14}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>8}{:>8}{:>7}{:>6}{:>6}{:>7}  {}",
+            "{label:<14}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>8}{:>8}{:>8}{:>7}{:>6}{:>6}{:>7}  {}",
             num("/delivered_per_s", 0),
             num("/ack_latency/p50_ms", 2),
             num("/ack_latency/p99_ms", 2),
@@ -150,6 +158,7 @@ fn render(runs: &BTreeMap<(String, String), Value>) -> String {
             num("/delivery_latency/p999_ms", 2),
             num("/server/cpu_percent", 0),
             num("/server/rss_mb", 0),
+            num("/generator_cpu_percent", 0),
             num("/lost", 0),
             num("/duplicated", 0),
             num("/reordered", 0),
