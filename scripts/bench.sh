@@ -13,7 +13,8 @@
 #   (e) open loop at half of Charcha embedded's (b) throughput, 200 users (p99 latency at that rate)
 # Prints the comparison table (relay, the original Node app's figures, Charcha);
 # the raw JSON lines are in ${CARGO_TARGET_DIR:-target}/bench/last-run.jsonl.
-# Every process started here is stopped on exit.
+# Exit status: non-zero when a run failed or any run reported a count failure
+# (the table is printed first). Every process started here is stopped on exit.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -175,7 +176,8 @@ start_charcha() {
 # ---------------------------------------------------------------- loads
 
 JSONL="$OUT/last-run.jsonl"
-FAILED=()
+FAILED=()    # runs that did not complete (setup or network failures)
+NOT_OK=()    # runs that completed with a count failure (lost, duplicated, reordered, errors…)
 
 json_field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" <<<"$2" | head -n 1; }
 
@@ -192,6 +194,7 @@ run_load() {
     FAILED+=("$label")
     say "$label: FAILED (exit $rc)"
   else
+    grep -q '"ok":true' <<<"$line" || NOT_OK+=("$label")
     say "$label: $(json_field delivered_per_s "$line") msg/s delivered, send→recv p50 $(sed -n 's/.*"delivery_latency":{[^}]*"p50_ms":\([0-9.]*\).*/\1/p' <<<"$line") ms, p99 $(sed -n 's/.*"delivery_latency":{[^}]*"p99_ms":\([0-9.]*\).*/\1/p' <<<"$line") ms"
   fi
 }
@@ -332,7 +335,11 @@ full() {
   "$BENCH" table "$JSONL"
   echo
   say "raw figures: $JSONL"
+  if [ ${#NOT_OK[@]} -gt 0 ]; then
+    printf '\n!!! count failures (lost, duplicated, reordered, unacked or errors; see the table): %s\n' "${NOT_OK[*]}" >&2
+  fi
   if [ ${#FAILED[@]} -gt 0 ]; then die "failed runs: ${FAILED[*]}"; fi
+  [ ${#NOT_OK[@]} -eq 0 ] || exit 1
 }
 
 if [ "$QUICK" -eq 1 ]; then quick; else full; fi
