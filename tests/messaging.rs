@@ -420,6 +420,64 @@ async fn pipelined_sends_are_acked_and_delivered_in_order() {
     assert_eq!(ids(&history_all(&b.http, &server.url, &a.id).await), acked);
 }
 
+/// Delegates to a real log, but makes each submission's durability wait
+/// longer than the next one's, so later sends become durable first.
+struct LateFirstLog {
+    inner: Arc<dyn Log>,
+    submitted: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Log for LateFirstLog {
+    fn stream(&self) -> &str {
+        self.inner.stream()
+    }
+    async fn submit(&self, record: SendRecord) -> Result<Durable, LogError> {
+        let n = self.submitted.fetch_add(1, Ordering::SeqCst);
+        let durable = self.inner.submit(record).await?;
+        // 0th waits 200 ms, 1st 190 ms, …: completion order is reversed.
+        let delay = Duration::from_millis(200u64.saturating_sub(n % 20 * 10));
+        Ok(Box::pin(async move {
+            let outcome = durable.await;
+            tokio::time::sleep(delay).await;
+            outcome
+        }))
+    }
+    async fn partitions(&self) -> Result<Vec<i32>, LogError> {
+        self.inner.partitions().await
+    }
+    async fn fetch(&self, partition: i32, from: i64, max_records: usize, max_wait: Duration) -> Result<Vec<LogRecord>, LogError> {
+        self.inner.fetch(partition, from, max_records, max_wait).await
+    }
+}
+
+#[tokio::test]
+async fn sends_that_become_durable_out_of_order_are_still_delivered_in_order() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let config = common::test_config(tmp.path().to_path_buf());
+    let mut drivers = charcha::server::connect_drivers(&config).await.expect("drivers");
+    drivers.log = Arc::new(LateFirstLog { inner: drivers.log.clone(), submitted: Default::default() });
+    let server = TestServer::start_config(config, Some(drivers)).await;
+    let a = TestUser::signup(&server, "Ann").await;
+    let b = TestUser::signup(&server, "Bob").await;
+    let mut wa = a.ws(&server).await;
+    let mut tab2 = a.ws(&server).await;
+    let mut wb = b.ws(&server).await;
+    for i in 0..20 {
+        wa.send_text(&format!("late-{i}"), &b.id, &format!("n{i}")).await;
+    }
+    for i in 0..20 {
+        let e = next_where(&mut wa, "ack", |e| e["type"] == "ack" || e["type"] == "error").await;
+        assert_eq!(e["client_msg_id"], format!("late-{i}"), "acks in send order: {e}");
+    }
+    for ws in [&mut wb, &mut tab2] {
+        for i in 0..20 {
+            let e = next_where(ws, "message", |e| e["type"] == "message").await;
+            assert_eq!(e["message"]["text"], format!("n{i}"), "live delivery in send order");
+        }
+    }
+}
+
 // ------------------------------------------------- 3. ack after the log
 
 #[tokio::test]

@@ -180,13 +180,15 @@ impl ChatService {
     /// publishing it live to every session of both members.
     pub async fn send(&self, sender: &str, req: SendRequest) -> Result<SentMessage, AppError> {
         let pending = self.submit(sender, req).await?;
-        self.complete(pending, None).await
+        let sent = self.durable(pending).await?;
+        self.deliver(&sent, None).await;
+        Ok(sent)
     }
 
     /// Validates a send and queues it in the log; returns once it is queued.
     /// Sends one caller submits one after another keep that order, so a
-    /// connection can have several in flight ([`Self::complete`] each, in
-    /// the same order).
+    /// connection can have several in flight: wait for each with
+    /// [`Self::durable`], then [`Self::deliver`] them in the same order.
     pub async fn submit(&self, sender: &str, req: SendRequest) -> Result<PendingSend, AppError> {
         // Per user, across sessions and instances (the limiter is shared in
         // the scaled mode).
@@ -239,10 +241,9 @@ impl ChatService {
         Ok(PendingSend { candidate, candidate_json, durable })
     }
 
-    /// Waits until `pending` is durable, then publishes it live to every
-    /// session of the conversation's members but `origin` (the sending
-    /// session, which is answered with an ack instead).
-    pub async fn complete(&self, pending: PendingSend, origin: Option<SessionRef>) -> Result<SentMessage, AppError> {
+    /// Waits until `pending` is durable; the message to acknowledge (the
+    /// first attempt's, for a retry).
+    pub async fn durable(&self, pending: PendingSend) -> Result<SentMessage, AppError> {
         let PendingSend { candidate, candidate_json, durable } = pending;
         let sent = match durable.await.map_err(log_unavailable)? {
             Appended::New => SentMessage { message: candidate, json: candidate_json },
@@ -256,15 +257,22 @@ impl ChatService {
             }
         };
         metrics::inc(&metrics::METRICS.messages_sent);
-        // Durable now. Live delivery is best effort: anyone who misses it
-        // gets the message from history. The frame wraps the record's JSON,
-        // so the message is not serialised again.
+        Ok(sent)
+    }
+
+    /// Publishes a durable message live to every session of the
+    /// conversation's members but `origin` (the sending session, which is
+    /// answered with an ack instead). Call in send order: live delivery
+    /// keeps the order of the calls.
+    pub async fn deliver(&self, sent: &SentMessage, origin: Option<SessionRef>) {
+        // Live delivery is best effort: anyone who misses it gets the
+        // message from history. The frame wraps the record's JSON, so the
+        // message is not serialised again.
         let frame: bytes::Bytes = ServerEvent::message_frame(&sent.json).into();
         let users = vec![sent.message.sender_id.clone(), sent.message.recipient_id.clone()];
         if let Err(e) = self.bus.publish(Audience::Members { users, except: origin }, frame).await {
             tracing::warn!("live delivery failed (history will have it): {e}");
         }
-        Ok(sent)
     }
 
     /// A message image must be the sender's upload for this conversation.

@@ -278,8 +278,13 @@ async fn read_loop(
             // Finish sends first: they free room for more.
             biased;
             Some((client_msg_id, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                // In send order (FuturesOrdered), whichever became durable
+                // first: publish, then ack.
                 let answered = match result {
-                    Ok(sent) => replies.try_send(Outgoing::Text(ServerEvent::ack_frame(&client_msg_id, &sent.json).into())).is_ok(),
+                    Ok(sent) => {
+                        state.chat.deliver(&sent, Some(origin)).await;
+                        replies.try_send(Outgoing::Text(ServerEvent::ack_frame(&client_msg_id, &sent.json).into())).is_ok()
+                    }
                     Err(e) => reply(send_error(e, client_msg_id)),
                 };
                 if !answered {
@@ -306,7 +311,7 @@ async fn read_loop(
                         if text.len() > MAX_FRAME_BYTES {
                             break Some((close::TOO_BIG, "frame too large"));
                         }
-                        if !handle_text(state, user_id, origin, &text, &reply, &mut in_flight).await {
+                        if !handle_text(state, user_id, &text, &reply, &mut in_flight).await {
                             break Some((close::POLICY, "not reading replies"));
                         }
                     }
@@ -318,9 +323,16 @@ async fn read_loop(
         }
     };
     // Sends already in the log still get published live (the sender's other
-    // sessions and the recipient must not miss them), without a reply.
+    // sessions and the recipient must not miss them), in order, without a reply.
     if !in_flight.is_empty() {
-        tokio::spawn(async move { while in_flight.next().await.is_some() {} });
+        let chat = state.chat.clone();
+        tokio::spawn(async move {
+            while let Some((_, result)) = in_flight.next().await {
+                if let Ok(sent) = result {
+                    chat.deliver(&sent, Some(origin)).await;
+                }
+            }
+        });
     }
     outcome
 }
@@ -342,7 +354,6 @@ fn send_error(e: AppError, client_msg_id: String) -> ServerEvent {
 async fn handle_text(
     state: &AppState,
     user_id: &str,
-    origin: SessionRef,
     text: &str,
     reply: &impl Fn(ServerEvent) -> bool,
     in_flight: &mut FuturesOrdered<InFlight>,
@@ -365,7 +376,7 @@ async fn handle_text(
                 Ok(pending) => {
                     let chat = state.chat.clone();
                     in_flight.push_back(Box::pin(async move {
-                        let result = chat.complete(pending, Some(origin)).await;
+                        let result = chat.durable(pending).await;
                         (client_msg_id, result)
                     }));
                     true
