@@ -19,7 +19,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{Appended, Durable, Log, LogError, LogRecord, SendRecord};
@@ -131,26 +131,30 @@ fn commit_group(conn: &mut Connection, batch: &[Submission], now_ms: i64) -> rus
     let tx = conn.transaction()?;
     let mut outcomes = Vec::with_capacity(batch.len());
     {
-        let mut find = tx.prepare_cached(
-            "SELECT r.payload FROM sends s JOIN records r ON r.offset = s.record_offset
-             WHERE s.sender_id = ?1 AND s.client_msg_id = ?2",
-        )?;
         let mut insert_record = tx.prepare_cached("INSERT INTO records (key, payload) VALUES (?1, ?2)")?;
         let mut insert_claim = tx.prepare_cached(
-            "INSERT INTO sends (sender_id, client_msg_id, record_offset, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO sends (sender_id, client_msg_id, record_offset, created_at_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
         )?;
         for s in batch {
             let r = &s.record;
-            // Retries are rare, but the lookup is one index probe.
-            let first: Option<Vec<u8>> = find.query_row(params![r.sender_id, r.client_msg_id], |row| row.get(0)).optional()?;
-            if let Some(payload) = first {
-                outcomes.push(Appended::Duplicate(String::from_utf8_lossy(&payload).into_owned()));
-                continue;
-            }
+            // Optimistic: append, then claim. Retries are rare, so the
+            // common case is two inserts and no lookup.
             insert_record.execute(params![r.key, r.payload.as_bytes()])?;
             let offset = tx.last_insert_rowid();
-            insert_claim.execute(params![r.sender_id, r.client_msg_id, offset, now_ms])?;
-            outcomes.push(Appended::New);
+            if insert_claim.execute(params![r.sender_id, r.client_msg_id, offset, now_ms])? == 1 {
+                outcomes.push(Appended::New);
+                continue;
+            }
+            // Claimed before: undo this append, answer with the first attempt.
+            tx.execute("DELETE FROM records WHERE offset = ?1", [offset])?;
+            let first: Vec<u8> = tx.query_row(
+                "SELECT r.payload FROM sends s JOIN records r ON r.offset = s.record_offset
+                 WHERE s.sender_id = ?1 AND s.client_msg_id = ?2",
+                params![r.sender_id, r.client_msg_id],
+                |row| row.get(0),
+            )?;
+            outcomes.push(Appended::Duplicate(String::from_utf8_lossy(&first).into_owned()));
         }
     }
     tx.commit()?;

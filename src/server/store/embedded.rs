@@ -112,11 +112,14 @@ impl EmbeddedStore {
 
 /// Opens a SQLite file with the settings every Charcha database uses:
 /// WAL for concurrent readers, `synchronous=FULL` so a commit is on disk
-/// when it returns (the log's durability promise rests on this).
+/// when it returns (the log's durability promise rests on this). Reads go
+/// through a memory map and a 16 MiB page cache: profiles of the send path
+/// showed SQLite copying pages in with read(2) for every index probe.
 pub fn open_sqlite(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(unavailable)?;
     conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;
+         PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456; PRAGMA temp_store=MEMORY;",
     )
     .map_err(unavailable)?;
     Ok(conn)
