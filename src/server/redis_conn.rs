@@ -17,6 +17,9 @@ pub struct RedisClients {
     pub subscriber: fred::clients::SubscriberClient,
 }
 
+/// Pub/sub messages buffered between fred's subscriber and the bus task.
+pub const SUBSCRIBER_BUFFER: usize = 64 * 1024;
+
 /// Commands fail after this instead of queueing forever while Redis is down.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -26,6 +29,10 @@ pub async fn connect(url: &str) -> Result<RedisClients, RedisConnectError> {
     builder
         .with_performance_config(|p| {
             p.default_command_timeout = COMMAND_TIMEOUT;
+            // The subscriber hands pub/sub messages to the bus task through
+            // a broadcast channel; fred's default (32) overflowed within
+            // milliseconds under load ("lagged", live events dropped).
+            p.broadcast_channel_capacity = SUBSCRIBER_BUFFER;
         })
         .with_connection_config(|c| {
             c.connection_timeout = Duration::from_secs(3);

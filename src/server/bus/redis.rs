@@ -181,6 +181,7 @@ impl RedisBus {
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         // Clients recover missed messages from history on
                         // their next fetch; say so loudly.
+                        metrics::add(&metrics::METRICS.bus_dropped, n);
                         tracing::error!("redis bus lagged, {n} live events dropped");
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

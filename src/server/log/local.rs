@@ -101,7 +101,7 @@ fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Submission>, appen
         let now_ms = crate::server::clock::now_ms();
         match commit_group(&mut conn, &batch, now_ms) {
             Ok(outcomes) => {
-                let any_new = outcomes.iter().any(|o| *o == Appended::New);
+                let any_new = outcomes.contains(&Appended::New);
                 for (s, outcome) in batch.drain(..).zip(outcomes) {
                     let _ = s.done.send(Ok(outcome));
                 }
