@@ -33,7 +33,10 @@ use serde::{
     de::{MapAccess, Visitor, value::MapAccessDeserializer},
 };
 use serde_json::json;
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::{
+    sync::{Notify, Semaphore},
+    task::JoinSet,
+};
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
     tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
@@ -57,6 +60,10 @@ charcha-bench run [OPTIONS]
   --target charcha|relay   relay: no sign-up, users connect to /ws?user=ID (default charcha)
   --users N             even: 1:1 pairs, user 2k talks with 2k+1 both ways (default 200)
   --in-flight W         closed loop: sends outstanding per user (default 1)
+  --max-backlog N       closed loop: a user also waits while more than N of its messages are sent
+                        but not yet delivered to the peer (0 = no limit; default 128, below the
+                        servers' 256-frame session queues: acks alone would let a sender outrun a
+                        recipient that the OS schedules late, until the server drops it as too slow)
   --rate R              open loop instead: R msg/s in total, spread over the users
   --duration S          measured seconds (default 10)
   --warmup S            seconds of load before measuring (default 2)
@@ -86,6 +93,7 @@ struct Opts {
     target: Target,
     users: usize,
     in_flight: usize,
+    max_backlog: usize,
     rate: Option<f64>,
     duration: f64,
     warmup: f64,
@@ -103,7 +111,7 @@ struct Opts {
 fn parse_opts(args: Vec<String>) -> Result<Option<Opts>, String> {
     let mut a = crate::Args::new(args);
     let (mut url, mut target, mut users, mut in_flight, mut rate) = (None, Target::Charcha, None, None, None);
-    let (mut duration, mut warmup, mut drain) = (None, None, None);
+    let (mut duration, mut warmup, mut drain, mut max_backlog) = (None, None, None, 128usize);
     let (mut pids, mut tokens, mut tokens_key, mut label) = (Vec::new(), None, None, None);
     let (mut connect_batch, mut signup_concurrency, mut json, mut check, mut quick) =
         (200usize, 8usize, false, false, false);
@@ -119,6 +127,7 @@ fn parse_opts(args: Vec<String>) -> Result<Option<Opts>, String> {
             }
             "--users" => users = Some(a.parse::<usize>("--users")?),
             "--in-flight" => in_flight = Some(a.parse::<usize>("--in-flight")?),
+            "--max-backlog" => max_backlog = a.parse::<usize>("--max-backlog")?,
             "--rate" => rate = Some(a.parse::<f64>("--rate")?),
             "--duration" => duration = Some(a.parse::<f64>("--duration")?),
             "--warmup" => warmup = Some(a.parse::<f64>("--warmup")?),
@@ -181,6 +190,7 @@ fn parse_opts(args: Vec<String>) -> Result<Option<Opts>, String> {
         target,
         users,
         in_flight,
+        max_backlog,
         rate,
         duration,
         warmup,
@@ -281,6 +291,10 @@ struct UserSlot {
     log: Mutex<Vec<Rec>>,
     /// Closed loop: permission to send (one per outstanding slot).
     credits: Semaphore,
+    /// 1 + the highest seq of this user's messages the peer has received.
+    delivered_hi: AtomicUsize,
+    /// Notified on every delivery to the peer (for --max-backlog).
+    progress: Notify,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -305,6 +319,8 @@ struct Shared {
     runid: String,
     base: Instant,
     mode: Mode,
+    /// Closed loop: most messages a user may have sent but not yet delivered.
+    max_backlog: usize,
     win_start_ns: AtomicU64,
     win_end_ns: AtomicU64,
     start_at: OnceLock<Instant>,
@@ -661,6 +677,8 @@ fn handle(sh: &Shared, me: usize, f: &Parsed, raw: &str, st: &mut ReaderStats, l
                 return;
             }
             sh.delivered.fetch_add(1, Relaxed);
+            sh.users[sender].delivered_hi.fetch_max(seq + 1, Relaxed);
+            sh.users[sender].progress.notify_one();
             if sh.in_window(now) {
                 st.delivered_in_window += 1;
             }
@@ -717,8 +735,16 @@ fn handle(sh: &Shared, me: usize, f: &Parsed, raw: &str, st: &mut ReaderStats, l
     }
 }
 
-async fn writer(mut sink: WsSink, sh: Arc<Shared>, me: usize) -> Vec<u32> {
-    let mut lag_us = Vec::new();
+#[derive(Default)]
+struct WriterStats {
+    /// Open loop: how late each send was against its schedule.
+    lag_us: Vec<u32>,
+    /// Closed loop: times a send waited for deliveries (--max-backlog).
+    backlog_waits: u64,
+}
+
+async fn writer(mut sink: WsSink, sh: Arc<Shared>, me: usize) -> WriterStats {
+    let mut ws = WriterStats::default();
     tokio::select! {
         _ = sh.start.cancelled() => {}
         _ = sh.close.cancelled() => {}
@@ -732,8 +758,8 @@ async fn writer(mut sink: WsSink, sh: Arc<Shared>, me: usize) -> Vec<u32> {
             Err("peer not connected".to_string())
         } else {
             match sh.mode {
-                Mode::Closed => closed_loop(&mut sink, &sh, me, &to_json).await,
-                Mode::Open { period } => open_loop(&mut sink, &sh, me, &to_json, period, &mut lag_us).await,
+                Mode::Closed => closed_loop(&mut sink, &sh, me, &to_json, &mut ws.backlog_waits).await,
+                Mode::Open { period } => open_loop(&mut sink, &sh, me, &to_json, period, &mut ws.lag_us).await,
             }
         };
         sh.writers_done.fetch_add(1, Relaxed);
@@ -743,12 +769,12 @@ async fn writer(mut sink: WsSink, sh: Arc<Shared>, me: usize) -> Vec<u32> {
                 if !sh.close.is_cancelled() {
                     sh.error("ws_write", || format!("user {me}: {e}"), true);
                 }
-                return lag_us;
+                return ws;
             }
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(Message::Close(None))).await;
-    lag_us
+    ws
 }
 
 /// Records message `seq` as sent now and queues its frame (not flushed).
@@ -770,8 +796,15 @@ async fn feed_one(
     sink.feed(Message::Text(frame.into())).await.map_err(|e| e.to_string())
 }
 
-async fn closed_loop(sink: &mut WsSink, sh: &Shared, me: usize, to_json: &str) -> Result<(), String> {
-    let credits = &sh.users[me].credits;
+async fn closed_loop(
+    sink: &mut WsSink,
+    sh: &Shared,
+    me: usize,
+    to_json: &str,
+    backlog_waits: &mut u64,
+) -> Result<(), String> {
+    let user = &sh.users[me];
+    let credits = &user.credits;
     let mut seq = 0usize;
     loop {
         let permit = tokio::select! {
@@ -782,14 +815,37 @@ async fn closed_loop(sink: &mut WsSink, sh: &Shared, me: usize, to_json: &str) -
         let Ok(permit) = permit else { return Ok(()) };
         permit.forget();
         // Every credit available now goes out in one flush.
-        let mut batch = 1;
-        while batch < 64 {
+        let mut taken = 1;
+        while taken < 64 {
             match credits.try_acquire() {
                 Ok(p) => {
                     p.forget();
-                    batch += 1;
+                    taken += 1;
                 }
                 Err(_) => break,
+            }
+        }
+        let mut batch = taken;
+        if sh.max_backlog > 0 {
+            // Not more than max_backlog sent but undelivered. A delivery
+            // stall longer than the timeout lets one batch through, so a
+            // server that stopped delivering is still driven (and seen).
+            loop {
+                let notified = user.progress.notified();
+                let backlog = seq.saturating_sub(user.delivered_hi.load(Relaxed));
+                if backlog < sh.max_backlog {
+                    batch = batch.min(sh.max_backlog - backlog);
+                    break;
+                }
+                *backlog_waits += 1;
+                tokio::select! {
+                    biased;
+                    _ = sh.stop.cancelled() => return Ok(()),
+                    r = tokio::time::timeout(BACKLOG_WAIT, notified) => if r.is_err() { break },
+                }
+            }
+            if batch < taken {
+                credits.add_permits(taken - batch);
             }
         }
         for _ in 0..batch {
@@ -799,6 +855,9 @@ async fn closed_loop(sink: &mut WsSink, sh: &Shared, me: usize, to_json: &str) -
         sink.flush().await.map_err(|e| e.to_string())?;
     }
 }
+
+/// Longest a closed-loop send waits for deliveries (see --max-backlog).
+const BACKLOG_WAIT: Duration = Duration::from_millis(500);
 
 async fn open_loop(
     sink: &mut WsSink,
@@ -1087,11 +1146,14 @@ async fn run(o: &Opts) -> Result<Report, String> {
                 id: OnceLock::new(),
                 log: Mutex::new(Vec::with_capacity(256)),
                 credits: Semaphore::new(if matches!(mode, Mode::Closed) { o.in_flight } else { 0 }),
+                delivered_hi: AtomicUsize::new(0),
+                progress: Notify::new(),
             })
             .collect(),
         runid: ulid[14..].to_string(),
         base: Instant::now(),
         mode,
+        max_backlog: o.max_backlog,
         win_start_ns: AtomicU64::new(u64::MAX),
         win_end_ns: AtomicU64::new(u64::MAX),
         start_at: OnceLock::new(),
@@ -1194,7 +1256,7 @@ async fn run(o: &Opts) -> Result<Report, String> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let drain_secs = drain_started.elapsed().as_secs_f64();
-    let (reader_stats, lag_us) = shut_down(&sh, readers, writers).await;
+    let (reader_stats, writer_stats) = shut_down(&sh, readers, writers).await;
 
     // Counts from the senders' logs.
     let mut r = Report {
@@ -1204,6 +1266,7 @@ async fn run(o: &Opts) -> Result<Report, String> {
         users: n,
         mode,
         in_flight: o.in_flight,
+        max_backlog: o.max_backlog,
         rate: o.rate,
         duration: o.duration,
         warmup: o.warmup,
@@ -1256,8 +1319,9 @@ async fn run(o: &Opts) -> Result<Report, String> {
     }
     r.ack_latency = Latency::of(ack_us);
     r.delivery_latency = Latency::of(delivery_us);
+    r.backlog_waits = writer_stats.backlog_waits;
     if matches!(mode, Mode::Open { .. }) {
-        r.schedule_lag = Some(Latency::of(lag_us));
+        r.schedule_lag = Some(Latency::of(writer_stats.lag_us));
     }
     {
         let e = sh.errors.lock().unwrap_or_else(|p| p.into_inner());
@@ -1298,8 +1362,8 @@ fn sample_server(sh: &Shared, pids: &[String]) -> Option<ProcSample> {
 async fn shut_down(
     sh: &Shared,
     readers: Vec<(usize, tokio::task::JoinHandle<ReaderStats>)>,
-    writers: Vec<tokio::task::JoinHandle<Vec<u32>>>,
-) -> (Vec<ReaderStats>, Vec<u32>) {
+    writers: Vec<tokio::task::JoinHandle<WriterStats>>,
+) -> (Vec<ReaderStats>, WriterStats) {
     sh.stop.cancel();
     sh.close.cancel();
     let grace = Instant::now() + Duration::from_secs(3);
@@ -1325,15 +1389,18 @@ async fn shut_down(
         }
     }
     sh.hard_stop.cancel();
-    let mut lag = Vec::new();
+    let mut all = WriterStats::default();
     for w in writers {
         match tokio::time::timeout(Duration::from_secs(3), w).await {
-            Ok(Ok(l)) => lag.extend_from_slice(&l),
+            Ok(Ok(ws)) => {
+                all.lag_us.extend_from_slice(&ws.lag_us);
+                all.backlog_waits += ws.backlog_waits;
+            }
             Ok(Err(e)) => sh.error("writer_task", || e.to_string(), false),
             Err(_) => {}
         }
     }
-    (stats, lag)
+    (stats, all)
 }
 
 // ---------------------------------------------------------------------------
@@ -1378,6 +1445,8 @@ struct Report {
     echoes: u64,
     dup_acks: u64,
     ack_reordered: u64,
+    backlog_waits: u64,
+    max_backlog: usize,
     sent_in_window: u64,
     acked_in_window: u64,
     delivered_in_window: u64,
@@ -1420,6 +1489,8 @@ impl Default for Report {
             echoes: 0,
             dup_acks: 0,
             ack_reordered: 0,
+            backlog_waits: 0,
+            max_backlog: 0,
             sent_in_window: 0,
             acked_in_window: 0,
             delivered_in_window: 0,
@@ -1509,6 +1580,8 @@ impl Report {
             "echoes": self.echoes,
             "duplicate_acks": self.dup_acks,
             "acks_out_of_order": self.ack_reordered,
+            "max_backlog": if matches!(self.mode, Mode::Closed) { Some(self.max_backlog) } else { None },
+            "backlog_waits": self.backlog_waits,
             "window": { "sent": self.sent_in_window, "acked": self.acked_in_window, "delivered": self.delivered_in_window },
             "sent_per_s": round(self.per_s(self.sent_in_window), 1),
             "acked_per_s": round(self.per_s(self.acked_in_window), 1),
@@ -1546,7 +1619,11 @@ impl Report {
             if self.urls.len() == 1 { "" } else { "s" }
         );
         let load = match self.mode {
-            Mode::Closed => format!("closed loop, {} in flight per user", self.in_flight),
+            Mode::Closed => format!(
+                "closed loop, {} in flight per user (at most {} undelivered)",
+                self.in_flight,
+                if self.max_backlog == 0 { "∞".to_string() } else { self.max_backlog.to_string() }
+            ),
             Mode::Open { .. } => format!("open loop at {} msg/s in total", self.rate.unwrap_or_default()),
         };
         let _ = writeln!(t, "load         {} users ({} pairs, both directions), {load}", self.users, self.users / 2);
@@ -1586,6 +1663,13 @@ impl Report {
             self.unacked,
             self.errors
         );
+        if self.backlog_waits > 0 {
+            let _ = writeln!(
+                t,
+                "backlog      sends waited {} time(s) for deliveries (more than {} undelivered)",
+                self.backlog_waits, self.max_backlog
+            );
+        }
         if self.echoes > 0 || self.dup_acks > 0 || self.ack_reordered > 0 {
             let _ = writeln!(
                 t,

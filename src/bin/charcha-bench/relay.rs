@@ -6,7 +6,8 @@
 //! `ChatMessage` (fresh ULID, conversation id, timestamp), serialise it once,
 //! queue the `message` frame on every recipient session's bounded queue,
 //! queue the `ack` on the sender's reply queue; split reader/writer tasks per
-//! connection, TCP_NODELAY on every socket.
+//! connection, queued frames written with one flush (as Charcha's gateway
+//! does), TCP_NODELAY on every socket.
 
 use std::{
     net::SocketAddr,
@@ -255,13 +256,49 @@ async fn write_loop(
             else => return,
         };
         let outcome = tokio::select! {
-            r = sink.send(message) => r,
+            r = write_burst(&mut sink, message, &mut replies, &mut frames) => r,
             _ = kicked.notified() => return,
         };
-        if outcome.is_err() {
-            return;
+        match outcome {
+            Ok(None) => {}
+            Ok(Some((code, reason))) => {
+                let _ = sink.send(close_frame(code, reason)).await;
+                return;
+            }
+            Err(_) => return,
         }
     }
+}
+
+/// Frames written per flush at most (Charcha's gateway does the same).
+const BURST: usize = 64;
+
+/// Writes `first` and whatever else is queued already (replies first, up to
+/// [`BURST`]) with one flush. Returns a close the reader asked for.
+async fn write_burst(
+    sink: &mut Sink,
+    first: Message,
+    replies: &mut mpsc::Receiver<Outgoing>,
+    frames: &mut mpsc::Receiver<Utf8Bytes>,
+) -> Result<Option<(u16, &'static str)>, axum::Error> {
+    sink.feed(first).await?;
+    let mut close = None;
+    for _ in 0..BURST {
+        let next = match replies.try_recv() {
+            Ok(Outgoing::Text(frame)) => Message::Text(frame),
+            Ok(Outgoing::Close(code, reason)) => {
+                close = Some((code, reason));
+                break;
+            }
+            Err(_) => match frames.try_recv() {
+                Ok(frame) => Message::Text(frame),
+                Err(_) => break,
+            },
+        };
+        sink.feed(next).await?;
+    }
+    sink.flush().await?;
+    Ok(close)
 }
 
 async fn read_loop(
