@@ -1,24 +1,75 @@
-//! Fixed-window rate limits in Redis, shared by every instance: INCR the
+//! Fixed-window rate limits in Redis, shared by every instance: INCRBY the
 //! window's counter, give it an expiry on first use, read the TTL when over.
 //! Fails fast while Redis is unreachable (and after a short timeout
 //! otherwise), so the caller's fail-open check does not stall sends.
+//!
+//! **Hits are counted locally and flushed in chunks.** A generous limit
+//! (600 sends a minute) does not need a Redis round trip per hit: each
+//! instance counts a key's hits in memory and adds them to Redis once it
+//! holds `limit / 20` of them (or the key looks close to the limit), so
+//! the send path touches Redis for one send in 30 at the default limit.
+//! The price is bounded slack: across N instances a key can exceed its
+//! limit by at most N × chunk − 1 hits per window. Small limits (under
+//! 20, e.g. the tests') flush every hit and are exact.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use dashmap::DashMap;
 use fred::prelude::*;
 
 use super::{RateLimitError, RateLimiter};
 use crate::server::redis_conn::hot_path_options;
 
+/// Hits of one key this instance has counted but not yet added to Redis.
+struct LocalCount {
+    window_started: Instant,
+    unflushed: u32,
+    /// The key's total in Redis after this instance's last flush.
+    last_total: i64,
+}
+
 pub struct RedisRateLimiter {
     redis: Client,
     prefix: String,
+    local: DashMap<String, LocalCount>,
 }
+
+/// Local counts kept before windows that have ended are forgotten.
+const LOCAL_KEYS: usize = 10_000;
 
 impl RedisRateLimiter {
     pub fn new(redis: Client, prefix: &str) -> Self {
-        Self { redis, prefix: format!("{prefix}:rl:") }
+        Self { redis, prefix: format!("{prefix}:rl:"), local: DashMap::new() }
+    }
+
+    /// Counts one hit locally; `Some(n)` when `n` hits must be flushed now.
+    fn count_locally(&self, key: &str, limit: u32, window: Duration) -> Option<u32> {
+        let now = Instant::now();
+        if self.local.len() > LOCAL_KEYS {
+            self.local.retain(|_, c| now.duration_since(c.window_started) < window);
+        }
+        let chunk = (limit / 20).max(1);
+        let mut c = self
+            .local
+            .entry(key.to_string())
+            .or_insert(LocalCount { window_started: now, unflushed: 0, last_total: 0 });
+        if now.duration_since(c.window_started) >= window {
+            *c = LocalCount { window_started: now, unflushed: 0, last_total: 0 };
+        }
+        c.unflushed += 1;
+        let near_limit = c.last_total + i64::from(c.unflushed) + i64::from(chunk) > i64::from(limit);
+        if c.unflushed >= chunk || near_limit {
+            Some(std::mem::take(&mut c.unflushed))
+        } else {
+            None
+        }
+    }
+
+    fn remember_total(&self, key: &str, total: i64) {
+        if let Some(mut c) = self.local.get_mut(key) {
+            c.last_total = total;
+        }
     }
 }
 
@@ -29,24 +80,50 @@ fn unavailable(e: fred::error::Error) -> RateLimitError {
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<Option<u64>, RateLimitError> {
+        let Some(hits) = self.count_locally(key, limit, window) else {
+            return Ok(None);
+        };
         if !self.redis.is_connected() {
             return Err(RateLimitError::Unavailable("redis is not connected".into()));
         }
-        let key = format!("{}{key}", self.prefix);
+        let redis_key = format!("{}{key}", self.prefix);
         let redis = self.redis.with_options(&hot_path_options());
-        let count: i64 = redis.incr(&key).await.map_err(unavailable)?;
-        if count == 1 {
-            let _: () = redis.pexpire(&key, window.as_millis() as i64, None).await.map_err(unavailable)?;
+        let total: i64 = redis.incr_by(&redis_key, i64::from(hits)).await.map_err(unavailable)?;
+        self.remember_total(key, total);
+        if total == i64::from(hits) {
+            let _: () = redis.pexpire(&redis_key, window.as_millis() as i64, None).await.map_err(unavailable)?;
         }
-        if count <= limit as i64 {
+        if total <= i64::from(limit) {
             return Ok(None);
         }
-        let ttl_ms: i64 = redis.pttl(&key).await.map_err(unavailable)?;
+        let ttl_ms: i64 = redis.pttl(&redis_key).await.map_err(unavailable)?;
         if ttl_ms < 0 {
-            // The expiry was lost (a crash between INCR and PEXPIRE): set it.
-            let _: () = redis.pexpire(&key, window.as_millis() as i64, None).await.map_err(unavailable)?;
+            // The expiry was lost (a crash between INCRBY and PEXPIRE): set it.
+            let _: () = redis.pexpire(&redis_key, window.as_millis() as i64, None).await.map_err(unavailable)?;
             return Ok(Some(window.as_secs().max(1)));
         }
         Ok(Some(((ttl_ms as u64) / 1000).max(1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_are_flushed_in_chunks_and_every_hit_near_the_limit() {
+        // Never connected: count_locally does not talk to Redis.
+        let limiter = RedisRateLimiter::new(Client::default(), "t");
+        let w = Duration::from_secs(60);
+        // limit 600 → chunks of 30.
+        let flushes: Vec<Option<u32>> = (0..60).map(|_| limiter.count_locally("k", 600, w)).collect();
+        assert_eq!(flushes.iter().flatten().collect::<Vec<_>>(), vec![&30, &30]);
+        assert_eq!(flushes[29], Some(30));
+        // Close to the limit (as Redis last said), every hit is checked.
+        limiter.remember_total("k", 580);
+        assert_eq!(limiter.count_locally("k", 600, w), Some(1));
+        // Small limits are exact: every hit goes to Redis.
+        assert_eq!(limiter.count_locally("small", 3, w), Some(1));
+        assert_eq!(limiter.count_locally("small", 3, w), Some(1));
     }
 }
