@@ -58,17 +58,26 @@ pub enum ServerEvent {
     },
     /// A message for one of this user's conversations (sent by the peer, or
     /// by this user from another session).
-    Message { message: ChatMessage },
-    Presence { user_id: String, online: bool },
+    Message {
+        message: ChatMessage,
+    },
+    Presence {
+        user_id: String,
+        online: bool,
+    },
     /// A user signed up or changed their profile.
-    Contact { contact: Contact },
+    Contact {
+        contact: Contact,
+    },
     Error {
         code: ErrorCode,
         message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<String>,
     },
-    Pong { nonce: u64 },
+    Pong {
+        nonce: u64,
+    },
 }
 
 /// Machine-readable error codes of [`ServerEvent::Error`].
@@ -125,7 +134,10 @@ mod tests {
         let json = serde_json::to_string(&message).expect("json");
         let frame = ServerEvent::message_frame(&json);
         assert_eq!(frame, ServerEvent::Message { message: message.clone() }.to_json());
-        assert_eq!(serde_json::from_str::<ServerEvent>(&frame).expect("parses"), ServerEvent::Message { message: message.clone() });
+        assert_eq!(
+            serde_json::from_str::<ServerEvent>(&frame).expect("parses"),
+            ServerEvent::Message { message: message.clone() }
+        );
         let ack = ServerEvent::ack_frame("c\"1", &json);
         assert_eq!(ack, ServerEvent::Ack { client_msg_id: "c\"1".into(), message: message.clone() }.to_json());
     }

@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{client, png, post_json, post_json_reply, unique_email, TestServer, TestUser, PASSWORD};
-use reqwest::{header, StatusCode};
-use serde_json::{json, Value};
+use common::{PASSWORD, TestServer, TestUser, client, png, post_json, post_json_reply, unique_email};
+use reqwest::{StatusCode, header};
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn signup_returns_user_token_and_cookie() {
@@ -159,7 +159,10 @@ async fn logout_revokes_the_token_server_side() {
     let cookie = r.headers().get(header::SET_COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     assert!(cookie.contains("Max-Age=0"), "cookie cleared: {cookie}");
     // The cookie jar is cleared, and a copy of the token is dead too.
-    assert_eq!(u.http.get(format!("{}/api/auth/check-auth", s.url)).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        u.http.get(format!("{}/api/auth/check-auth", s.url)).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     let r = client().get(format!("{}/api/auth/check-auth", s.url)).bearer_auth(&copied).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // Logging out without a session is fine, not an error.
@@ -174,7 +177,8 @@ async fn expired_tampered_and_unsigned_tokens_are_401() {
     let u = TestUser::signup(&s, "tok").await;
     let tokens = s.state().auth.tokens();
     let now = charcha::server::clock::now_ms() / 1000;
-    let expired = tokens.sign(&Claims { sub: u.id.clone(), iat: now - 7200, exp: now - 3600, jti: "j1".into() }).unwrap();
+    let expired =
+        tokens.sign(&Claims { sub: u.id.clone(), iat: now - 7200, exp: now - 3600, jti: "j1".into() }).unwrap();
     // One signature character changed: the first, which is all signature
     // bits (the last one of a 32-byte HMAC also carries padding bits, so
     // changing it may leave the signature as it was).
@@ -187,7 +191,8 @@ async fn expired_tampered_and_unsigned_tokens_are_401() {
     // alg: none, same payload, no signature.
     let payload = u.token.split('.').nth(1).unwrap();
     let unsigned = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
-    for (name, t) in [("expired", expired), ("tampered", tampered), ("alg none", unsigned), ("garbage", "a.b.c".into())] {
+    for (name, t) in [("expired", expired), ("tampered", tampered), ("alg none", unsigned), ("garbage", "a.b.c".into())]
+    {
         let r = client().get(format!("{}/api/auth/check-auth", s.url)).bearer_auth(&t).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name}");
         let body: Value = r.json().await.unwrap();
@@ -195,7 +200,9 @@ async fn expired_tampered_and_unsigned_tokens_are_401() {
     }
     // A token of a user that no longer exists would also be refused; a
     // token for an unknown subject signed with our key is:
-    let ghost = tokens.sign(&Claims { sub: "01ARZ3NDEKTSV4RRFFQ69G5FAV".into(), iat: now, exp: now + 60, jti: "j2".into() }).unwrap();
+    let ghost = tokens
+        .sign(&Claims { sub: "01ARZ3NDEKTSV4RRFFQ69G5FAV".into(), iat: now, exp: now + 60, jti: "j2".into() })
+        .unwrap();
     let r = client().get(format!("{}/api/auth/check-auth", s.url)).bearer_auth(&ghost).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     s.stop().await;
@@ -235,18 +242,29 @@ async fn signup_and_login_are_rate_limited_per_ip() {
     let http = client();
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        let (status, _, headers) =
-            post_json_reply(&http, &s.url, "/api/auth/login", json!({ "email": "x@example.com", "password": "whatever1" })).await;
+        let (status, _, headers) = post_json_reply(
+            &http,
+            &s.url,
+            "/api/auth/login",
+            json!({ "email": "x@example.com", "password": "whatever1" }),
+        )
+        .await;
         statuses.push((status, headers.get(header::RETRY_AFTER).cloned()));
     }
     assert!(statuses[..3].iter().all(|(st, _)| *st == StatusCode::UNAUTHORIZED), "{statuses:?}");
     let (last, retry_after) = &statuses[3];
     assert_eq!(*last, StatusCode::TOO_MANY_REQUESTS);
-    let secs: u64 = retry_after.as_ref().and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
+    let secs: u64 =
+        retry_after.as_ref().and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
     assert!((1..=60).contains(&secs));
     // Signup shares the budget.
-    let (status, _) =
-        post_json(&http, &s.url, "/api/auth/signup", json!({ "email": unique_email("rl"), "password": PASSWORD, "full_name": "R" })).await;
+    let (status, _) = post_json(
+        &http,
+        &s.url,
+        "/api/auth/signup",
+        json!({ "email": unique_email("rl"), "password": PASSWORD, "full_name": "R" }),
+    )
+    .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     s.stop().await;
 }

@@ -9,7 +9,7 @@ mod common;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
-use charcha::server::config::{CharchaSection, Config, RunMode, ENV_VARS};
+use charcha::server::config::{CharchaSection, Config, ENV_VARS, RunMode};
 use serde_yaml::Value;
 
 fn read(rel: &str) -> String {
@@ -74,11 +74,17 @@ fn host_port(v: &str) -> (String, u16) {
 fn the_stack_has_every_piece() {
     let c = compose();
     let names = service_names(&c);
-    for needed in ["charcha-1", "charcha-2", "charcha-3", "worker", "lb", "redis", "kafka", "mongodb", "prometheus", "grafana"] {
+    for needed in
+        ["charcha-1", "charcha-2", "charcha-3", "worker", "lb", "redis", "kafka", "mongodb", "prometheus", "grafana"]
+    {
         assert!(names.iter().any(|n| n == needed), "service {needed} missing: {names:?}");
     }
     let kafka = environment(&c["services"]["kafka"]);
-    assert_eq!(kafka.get("KAFKA_PROCESS_ROLES").map(String::as_str), Some("broker,controller"), "Kafka runs in KRaft mode");
+    assert_eq!(
+        kafka.get("KAFKA_PROCESS_ROLES").map(String::as_str),
+        Some("broker,controller"),
+        "Kafka runs in KRaft mode"
+    );
     let dockerfile = read("Dockerfile"); // panics "Dockerfile: <why>" when it is missing
     assert!(dockerfile.contains(" AS build"), "multi-stage Dockerfile");
     assert!(dockerfile.contains("cargo leptos build --release"));
@@ -100,9 +106,8 @@ fn app_env_is_valid_production_config_pointing_at_real_services() {
             );
         }
         // Resolve ${JWT_SECRET:?…} as compose would with a strong secret.
-        let lookup = |k: &str| {
-            env.get(k).map(|v| if v.starts_with("${JWT_SECRET") { "s".repeat(48) } else { v.clone() })
-        };
+        let lookup =
+            |k: &str| env.get(k).map(|v| if v.starts_with("${JWT_SECRET") { "s".repeat(48) } else { v.clone() });
         let site: SocketAddr = env.get("LEPTOS_SITE_ADDR").expect("LEPTOS_SITE_ADDR").parse().expect("site addr");
         let config = Config::from_sources(site, CharchaSection::default(), &lookup).expect("valid config");
         assert_eq!(config.mode, RunMode::Production, "{name} runs in production mode");
@@ -110,7 +115,9 @@ fn app_env_is_valid_production_config_pointing_at_real_services() {
         let (redis_host, redis_port) = host_port(b.redis_url.as_deref().expect("REDIS_URL"));
         let (mongo_host, mongo_port) = host_port(b.mongodb_uri.as_deref().expect("MONGODB_URI"));
         let (kafka_host, kafka_port) = host_port(b.kafka_brokers.first().expect("KAFKA_BROKERS"));
-        for (host, port, default_port) in [(&redis_host, redis_port, 6379), (&mongo_host, mongo_port, 27017), (&kafka_host, kafka_port, 9092)] {
+        for (host, port, default_port) in
+            [(&redis_host, redis_port, 6379), (&mongo_host, mongo_port, 27017), (&kafka_host, kafka_port, 9092)]
+        {
             assert!(names.contains(host), "{name}: {host} is not a compose service");
             assert_eq!(port, default_port, "{name}: {host} listens on {default_port}");
         }
@@ -159,7 +166,8 @@ async fn prometheus_and_grafana_match_the_metrics_endpoint() {
     let metrics = reqwest::get(format!("{}/metrics", server.url)).await.expect("GET /metrics");
     assert_eq!(metrics.status(), 200);
     let body = metrics.text().await.expect("text");
-    let dashboard: serde_json::Value = serde_json::from_str(&read("deploy/grafana/dashboards/charcha.json")).expect("dashboard json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/dashboards/charcha.json")).expect("dashboard json");
     let panels = dashboard["panels"].as_array().expect("panels");
     assert!(!panels.is_empty());
     for p in panels {
@@ -168,9 +176,15 @@ async fn prometheus_and_grafana_match_the_metrics_endpoint() {
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .find(|w| w.starts_with("charcha_"))
             .expect("panel queries a charcha metric");
-        assert!(body.contains(&format!("\n{metric} ")) || body.starts_with(&format!("{metric} ")) || body.contains(&format!("# TYPE {metric} ")), "{metric} is exported");
+        assert!(
+            body.contains(&format!("\n{metric} "))
+                || body.starts_with(&format!("{metric} "))
+                || body.contains(&format!("# TYPE {metric} ")),
+            "{metric} is exported"
+        );
     }
-    let ds: Value = serde_yaml::from_str(&read("deploy/grafana/provisioning/datasources/prometheus.yml")).expect("datasource");
+    let ds: Value =
+        serde_yaml::from_str(&read("deploy/grafana/provisioning/datasources/prometheus.yml")).expect("datasource");
     assert_eq!(ds["datasources"][0]["url"].as_str(), Some("http://prometheus:9090"));
     server.stop().await;
 }

@@ -9,20 +9,22 @@ mod common;
 use std::{
     collections::HashSet,
     sync::{
-        atomic::{AtomicBool, Ordering},
         Arc,
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
 use charcha::{
-    api::dto::{direct_conversation_id, ChatMessage, Contact, User},
-    protocol::{ClientEvent, ErrorCode, ServerEvent, MAX_FRAME_BYTES, MAX_TEXT_CHARS, PROTOCOL_VERSION},
-    server::log::{self, kafka::KafkaLog, Appended, Durable, Log, LogError, LogRecord, SendRecord},
+    api::dto::{ChatMessage, Contact, User, direct_conversation_id},
+    protocol::{ClientEvent, ErrorCode, MAX_FRAME_BYTES, MAX_TEXT_CHARS, PROTOCOL_VERSION, ServerEvent},
+    server::log::{self, Appended, Durable, Log, LogError, LogRecord, SendRecord, kafka::KafkaLog},
 };
-use common::{body_json, eventually, eventually_within, get, history_all, png, post_json, ws_request, TestServer, TestUser, Ws};
+use common::{
+    TestServer, TestUser, Ws, body_json, eventually, eventually_within, get, history_all, png, post_json, ws_request,
+};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 // ---------------------------------------------------------------- helpers
@@ -172,7 +174,8 @@ async fn dead_letters(server: &TestServer) -> Vec<(String, i32, i64, Vec<u8>, St
     let mut dead: Vec<(String, i32, i64, Vec<u8>, String)> = match &server.config.backends.mongodb_uri {
         None => {
             let db = rusqlite::Connection::open(server.data_dir.join("charcha.db")).unwrap();
-            let mut stmt = db.prepare("SELECT stream, partition, log_offset, payload, error FROM dead_letters").unwrap();
+            let mut stmt =
+                db.prepare("SELECT stream, partition, log_offset, payload, error FROM dead_letters").unwrap();
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
                 .unwrap()
                 .collect::<Result<_, _>>()
@@ -180,17 +183,24 @@ async fn dead_letters(server: &TestServer) -> Vec<(String, i32, i64, Vec<u8>, St
         }
         Some(uri) => {
             use futures_util::TryStreamExt;
-            use mongodb::bson::{doc, Document};
+            use mongodb::bson::{Document, doc};
             let client = mongodb::Client::with_uri_str(uri).await.expect("mongo client");
             let db = client.default_database().expect("the test's MongoDB URI names its database");
-            let docs: Vec<Document> =
-                db.collection::<Document>("dead_letters").find(doc! {}).await.expect("find").try_collect().await.expect("docs");
+            let docs: Vec<Document> = db
+                .collection::<Document>("dead_letters")
+                .find(doc! {})
+                .await
+                .expect("find")
+                .try_collect()
+                .await
+                .expect("docs");
             docs.iter()
                 .map(|d| {
                     let id = d.get_str("_id").expect("string _id");
                     let mut parts = id.rsplitn(3, '/');
                     let offset = parts.next().and_then(|o| o.parse().ok()).unwrap_or_else(|| panic!("offset in {id}"));
-                    let partition = parts.next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("partition in {id}"));
+                    let partition =
+                        parts.next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("partition in {id}"));
                     let stream = parts.next().unwrap_or_else(|| panic!("stream in {id}")).to_string();
                     let payload = d.get_binary_generic("payload").expect("binary payload").clone();
                     let error = d.get_str("error").expect("error").to_string();
@@ -279,7 +289,14 @@ async fn protocol_round_trips_every_variant() {
     }
 
     let mut server_events = vec![
-        (ServerEvent::Hello { protocol_version: PROTOCOL_VERSION, user: user.clone(), online: vec![user.id.clone()] }, "hello"),
+        (
+            ServerEvent::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                user: user.clone(),
+                online: vec![user.id.clone()],
+            },
+            "hello",
+        ),
         (ServerEvent::Ack { client_msg_id: "c-1".into(), message: sample_message() }, "ack"),
         (ServerEvent::Message { message: sample_message() }, "message"),
         (ServerEvent::Message { message: plain }, "message"),
@@ -288,7 +305,8 @@ async fn protocol_round_trips_every_variant() {
         (ServerEvent::Pong { nonce: u64::MAX }, "pong"),
     ];
     for code in [ErrorCode::BadFrame, ErrorCode::Invalid, ErrorCode::Unavailable, ErrorCode::RateLimited] {
-        server_events.push((ServerEvent::Error { code, message: "m".into(), client_msg_id: Some("c-9".into()) }, "error"));
+        server_events
+            .push((ServerEvent::Error { code, message: "m".into(), client_msg_id: Some("c-9".into()) }, "error"));
         server_events.push((ServerEvent::Error { code, message: "m".into(), client_msg_id: None }, "error"));
     }
     for (event, tag) in server_events {
@@ -310,36 +328,67 @@ async fn protocol_round_trips_every_variant() {
         (ErrorCode::RateLimited, "rate_limited"),
     ];
     for (code, name) in codes {
-        let v: Value = serde_json::from_str(&ServerEvent::Error { code, message: "m".into(), client_msg_id: None }.to_json()).unwrap();
+        let v: Value =
+            serde_json::from_str(&ServerEvent::Error { code, message: "m".into(), client_msg_id: None }.to_json())
+                .unwrap();
         assert_eq!(v["code"], name);
         assert!(v.get("client_msg_id").is_none(), "absent client_msg_id is omitted: {v}");
     }
 
     // Hand-written frames, as a browser would send them.
     let send: ClientEvent =
-        serde_json::from_str(r#"{"type":"send","client_msg_id":"c-7","to":"01J0000000000000000000000B","text":"hi"}"#).unwrap();
+        serde_json::from_str(r#"{"type":"send","client_msg_id":"c-7","to":"01J0000000000000000000000B","text":"hi"}"#)
+            .unwrap();
     assert_eq!(
         send,
-        ClientEvent::Send { client_msg_id: "c-7".into(), to: "01J0000000000000000000000B".into(), text: "hi".into(), image: None }
+        ClientEvent::Send {
+            client_msg_id: "c-7".into(),
+            to: "01J0000000000000000000000B".into(),
+            text: "hi".into(),
+            image: None
+        }
     );
     let image_only: ClientEvent =
         serde_json::from_str(r#"{"type":"send","client_msg_id":"c-8","to":"x","image":"/api/media/y"}"#).unwrap();
     assert_eq!(
         image_only,
-        ClientEvent::Send { client_msg_id: "c-8".into(), to: "x".into(), text: String::new(), image: Some("/api/media/y".into()) }
+        ClientEvent::Send {
+            client_msg_id: "c-8".into(),
+            to: "x".into(),
+            text: String::new(),
+            image: Some("/api/media/y".into())
+        }
     );
-    assert_eq!(serde_json::from_str::<ClientEvent>(r#"{"type":"ping","nonce":7}"#).unwrap(), ClientEvent::Ping { nonce: 7 });
+    assert_eq!(
+        serde_json::from_str::<ClientEvent>(r#"{"type":"ping","nonce":7}"#).unwrap(),
+        ClientEvent::Ping { nonce: 7 }
+    );
     assert_eq!(serde_json::from_str::<ClientEvent>(r#"{"type":"ping"}"#).unwrap(), ClientEvent::Ping { nonce: 0 });
     // Extra fields (a forged sender, say) are ignored, not trusted.
-    assert!(serde_json::from_str::<ClientEvent>(r#"{"type":"send","client_msg_id":"c","to":"x","text":"t","sender_id":"evil"}"#).is_ok());
+    assert!(
+        serde_json::from_str::<ClientEvent>(
+            r#"{"type":"send","client_msg_id":"c","to":"x","text":"t","sender_id":"evil"}"#
+        )
+        .is_ok()
+    );
     // What the gateway must reject as bad frames.
-    for bad in [r#"{"type":"explode"}"#, r#"{"type":"send","client_msg_id":"c","text":"t"}"#, r#"{"to":"x"}"#, "not json", r#"{"type":"ping","nonce":"7"}"#] {
+    for bad in [
+        r#"{"type":"explode"}"#,
+        r#"{"type":"send","client_msg_id":"c","text":"t"}"#,
+        r#"{"to":"x"}"#,
+        "not json",
+        r#"{"type":"ping","nonce":"7"}"#,
+    ] {
         assert!(serde_json::from_str::<ClientEvent>(bad).is_err(), "{bad} must not parse");
     }
     let presence: ServerEvent = serde_json::from_str(r#"{"type":"presence","user_id":"u1","online":true}"#).unwrap();
     assert_eq!(presence, ServerEvent::Presence { user_id: "u1".into(), online: true });
-    let err: ServerEvent = serde_json::from_str(r#"{"type":"error","code":"rate_limited","message":"slow down"}"#).unwrap();
-    assert_eq!(err, ServerEvent::Error { code: ErrorCode::RateLimited, message: "slow down".into(), client_msg_id: None });
+    let err: ServerEvent =
+        serde_json::from_str(r#"{"type":"error","code":"rate_limited","message":"slow down"}"#).unwrap();
+    assert_eq!(
+        err,
+        ServerEvent::Error { code: ErrorCode::RateLimited, message: "slow down".into(), client_msg_id: None }
+    );
 }
 
 // ------------------------------------------------------- 2. live exchange
@@ -368,7 +417,9 @@ async fn two_clients_exchange_messages_live_both_ways() {
     // The sender's other sessions get it too (tabs merge by _id); the
     // sending session has the ack and gets no echo.
     message_with_id(&mut wa_tab2, &id).await;
-    let echo = wa.next_where(Duration::from_millis(300), |e| e["type"] == "message" && e["message"]["_id"] == id.as_str()).await;
+    let echo = wa
+        .next_where(Duration::from_millis(300), |e| e["type"] == "message" && e["message"]["_id"] == id.as_str())
+        .await;
     assert!(echo.is_none(), "no echo to the sending session: {echo:?}");
 
     wb.send_text("b-1", &a.id, "hi Ann").await;
@@ -446,7 +497,13 @@ impl Log for LateFirstLog {
     async fn partitions(&self) -> Result<Vec<i32>, LogError> {
         self.inner.partitions().await
     }
-    async fn fetch(&self, partition: i32, from: i64, max_records: usize, max_wait: Duration) -> Result<Vec<LogRecord>, LogError> {
+    async fn fetch(
+        &self,
+        partition: i32,
+        from: i64,
+        max_records: usize,
+        max_wait: Duration,
+    ) -> Result<Vec<LogRecord>, LogError> {
         self.inner.fetch(partition, from, max_records, max_wait).await
     }
 }
@@ -495,17 +552,21 @@ async fn ack_means_the_record_is_already_in_the_log() {
         let id = m["_id"].as_str().unwrap();
         // Checked right after the ack, without waiting: the ack promises it.
         let records = all_records(reader.as_ref()).await;
-        let in_log = records
-            .iter()
-            .filter_map(|r| serde_json::from_slice::<ChatMessage>(&r.payload).ok())
-            .any(|logged| logged.id == id && logged.sender_id == a.id && logged.client_msg_id.as_deref() == Some(cid.as_str()));
+        let in_log =
+            records.iter().filter_map(|r| serde_json::from_slice::<ChatMessage>(&r.payload).ok()).any(|logged| {
+                logged.id == id && logged.sender_id == a.id && logged.client_msg_id.as_deref() == Some(cid.as_str())
+            });
         assert!(in_log, "acked message {id} must be in the log");
     }
     // REST send: the 201 also comes after the log.
     let (status, m) = send_rest(&a, &server, &b.id, json!({ "text": "via rest" })).await;
     assert_eq!(status, StatusCode::CREATED, "{m}");
     let records = all_records(reader.as_ref()).await;
-    assert!(records.iter().any(|r| serde_json::from_slice::<ChatMessage>(&r.payload).is_ok_and(|x| x.id == m["_id"].as_str().unwrap())));
+    assert!(
+        records.iter().any(
+            |r| serde_json::from_slice::<ChatMessage>(&r.payload).is_ok_and(|x| x.id == m["_id"].as_str().unwrap())
+        )
+    );
 }
 
 /// Delegates to a real log, but fails appends while `failing` is set.
@@ -528,7 +589,13 @@ impl Log for FlakyLog {
     async fn partitions(&self) -> Result<Vec<i32>, LogError> {
         self.inner.partitions().await
     }
-    async fn fetch(&self, partition: i32, from: i64, max_records: usize, max_wait: Duration) -> Result<Vec<LogRecord>, LogError> {
+    async fn fetch(
+        &self,
+        partition: i32,
+        from: i64,
+        max_records: usize,
+        max_wait: Duration,
+    ) -> Result<Vec<LogRecord>, LogError> {
         self.inner.fetch(partition, from, max_records, max_wait).await
     }
 }
@@ -555,7 +622,8 @@ async fn failing_log_means_no_ack_no_delivery_and_a_clean_retry() {
     assert_eq!(err["client_msg_id"], "flaky-1");
     assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
 
-    let (status, body) = send_rest(&a, &server, &b.id, json!({ "text": "rest too", "client_msg_id": "flaky-rest" })).await;
+    let (status, body) =
+        send_rest(&a, &server, &b.id, json!({ "text": "rest too", "client_msg_id": "flaky-rest" })).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "503 body is {{message}}: {body}");
 
@@ -576,7 +644,8 @@ async fn failing_log_means_no_ack_no_delivery_and_a_clean_retry() {
     assert_eq!(ack["message"]["text"], "will this arrive?");
     message_with_id(&mut wb, &id).await;
 
-    let (status, rest_msg) = send_rest(&a, &server, &b.id, json!({ "text": "rest too", "client_msg_id": "flaky-rest" })).await;
+    let (status, rest_msg) =
+        send_rest(&a, &server, &b.id, json!({ "text": "rest too", "client_msg_id": "flaky-rest" })).await;
     assert_eq!(status, StatusCode::CREATED, "{rest_msg}");
     let rest_id = rest_msg["_id"].as_str().unwrap().to_string();
     message_with_id(&mut wb, &rest_id).await;
@@ -807,10 +876,15 @@ async fn before_cursor_is_case_insensitive_or_rejected_never_wrong() {
     assert_eq!(status, StatusCode::OK);
     let expected: Vec<String> = all[..5].iter().map(|m| m.id.clone()).collect();
     assert_eq!(ids(upper["messages"].as_array().unwrap()), expected);
-    let (status, lower) = get(&a.http, &server.url, &format!("/api/messages/{}?before={}", b.id, cursor.to_lowercase())).await;
+    let (status, lower) =
+        get(&a.http, &server.url, &format!("/api/messages/{}?before={}", b.id, cursor.to_lowercase())).await;
     if status != StatusCode::BAD_REQUEST {
         assert_eq!(status, StatusCode::OK, "{lower}");
-        assert_eq!(ids(lower["messages"].as_array().unwrap()), expected, "a lower-case cursor must not return messages at or after it");
+        assert_eq!(
+            ids(lower["messages"].as_array().unwrap()),
+            expected,
+            "a lower-case cursor must not return messages at or after it"
+        );
     }
 }
 
@@ -826,14 +900,17 @@ async fn conversations_are_private_and_the_sender_cannot_be_forged() {
     let mut wc = c.ws(&server).await;
 
     // Forged sender over the WebSocket.
-    wa.send_json(json!({ "type": "send", "client_msg_id": "forge-1", "to": b.id, "text": "from B, honest", "sender_id": b.id }))
-        .await;
+    wa.send_json(
+        json!({ "type": "send", "client_msg_id": "forge-1", "to": b.id, "text": "from B, honest", "sender_id": b.id }),
+    )
+    .await;
     let forged = ack_of(&mut wa, "forge-1").await["message"].clone();
     assert_eq!(forged["sender_id"], a.id.as_str(), "sender is the authenticated user");
     assert_eq!(forged["recipient_id"], b.id.as_str());
     // ... and over REST.
     let (status, rest) =
-        send_rest(&a, &server, &b.id, json!({ "text": "also B", "sender_id": b.id, "recipient_id": c.id, "to": c.id })).await;
+        send_rest(&a, &server, &b.id, json!({ "text": "also B", "sender_id": b.id, "recipient_id": c.id, "to": c.id }))
+            .await;
     assert_eq!(status, StatusCode::CREATED, "{rest}");
     assert_eq!(rest["sender_id"], a.id.as_str());
     assert_eq!(rest["recipient_id"], b.id.as_str(), "the path names the recipient, not the body");
@@ -893,9 +970,13 @@ async fn conversations_are_private_and_the_sender_cannot_be_forged() {
         let (status, body) = get(&anon, &server.url, &path).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
     }
-    let (status, _) = post_json(&anon, &server.url, &format!("/api/messages/send/{}", a.id), json!({ "text": "hi" })).await;
+    let (status, _) =
+        post_json(&anon, &server.url, &format!("/api/messages/send/{}", a.id), json!({ "text": "hi" })).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = body_json(anon.get(format!("{}/api/messages/users", server.url)).bearer_auth("not.a.token").send().await.unwrap()).await;
+    let (status, _) = body_json(
+        anon.get(format!("{}/api/messages/users", server.url)).bearer_auth("not.a.token").send().await.unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
@@ -959,9 +1040,11 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
     ping_pong(&mut wa, 7).await;
 
     // None of that reached B.
-    assert!(wb.next_where(Duration::from_millis(300), |e| e["type"] == "message" && e["message"]["_id"] != longest["_id"])
-        .await
-        .is_none());
+    assert!(
+        wb.next_where(Duration::from_millis(300), |e| e["type"] == "message" && e["message"]["_id"] != longest["_id"])
+            .await
+            .is_none()
+    );
 
     // Closing ones: binary → 1003, oversized text → 1009. Either way the
     // session is torn down fully: B sees A (whose only tab it was) go offline.
@@ -1096,11 +1179,7 @@ async fn a_client_that_stopped_reading_is_kicked_promptly() {
     // Feed A's session at a pace its writer keeps up with until the socket
     // buffers are full; then the queue overflows and the hub kicks it.
     while published < 2_000 && state.hub.session_count() == 2 {
-        state
-            .bus
-            .publish(charcha::server::bus::Audience::User(a.id.clone()), frame.clone())
-            .await
-            .expect("publish");
+        state.bus.publish(charcha::server::bus::Audience::User(a.id.clone()), frame.clone()).await.expect("publish");
         published += 1;
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -1120,7 +1199,13 @@ async fn a_client_that_stopped_reading_is_kicked_promptly() {
 
 // ------------------------------------------------------------ 9. images
 
-async fn upload(user_http: &reqwest::Client, server: &TestServer, to: &str, data: Vec<u8>, name: &str) -> (StatusCode, Value) {
+async fn upload(
+    user_http: &reqwest::Client,
+    server: &TestServer,
+    to: &str,
+    data: Vec<u8>,
+    name: &str,
+) -> (StatusCode, Value) {
     let form = reqwest::multipart::Form::new()
         .text("to", to.to_string())
         .part("image", reqwest::multipart::Part::bytes(data).file_name(name.to_string()));
@@ -1167,7 +1252,8 @@ async fn message_images_are_private_to_the_conversation() {
     // Content decides, not the file name.
     let (status, body) = upload(&a.http, &server, &b.id, b"just some text".to_vec(), "fake.png").await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
-    let (status, body) = upload(&a.http, &server, &b.id, b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec(), "x.svg").await;
+    let (status, body) =
+        upload(&a.http, &server, &b.id, b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec(), "x.svg").await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
     let (status, body) = upload(&common::client(), &server, &b.id, png(), "dot.png").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
@@ -1233,12 +1319,16 @@ async fn media_revalidation_keeps_private_images_private() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND, "non-member revalidating");
     let resp = common::client().get(&url).header("if-none-match", etag.clone()).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND, "anonymous revalidating");
-    let resp = common::client().get(&url).bearer_auth("not-a-token").header("if-none-match", etag).send().await.unwrap();
+    let resp =
+        common::client().get(&url).bearer_auth("not-a-token").header("if-none-match", etag).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND, "bad token revalidating");
 
     // Avatars are public: a bad token does not get in the way.
-    let form = reqwest::multipart::Form::new().part("avatar", reqwest::multipart::Part::bytes(png()).file_name("me.png"));
-    let (status, body) = body_json(a.http.put(format!("{}/api/auth/update-profile", server.url)).multipart(form).send().await.unwrap()).await;
+    let form =
+        reqwest::multipart::Form::new().part("avatar", reqwest::multipart::Part::bytes(png()).file_name("me.png"));
+    let (status, body) =
+        body_json(a.http.put(format!("{}/api/auth/update-profile", server.url)).multipart(form).send().await.unwrap())
+            .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let avatar = format!("{}{}", server.url, body["user"]["profile_picture"].as_str().expect("avatar"));
     let resp = common::client().get(&avatar).bearer_auth("not-a-token").send().await.unwrap();
@@ -1266,7 +1356,10 @@ async fn contact_changes_are_announced_with_presence() {
     // Bob, connected, edits his profile: announced online, with the new name.
     let _bob_tab = bob.ws(&server).await;
     let form = reqwest::multipart::Form::new().text("full_name", "Bob Renamed");
-    let (status, body) = body_json(bob.http.put(format!("{}/api/auth/update-profile", server.url)).multipart(form).send().await.unwrap()).await;
+    let (status, body) = body_json(
+        bob.http.put(format!("{}/api/auth/update-profile", server.url)).multipart(form).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let e = next_where(&mut watcher, "Bob's profile edit", contact_of(bob.id.clone())).await;
     assert_eq!(e["contact"]["full_name"], "Bob Renamed", "{e}");
@@ -1310,7 +1403,9 @@ async fn replaying_the_log_is_harmless() {
     let b = TestUser::signup(&server, "Bob").await;
     for i in 0..8 {
         let (sender, peer) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
-        let (status, body) = send_rest(sender, &server, &peer.id, json!({ "text": format!("m{i}"), "client_msg_id": format!("r{i}") })).await;
+        let (status, body) =
+            send_rest(sender, &server, &peer.id, json!({ "text": format!("m{i}"), "client_msg_id": format!("r{i}") }))
+                .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
     // A retry appends the same message to the log a second time.
@@ -1341,7 +1436,8 @@ async fn replaying_the_log_is_harmless() {
     // server's own (which has nothing new to do).
     let partitions: Vec<i32> = ends.iter().map(|&(p, _)| p).collect();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let replay = tokio::spawn(charcha::server::worker::run(st.store.clone(), reader.clone(), partitions, shutdown.clone()));
+    let replay =
+        tokio::spawn(charcha::server::worker::run(st.store.clone(), reader.clone(), partitions, shutdown.clone()));
     let (store, stream2, ends2) = (st.store.clone(), stream.clone(), ends.clone());
     eventually_within(PATIENCE, move || {
         let (store, stream, ends) = (store.clone(), stream2.clone(), ends2.clone());
@@ -1388,7 +1484,10 @@ async fn undecodable_log_record_does_not_stop_the_worker() {
     assert_eq!(status, StatusCode::CREATED);
     in_history(&a.http, &server, &b.id, after["_id"].as_str().unwrap()).await;
     worker_caught_up(&server).await;
-    assert_eq!(ids(&history_all(&a.http, &server.url, &b.id).await), vec![first["_id"].as_str().unwrap(), after["_id"].as_str().unwrap()]);
+    assert_eq!(
+        ids(&history_all(&a.http, &server.url, &b.id).await),
+        vec![first["_id"].as_str().unwrap(), after["_id"].as_str().unwrap()]
+    );
 
     // The bad records were dead-lettered, not dropped silently: each under
     // the partition and offset it has in the log (keys "x" and "y" may land
@@ -1405,7 +1504,8 @@ async fn undecodable_log_record_does_not_stop_the_worker() {
     }
     assert_eq!(where_in_log.len(), 2, "both bad records are in the log once: {where_in_log:?}");
     let dead = dead_letters(&server).await;
-    let dead_at: Vec<(i32, i64, Vec<u8>)> = dead.iter().map(|(_, p, o, payload, _)| (*p, *o, payload.clone())).collect();
+    let dead_at: Vec<(i32, i64, Vec<u8>)> =
+        dead.iter().map(|(_, p, o, payload, _)| (*p, *o, payload.clone())).collect();
     assert_eq!(dead_at, where_in_log);
     for (stream, _, _, _, error) in &dead {
         assert_eq!(stream, st.log.stream());
@@ -1480,16 +1580,27 @@ async fn rest_api_matches_the_websocket() {
     assert_eq!(status, StatusCode::CREATED, "exactly the limit: {resp}");
 
     let url = format!("{}/api/messages/send/{}", server.url, b.id);
-    let (status, resp) =
-        body_json(a.http.post(&url).header("content-type", "application/json").body("{\"text\": ").send().await.unwrap()).await;
+    let (status, resp) = body_json(
+        a.http.post(&url).header("content-type", "application/json").body("{\"text\": ").send().await.unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "malformed JSON: {resp}");
     assert!(resp["message"].is_string());
-    let (status, resp) = body_json(a.http.post(&url).header("content-type", "text/plain").body(r#"{"text":"hi"}"#).send().await.unwrap()).await;
+    let (status, resp) = body_json(
+        a.http.post(&url).header("content-type", "text/plain").body(r#"{"text":"hi"}"#).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{resp}");
     let (status, _) = body_json(a.http.post(&url).body(r#"{"text":"hi"}"#).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "no content type");
     let (status, _) = body_json(
-        a.http.post(&url).header("content-type", "application/json").body(format!(r#"{{"text":"{}"}}"#, "x".repeat(70_000))).send().await.unwrap(),
+        a.http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"text":"{}"}}"#, "x".repeat(70_000)))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert!(status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::BAD_REQUEST, "{status}");
@@ -1512,7 +1623,12 @@ async fn history_survives_a_restart() {
     let mut wa = a.ws(&server).await;
     let mut sent = Vec::new();
     for i in 0..5 {
-        sent.push(send_ws(&mut wa, &format!("keep-{i}"), &b.id, &format!("kept {i}")).await["_id"].as_str().unwrap().to_string());
+        sent.push(
+            send_ws(&mut wa, &format!("keep-{i}"), &b.id, &format!("kept {i}")).await["_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     let (_, rest) = send_rest(&b, &server, &a.id, json!({ "text": "rest kept", "client_msg_id": "keep-rest" })).await;
     sent.push(rest["_id"].as_str().unwrap().to_string());
@@ -1574,7 +1690,11 @@ async fn records_only_in_the_log_reach_history_after_a_restart() {
     assert_eq!(log::append(log.as_ref(), replay).await.unwrap(), Appended::New);
     drop(log);
     let stored = drivers.store.messages_before(&later.conversation_id, None, 10).await.expect("history");
-    assert_eq!(stored.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec![first.as_str()], "the new record is only in the log");
+    assert_eq!(
+        stored.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec![first.as_str()],
+        "the new record is only in the log"
+    );
     drivers.shutdown.cancel();
     drop(drivers);
 

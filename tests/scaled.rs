@@ -17,13 +17,13 @@ use std::{
     path::Path,
     process::{Child, Command},
     sync::{
-        atomic::{AtomicUsize, Ordering},
         Arc,
+        atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use common::{get, history_all, kafka_brokers, mongo_base, redis_url, TestUser, Ws};
+use common::{TestUser, Ws, get, history_all, kafka_brokers, mongo_base, redis_url};
 use serde_json::Value;
 
 const SECRET: &str = "scaled-test-secret-0123456789-abcdefghij";
@@ -205,7 +205,9 @@ fn is_live(e: &Value, text: &str) -> bool {
 
 /// Next live `message` event with this text.
 async fn expect_live(ws: &mut Ws, text: &str, within: Duration) -> Value {
-    ws.next_where(within, |e| is_live(e, text)).await.unwrap_or_else(|| panic!("no live message {text:?} within {within:?}"))
+    ws.next_where(within, |e| is_live(e, text))
+        .await
+        .unwrap_or_else(|| panic!("no live message {text:?} within {within:?}"))
 }
 
 /// Waits for `user`'s presence to turn `online`; returns how long that took.
@@ -275,8 +277,11 @@ async fn until_acked(acks: &AtomicUsize, n: usize, within: Duration) -> usize {
 #[ignore = "needs Redis, Kafka and MongoDB: run through ./dev test"]
 async fn users_on_different_instances_chat_live_with_presence_everywhere() {
     let cluster = Cluster::start(3).await;
-    let (a, b, c) =
-        (TestUser::signup_at(&cluster.url(0), "a").await, TestUser::signup_at(&cluster.url(1), "b").await, TestUser::signup_at(&cluster.url(2), "c").await);
+    let (a, b, c) = (
+        TestUser::signup_at(&cluster.url(0), "a").await,
+        TestUser::signup_at(&cluster.url(1), "b").await,
+        TestUser::signup_at(&cluster.url(2), "c").await,
+    );
     let mut c_ws = Ws::connect_url(&cluster.ws_url(2), &c.token).await;
     let mut a_ws = Ws::connect_url(&cluster.ws_url(0), &a.token).await;
     presence_of(&mut c_ws, &a.id, true, Duration::from_secs(5)).await;
@@ -374,8 +379,11 @@ async fn a_thousand_messages_across_instances_are_stored_exactly_once_in_order()
 #[ignore = "needs Redis, Kafka and MongoDB: run through ./dev test"]
 async fn killing_an_instance_loses_nothing_and_its_users_go_offline() {
     let mut cluster = Cluster::start(3).await;
-    let (a, b, c) =
-        (TestUser::signup_at(&cluster.url(0), "a").await, TestUser::signup_at(&cluster.url(1), "b").await, TestUser::signup_at(&cluster.url(2), "c").await);
+    let (a, b, c) = (
+        TestUser::signup_at(&cluster.url(0), "a").await,
+        TestUser::signup_at(&cluster.url(1), "b").await,
+        TestUser::signup_at(&cluster.url(2), "c").await,
+    );
     let mut c_ws = Ws::connect_url(&cluster.ws_url(2), &c.token).await;
     let mut b_ws = Ws::connect_url(&cluster.ws_url(1), &b.token).await;
     let mut a_ws = Ws::connect_url(&cluster.ws_url(0), &a.token).await;
@@ -430,11 +438,7 @@ async fn redis_kafka_and_mongo_restarts_lose_nothing_acked() {
     // pauses and resumes by itself once Redis is back.
     services("stop", "redis");
     let during = send_for(&mut a_ws, &b.id, "during redis outage", Duration::from_secs(3)).await;
-    println!(
-        "scaled: Redis down: {} sends acked in 3 s, slowest ack {:?}",
-        during.acked.len(),
-        during.slowest
-    );
+    println!("scaled: Redis down: {} sends acked in 3 s, slowest ack {:?}", during.acked.len(), during.slowest);
     assert!(during.acked.len() >= 20, "sends kept being acked while Redis was down: {}", during.acked.len());
     assert!(during.slowest < Duration::from_secs(1), "an ack waited {:?} on Redis", during.slowest);
     acked.extend(during.acked.iter().map(|(id, _)| id.clone()));

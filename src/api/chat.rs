@@ -6,20 +6,22 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::{MultipartData, MultipartFormData};
 
 use super::{
-    dto::{ChatMessage, Contact, MessagePage},
     AppError,
+    dto::{ChatMessage, Contact, MessagePage},
 };
 
 /// Every other user, with presence.
 #[server(prefix = "/api/fn")]
 pub async fn list_contacts() -> Result<Vec<Contact>, AppError> {
-    crate::server::web::finish(async move {
-        use crate::server::web;
-        let state = web::state()?;
-        let auth = web::request_auth(&state).await?;
-        state.chat.contacts(&auth.user.id).await
-    }
-    .await)
+    crate::server::web::finish(
+        async move {
+            use crate::server::web;
+            let state = web::state()?;
+            let auth = web::request_auth(&state).await?;
+            state.chat.contacts(&auth.user.id).await
+        }
+        .await,
+    )
 }
 
 /// One page of the conversation with `peer_id`: the newest `limit` messages
@@ -30,13 +32,15 @@ pub async fn conversation(
     #[server(default)] before: Option<String>,
     #[server(default)] limit: Option<u32>,
 ) -> Result<MessagePage, AppError> {
-    crate::server::web::finish(async move {
-        use crate::server::web;
-        let state = web::state()?;
-        let auth = web::request_auth(&state).await?;
-        state.chat.history(&auth.user.id, &peer_id, before.as_deref(), limit.map(|l| l as usize)).await
-    }
-    .await)
+    crate::server::web::finish(
+        async move {
+            use crate::server::web;
+            let state = web::state()?;
+            let auth = web::request_auth(&state).await?;
+            state.chat.history(&auth.user.id, &peer_id, before.as_deref(), limit.map(|l| l as usize)).await
+        }
+        .await,
+    )
 }
 
 /// Sends a message through the same pipeline as the WebSocket.
@@ -47,32 +51,36 @@ pub async fn send_message(
     #[server(default)] text: String,
     #[server(default)] image: Option<String>,
 ) -> Result<ChatMessage, AppError> {
-    crate::server::web::finish(async move {
-        use crate::server::{chat::SendRequest, web};
-        let state = web::state()?;
-        let auth = web::request_auth(&state).await?;
-        state
-            .chat
-            .send(&auth.user.id, SendRequest { client_msg_id: Some(client_msg_id), to: peer_id, text, image })
-            .await
-            .map(|sent| sent.message)
-    }
-    .await)
+    crate::server::web::finish(
+        async move {
+            use crate::server::{chat::SendRequest, web};
+            let state = web::state()?;
+            let auth = web::request_auth(&state).await?;
+            state
+                .chat
+                .send(&auth.user.id, SendRequest { client_msg_id: Some(client_msg_id), to: peer_id, text, image })
+                .await
+                .map(|sent| sent.message)
+        }
+        .await,
+    )
 }
 
 /// Uploads an image for a message to `to` (multipart fields `to`, `image`);
 /// returns its URL, visible to the two participants only.
 #[server(prefix = "/api/fn", input = MultipartFormData)]
 pub async fn upload_image(data: MultipartData) -> Result<String, AppError> {
-    crate::server::web::finish(async move {
-        use crate::server::web;
-        let state = web::state()?;
-        let auth = web::request_auth(&state).await?;
-        let Some(multipart) = data.into_inner() else {
-            return Err(AppError::bad_request("Expected a multipart form"));
-        };
-        let upload = crate::server::media::read_image_form(multipart, state.config.limits.image_max_bytes).await?;
-        state.chat.upload_image(&auth.user.id, upload).await
-    }
-    .await)
+    crate::server::web::finish(
+        async move {
+            use crate::server::web;
+            let state = web::state()?;
+            let auth = web::request_auth(&state).await?;
+            let Some(multipart) = data.into_inner() else {
+                return Err(AppError::bad_request("Expected a multipart form"));
+            };
+            let upload = crate::server::media::read_image_form(multipart, state.config.limits.image_max_bytes).await?;
+            state.chat.upload_image(&auth.user.id, upload).await
+        }
+        .await,
+    )
 }

@@ -66,8 +66,23 @@ pub fn direct_conversation_id(a: &str, b: &str) -> String {
 
 /// DaisyUI themes offered in Settings; the first one is the default.
 pub const THEMES: &[&str] = &[
-    "light", "dark", "cupcake", "emerald", "corporate", "synthwave", "retro", "cyberpunk",
-    "valentine", "forest", "aqua", "dracula", "night", "coffee", "winter", "nord", "sunset",
+    "light",
+    "dark",
+    "cupcake",
+    "emerald",
+    "corporate",
+    "synthwave",
+    "retro",
+    "cyberpunk",
+    "valentine",
+    "forest",
+    "aqua",
+    "dracula",
+    "night",
+    "coffee",
+    "winter",
+    "nord",
+    "sunset",
 ];
 
 pub fn is_theme(name: &str) -> bool {

@@ -71,10 +71,7 @@ impl AppError {
         Self::new(415, message)
     }
     pub fn rate_limited(retry_after_secs: u64) -> Self {
-        Self {
-            retry_after: Some(retry_after_secs.max(1)),
-            ..Self::new(429, "Too many attempts; try again later")
-        }
+        Self { retry_after: Some(retry_after_secs.max(1)), ..Self::new(429, "Too many attempts; try again later") }
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, message)
@@ -130,7 +127,10 @@ mod tests {
     fn a_real_503_crosses_the_wire_as_a_503() {
         let sent = AppError::unavailable("Message not sent: the message log is unavailable. Please retry.");
         let json = serde_json::to_string(&sent).unwrap();
-        assert_eq!(json, r#"{"status":503,"message":"Message not sent: the message log is unavailable. Please retry."}"#);
+        assert_eq!(
+            json,
+            r#"{"status":503,"message":"Message not sent: the message log is unavailable. Please retry."}"#
+        );
         let received: AppError = serde_json::from_str(&json).unwrap();
         assert_eq!(received, sent);
         assert!(!received.is_unreachable());

@@ -79,8 +79,7 @@ pub fn full_name(value: &str) -> Option<String> {
 
 /// Optional; at most [`BIO_MAX_CHARS`] characters after trimming.
 pub fn bio(value: &str) -> Option<String> {
-    (value.trim().chars().count() > BIO_MAX_CHARS)
-        .then(|| format!("Bio must be at most {BIO_MAX_CHARS} characters"))
+    (value.trim().chars().count() > BIO_MAX_CHARS).then(|| format!("Bio must be at most {BIO_MAX_CHARS} characters"))
 }
 
 #[cfg(test)]
@@ -93,9 +92,8 @@ mod tests {
         assert!(email("ada@example.com").is_none());
         assert!(email("  ada@example.com ").is_none());
         assert!(email("  Ada@Example.COM ").is_none());
-        let bad = [
-            "", "ada", "ada@", "@x.com", "@example.com", "ada.example.com", "a@b", "a b@c.com", "a@@b.com", "a@.com",
-        ];
+        let bad =
+            ["", "ada", "ada@", "@x.com", "@example.com", "ada.example.com", "a@b", "a b@c.com", "a@@b.com", "a@.com"];
         for bad in bad {
             assert!(email(bad).is_some(), "{bad}");
         }

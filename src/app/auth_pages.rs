@@ -19,9 +19,9 @@ use super::{
     validate::{self, FieldMessages},
 };
 use crate::api::{
+    AppError,
     auth::{Login, Signup},
     dto::User,
-    AppError,
 };
 
 /// The server's error for an action, hidden while a new attempt is pending.
@@ -30,13 +30,7 @@ where
     I: leptos::server_fn::ServerFn<Output = T, Error = AppError> + Clone + Send + Sync + 'static,
     T: Clone + Send + Sync + 'static,
 {
-    Signal::derive(move || {
-        if action.pending().get() {
-            None
-        } else {
-            action.value().get().and_then(Result::err)
-        }
-    })
+    Signal::derive(move || if action.pending().get() { None } else { action.value().get().and_then(Result::err) })
 }
 
 /// Runs `check` on the submitted data; when it finds problems, shows them
@@ -84,9 +78,7 @@ pub fn LoginPage() -> impl IntoView {
     sign_in_on_success(action, "Welcome back!");
 
     let on_submit = move |ev: SubmitEvent| {
-        validate_before_submit(&ev, errors, action, |input: &Login| {
-            validate::login(&input.email, &input.password)
-        });
+        validate_before_submit(&ev, errors, action, |input: &Login| validate::login(&input.email, &input.password));
     };
 
     view! {

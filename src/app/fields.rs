@@ -33,9 +33,9 @@ impl FormErrors {
     pub fn field(&self, field: &'static str) -> Signal<Option<String>> {
         let this = *self;
         Signal::derive(move || {
-            this.client.with(|c| c.get(field).cloned()).or_else(|| {
-                this.server.with(|s| s.as_ref().and_then(|err| err.field_error(field)))
-            })
+            this.client
+                .with(|c| c.get(field).cloned())
+                .or_else(|| this.server.with(|s| s.as_ref().and_then(|err| err.field_error(field))))
         })
     }
 

@@ -13,10 +13,11 @@
 //! HTTP redirect.
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
+use leptos_meta::{Link, Meta, MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
+    SsrMode,
     components::{Route, Router, Routes},
-    path, SsrMode,
+    path,
 };
 
 mod auth_pages;
@@ -35,9 +36,9 @@ pub mod theme;
 pub mod toast;
 pub mod validate;
 
-pub use session::{use_session, RequireUser, Session};
-pub use theme::{use_theme, ThemeState};
-pub use toast::{use_toast, Toasts};
+pub use session::{RequireUser, Session, use_session};
+pub use theme::{ThemeState, use_theme};
+pub use toast::{Toasts, use_toast};
 
 use auth_pages::{LoginPage, SignupPage};
 use chat::ChatPage;
@@ -156,12 +157,16 @@ fn UserChat() -> impl IntoView {
 fn Footer() -> impl IntoView {
     let location = leptos_router::hooks::use_location();
     let on_chat = move || location.pathname.with(|path| path == "/chat" || path.starts_with("/chat/"));
-    move || (!on_chat()).then(|| view! {
-        <footer class="border-t border-base-300 py-6 text-sm text-base-content/60">
-            <div class="mx-auto flex max-w-7xl flex-wrap items-center justify-between gap-2 px-4 lg:px-8">
-                <p>"Charcha · चर्चा — conversations that scale."</p>
-                <p>"Rust, Leptos, WebSockets, Redis, Kafka, MongoDB."</p>
-            </div>
-        </footer>
-    })
+    move || {
+        (!on_chat()).then(|| {
+            view! {
+                <footer class="border-t border-base-300 py-6 text-sm text-base-content/60">
+                    <div class="mx-auto flex max-w-7xl flex-wrap items-center justify-between gap-2 px-4 lg:px-8">
+                        <p>"Charcha · चर्चा — conversations that scale."</p>
+                        <p>"Rust, Leptos, WebSockets, Redis, Kafka, MongoDB."</p>
+                    </div>
+                </footer>
+            }
+        })
+    }
 }

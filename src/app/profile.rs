@@ -10,17 +10,17 @@
 use leptos::{ev::SubmitEvent, html, prelude::*};
 use leptos_meta::Title;
 
+#[cfg(feature = "hydrate")]
+use super::validate::{self, FieldMessages};
 use super::{
     avatar::{Avatar, AvatarSize},
     blob_url,
     fields::{FieldMessage, FormAlert, FormErrors, SubmitButton, TextAreaField, TextField},
-    session::{use_session, Session},
-    toast::{use_toast, Toasts},
+    session::{Session, use_session},
+    toast::{Toasts, use_toast},
     validate::IMAGE_ACCEPT,
 };
-#[cfg(feature = "hydrate")]
-use super::validate::{self, FieldMessages};
-use crate::api::{dto::User, AppError};
+use crate::api::{AppError, dto::User};
 
 /// State of the edit form. It lives in the page, not in the form, because
 /// the form is re-rendered when the user changes (after a save).
@@ -67,11 +67,8 @@ impl ProfileFormState {
         let server_error = self.server_error;
         Signal::derive(move || {
             field.get().or_else(|| {
-                server_error.with(|err| {
-                    err.as_ref()
-                        .filter(|err| is_upload_rejection(err))
-                        .map(|err| err.message.clone())
-                })
+                server_error
+                    .with(|err| err.as_ref().filter(|err| is_upload_rejection(err)).map(|err| err.message.clone()))
             })
         })
     }
@@ -95,7 +92,7 @@ fn is_upload_rejection(err: &AppError) -> bool {
 /// redirected back here.
 fn error_from_redirect() -> Option<AppError> {
     use leptos::server::ServerActionError;
-    use leptos::server_fn::{error::ServerFnUrlError, ServerFn};
+    use leptos::server_fn::{ServerFn, error::ServerFnUrlError};
 
     let error = use_context::<ServerActionError>()?;
     (error.path() == crate::api::auth::UpdateProfile::PATH)
@@ -266,8 +263,18 @@ fn update_profile_url() -> &'static str {
 /// "March 2025" from an RFC 3339 timestamp; the raw date if it is malformed.
 pub fn member_since(rfc3339: &str) -> String {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     let mut parts = rfc3339.get(..7).unwrap_or_default().split('-');
     let year = parts.next().filter(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()));

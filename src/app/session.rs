@@ -18,9 +18,9 @@ use leptos_router::components::Redirect;
 
 use super::toast::use_toast;
 use crate::api::{
-    auth::{current_user, Logout},
-    dto::User,
     AppError,
+    auth::{Logout, current_user},
+    dto::User,
 };
 
 /// The session: the server's answer to "who is signed in?" plus the logout

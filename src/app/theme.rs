@@ -92,10 +92,7 @@ fn request_theme() -> Option<String> {
 
 #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
 fn document_theme() -> Option<String> {
-    document()
-        .document_element()
-        .and_then(|html| html.get_attribute("data-theme"))
-        .filter(|name| is_theme(name))
+    document().document_element().and_then(|html| html.get_attribute("data-theme")).filter(|name| is_theme(name))
 }
 
 /// Repaints the page and stores the cookie so reloads (and the server's

@@ -79,10 +79,7 @@ impl Toasts {
         #[cfg(feature = "hydrate")]
         {
             let this = *self;
-            set_timeout(
-                move || this.dismiss(id),
-                std::time::Duration::from_millis(TOAST_LIFETIME_MS),
-            );
+            set_timeout(move || this.dismiss(id), std::time::Duration::from_millis(TOAST_LIFETIME_MS));
         }
     }
 }

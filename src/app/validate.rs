@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 pub use crate::api::rules::{
-    bio, email, full_name, password, BIO_MAX_CHARS, EMAIL_MAX_BYTES, FULL_NAME_MAX_CHARS, PASSWORD_MAX_BYTES,
-    PASSWORD_MIN_CHARS,
+    BIO_MAX_CHARS, EMAIL_MAX_BYTES, FULL_NAME_MAX_CHARS, PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS, bio, email, full_name,
+    password,
 };
 
 /// Field name (as sent to the server) → message to show under that field.

@@ -18,22 +18,22 @@ use std::sync::{Arc, Mutex};
 use dashmap::DashSet;
 
 use super::{
+    bus::SessionRef,
     bus::{Audience, Bus},
     clock,
-    bus::SessionRef,
     log::{Appended, Durable, Log, SendRecord},
     media::ImageForm,
     metrics,
     presence::Presence,
     ratelimit::{self, RateLimiter},
-    store::{media_url, MediaInfo, MediaRecord, Store},
+    store::{MediaInfo, MediaRecord, Store, media_url},
 };
 use crate::{
     api::{
-        dto::{direct_conversation_id, ChatMessage, Contact, MessagePage, DEFAULT_PAGE, MAX_PAGE},
         AppError,
+        dto::{ChatMessage, Contact, DEFAULT_PAGE, MAX_PAGE, MessagePage, direct_conversation_id},
     },
-    protocol::{ServerEvent, MAX_TEXT_CHARS},
+    protocol::{MAX_TEXT_CHARS, ServerEvent},
 };
 
 pub const MAX_CLIENT_MSG_ID_BYTES: usize = 64;
@@ -164,7 +164,9 @@ impl ChatService {
         // store compares ids as text, so a lower-case cursor would match the
         // wrong messages (duplicates across pages).
         let before = match before {
-            Some(b) if is_valid_id(b) => Some(ulid::Ulid::from_string(b).map_err(|_| AppError::internal())?.to_string()),
+            Some(b) if is_valid_id(b) => {
+                Some(ulid::Ulid::from_string(b).map_err(|_| AppError::internal())?.to_string())
+            }
             Some(_) => return Err(AppError::bad_request("`before` must be a message id")),
             None => None,
         };

@@ -1,6 +1,6 @@
 //! Wall-clock helpers: milliseconds since the epoch, and RFC 3339 text.
 
-use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 pub fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64

@@ -170,7 +170,10 @@ impl Config {
             "production" | "prod" => RunMode::Production,
             "development" | "dev" => RunMode::Development,
             other => {
-                return Err(ConfigError::Invalid { key: "CHARCHA_ENV", message: format!("`{other}` is not production|development") });
+                return Err(ConfigError::Invalid {
+                    key: "CHARCHA_ENV",
+                    message: format!("`{other}` is not production|development"),
+                });
             }
         };
         if let Some(port) = get("SERVER_PORT") {
@@ -181,8 +184,10 @@ impl Config {
         }
         let data_dir = PathBuf::from(get("CHARCHA_DATA_DIR").unwrap_or(file.data_dir));
         let jwt_expiration_text = get("JWT_EXPIRATION").unwrap_or(file.jwt_expiration);
-        let jwt_expiration = parse_duration(&jwt_expiration_text)
-            .ok_or_else(|| ConfigError::Invalid { key: "JWT_EXPIRATION", message: format!("`{jwt_expiration_text}` (use e.g. 30m, 12h, 7d)") })?;
+        let jwt_expiration = parse_duration(&jwt_expiration_text).ok_or_else(|| ConfigError::Invalid {
+            key: "JWT_EXPIRATION",
+            message: format!("`{jwt_expiration_text}` (use e.g. 30m, 12h, 7d)"),
+        })?;
 
         let (jwt_secret, jwt_secret_generated) = match get("JWT_SECRET") {
             Some(s) if s.len() >= 32 => (s.into_bytes(), false),
@@ -203,7 +208,9 @@ impl Config {
         let num = |key: &'static str, default: u64| -> Result<u64, ConfigError> {
             match get(key) {
                 None => Ok(default),
-                Some(v) => v.parse().map_err(|_| ConfigError::Invalid { key, message: format!("`{v}` is not a number") }),
+                Some(v) => {
+                    v.parse().map_err(|_| ConfigError::Invalid { key, message: format!("`{v}` is not a number") })
+                }
             }
         };
         let l = file.limits;
@@ -236,15 +243,30 @@ impl Config {
             None => w.enabled,
             Some(v) if matches!(v.as_str(), "on" | "true" | "1" | "yes") => true,
             Some(v) if matches!(v.as_str(), "off" | "false" | "0" | "no") => false,
-            Some(v) => return Err(ConfigError::Invalid { key: "CHARCHA_WORKER", message: format!("`{v}` is not on|off") }),
+            Some(v) => {
+                return Err(ConfigError::Invalid { key: "CHARCHA_WORKER", message: format!("`{v}` is not on|off") });
+            }
         };
         let count = num("WORKER_COUNT", w.count)?.max(1) as u32;
         let index = num("WORKER_INDEX", w.index)? as u32;
         if index >= count {
-            return Err(ConfigError::Invalid { key: "WORKER_INDEX", message: format!("{index} is not below WORKER_COUNT {count}") });
+            return Err(ConfigError::Invalid {
+                key: "WORKER_INDEX",
+                message: format!("{index} is not below WORKER_COUNT {count}"),
+            });
         }
         let worker = WorkerConfig { enabled, index, count };
-        Ok(Self { mode, site_addr, data_dir, jwt_secret, jwt_secret_generated, jwt_expiration, limits, backends, worker })
+        Ok(Self {
+            mode,
+            site_addr,
+            data_dir,
+            jwt_secret,
+            jwt_secret_generated,
+            jwt_expiration,
+            limits,
+            backends,
+            worker,
+        })
     }
 
     /// A configuration for tests: development mode, given data dir, fixed secret.
@@ -415,7 +437,10 @@ mod tests {
         };
         assert!(matches!(Config::from_sources(addr(), CharchaSection::default(), &weak), Err(ConfigError::WeakSecret)));
         let missing = |k: &str| (k == "CHARCHA_ENV").then(|| "production".to_string());
-        assert!(matches!(Config::from_sources(addr(), CharchaSection::default(), &missing), Err(ConfigError::WeakSecret)));
+        assert!(matches!(
+            Config::from_sources(addr(), CharchaSection::default(), &missing),
+            Err(ConfigError::WeakSecret)
+        ));
         let strong = |k: &str| match k {
             "CHARCHA_ENV" => Some("production".into()),
             "JWT_SECRET" => Some("x".repeat(40)),

@@ -15,13 +15,13 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::{
-        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
         State,
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
     },
     http::HeaderMap,
     response::{IntoResponse, Response},
 };
-use futures_util::{future::BoxFuture, stream::FuturesOrdered, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt, future::BoxFuture, stream::FuturesOrdered};
 use tokio::sync::mpsc;
 
 use super::{
@@ -33,7 +33,7 @@ use super::{
 };
 use crate::{
     api::AppError,
-    protocol::{ClientEvent, ErrorCode, ServerEvent, MAX_FRAME_BYTES, PROTOCOL_VERSION},
+    protocol::{ClientEvent, ErrorCode, MAX_FRAME_BYTES, PROTOCOL_VERSION, ServerEvent},
 };
 
 /// Server pings this often; browsers answer with pongs automatically.
@@ -390,9 +390,5 @@ async fn handle_text(
 /// Best effort: the `client_msg_id` of a frame that failed to parse as a
 /// whole, so the client can fail the right pending message.
 fn client_msg_id_of(text: &str) -> Option<String> {
-    serde_json::from_str::<serde_json::Value>(text)
-        .ok()?
-        .get("client_msg_id")?
-        .as_str()
-        .map(str::to_string)
+    serde_json::from_str::<serde_json::Value>(text).ok()?.get("client_msg_id")?.as_str().map(str::to_string)
 }

@@ -15,15 +15,15 @@
 use std::{
     hash::{BuildHasher, RandomState},
     sync::{
-        atomic::{AtomicU64, Ordering},
         Arc,
+        atomic::{AtomicU64, Ordering},
     },
 };
 
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use dashmap::DashMap;
-use tokio::sync::{mpsc, Mutex, MutexGuard, Notify};
+use tokio::sync::{Mutex, MutexGuard, Notify, mpsc};
 
 use super::bus::{Audience, SessionRef};
 

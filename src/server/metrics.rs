@@ -44,14 +44,54 @@ pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
     };
-    metric("charcha_messages_sent_total", "counter", "Messages acknowledged to their sender (durable in the log).", get(&m.messages_sent));
-    metric("charcha_send_failures_total", "counter", "Sends refused because the log was unavailable.", get(&m.send_failures));
+    metric(
+        "charcha_messages_sent_total",
+        "counter",
+        "Messages acknowledged to their sender (durable in the log).",
+        get(&m.messages_sent),
+    );
+    metric(
+        "charcha_send_failures_total",
+        "counter",
+        "Sends refused because the log was unavailable.",
+        get(&m.send_failures),
+    );
     metric("charcha_ws_connections_total", "counter", "WebSocket sessions opened.", get(&m.ws_connections));
-    metric("charcha_ws_kicked_slow_total", "counter", "Sessions closed because their outgoing queue was full.", get(&m.ws_kicked_slow));
-    metric("charcha_messages_stored_total", "counter", "Messages newly written to history by this process's worker.", get(&m.messages_stored));
-    metric("charcha_dead_letters_total", "counter", "Undecodable log records set aside by the worker.", get(&m.dead_letters));
-    metric("charcha_bus_dropped_total", "counter", "Live events not published because the bus was unreachable or its queue full.", get(&m.bus_dropped));
-    metric("charcha_ws_sessions", "gauge", "WebSocket sessions open on this instance.", state.hub.session_count() as u64);
-    metric("charcha_local_users", "gauge", "Users with a session on this instance.", state.hub.local_user_count() as u64);
+    metric(
+        "charcha_ws_kicked_slow_total",
+        "counter",
+        "Sessions closed because their outgoing queue was full.",
+        get(&m.ws_kicked_slow),
+    );
+    metric(
+        "charcha_messages_stored_total",
+        "counter",
+        "Messages newly written to history by this process's worker.",
+        get(&m.messages_stored),
+    );
+    metric(
+        "charcha_dead_letters_total",
+        "counter",
+        "Undecodable log records set aside by the worker.",
+        get(&m.dead_letters),
+    );
+    metric(
+        "charcha_bus_dropped_total",
+        "counter",
+        "Live events not published because the bus was unreachable or its queue full.",
+        get(&m.bus_dropped),
+    );
+    metric(
+        "charcha_ws_sessions",
+        "gauge",
+        "WebSocket sessions open on this instance.",
+        state.hub.session_count() as u64,
+    );
+    metric(
+        "charcha_local_users",
+        "gauge",
+        "Users with a session on this instance.",
+        state.hub.local_user_count() as u64,
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -30,25 +30,25 @@ pub mod worker;
 
 use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
-use axum::{serve::ListenerExt, Router};
+use axum::{Router, serve::ListenerExt};
 use leptos::{config::LeptosOptions, prelude::provide_context};
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{LeptosRoutes, generate_route_list};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use self::{
-    auth::{token::TokenService, AuthService},
-    bus::{local::LocalBus, Bus},
+    auth::{AuthService, token::TokenService},
+    bus::{Bus, local::LocalBus},
     chat::ChatService,
     config::Config,
     hub::Hub,
-    log::{local::LocalLog, Log},
-    presence::{local::LocalPresence, Presence},
-    ratelimit::{local::LocalRateLimiter, RateLimiter},
+    log::{Log, local::LocalLog},
+    presence::{Presence, local::LocalPresence},
+    ratelimit::{RateLimiter, local::LocalRateLimiter},
     state::AppState,
-    store::{embedded::EmbeddedStore, Store},
+    store::{Store, embedded::EmbeddedStore},
 };
-use crate::app::{shell, App};
+use crate::app::{App, shell};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -131,14 +131,17 @@ pub async fn connect_drivers(config: &Config) -> Result<Drivers, StartError> {
                     .await
                     .map_err(|e| StartError::Other(e.to_string()))?,
             );
-            let presence = presence::redis::RedisPresence::start(&clients, &b.redis_prefix, bus.clone(), shutdown.clone());
-            (bus, presence, Arc::new(ratelimit::redis::RedisRateLimiter::new(clients.commands.clone(), &b.redis_prefix)))
+            let presence =
+                presence::redis::RedisPresence::start(&clients, &b.redis_prefix, bus.clone(), shutdown.clone());
+            (
+                bus,
+                presence,
+                Arc::new(ratelimit::redis::RedisRateLimiter::new(clients.commands.clone(), &b.redis_prefix)),
+            )
         }
-        None => (
-            Arc::new(LocalBus::new(hub.clone())),
-            Arc::new(LocalPresence::new()),
-            Arc::new(LocalRateLimiter::new()),
-        ),
+        None => {
+            (Arc::new(LocalBus::new(hub.clone())), Arc::new(LocalPresence::new()), Arc::new(LocalRateLimiter::new()))
+        }
     };
     let scaled = [b.redis_url.is_some(), b.mongodb_uri.is_some(), !b.kafka_brokers.is_empty()];
     if scaled.contains(&true) && scaled.contains(&false) {
@@ -216,7 +219,11 @@ where
 }
 
 /// Builds the services on top of the drivers.
-pub async fn build_state(config: Config, leptos_options: LeptosOptions, drivers: Drivers) -> Result<AppState, StartError> {
+pub async fn build_state(
+    config: Config,
+    leptos_options: LeptosOptions,
+    drivers: Drivers,
+) -> Result<AppState, StartError> {
     let Drivers { hub, store, log, bus, presence, limiter, shutdown } = drivers;
     let tokens = TokenService::new(&config.jwt_secret, config.jwt_expiration);
     let auth = AuthService::new(store.clone(), bus.clone(), presence.clone(), tokens)
@@ -301,7 +308,11 @@ pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServ
 }
 
 /// Builds everything from `config` and serves on `listener`.
-pub async fn launch(config: Config, leptos_options: LeptosOptions, listener: TcpListener) -> Result<RunningServer, StartError> {
+pub async fn launch(
+    config: Config,
+    leptos_options: LeptosOptions,
+    listener: TcpListener,
+) -> Result<RunningServer, StartError> {
     let drivers = connect_drivers(&config).await?;
     let state = build_state(config, leptos_options, drivers).await?;
     start(state, listener).await

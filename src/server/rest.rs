@@ -5,20 +5,23 @@
 use std::net::SocketAddr;
 
 use axum::{
+    Json, Router,
     body::Body,
-    extract::{rejection::JsonRejection, ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State},
-    http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode},
+    extract::{
+        ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State,
+        rejection::JsonRejection,
+    },
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::{get, post},
-    Json, Router,
 };
-use serde::{de::DeserializeOwned, Deserialize};
+use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
 
 use super::{
-    auth::{clear_cookie, session_cookie, AuthUser, Session, SignupInput},
+    auth::{AuthUser, Session, SignupInput, clear_cookie, session_cookie},
     chat::SendRequest,
-    media::{multipart_from_body, read_image_form, read_profile_form, ProfileForm},
+    media::{ProfileForm, multipart_from_body, read_image_form, read_profile_form},
     state::AppState,
     web::auth_rate,
 };
@@ -118,7 +121,8 @@ struct LoginBody {
 
 fn session_response(state: &AppState, status: StatusCode, message: &str, session: Session) -> Response {
     let cookie = session_cookie(&session.token, state.auth.tokens().ttl().as_secs(), state.config.is_production());
-    let mut resp = (status, Json(json!({ "message": message, "user": session.user, "token": session.token }))).into_response();
+    let mut resp =
+        (status, Json(json!({ "message": message, "user": session.user, "token": session.token }))).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -132,8 +136,10 @@ async fn signup(
 ) -> Result<Response, AppError> {
     auth_rate(&state, &peer.ip().to_string()).await?;
     let ApiJson(b) = body?;
-    let session =
-        state.auth.signup(SignupInput { email: b.email, password: b.password, full_name: b.full_name, bio: b.bio }).await?;
+    let session = state
+        .auth
+        .signup(SignupInput { email: b.email, password: b.password, full_name: b.full_name, bio: b.bio })
+        .await?;
     Ok(session_response(&state, StatusCode::CREATED, "Account created", session))
 }
 
@@ -230,7 +236,8 @@ async fn send(
     body: Result<ApiJson<SendBody>, AppError>,
 ) -> Result<Response, AppError> {
     let ApiJson(b) = body?;
-    let req = SendRequest { client_msg_id: b.client_msg_id, to: peer, text: b.text.unwrap_or_default(), image: b.image };
+    let req =
+        SendRequest { client_msg_id: b.client_msg_id, to: peer, text: b.text.unwrap_or_default(), image: b.image };
     let sent = state.chat.send(&auth.user.id, req).await?;
     // The log record's JSON is the message's JSON: no second serialisation.
     Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], sent.json).into_response())
@@ -248,13 +255,22 @@ async fn upload_media(State(state): State<AppState>, auth: AuthUser, req: Reques
 /// gets a new id), so responses are immutable and cache for a year, and a
 /// revalidation is answered without reading the image. Only private media
 /// authenticates the viewer.
-async fn media(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, AppError> {
+async fn media(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
     let viewer = || async { state.auth.authenticate_headers(&headers).await.ok().map(|a| a.user.id) };
     let info = state.chat.media_access(&id, viewer).await?;
     let etag = format!("\"{id}\"");
-    let cache = if info.conversation_id.is_some() { "private, max-age=31536000, immutable" } else { "public, max-age=31536000, immutable" };
+    let cache = if info.conversation_id.is_some() {
+        "private, max-age=31536000, immutable"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache.to_string())]).into_response());
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache.to_string())])
+            .into_response());
     }
     let data = state.chat.media_data(&id).await?;
     Ok((

@@ -4,12 +4,12 @@
 use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
-use http::{header::SET_COOKIE, HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, header::SET_COOKIE};
 use leptos::prelude::use_context;
 use leptos_axum::ResponseOptions;
 
 use super::{
-    auth::{clear_cookie, session_cookie, AuthUser},
+    auth::{AuthUser, clear_cookie, session_cookie},
     ratelimit,
     state::AppState,
 };

@@ -87,7 +87,9 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
                     super::metrics::inc(&super::metrics::METRICS.dead_letters);
                     // Keep retrying the dead-letter write: skipping the
                     // record without recording it would lose it silently.
-                    while let Err(err) = store.dead_letter(&stream, partition, r.offset, &r.payload, &e.to_string()).await {
+                    while let Err(err) =
+                        store.dead_letter(&stream, partition, r.offset, &r.payload, &e.to_string()).await
+                    {
                         tracing::warn!("dead-letter write failed, retrying: {err}");
                         if sleep_or_shutdown(RETRY, &shutdown).await {
                             return;

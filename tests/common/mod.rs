@@ -3,15 +3,15 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use charcha::server::{self, config::Config, Drivers, RunningServer};
+use charcha::server::{self, Drivers, RunningServer, config::Config};
 use futures_util::{SinkExt, StreamExt};
 use leptos::config::LeptosOptions;
-use reqwest::{header::HeaderMap, StatusCode};
-use serde_json::{json, Value};
+use reqwest::{StatusCode, header::HeaderMap};
+use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::{
-    tungstenite::{client::IntoClientRequest, Message},
     MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest},
 };
 
 pub const PASSWORD: &str = "correct horse 1";
@@ -102,7 +102,8 @@ impl TestServer {
     pub async fn start_config(config: Config, drivers: Option<Drivers>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let leptos_options = LeptosOptions::builder().output_name("charcha").site_root("target/site").site_addr(addr).build();
+        let leptos_options =
+            LeptosOptions::builder().output_name("charcha").site_root("target/site").site_addr(addr).build();
         let data_dir = config.data_dir.clone();
         let kept = config.clone();
         let drivers = match drivers {
@@ -166,7 +167,12 @@ pub async fn get(http: &reqwest::Client, base: &str, path: &str) -> (StatusCode,
 }
 
 /// `POST {base}{path}` with a JSON body; status, body and headers.
-pub async fn post_json_reply(http: &reqwest::Client, base: &str, path: &str, body: Value) -> (StatusCode, Value, HeaderMap) {
+pub async fn post_json_reply(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value, HeaderMap) {
     reply(http.post(format!("{base}{path}")).json(&body).send().await.expect("POST")).await
 }
 
@@ -367,10 +373,10 @@ pub fn ws_request(url: &str, token: &str) -> WsRequest {
 /// A tiny valid PNG (1×1).
 pub fn png() -> Vec<u8> {
     vec![
-        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
-        0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49,
-        0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D,
-        0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00,
+        0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF,
+        0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
     ]
 }
 

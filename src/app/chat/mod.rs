@@ -394,9 +394,7 @@ impl Chat {
     /// The peer whose timeline holds the unconfirmed message `cid`.
     fn peer_of_outgoing(self, cid: &str) -> Option<String> {
         self.timelines
-            .try_with_untracked(|m| {
-                m.iter().find(|(_, t)| t.outgoing(cid).is_some()).map(|(p, _)| p.clone())
-            })
+            .try_with_untracked(|m| m.iter().find(|(_, t)| t.outgoing(cid).is_some()).map(|(p, _)| p.clone()))
             .flatten()
     }
 
@@ -414,9 +412,7 @@ impl Chat {
         let pending: Vec<(String, String)> = self
             .timelines
             .try_with_untracked(|m| {
-                m.iter()
-                    .flat_map(|(p, t)| t.pending().into_iter().map(move |o| (p.clone(), o.client_msg_id)))
-                    .collect()
+                m.iter().flat_map(|(p, t)| t.pending().into_iter().map(move |o| (p.clone(), o.client_msg_id))).collect()
             })
             .unwrap_or_default();
         for (peer, cid) in pending {
@@ -520,8 +516,7 @@ impl Chat {
         };
         let form = web_sys::FormData::new().map_err(|_| AppError::internal())?;
         form.append_with_str("to", peer).map_err(|_| AppError::internal())?;
-        form.append_with_blob_and_filename("image", &file, &file.name())
-            .map_err(|_| AppError::internal())?;
+        form.append_with_blob_and_filename("image", &file, &file.name()).map_err(|_| AppError::internal())?;
         upload_image(MultipartData::from(form)).await
     }
 
@@ -546,9 +541,7 @@ fn not_sent(reason: &str) -> String {
 pub fn new_client_msg_id() -> String {
     let crypto = window().crypto().ok();
     if let Some(c) = crypto.as_ref() {
-        let has_uuid = js_sys::Reflect::get(c, &"randomUUID".into())
-            .map(|f| f.is_function())
-            .unwrap_or(false);
+        let has_uuid = js_sys::Reflect::get(c, &"randomUUID".into()).map(|f| f.is_function()).unwrap_or(false);
         if has_uuid {
             return c.random_uuid();
         }

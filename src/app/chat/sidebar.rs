@@ -16,9 +16,8 @@ pub fn Sidebar() -> impl IntoView {
     let query = RwSignal::new(String::new());
     let online_only = RwSignal::new(false);
 
-    let online_count = move || {
-        chat.contacts.with(|cs| cs.as_ref().map(|cs| cs.iter().filter(|c| c.online).count()).unwrap_or(0))
-    };
+    let online_count =
+        move || chat.contacts.with(|cs| cs.as_ref().map(|cs| cs.iter().filter(|c| c.online).count()).unwrap_or(0));
     let shown = Memo::new(move |_| {
         chat.contacts.with(|cs| {
             cs.as_ref().map(|cs| {
@@ -27,7 +26,8 @@ pub fn Sidebar() -> impl IntoView {
         })
     });
 
-    let list = move || match shown.get() {
+    let list = move || {
+        match shown.get() {
         None => match chat.contacts_error.get() {
             Some(err) => view! {
                 <div role="alert" class="alert alert-error m-3 text-sm">
@@ -54,6 +54,7 @@ pub fn Sidebar() -> impl IntoView {
             </ul>
         }
         .into_any(),
+    }
     };
 
     view! {

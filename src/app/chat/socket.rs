@@ -91,10 +91,7 @@ impl ChatSocket {
     pub fn send(&self, event: &ClientEvent) -> bool {
         #[cfg(feature = "hydrate")]
         {
-            self.shared
-                .try_with_value(|s| s.as_ref().map(|s| s.send(event)))
-                .flatten()
-                .unwrap_or(false)
+            self.shared.try_with_value(|s| s.as_ref().map(|s| s.send(event))).flatten().unwrap_or(false)
         }
         #[cfg(not(feature = "hydrate"))]
         {
@@ -327,8 +324,8 @@ mod client {
                 conn.attempt = conn.attempt.saturating_add(1);
                 b
             };
-            let delay_ms = (js_sys::Math::random() * bound.as_millis() as f64)
-                .clamp(0.0, BACKOFF_CAP.as_millis() as f64);
+            let delay_ms =
+                (js_sys::Math::random() * bound.as_millis() as f64).clamp(0.0, BACKOFF_CAP.as_millis() as f64);
             let weak = self.this.clone();
             let handle = set_timeout_with_handle(
                 move || {

@@ -352,10 +352,7 @@ pub fn upsert_contact(contacts: &mut Vec<Contact>, contact: Contact) -> bool {
         *c = contact;
     } else {
         let key = contact.full_name.to_lowercase();
-        let at = contacts
-            .iter()
-            .position(|c| c.full_name.to_lowercase() > key)
-            .unwrap_or(contacts.len());
+        let at = contacts.iter().position(|c| c.full_name.to_lowercase() > key).unwrap_or(contacts.len());
         contacts.insert(at, contact);
     }
     true
@@ -487,7 +484,10 @@ mod tests {
         assert!(t.has_more);
         assert_eq!(t.oldest_id(), Some("01D"));
         // Overlapping older page: the shared message is not doubled.
-        t.prepend_older(vec![msg("01B", PEER, "b", None), msg("01C", ME, "c", None), msg("01D", PEER, "d", None)], false);
+        t.prepend_older(
+            vec![msg("01B", PEER, "b", None), msg("01C", ME, "c", None), msg("01D", PEER, "d", None)],
+            false,
+        );
         assert_eq!(keys(&t), ["01B", "01C", "01D", "01E"]);
         assert!(!t.has_more);
         assert_eq!(t.oldest_id(), Some("01B"));
@@ -499,7 +499,10 @@ mod tests {
         t.merge_latest(vec![msg("01B", PEER, "b", None), msg("01C", PEER, "c", None)], true);
         t.prepend_older(vec![msg("01A", PEER, "a", None)], false);
         // Reconnect: newest page overlaps what we hold and adds one.
-        t.merge_latest(vec![msg("01B", PEER, "b", None), msg("01C", PEER, "c", None), msg("01D", PEER, "d", None)], true);
+        t.merge_latest(
+            vec![msg("01B", PEER, "b", None), msg("01C", PEER, "c", None), msg("01D", PEER, "d", None)],
+            true,
+        );
         assert_eq!(keys(&t), ["01A", "01B", "01C", "01D"]);
         assert!(!t.has_more, "history before 01A is still known to be exhausted");
     }

@@ -19,9 +19,9 @@ use super::{
 };
 use crate::{
     api::{
+        AppError,
         dto::User,
         rules::{self, normalise_email},
-        AppError,
     },
     protocol::ServerEvent,
 };

@@ -3,8 +3,8 @@
 //! of milliseconds, so it runs on the blocking pool, never on the runtime.
 
 use argon2::{
-    password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
     Argon2,
+    password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng},
 };
 
 #[derive(Debug, thiserror::Error)]

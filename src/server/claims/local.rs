@@ -1,15 +1,11 @@
 //! In-memory send claims for one instance, bounded: the oldest half is
 //! dropped when full (history's unique key still prevents double storage).
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::Instant,
-};
+use std::{collections::HashMap, sync::Mutex, time::Instant};
 
 use async_trait::async_trait;
 
-use super::{ClaimError, SendClaims, CLAIM_TTL};
+use super::{CLAIM_TTL, ClaimError, SendClaims};
 
 const MAX_CLAIMS: usize = 200_000;
 

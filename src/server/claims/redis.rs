@@ -10,7 +10,7 @@ use fred::{
     types::{Expiration, SetOptions},
 };
 
-use super::{ClaimError, SendClaims, CLAIM_TTL};
+use super::{CLAIM_TTL, ClaimError, SendClaims};
 use crate::server::redis_conn::hot_path_options;
 
 pub struct RedisClaims {

@@ -19,23 +19,19 @@
 //!   re-appends the first attempt's record (harmless: history is idempotent
 //!   by message id and by `(sender, client_msg_id)`).
 
-use std::{
-    collections::BTreeMap,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use rskafka::{
+    BackoffConfig,
     client::{
+        Client, ClientBuilder,
         error::{Error as KafkaError, ProtocolError},
         partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling},
-        Client, ClientBuilder,
     },
     record::Record,
-    BackoffConfig,
 };
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{Appended, Durable, Log, LogError, LogRecord, SendRecord};
@@ -117,10 +113,16 @@ impl KafkaLog {
             // wait behind it: ~1 s per ack at low traffic. Hence two clients,
             // two connections: one to produce, one to fetch.
             let producer = Arc::new(
-                client.partition_client(topic.to_string(), id, UnknownTopicHandling::Retry).await.map_err(unavailable)?,
+                client
+                    .partition_client(topic.to_string(), id, UnknownTopicHandling::Retry)
+                    .await
+                    .map_err(unavailable)?,
             );
             let fetcher = Arc::new(
-                client.partition_client(topic.to_string(), id, UnknownTopicHandling::Retry).await.map_err(unavailable)?,
+                client
+                    .partition_client(topic.to_string(), id, UnknownTopicHandling::Retry)
+                    .await
+                    .map_err(unavailable)?,
             );
             let (tx, rx) = mpsc::channel(QUEUE);
             tokio::spawn(produce_loop(producer, rx, shutdown.clone()));
@@ -222,7 +224,8 @@ impl Log for KafkaLog {
             key: Some(record.key.into_bytes()),
             value: Some(payload.into_bytes()),
             headers: BTreeMap::new(),
-            timestamp: rskafka::chrono::DateTime::from_timestamp_millis(crate::server::clock::now_ms()).unwrap_or_default(),
+            timestamp: rskafka::chrono::DateTime::from_timestamp_millis(crate::server::clock::now_ms())
+                .unwrap_or_default(),
         };
         self.producers[idx].send(Pending { record, done }).await.map_err(|_| unavailable("producer stopped"))?;
         Ok(Box::pin(async move {

@@ -19,8 +19,8 @@ use std::{
 };
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection};
-use tokio::sync::{mpsc, oneshot, Notify};
+use rusqlite::{Connection, params};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{Appended, Durable, Log, LogError, LogRecord, SendRecord};
 use crate::server::store::embedded::open_sqlite;
@@ -197,8 +197,9 @@ impl Log for LocalLog {
             let reader = self.reader.clone();
             let records = tokio::task::spawn_blocking(move || {
                 let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-                let mut stmt = conn
-                    .prepare_cached("SELECT offset, payload FROM records WHERE offset >= ?1 ORDER BY offset LIMIT ?2")?;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT offset, payload FROM records WHERE offset >= ?1 ORDER BY offset LIMIT ?2",
+                )?;
                 let rows = stmt.query_map(params![from, max_records as i64], |r| {
                     Ok(LogRecord { partition: 0, offset: r.get(0)?, payload: r.get(1)? })
                 })?;
@@ -251,7 +252,10 @@ mod tests {
         drop(log);
         // Durable: a reopened log still knows the claims.
         let log = LocalLog::open(&dir).expect("reopen");
-        assert_eq!(super::super::append(&log, record("a", "m3", "again")).await.expect("durable"), Appended::Duplicate("p3".into()));
+        assert_eq!(
+            super::super::append(&log, record("a", "m3", "again")).await.expect("durable"),
+            Appended::Duplicate("p3".into())
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

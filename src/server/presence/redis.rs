@@ -78,13 +78,23 @@ impl RedisPresence {
 
     async fn mark(&self, user: &str) -> Result<bool, fred::error::Error> {
         let expiry = (now_ms() + TTL.as_millis() as i64) as f64;
-        let _: i64 = self.redis.zadd(self.sessions_key(user), None, None, false, false, (expiry, self.instance.as_str())).await?;
+        let _: i64 = self
+            .redis
+            .zadd(self.sessions_key(user), None, None, false, false, (expiry, self.instance.as_str()))
+            .await?;
         let _: () = self.redis.pexpire(self.sessions_key(user), (TTL.as_millis() * 2) as i64, None).await?;
         // GT: never lower another instance's later expiry. Returns 1 when
         // the user was not online before.
         let added: i64 = self
             .redis
-            .zadd(&self.online_key, None, Some(fred::types::sorted_sets::Ordering::GreaterThan), false, false, (expiry, user))
+            .zadd(
+                &self.online_key,
+                None,
+                Some(fred::types::sorted_sets::Ordering::GreaterThan),
+                false,
+                false,
+                (expiry, user),
+            )
             .await?;
         Ok(added == 1)
     }
@@ -171,7 +181,8 @@ impl Presence for RedisPresence {
 
     async fn online_users(&self) -> Result<HashSet<String>, PresenceError> {
         let now = now_ms() as f64;
-        let users: Vec<String> = self.redis.zrangebyscore(&self.online_key, now, "+inf", false, None).await.map_err(unavailable)?;
+        let users: Vec<String> =
+            self.redis.zrangebyscore(&self.online_key, now, "+inf", false, None).await.map_err(unavailable)?;
         Ok(users.into_iter().collect())
     }
 

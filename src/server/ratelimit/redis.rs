@@ -50,20 +50,17 @@ impl RedisRateLimiter {
             self.local.retain(|_, c| now.duration_since(c.window_started) < window);
         }
         let chunk = (limit / 20).max(1);
-        let mut c = self
-            .local
-            .entry(key.to_string())
-            .or_insert(LocalCount { window_started: now, unflushed: 0, last_total: 0 });
+        let mut c = self.local.entry(key.to_string()).or_insert(LocalCount {
+            window_started: now,
+            unflushed: 0,
+            last_total: 0,
+        });
         if now.duration_since(c.window_started) >= window {
             *c = LocalCount { window_started: now, unflushed: 0, last_total: 0 };
         }
         c.unflushed += 1;
         let near_limit = c.last_total + i64::from(c.unflushed) + i64::from(chunk) > i64::from(limit);
-        if c.unflushed >= chunk || near_limit {
-            Some(std::mem::take(&mut c.unflushed))
-        } else {
-            None
-        }
+        if c.unflushed >= chunk || near_limit { Some(std::mem::take(&mut c.unflushed)) } else { None }
     }
 
     fn remember_total(&self, key: &str, total: i64) {

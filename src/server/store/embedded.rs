@@ -10,7 +10,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::*;
 

@@ -11,10 +11,10 @@
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use mongodb::{
-    bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document},
+    Client, Collection, Database, IndexModel,
+    bson::{Binary, Bson, DateTime, Document, doc, spec::BinarySubtype},
     error::{Error as MongoError, ErrorKind, WriteFailure},
     options::{ClientOptions, IndexOptions},
-    Client, Collection, Database, IndexModel,
 };
 use serde::{Deserialize, Serialize};
 
@@ -377,13 +377,8 @@ impl MessageStore for MongoStore {
             Some(b) => doc! { "conversation_id": conversation_id, "_id": { "$lt": b } },
             None => doc! { "conversation_id": conversation_id },
         };
-        let cursor = self
-            .messages()
-            .find(filter)
-            .sort(doc! { "_id": -1 })
-            .limit(limit as i64)
-            .await
-            .map_err(unavailable)?;
+        let cursor =
+            self.messages().find(filter).sort(doc! { "_id": -1 }).limit(limit as i64).await.map_err(unavailable)?;
         cursor.try_collect().await.map_err(unavailable)
     }
 }
