@@ -173,8 +173,10 @@ async fn upgrade(State(relay): State<Arc<Relay>>, Query(q): Query<WsQuery>, ws: 
     if q.user.is_empty() || q.user.len() > 128 {
         return (StatusCode::BAD_REQUEST, "GET /ws?user=<id>").into_response();
     }
+    // The same socket settings as Charcha's gateway, so the ceiling is fair.
     ws.max_message_size(MAX_FRAME_BYTES * 4)
         .max_frame_size(MAX_FRAME_BYTES * 4)
+        .read_buffer_size(charcha::server::gateway::READ_BUFFER)
         .on_upgrade(move |socket| session(relay, q.user, socket))
 }
 
