@@ -303,6 +303,9 @@ full() {
   build
   : > "$JSONL"
   local emb="$OUT/embedded"
+  # A fresh store every run: history accumulated over earlier runs changes
+  # the figures (see BENCHMARKS.md), and each run must be comparable.
+  rm -rf "$emb"
   mkdir -p "$emb"
 
   start_relay
