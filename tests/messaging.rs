@@ -10,7 +10,7 @@ use std::{
     collections::HashSet,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -23,6 +23,7 @@ use charcha::{
 use common::{
     TestServer, TestUser, Ws, body_json, eventually, eventually_within, get, history_all, png, post_json, ws_request,
 };
+use futures_util::future::BoxFuture;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -471,28 +472,22 @@ async fn pipelined_sends_are_acked_and_delivered_in_order() {
     assert_eq!(ids(&history_all(&b.http, &server.url, &a.id).await), acked);
 }
 
-/// Delegates to a real log, but makes each submission's durability wait
-/// longer than the next one's, so later sends become durable first.
-struct LateFirstLog {
+/// What a test does instead of a log's `submit` (it gets the real log).
+type Submit = Box<dyn Fn(Arc<dyn Log>, SendRecord) -> BoxFuture<'static, Result<Durable, LogError>> + Send + Sync>;
+
+/// Delegates to a real log, with the test's own `submit` in front of it.
+struct InterceptedLog {
     inner: Arc<dyn Log>,
-    submitted: std::sync::atomic::AtomicU64,
+    submit: Submit,
 }
 
 #[async_trait::async_trait]
-impl Log for LateFirstLog {
+impl Log for InterceptedLog {
     fn stream(&self) -> &str {
         self.inner.stream()
     }
     async fn submit(&self, record: SendRecord) -> Result<Durable, LogError> {
-        let n = self.submitted.fetch_add(1, Ordering::SeqCst);
-        let durable = self.inner.submit(record).await?;
-        // 0th waits 200 ms, 1st 190 ms, …: completion order is reversed.
-        let delay = Duration::from_millis(200u64.saturating_sub(n % 20 * 10));
-        Ok(Box::pin(async move {
-            let outcome = durable.await;
-            tokio::time::sleep(delay).await;
-            outcome
-        }))
+        (self.submit)(self.inner.clone(), record).await
     }
     async fn partitions(&self) -> Result<Vec<i32>, LogError> {
         self.inner.partitions().await
@@ -508,12 +503,47 @@ impl Log for LateFirstLog {
     }
 }
 
+/// A log whose submissions become durable in reverse order: each one waits
+/// longer than the next.
+fn late_first_log(inner: Arc<dyn Log>) -> InterceptedLog {
+    let submitted = AtomicU64::new(0);
+    let submit: Submit = Box::new(move |inner, record| {
+        let n = submitted.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            let durable = inner.submit(record).await?;
+            // 0th waits 200 ms, 1st 190 ms, …: completion order is reversed.
+            let delay = Duration::from_millis(200u64.saturating_sub(n % 20 * 10));
+            let durable: Durable = Box::pin(async move {
+                let outcome = durable.await;
+                tokio::time::sleep(delay).await;
+                outcome
+            });
+            Ok(durable)
+        })
+    });
+    InterceptedLog { inner, submit }
+}
+
+/// A log that refuses every append while `failing` is set.
+fn flaky_log(inner: Arc<dyn Log>, failing: Arc<AtomicBool>) -> InterceptedLog {
+    let submit: Submit = Box::new(move |inner, record| {
+        let failing = failing.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if failing {
+                return Err(LogError::Unavailable("injected failure".into()));
+            }
+            inner.submit(record).await
+        })
+    });
+    InterceptedLog { inner, submit }
+}
+
 #[tokio::test]
 async fn sends_that_become_durable_out_of_order_are_still_delivered_in_order() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let config = common::test_config(tmp.path().to_path_buf());
     let mut drivers = charcha::server::connect_drivers(&config).await.expect("drivers");
-    drivers.log = Arc::new(LateFirstLog { inner: drivers.log.clone(), submitted: Default::default() });
+    drivers.log = Arc::new(late_first_log(drivers.log.clone()));
     let server = TestServer::start_config(config, Some(drivers)).await;
     let a = TestUser::signup(&server, "Ann").await;
     let b = TestUser::signup(&server, "Bob").await;
@@ -569,44 +599,13 @@ async fn ack_means_the_record_is_already_in_the_log() {
     );
 }
 
-/// Delegates to a real log, but fails appends while `failing` is set.
-struct FlakyLog {
-    inner: Arc<dyn Log>,
-    failing: Arc<AtomicBool>,
-}
-
-#[async_trait::async_trait]
-impl Log for FlakyLog {
-    fn stream(&self) -> &str {
-        self.inner.stream()
-    }
-    async fn submit(&self, record: SendRecord) -> Result<Durable, LogError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(LogError::Unavailable("injected failure".into()));
-        }
-        self.inner.submit(record).await
-    }
-    async fn partitions(&self) -> Result<Vec<i32>, LogError> {
-        self.inner.partitions().await
-    }
-    async fn fetch(
-        &self,
-        partition: i32,
-        from: i64,
-        max_records: usize,
-        max_wait: Duration,
-    ) -> Result<Vec<LogRecord>, LogError> {
-        self.inner.fetch(partition, from, max_records, max_wait).await
-    }
-}
-
 #[tokio::test]
 async fn failing_log_means_no_ack_no_delivery_and_a_clean_retry() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let config = common::test_config(tmp.path().to_path_buf());
     let mut drivers = charcha::server::connect_drivers(&config).await.expect("drivers");
     let failing = Arc::new(AtomicBool::new(false));
-    drivers.log = Arc::new(FlakyLog { inner: drivers.log.clone(), failing: failing.clone() });
+    drivers.log = Arc::new(flaky_log(drivers.log.clone(), failing.clone()));
     let server = TestServer::start_config(config, Some(drivers)).await;
 
     let a = TestUser::signup(&server, "Ann").await;

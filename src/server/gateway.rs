@@ -160,17 +160,18 @@ async fn announce_presence(state: &AppState, user_id: &str, changed: Result<bool
     }
 }
 
-type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+/// The sending half of a WebSocket.
+pub type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 type Stream = futures_util::stream::SplitStream<WebSocket>;
 
 /// What the reader hands the writer.
-enum Outgoing {
+pub enum Outgoing {
     Text(Utf8Bytes),
     /// Send a close frame with this code and reason, then stop.
     Close(u16, &'static str),
 }
 
-fn close_frame(code: u16, reason: &'static str) -> Message {
+pub fn close_frame(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
 }
 
@@ -225,12 +226,13 @@ async fn write_loop(
 }
 
 /// Frames written per flush at most.
-const BURST: usize = 64;
+pub const BURST: usize = 64;
 
 /// Writes `first` and whatever else is already queued (replies first, up
 /// to [`BURST`]) with one flush: under load that is one write syscall for
 /// many frames instead of one each. Returns a close the reader asked for.
-async fn write_burst(
+/// (The bench relay writes through this too, so its ceiling is fair.)
+pub async fn write_burst(
     sink: &mut Sink,
     first: Message,
     replies: &mut mpsc::Receiver<Outgoing>,

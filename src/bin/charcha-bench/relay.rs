@@ -23,7 +23,7 @@ use axum::{
     Json, Router,
     extract::{
         Query, State,
-        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
+        ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
     },
     http::StatusCode,
     response::{IntoResponse, Response},
@@ -33,7 +33,10 @@ use axum::{
 use charcha::{
     api::dto::{ChatMessage, User, direct_conversation_id},
     protocol::{ClientEvent, ErrorCode, MAX_FRAME_BYTES, MAX_TEXT_CHARS, PROTOCOL_VERSION, ServerEvent},
-    server::clock,
+    server::{
+        clock,
+        gateway::{Outgoing, Sink, close_frame, write_burst},
+    },
 };
 use dashmap::DashMap;
 use futures_util::{SinkExt, StreamExt};
@@ -180,15 +183,6 @@ async fn upgrade(State(relay): State<Arc<Relay>>, Query(q): Query<WsQuery>, ws: 
         .on_upgrade(move |socket| session(relay, q.user, socket))
 }
 
-enum Outgoing {
-    Text(Utf8Bytes),
-    Close(u16, &'static str),
-}
-
-fn close_frame(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
-}
-
 async fn session(relay: Arc<Relay>, user_id: String, socket: WebSocket) {
     let (session_id, frames, kick) = relay.register(&user_id);
     let hello = ServerEvent::Hello {
@@ -224,7 +218,6 @@ async fn session(relay: Arc<Relay>, user_id: String, socket: WebSocket) {
     relay.unregister(&user_id, session_id);
 }
 
-type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 type Stream = futures_util::stream::SplitStream<WebSocket>;
 
 async fn write_loop(
@@ -270,37 +263,6 @@ async fn write_loop(
             Err(_) => return,
         }
     }
-}
-
-/// Frames written per flush at most (Charcha's gateway does the same).
-const BURST: usize = 64;
-
-/// Writes `first` and whatever else is queued already (replies first, up to
-/// [`BURST`]) with one flush. Returns a close the reader asked for.
-async fn write_burst(
-    sink: &mut Sink,
-    first: Message,
-    replies: &mut mpsc::Receiver<Outgoing>,
-    frames: &mut mpsc::Receiver<Utf8Bytes>,
-) -> Result<Option<(u16, &'static str)>, axum::Error> {
-    sink.feed(first).await?;
-    let mut close = None;
-    for _ in 0..BURST {
-        let next = match replies.try_recv() {
-            Ok(Outgoing::Text(frame)) => Message::Text(frame),
-            Ok(Outgoing::Close(code, reason)) => {
-                close = Some((code, reason));
-                break;
-            }
-            Err(_) => match frames.try_recv() {
-                Ok(frame) => Message::Text(frame),
-                Err(_) => break,
-            },
-        };
-        sink.feed(next).await?;
-    }
-    sink.flush().await?;
-    Ok(close)
 }
 
 async fn read_loop(

@@ -116,7 +116,7 @@ impl LocalLog {
             .map_err(unavailable)?;
         std::thread::Builder::new()
             .name("charcha-log-writer".into())
-            .spawn(move || write_loop(conn, queue, written_tx))
+            .spawn(move || write_loop(conn, last_offset, queue, written_tx))
             .map_err(unavailable)?;
         Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), appended, synced_upto })
     }
@@ -181,7 +181,14 @@ fn sync_loop(
 
 /// Runs until every [`LocalLog`] handle is dropped (the channel closes):
 /// that is the writer's shutdown path, after the queue is drained.
-fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Submission>, written: std::sync::mpsc::Sender<Written>) {
+/// `last_offset` is the log's highest offset when it starts; the loop keeps
+/// it up to date from its own inserts (it is the only writer).
+fn write_loop(
+    mut conn: Connection,
+    mut last_offset: i64,
+    mut queue: mpsc::Receiver<Submission>,
+    written: std::sync::mpsc::Sender<Written>,
+) {
     let mut batch = Vec::with_capacity(256);
     let mut last_purge = Instant::now();
     while let Some(first) = queue.blocking_recv() {
@@ -194,7 +201,8 @@ fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Submission>, writt
         }
         let now_ms = crate::server::clock::now_ms();
         match commit_group(&mut conn, &batch, now_ms) {
-            Ok((outcomes, last_offset)) => {
+            Ok((outcomes, newest)) => {
+                last_offset = last_offset.max(newest.unwrap_or(0));
                 let replies = batch.drain(..).map(|s| s.done).zip(outcomes).collect();
                 if written.send(Written { replies, last_offset }).is_err() {
                     return; // the syncer is gone: nothing can be acknowledged
@@ -218,10 +226,15 @@ fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Submission>, writt
 }
 
 /// Writes one group in one transaction; the outcome of each submission, in
-/// order, and the log's highest offset after it.
-fn commit_group(conn: &mut Connection, batch: &[Submission], now_ms: i64) -> rusqlite::Result<(Vec<Appended>, i64)> {
+/// order, and the offset of its newest record (none if all were retries).
+fn commit_group(
+    conn: &mut Connection,
+    batch: &[Submission],
+    now_ms: i64,
+) -> rusqlite::Result<(Vec<Appended>, Option<i64>)> {
     let tx = conn.transaction()?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut newest = None;
     {
         let mut insert_record = tx.prepare_cached("INSERT INTO records (key, payload) VALUES (?1, ?2)")?;
         let mut insert_claim = tx.prepare_cached(
@@ -236,6 +249,7 @@ fn commit_group(conn: &mut Connection, batch: &[Submission], now_ms: i64) -> rus
             let offset = tx.last_insert_rowid();
             if insert_claim.execute(params![r.sender_id, r.client_msg_id, offset, now_ms])? == 1 {
                 outcomes.push(Appended::New);
+                newest = Some(offset);
                 continue;
             }
             // Claimed before: undo this append, answer with the first attempt.
@@ -249,9 +263,8 @@ fn commit_group(conn: &mut Connection, batch: &[Submission], now_ms: i64) -> rus
             outcomes.push(Appended::Duplicate(String::from_utf8_lossy(&first).into_owned()));
         }
     }
-    let last_offset: i64 = tx.query_row("SELECT COALESCE(MAX(offset), 0) FROM records", [], |r| r.get(0))?;
     tx.commit()?;
-    Ok((outcomes, last_offset))
+    Ok((outcomes, newest))
 }
 
 #[async_trait]
