@@ -388,3 +388,31 @@ async fn pages_render_on_the_server_and_health_answers() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     s.stop().await;
 }
+
+/// A burst of sign-ups larger than the hashing queue: each one is either
+/// created or turned away at once with 503 and `Retry-After` (never a 500,
+/// never an unbounded pile of 19 MiB hashes), and the server is fine after.
+#[tokio::test]
+async fn signup_burst_is_bounded_by_the_hashing_queue() {
+    let s = TestServer::start_with(|c| c.limits.auth_rate_per_minute = 100_000).await;
+    let http = client();
+    let attempts = (0..400).map(|i| {
+        let http = http.clone();
+        let url = s.url.clone();
+        async move {
+            let body = json!({ "email": unique_email(&format!("burst{i}")), "password": PASSWORD, "full_name": "B" });
+            let (status, _, headers) = post_json_reply(&http, &url, "/api/auth/signup", body).await;
+            (status, headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()))
+        }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let created = results.iter().filter(|(st, _)| *st == StatusCode::CREATED).count();
+    let busy: Vec<_> = results.iter().filter(|(st, _)| *st == StatusCode::SERVICE_UNAVAILABLE).collect();
+    assert_eq!(created + busy.len(), results.len(), "only 201 or 503: {results:?}");
+    assert!(created >= 1, "the queue's worth is created");
+    assert!(!busy.is_empty(), "400 at once overflow a queue of 32 per core");
+    assert!(busy.iter().all(|(_, secs)| secs.is_some_and(|s| (1..=60).contains(&s))), "503s carry Retry-After");
+    // Once the burst is over, sign-up works again.
+    TestUser::signup(&s, "after-burst").await;
+    s.stop().await;
+}

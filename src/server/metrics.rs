@@ -17,6 +17,7 @@ pub struct Metrics {
     pub messages_stored: AtomicU64,
     pub dead_letters: AtomicU64,
     pub bus_dropped: AtomicU64,
+    pub password_busy: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -27,6 +28,7 @@ pub static METRICS: Metrics = Metrics {
     messages_stored: AtomicU64::new(0),
     dead_letters: AtomicU64::new(0),
     bus_dropped: AtomicU64::new(0),
+    password_busy: AtomicU64::new(0),
 };
 
 pub fn inc(counter: &AtomicU64) {
@@ -62,6 +64,12 @@ pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
         "counter",
         "Sessions closed because their outgoing queue was full.",
         get(&m.ws_kicked_slow),
+    );
+    metric(
+        "charcha_password_busy_total",
+        "counter",
+        "Sign-ups and log-ins turned away (503) because the hashing queue was full.",
+        get(&m.password_busy),
     );
     metric(
         "charcha_messages_stored_total",

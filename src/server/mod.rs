@@ -357,6 +357,7 @@ pub async fn cli_main(args: Vec<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    raise_open_file_limit();
     let result = if worker_only { run_worker_only().await } else { serve().await };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -365,6 +366,26 @@ pub async fn cli_main(args: Vec<String>) -> ExitCode {
             eprintln!("charcha: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Every WebSocket is a file descriptor, and the usual soft limit (1,024,
+/// or 20,000 here) caps connections long before memory does. The hard limit
+/// is what the administrator allows; the soft one is raised to it. Failing
+/// to raise it is logged, not fatal: the server still runs, with fewer sockets.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if !ok || limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    let before = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        tracing::info!(from = before, to = limit.rlim_max, "raised the open-file limit");
+    } else {
+        tracing::warn!(limit = before, "could not raise the open-file limit; connections are capped by it");
     }
 }
 

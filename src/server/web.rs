@@ -36,6 +36,10 @@ pub fn set_status(error: &AppError) {
         && let Ok(status) = http::StatusCode::from_u16(error.status)
     {
         resp.set_status(status);
+        // 429 and 503 say when to come back, as the REST routes do.
+        if let Some(secs) = error.retry_after {
+            resp.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
     }
 }
 

@@ -60,6 +60,23 @@ pub struct AuthService {
     /// A real hash of a random password: logins for unknown emails verify
     /// against it, so they take as long as logins with a wrong password.
     decoy_hash: String,
+    /// Bounded hashing threads shared by sign-up and log-in.
+    hasher: password::PasswordHasher,
+}
+
+/// A full hashing queue is a 503 the client may retry after a moment; any
+/// other hashing failure is a bug or a broken machine.
+fn hashing_error(e: password::PasswordError) -> AppError {
+    match e {
+        password::PasswordError::Busy => AppError {
+            retry_after: Some(password::BUSY_RETRY_AFTER_SECS),
+            ..AppError::unavailable("The server is busy; please retry in a moment")
+        },
+        password::PasswordError::Hash(detail) => {
+            tracing::error!("password hashing failed: {detail}");
+            AppError::internal()
+        }
+    }
 }
 
 impl From<StoreError> for AppError {
@@ -86,8 +103,9 @@ impl AuthService {
         presence: Arc<dyn Presence>,
         tokens: TokenService,
     ) -> Result<Self, password::PasswordError> {
-        let decoy_hash = password::hash(ulid::Ulid::new().to_string()).await?;
-        Ok(Self { store, bus, presence, tokens, decoy_hash })
+        let hasher = password::PasswordHasher::for_this_machine()?;
+        let decoy_hash = hasher.hash(ulid::Ulid::new().to_string()).await?;
+        Ok(Self { store, bus, presence, tokens, hasher, decoy_hash })
     }
 
     pub fn tokens(&self) -> &TokenService {
@@ -104,10 +122,7 @@ impl AuthService {
             ("full_name", rules::full_name(&full_name)),
             ("bio", rules::bio(&bio)),
         ])?;
-        let password_hash = password::hash(input.password).await.map_err(|e| {
-            tracing::error!("{e}");
-            AppError::internal()
-        })?;
+        let password_hash = self.hasher.hash(input.password).await.map_err(hashing_error)?;
         let record = UserRecord {
             id: ulid::Ulid::new().to_string(),
             email,
@@ -129,7 +144,7 @@ impl AuthService {
         }
         let record = self.store.user_by_email(&email).await?;
         let stored = record.as_ref().map_or_else(|| self.decoy_hash.clone(), |r| r.password_hash.clone());
-        let matches = password::verify(stored, password.to_string()).await;
+        let matches = self.hasher.verify(stored, password.to_string()).await.map_err(hashing_error)?;
         match record {
             Some(r) if matches => self.open_session(r.to_user()),
             _ => Err(AppError::unauthorized(BAD_CREDENTIALS)),
