@@ -81,9 +81,7 @@ pub async fn update_profile(data: MultipartData) -> Result<User, AppError> {
             use crate::server::web;
             let state = web::state()?;
             let auth = web::request_auth(&state).await?;
-            let Some(multipart) = data.into_inner() else {
-                return Err(AppError::bad_request("Expected a multipart form"));
-            };
+            let multipart = web::multipart(data)?;
             let form = crate::server::media::read_profile_form(multipart, state.config.limits.avatar_max_bytes).await?;
             state.auth.update_profile(&auth.user.id, form).await
         }

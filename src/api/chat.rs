@@ -75,9 +75,7 @@ pub async fn upload_image(data: MultipartData) -> Result<String, AppError> {
             use crate::server::web;
             let state = web::state()?;
             let auth = web::request_auth(&state).await?;
-            let Some(multipart) = data.into_inner() else {
-                return Err(AppError::bad_request("Expected a multipart form"));
-            };
+            let multipart = web::multipart(data)?;
             let upload = crate::server::media::read_image_form(multipart, state.config.limits.image_max_bytes).await?;
             state.chat.upload_image(&auth.user.id, upload).await
         }

@@ -39,56 +39,44 @@ pub fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
+/// Each counter's Prometheus name and help text.
+fn counters(m: &Metrics) -> [(&'static str, &'static str, &AtomicU64); 8] {
+    [
+        (
+            "charcha_messages_sent_total",
+            "Messages acknowledged to their sender (durable in the log).",
+            &m.messages_sent,
+        ),
+        ("charcha_send_failures_total", "Sends refused because the log was unavailable.", &m.send_failures),
+        ("charcha_ws_connections_total", "WebSocket sessions opened.", &m.ws_connections),
+        ("charcha_ws_kicked_slow_total", "Sessions closed because their outgoing queue was full.", &m.ws_kicked_slow),
+        (
+            "charcha_password_busy_total",
+            "Sign-ups and log-ins turned away (503) because the hashing queue was full.",
+            &m.password_busy,
+        ),
+        (
+            "charcha_messages_stored_total",
+            "Messages newly written to history by this process's worker.",
+            &m.messages_stored,
+        ),
+        ("charcha_dead_letters_total", "Undecodable log records set aside by the worker.", &m.dead_letters),
+        (
+            "charcha_bus_dropped_total",
+            "Live events not published because the bus was unreachable or its queue full.",
+            &m.bus_dropped,
+        ),
+    ]
+}
+
 pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
-    let m = &METRICS;
-    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
     };
-    metric(
-        "charcha_messages_sent_total",
-        "counter",
-        "Messages acknowledged to their sender (durable in the log).",
-        get(&m.messages_sent),
-    );
-    metric(
-        "charcha_send_failures_total",
-        "counter",
-        "Sends refused because the log was unavailable.",
-        get(&m.send_failures),
-    );
-    metric("charcha_ws_connections_total", "counter", "WebSocket sessions opened.", get(&m.ws_connections));
-    metric(
-        "charcha_ws_kicked_slow_total",
-        "counter",
-        "Sessions closed because their outgoing queue was full.",
-        get(&m.ws_kicked_slow),
-    );
-    metric(
-        "charcha_password_busy_total",
-        "counter",
-        "Sign-ups and log-ins turned away (503) because the hashing queue was full.",
-        get(&m.password_busy),
-    );
-    metric(
-        "charcha_messages_stored_total",
-        "counter",
-        "Messages newly written to history by this process's worker.",
-        get(&m.messages_stored),
-    );
-    metric(
-        "charcha_dead_letters_total",
-        "counter",
-        "Undecodable log records set aside by the worker.",
-        get(&m.dead_letters),
-    );
-    metric(
-        "charcha_bus_dropped_total",
-        "counter",
-        "Live events not published because the bus was unreachable or its queue full.",
-        get(&m.bus_dropped),
-    );
+    for (name, help, counter) in counters(&METRICS) {
+        metric(name, "counter", help, counter.load(Ordering::Relaxed));
+    }
     metric(
         "charcha_ws_sessions",
         "gauge",

@@ -24,6 +24,11 @@ pub fn state() -> Result<AppState, AppError> {
     })
 }
 
+/// The form of a multipart server function, or 400 when the body is not one.
+pub fn multipart(data: leptos::server_fn::codec::MultipartData) -> Result<multer::Multipart<'static>, AppError> {
+    data.into_inner().ok_or_else(|| AppError::bad_request("Expected a multipart form"))
+}
+
 /// The caller, from the request's cookie or bearer token.
 pub async fn request_auth(state: &AppState) -> Result<AuthUser, AppError> {
     let headers: HeaderMap = leptos_axum::extract().await.map_err(|_| AppError::unauthorized("Not authenticated"))?;

@@ -67,7 +67,7 @@ impl PasswordHasher {
     fn submit(&self, job: Job) -> Result<(), PasswordError> {
         self.jobs.try_send(job).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => {
-                super::super::metrics::inc(&super::super::metrics::METRICS.password_busy);
+                crate::server::metrics::inc(&crate::server::metrics::METRICS.password_busy);
                 PasswordError::Busy
             }
             mpsc::TrySendError::Disconnected(_) => PasswordError::Hash("hashing threads stopped".into()),
