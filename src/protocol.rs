@@ -9,7 +9,12 @@ use serde::{Deserialize, Serialize};
 use crate::api::dto::{ChatMessage, Contact, User};
 
 /// Bumped on any incompatible change to the frames below.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: `hello` no longer lists everyone online; clients `watch` the users
+/// they show and get their presence (`presence_batch`, then `presence`).
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Most users one session may watch at once.
+pub const MAX_WATCHED: usize = 500;
 
 /// Longest message text, in Unicode scalar values.
 pub const MAX_TEXT_CHARS: usize = 4_000;
@@ -34,6 +39,12 @@ pub enum ClientEvent {
         #[serde(default)]
         image: Option<String>,
     },
+    /// The users this client shows (its conversation list, search results,
+    /// the open conversation): replaces the previous set. The server
+    /// answers with a [`ServerEvent::PresenceBatch`] for the users new to
+    /// the set, then sends [`ServerEvent::Presence`] and
+    /// [`ServerEvent::Contact`] about watched users as they change.
+    Watch { user_ids: Vec<String> },
     /// Application-level heartbeat; answered with [`ServerEvent::Pong`].
     Ping {
         #[serde(default)]
@@ -48,8 +59,6 @@ pub enum ServerEvent {
     Hello {
         protocol_version: u32,
         user: User,
-        /// Ids of every user online right now.
-        online: Vec<String>,
     },
     /// The message is durably in the log; it will be in history.
     Ack {
@@ -61,11 +70,18 @@ pub enum ServerEvent {
     Message {
         message: ChatMessage,
     },
+    /// A watched user came online or went offline.
     Presence {
         user_id: String,
         online: bool,
     },
-    /// A user signed up or changed their profile.
+    /// The presence of users just added to the watch set. A user in
+    /// neither list already had a `presence` event, which is newer.
+    PresenceBatch {
+        online: Vec<String>,
+        offline: Vec<String>,
+    },
+    /// A watched user changed their profile.
     Contact {
         contact: Contact,
     },
@@ -86,7 +102,8 @@ pub enum ServerEvent {
 pub enum ErrorCode {
     /// Not JSON, unknown `type`, missing or mistyped fields.
     BadFrame,
-    /// Text too long, empty message, bad image URL, unknown recipient.
+    /// Text too long, empty message, bad image URL, unknown recipient,
+    /// too many or malformed ids in a watch.
     Invalid,
     /// The message could not be made durable; it was NOT sent. Retry with
     /// the same `client_msg_id`.

@@ -281,6 +281,7 @@ async fn protocol_round_trips_every_variant() {
             "send",
         ),
         (ClientEvent::Ping { nonce: 42 }, "ping"),
+        (ClientEvent::Watch { user_ids: vec![user.id.clone()] }, "watch"),
     ];
     for (event, tag) in client_events {
         let text = serde_json::to_string(&event).unwrap();
@@ -290,14 +291,8 @@ async fn protocol_round_trips_every_variant() {
     }
 
     let mut server_events = vec![
-        (
-            ServerEvent::Hello {
-                protocol_version: PROTOCOL_VERSION,
-                user: user.clone(),
-                online: vec![user.id.clone()],
-            },
-            "hello",
-        ),
+        (ServerEvent::Hello { protocol_version: PROTOCOL_VERSION, user: user.clone() }, "hello"),
+        (ServerEvent::PresenceBatch { online: vec![user.id.clone()], offline: vec![] }, "presence_batch"),
         (ServerEvent::Ack { client_msg_id: "c-1".into(), message: sample_message() }, "ack"),
         (ServerEvent::Message { message: sample_message() }, "message"),
         (ServerEvent::Message { message: plain }, "message"),
@@ -988,6 +983,7 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
     let b = TestUser::signup(&server, "Bob").await;
     let mut wa = a.ws(&server).await;
     let mut wb = b.ws(&server).await;
+    wb.watch(&[&a.id]).await;
 
     ping_pong(&mut wa, 7).await;
 
@@ -1117,7 +1113,9 @@ async fn presence_counts_tabs() {
     assert_eq!(hello["protocol_version"], PROTOCOL_VERSION);
     assert_eq!(hello["user"]["_id"], c.id.as_str());
     assert!(hello["user"].get("password").is_none() && hello["user"].get("password_hash").is_none());
-    assert!(!hello["online"].as_array().unwrap().contains(&json!(a.id)));
+    assert!(hello.get("online").is_none(), "no global online list: {hello}");
+    let batch = wc.watch(&[&a.id]).await;
+    assert_eq!(batch, json!({ "type": "presence_batch", "online": [], "offline": [a.id] }));
     assert!(!online_in_contacts(&c, &server, &a.id).await);
 
     let mut tab1 = a.ws(&server).await;
@@ -1128,10 +1126,14 @@ async fn presence_counts_tabs() {
     let mut tab2 = a.ws(&server).await;
     assert_eq!(wc.next_where(Duration::from_millis(300), presence_of(&a.id)).await, None, "second tab: no event");
 
-    let (_wb, hello_b) = connect_with_hello(&server, &b.token).await;
-    let online = hello_b["online"].as_array().unwrap();
-    assert!(online.contains(&json!(a.id)), "hello.online lists A: {hello_b}");
-    assert!(online.contains(&json!(c.id)));
+    // A newcomer watching A and C learns both are online from the batch.
+    let (mut wb, _) = connect_with_hello(&server, &b.token).await;
+    let batch = wb.watch(&[&a.id, &c.id]).await;
+    let mut online: Vec<&str> = batch["online"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    online.sort();
+    let mut want = vec![a.id.as_str(), c.id.as_str()];
+    want.sort();
+    assert_eq!(online, want, "{batch}");
 
     tab1.stream.close(None).await.expect("close tab 1");
     let hub = server.state().hub.clone();
@@ -1143,21 +1145,70 @@ async fn presence_counts_tabs() {
     .await;
     assert_eq!(wc.next_where(Duration::from_millis(300), presence_of(&a.id)).await, None, "one tab left: still online");
     assert!(online_in_contacts(&c, &server, &a.id).await);
-    let (_wb2, hello_b2) = connect_with_hello(&server, &b.token).await;
-    assert!(hello_b2["online"].as_array().unwrap().contains(&json!(a.id)));
 
     drop(tab2.stream.close(None).await);
     let p = next_where(&mut wc, "A offline", presence_of(&a.id)).await;
     assert_eq!(p["online"], false);
+    assert_eq!(next_where(&mut wb, "A offline (B)", presence_of(&a.id)).await["online"], false);
     assert!(!online_in_contacts(&c, &server, &a.id).await);
-    let (_wb3, hello_b3) = connect_with_hello(&server, &b.token).await;
-    assert!(!hello_b3["online"].as_array().unwrap().contains(&json!(a.id)));
 
     // A tab dropped without a close handshake also ends presence.
     let tab3 = a.ws(&server).await;
     assert_eq!(next_where(&mut wc, "A online again", presence_of(&a.id)).await["online"], true);
     drop(tab3);
     assert_eq!(next_where(&mut wc, "A offline again", presence_of(&a.id)).await["online"], false);
+
+    // Unwatched, A's comings and goings no longer reach C.
+    wc.send_json(json!({ "type": "watch", "user_ids": [] })).await;
+    ping_pong(&mut wc, 1).await;
+    let _tab4 = a.ws(&server).await;
+    assert_eq!(next_where(&mut wb, "A online (B)", presence_of(&a.id)).await["online"], true);
+    assert_eq!(wc.next_where(Duration::from_millis(300), presence_of(&a.id)).await, None, "C stopped watching A");
+}
+
+/// Presence frames go to the sessions that show a user, not to everyone
+/// online: 50 users connect, each watching two others, and each connect
+/// sends exactly as many presence frames as there are watchers.
+#[tokio::test]
+async fn presence_frames_scale_with_watchers_not_with_everyone_online() {
+    use charcha::server::metrics::METRICS;
+    use std::sync::atomic::Ordering;
+
+    let server = TestServer::start_with(|c| c.limits.auth_rate_per_minute = 1_000).await;
+    let mut users = Vec::new();
+    for i in 0..50u8 {
+        let name = format!("User{}{}", (b'A' + i / 26) as char, (b'A' + i % 26) as char);
+        users.push(TestUser::signup(&server, &name).await);
+    }
+    let mut sockets = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let mut ws = u.ws(&server).await;
+        let (next, after) = (&users[(i + 1) % 50], &users[(i + 2) % 50]);
+        ws.watch(&[&next.id, &after.id]).await;
+        sockets.push(ws);
+    }
+    // Everyone is connected and watching two others; each user has two watchers.
+    let viewer = TestUser::signup(&server, "Viewer").await;
+    let mut watcher = viewer.ws(&server).await;
+    watcher.watch(&[&users[0].id]).await;
+    let before = METRICS.presence_frames.load(Ordering::Relaxed);
+    // User 0 goes offline: its three watchers hear it, nobody else.
+    drop(sockets.remove(0));
+    next_where(&mut watcher, "user 0 offline", presence_of(&users[0].id)).await;
+    // The in-process bus queues for every watcher in one call, so the count
+    // is complete once one of them has the frame.
+    assert_eq!(server.state().hub.watcher_count(&users[0].id), 3);
+    // Other tests in this binary share the counter: at least our three, and
+    // far fewer than the 50 a broadcast to everyone online would send.
+    let sent = METRICS.presence_frames.load(Ordering::Relaxed) - before;
+    assert!((3..50).contains(&sent), "presence frames for one disconnect: {sent}");
+    // Watched ids must be user ids, and a watch is bounded.
+    watcher.send_json(json!({ "type": "watch", "user_ids": ["not-an-id"] })).await;
+    assert_eq!(error_frame(&mut watcher).await["code"], "invalid");
+    let too_many: Vec<String> = (0..=charcha::protocol::MAX_WATCHED).map(|_| ulid::Ulid::new().to_string()).collect();
+    watcher.send_json(json!({ "type": "watch", "user_ids": too_many })).await;
+    assert_eq!(error_frame(&mut watcher).await["code"], "invalid");
+    ping_pong(&mut watcher, 2).await;
 }
 
 #[tokio::test]
@@ -1169,6 +1220,7 @@ async fn a_client_that_stopped_reading_is_kicked_promptly() {
     let a = TestUser::signup(&server, "Ann").await;
     let b = TestUser::signup(&server, "Bob").await;
     let mut wb = b.ws(&server).await;
+    wb.watch(&[&a.id]).await;
     let stalled = a.ws(&server).await; // never read from again
     assert_eq!(next_where(&mut wb, "A online", presence_of(&a.id)).await["online"], true);
 
@@ -1338,21 +1390,27 @@ async fn media_revalidation_keeps_private_images_private() {
     assert_eq!(resp.bytes().await.unwrap().to_vec(), png());
 }
 
-/// Sign-ups and profile edits reach everyone as `contact` events, with the
-/// user's presence at that moment.
+/// Profile edits reach the sessions that show the user as `contact`
+/// events, with the user's presence; sign-ups reach nobody (nobody shows a
+/// user who did not exist), and sessions not showing the user hear nothing.
 #[tokio::test]
-async fn contact_changes_are_announced_with_presence() {
+async fn contact_changes_reach_the_users_watchers_only() {
     let server = TestServer::start().await;
     let ann = TestUser::signup(&server, "Ann").await;
+    let cat = TestUser::signup(&server, "Cat").await;
     let mut watcher = ann.ws(&server).await;
+    let mut bystander = cat.ws(&server).await;
     let contact_of = |id: String| move |e: &Value| e["type"] == "contact" && e["contact"]["_id"] == id.as_str();
 
-    // A new user has no session yet: announced offline.
     let bob = TestUser::signup(&server, "Bob").await;
-    let e = next_where(&mut watcher, "Bob's sign-up", contact_of(bob.id.clone())).await;
-    assert_eq!(e["contact"]["online"], false, "{e}");
+    assert_eq!(
+        watcher.next_where(Duration::from_millis(300), contact_of(bob.id.clone())).await,
+        None,
+        "a sign-up is not broadcast"
+    );
 
-    // Bob, connected, edits his profile: announced online, with the new name.
+    // Ann shows Bob; Bob, connected, edits his profile.
+    watcher.watch(&[&bob.id]).await;
     let _bob_tab = bob.ws(&server).await;
     let form = reqwest::multipart::Form::new().text("full_name", "Bob Renamed");
     let (status, body) = body_json(
@@ -1363,6 +1421,7 @@ async fn contact_changes_are_announced_with_presence() {
     let e = next_where(&mut watcher, "Bob's profile edit", contact_of(bob.id.clone())).await;
     assert_eq!(e["contact"]["full_name"], "Bob Renamed", "{e}");
     assert_eq!(e["contact"]["online"], true, "{e}");
+    assert_eq!(bystander.next_where(Duration::from_millis(300), contact_of(bob.id.clone())).await, None);
 }
 
 // ------------------------------------------------------------ 10. worker

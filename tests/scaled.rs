@@ -283,6 +283,9 @@ async fn users_on_different_instances_chat_live_with_presence_everywhere() {
         TestUser::signup_at(&cluster.url(2), "c").await,
     );
     let mut c_ws = Ws::connect_url(&cluster.ws_url(2), &c.token).await;
+    // C shows A and B: it hears of them from whichever instance holds them.
+    let batch = c_ws.watch(&[&a.id, &b.id]).await;
+    assert_eq!(batch["offline"].as_array().map(Vec::len), Some(2), "{batch}");
     let mut a_ws = Ws::connect_url(&cluster.ws_url(0), &a.token).await;
     presence_of(&mut c_ws, &a.id, true, Duration::from_secs(5)).await;
     let mut b_ws = Ws::connect_url(&cluster.ws_url(1), &b.token).await;
@@ -385,6 +388,7 @@ async fn killing_an_instance_loses_nothing_and_its_users_go_offline() {
         TestUser::signup_at(&cluster.url(2), "c").await,
     );
     let mut c_ws = Ws::connect_url(&cluster.ws_url(2), &c.token).await;
+    c_ws.watch(&[&a.id]).await;
     let mut b_ws = Ws::connect_url(&cluster.ws_url(1), &b.token).await;
     let mut a_ws = Ws::connect_url(&cluster.ws_url(0), &a.token).await;
     presence_of(&mut c_ws, &a.id, true, Duration::from_secs(5)).await;

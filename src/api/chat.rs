@@ -7,18 +7,55 @@ use leptos::server_fn::codec::{MultipartData, MultipartFormData};
 
 use super::{
     AppError,
-    dto::{ChatMessage, Contact, MessagePage},
+    dto::{ChatMessage, Contact, ContactPage, ConversationPage, MessagePage},
 };
 
-/// Every other user, with presence.
+/// One page of the signed-in user's conversations, most recent first;
+/// `cursor` is the previous page's `next_cursor`.
 #[server(prefix = "/api/fn")]
-pub async fn list_contacts() -> Result<Vec<Contact>, AppError> {
+pub async fn list_conversations(
+    #[server(default)] cursor: Option<String>,
+    #[server(default)] limit: Option<u32>,
+) -> Result<ConversationPage, AppError> {
     crate::server::web::finish(
         async move {
             use crate::server::web;
             let state = web::state()?;
             let auth = web::request_auth(&state).await?;
-            state.chat.contacts(&auth.user.id).await
+            state.chat.conversations(&auth.user.id, cursor.as_deref(), limit.map(|l| l as usize)).await
+        }
+        .await,
+    )
+}
+
+/// People whose name has a word starting with `q`, or whose email starts
+/// with it; alphabetical, one page at a time.
+#[server(prefix = "/api/fn")]
+pub async fn search_users(
+    q: String,
+    #[server(default)] cursor: Option<String>,
+    #[server(default)] limit: Option<u32>,
+) -> Result<ContactPage, AppError> {
+    crate::server::web::finish(
+        async move {
+            use crate::server::web;
+            let state = web::state()?;
+            let auth = web::request_auth(&state).await?;
+            state.chat.search_contacts(&auth.user.id, &q, cursor.as_deref(), limit.map(|l| l as usize)).await
+        }
+        .await,
+    )
+}
+
+/// One user, with presence (a conversation opened by its URL).
+#[server(prefix = "/api/fn")]
+pub async fn get_contact(id: String) -> Result<Contact, AppError> {
+    crate::server::web::finish(
+        async move {
+            use crate::server::web;
+            let state = web::state()?;
+            let auth = web::request_auth(&state).await?;
+            state.chat.contact(&auth.user.id, &id).await
         }
         .await,
     )

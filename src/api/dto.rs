@@ -57,6 +57,38 @@ pub struct MessagePage {
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 100;
 
+/// One page of people (a search, or `/api/messages/users`), alphabetical.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactPage {
+    pub contacts: Vec<Contact>,
+    /// Pass back as `cursor` for the next page; `None` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// One entry of the conversation list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    pub conversation_id: String,
+    pub peer: Contact,
+    /// The newest message; its text is cut to a preview length.
+    pub last_message: ChatMessage,
+}
+
+/// One page of the conversation list, most recently active first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationPage {
+    pub conversations: Vec<ConversationSummary>,
+    /// Pass back as `cursor` for the next (older) page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Conversations or people per page unless asked otherwise, and at most.
+pub const DEFAULT_LIST_PAGE: usize = 30;
+pub const MAX_LIST_PAGE: usize = 100;
+
+/// Longest search query, in characters.
+pub const MAX_QUERY_CHARS: usize = 100;
+
 /// Deterministic id of the conversation between `a` and `b`: the same for
 /// both orders, so a pair always lands in the same conversation (and, with
 /// Kafka, the same partition).

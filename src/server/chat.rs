@@ -26,12 +26,15 @@ use super::{
     metrics,
     presence::Presence,
     ratelimit::{self, RateLimiter},
-    store::{MediaInfo, MediaRecord, Store, media_url},
+    store::{MediaInfo, MediaRecord, Store, UserCursor, UserRecord, media_url},
 };
 use crate::{
     api::{
         AppError,
-        dto::{ChatMessage, Contact, DEFAULT_PAGE, MAX_PAGE, MessagePage, direct_conversation_id},
+        dto::{
+            ChatMessage, Contact, ContactPage, ConversationPage, ConversationSummary, DEFAULT_LIST_PAGE, DEFAULT_PAGE,
+            MAX_LIST_PAGE, MAX_PAGE, MAX_QUERY_CHARS, MessagePage, direct_conversation_id,
+        },
     },
     protocol::{MAX_TEXT_CHARS, ServerEvent},
 };
@@ -84,6 +87,19 @@ pub fn is_valid_id(id: &str) -> bool {
     id.len() == 26 && ulid::Ulid::from_string(id).is_ok()
 }
 
+/// The canonical (upper-case) form of an id, or `None` if it is not one.
+/// ULIDs parse case-insensitively, but stores compare ids as text, so a
+/// lower-case cursor would match the wrong rows (duplicates across pages).
+pub fn canonical_id(id: &str) -> Option<String> {
+    if id.len() != 26 {
+        return None;
+    }
+    ulid::Ulid::from_string(id).ok().map(|u| u.to_string())
+}
+
+/// Searches one user may run per minute (the search box asks as they type).
+pub const SEARCH_RATE_PER_MINUTE: u32 = 120;
+
 impl ChatService {
     pub fn new(
         store: Arc<dyn Store>,
@@ -111,14 +127,88 @@ impl ChatService {
         ids.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
     }
 
-    /// Every user but `me`, with presence.
-    pub async fn contacts(&self, me: &str) -> Result<Vec<Contact>, AppError> {
-        let online = self.presence.online_users().await.unwrap_or_else(|e| {
-            tracing::warn!("presence unavailable, showing everyone offline: {e}");
+    /// Which of `ids` are online; everyone offline (and a warning) while
+    /// presence is unavailable: lists still load.
+    async fn online_among(&self, ids: &[String]) -> std::collections::HashSet<String> {
+        self.presence.online_among(ids).await.unwrap_or_else(|e| {
+            tracing::warn!("presence unavailable, showing users offline: {e}");
             Default::default()
-        });
-        let users = self.store.list_users().await?;
-        Ok(users.iter().filter(|u| u.id != me).map(|u| u.to_contact(online.contains(&u.id))).collect())
+        })
+    }
+
+    /// One page of the people whose name has a word starting with `query`
+    /// or whose email starts with it (everyone for an empty query), `me`
+    /// excluded, alphabetical. Rate limited per user: the search box asks
+    /// as the user types.
+    pub async fn search_contacts(
+        &self,
+        me: &str,
+        query: &str,
+        cursor: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ContactPage, AppError> {
+        let key = format!("search:{me}");
+        ratelimit::check(self.limiter.as_ref(), &key, SEARCH_RATE_PER_MINUTE, std::time::Duration::from_secs(60))
+            .await
+            .map_err(|retry_after| AppError {
+                message: "Searching too fast; wait a moment".into(),
+                ..AppError::rate_limited(retry_after)
+            })?;
+        if query.chars().count() > MAX_QUERY_CHARS {
+            return Err(AppError::field("q", format!("Searches are limited to {MAX_QUERY_CHARS} characters")));
+        }
+        let after = match cursor.filter(|c| !c.is_empty()) {
+            Some(c) => Some(UserCursor::decode(c).ok_or_else(|| AppError::bad_request("Invalid `cursor`"))?),
+            None => None,
+        };
+        let limit = limit.unwrap_or(DEFAULT_LIST_PAGE).clamp(1, MAX_LIST_PAGE);
+        let mut users = self.store.search_users(query, me, after.as_ref(), limit + 1).await?;
+        let next_cursor = (users.len() > limit).then(|| UserCursor::after(&users[limit - 1]).encode());
+        users.truncate(limit);
+        let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+        let online = self.online_among(&ids).await;
+        Ok(ContactPage { contacts: users.iter().map(|u| u.to_contact(online.contains(&u.id))).collect(), next_cursor })
+    }
+
+    /// One user as a contact (opening a chat with someone not listed yet).
+    pub async fn contact(&self, me: &str, id: &str) -> Result<Contact, AppError> {
+        self.peer_conversation(me, id).await?;
+        let user = self.store.user_by_id(id).await?.ok_or_else(|| AppError::not_found("No such user"))?;
+        let online = self.online_among(std::slice::from_ref(&user.id)).await;
+        Ok(user.to_contact(online.contains(&user.id)))
+    }
+
+    /// One page of `me`'s conversations, most recently active first, each
+    /// with the peer and the newest message. `cursor` is the `next_cursor`
+    /// of the previous page (a message id).
+    pub async fn conversations(
+        &self,
+        me: &str,
+        cursor: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ConversationPage, AppError> {
+        let before = match cursor.filter(|c| !c.is_empty()) {
+            Some(c) => Some(canonical_id(c).ok_or_else(|| AppError::bad_request("Invalid `cursor`"))?),
+            None => None,
+        };
+        let limit = limit.unwrap_or(DEFAULT_LIST_PAGE).clamp(1, MAX_LIST_PAGE);
+        let mut entries = self.store.inbox(me, before.as_deref(), limit + 1).await?;
+        let next_cursor = (entries.len() > limit).then(|| entries[limit - 1].last.id.clone());
+        entries.truncate(limit);
+        let peer_ids: Vec<String> = entries.iter().map(|e| e.peer_id.clone()).collect();
+        let peers: std::collections::HashMap<String, UserRecord> =
+            self.store.users_by_ids(&peer_ids).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
+        let online = self.online_among(&peer_ids).await;
+        let conversations = entries
+            .into_iter()
+            .filter_map(|e| {
+                // Users are never deleted; an entry without its user is a
+                // store inconsistency, left out rather than shown broken.
+                let peer = peers.get(&e.peer_id)?.to_contact(online.contains(&e.peer_id));
+                Some(ConversationSummary { conversation_id: e.conversation_id, peer, last_message: e.last })
+            })
+            .collect();
+        Ok(ConversationPage { conversations, next_cursor })
     }
 
     async fn peer_conversation(&self, me: &str, peer: &str) -> Result<String, AppError> {
@@ -160,14 +250,8 @@ impl ChatService {
         limit: Option<usize>,
     ) -> Result<MessagePage, AppError> {
         let conversation_id = self.peer_conversation(me, peer).await?;
-        // Canonical (upper-case) form: ULIDs parse case-insensitively, but the
-        // store compares ids as text, so a lower-case cursor would match the
-        // wrong messages (duplicates across pages).
         let before = match before {
-            Some(b) if is_valid_id(b) => {
-                Some(ulid::Ulid::from_string(b).map_err(|_| AppError::internal())?.to_string())
-            }
-            Some(_) => return Err(AppError::bad_request("`before` must be a message id")),
+            Some(b) => Some(canonical_id(b).ok_or_else(|| AppError::bad_request("`before` must be a message id"))?),
             None => None,
         };
         let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);

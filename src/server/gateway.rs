@@ -27,13 +27,13 @@ use tokio::sync::mpsc;
 use super::{
     auth::AuthUser,
     bus::{Audience, SessionRef},
-    chat::{SendRequest, SentMessage},
+    chat::{SendRequest, SentMessage, is_valid_id},
     presence::PresenceError,
     state::AppState,
 };
 use crate::{
     api::AppError,
-    protocol::{ClientEvent, ErrorCode, MAX_FRAME_BYTES, PROTOCOL_VERSION, ServerEvent},
+    protocol::{ClientEvent, ErrorCode, MAX_FRAME_BYTES, MAX_WATCHED, PROTOCOL_VERSION, ServerEvent},
 };
 
 /// Server pings this often; browsers answer with pongs automatically.
@@ -103,12 +103,8 @@ async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
     };
     super::metrics::inc(&super::metrics::METRICS.ws_connections);
     let session_id = session.id;
-    let online = state.presence.online_users().await.unwrap_or_default();
-    let hello = ServerEvent::Hello {
-        protocol_version: PROTOCOL_VERSION,
-        user: auth.user.clone(),
-        online: online.into_iter().collect(),
-    };
+    // No online list: the client watches whom it shows (`watch`).
+    let hello = ServerEvent::Hello { protocol_version: PROTOCOL_VERSION, user: auth.user.clone() };
 
     let (sink, stream) = socket.split();
     let (reply_tx, reply_rx) = mpsc::channel::<Outgoing>(REPLY_QUEUE);
@@ -145,13 +141,14 @@ async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
     announce_presence(&state, &user_id, state.presence.session_closed(&user_id).await, false).await;
 }
 
-/// Broadcasts `online` when the presence driver says the user just changed
-/// state (`Ok(true)`); a driver failure is logged, the session goes on.
+/// Tells the user's watchers `online` when the presence driver says the
+/// user just changed state (`Ok(true)`); a driver failure is logged, the
+/// session goes on.
 async fn announce_presence(state: &AppState, user_id: &str, changed: Result<bool, PresenceError>, online: bool) {
     match changed {
         Ok(true) => {
             let event = ServerEvent::Presence { user_id: user_id.to_string(), online };
-            if let Err(e) = state.bus.publish(Audience::Everyone, event.to_json().into()).await {
+            if let Err(e) = state.bus.publish(Audience::Watchers(user_id.to_string()), event.to_json().into()).await {
                 tracing::warn!("presence broadcast failed: {e}");
             }
         }
@@ -320,7 +317,7 @@ async fn read_loop(
                         if text.len() > MAX_FRAME_BYTES {
                             break Some((close::TOO_BIG, "frame too large"));
                         }
-                        if !handle_text(state, user_id, &text, &reply, &mut in_flight).await {
+                        if !handle_text(state, user_id, origin.session, &text, &reply, &mut in_flight).await {
                             break Some((close::POLICY, "not reading replies"));
                         }
                     }
@@ -363,6 +360,7 @@ fn send_error(e: AppError, client_msg_id: String) -> ServerEvent {
 async fn handle_text(
     state: &AppState,
     user_id: &str,
+    session_id: u64,
     text: &str,
     reply: &impl Fn(ServerEvent) -> bool,
     in_flight: &mut FuturesOrdered<InFlight>,
@@ -393,7 +391,48 @@ async fn handle_text(
                 Err(e) => reply(send_error(e, client_msg_id)),
             }
         }
+        ClientEvent::Watch { user_ids } => watch(state, user_id, session_id, user_ids, reply).await,
     }
+}
+
+/// Applies a new watch set and answers with the presence of the users new
+/// in it; false when the connection should end.
+async fn watch(
+    state: &AppState,
+    user_id: &str,
+    session_id: u64,
+    user_ids: Vec<String>,
+    reply: &impl Fn(ServerEvent) -> bool,
+) -> bool {
+    let invalid = |message: String| ServerEvent::Error { code: ErrorCode::Invalid, message, client_msg_id: None };
+    if user_ids.len() > MAX_WATCHED {
+        return reply(invalid(format!("A watch lists at most {MAX_WATCHED} users")));
+    }
+    if let Some(bad) = user_ids.iter().find(|id| !is_valid_id(id)) {
+        return reply(invalid(format!("Malformed user id in watch: {:?}", truncated(bad))));
+    }
+    let added = state.hub.set_watched(user_id, session_id, user_ids.into_iter().collect());
+    if added.is_empty() {
+        return true;
+    }
+    let online = match state.presence.online_among(&added).await {
+        Ok(online) => online,
+        Err(e) => {
+            // Their next change still arrives; until then the client shows
+            // what it knew.
+            tracing::warn!("presence lookup for a watch failed: {e}");
+            return true;
+        }
+    };
+    let newer = state.hub.delivered_since_watch(session_id, &added);
+    let (online, offline): (Vec<String>, Vec<String>) =
+        added.into_iter().filter(|id| !newer.contains(id)).partition(|id| online.contains(id));
+    reply(ServerEvent::PresenceBatch { online, offline })
+}
+
+/// At most 40 characters of `text`, for error messages.
+fn truncated(text: &str) -> String {
+    text.chars().take(40).collect()
 }
 
 /// Best effort: the `client_msg_id` of a frame that failed to parse as a

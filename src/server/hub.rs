@@ -6,6 +6,10 @@
 //! whose queue is full is too slow to keep up: it is kicked (its gateway
 //! task closes the socket) rather than letting memory grow.
 //!
+//! It also knows which local sessions watch which users (the people a
+//! client shows), so presence and profile changes reach only those
+//! ([`Audience::Watchers`]).
+//!
 //! The hub also orders each user's session openings and closings
 //! ([`Hub::serialize_user`]): the bus subscription and presence that follow
 //! a first or last session are network calls, and without an order a last
@@ -13,6 +17,7 @@
 //! user who is connected.
 
 use std::{
+    collections::HashSet,
     hash::{BuildHasher, RandomState},
     sync::{
         Arc,
@@ -34,6 +39,16 @@ struct SessionSlot {
     kick: Arc<Notify>,
 }
 
+/// A local session watching a user.
+struct Watcher {
+    session: u64,
+    queue: mpsc::Sender<Utf8Bytes>,
+    kick: Arc<Notify>,
+    /// An event about the watched user was queued for this session since
+    /// it started watching (see [`Hub::delivered_since_watch`]).
+    delivered: bool,
+}
+
 /// What the gateway gets for a newly registered session.
 pub struct SessionHandle {
     pub id: u64,
@@ -52,6 +67,11 @@ pub struct Hub {
     /// Names this instance in [`SessionRef`]s (random per process).
     instance_id: u64,
     sessions: DashMap<String, Vec<SessionSlot>>,
+    /// Watched user -> the local sessions watching them.
+    watchers: DashMap<String, Vec<Watcher>>,
+    /// Session -> the users it watches (to diff a new watch set, and to
+    /// drop them all when the session ends).
+    watching: DashMap<u64, HashSet<String>>,
     next_id: AtomicU64,
     queue_len: usize,
     user_locks: Box<[Mutex<()>]>,
@@ -63,6 +83,8 @@ impl Hub {
         Self {
             instance_id: rand::random(),
             sessions: DashMap::new(),
+            watchers: DashMap::new(),
+            watching: DashMap::new(),
             next_id: AtomicU64::new(1),
             queue_len: queue_len.max(1),
             user_locks: (0..USER_LOCKS).map(|_| Mutex::new(())).collect(),
@@ -97,13 +119,69 @@ impl Hub {
         SessionHandle { id, frames, kicked: kick, first_local }
     }
 
-    /// Removes a session; returns true when it was the user's last one here.
+    /// Removes a session (and what it watched); returns true when it was
+    /// the user's last one here.
     pub fn unregister(&self, user_id: &str, session_id: u64) -> bool {
+        if let Some((_, watched)) = self.watching.remove(&session_id) {
+            for id in &watched {
+                self.drop_watcher(id, session_id);
+            }
+        }
         let removed = self.sessions.remove_if_mut(user_id, |_, slots| {
             slots.retain(|s| s.id != session_id);
             slots.is_empty()
         });
         removed.is_some()
+    }
+
+    /// Makes `ids` the set of users session `session_id` (of `owner`)
+    /// watches; returns the ones it did not watch before, whose current
+    /// presence the caller sends. Unknown sessions watch nothing.
+    pub fn set_watched(&self, owner: &str, session_id: u64, ids: HashSet<String>) -> Vec<String> {
+        let Some((queue, kick)) = self
+            .sessions
+            .get(owner)
+            .and_then(|slots| slots.iter().find(|s| s.id == session_id).map(|s| (s.queue.clone(), s.kick.clone())))
+        else {
+            return Vec::new();
+        };
+        let old = self.watching.insert(session_id, ids.clone()).unwrap_or_default();
+        for gone in old.difference(&ids) {
+            self.drop_watcher(gone, session_id);
+        }
+        let added: Vec<String> = ids.difference(&old).cloned().collect();
+        for id in &added {
+            let watcher = Watcher { session: session_id, queue: queue.clone(), kick: kick.clone(), delivered: false };
+            self.watchers.entry(id.clone()).or_default().push(watcher);
+        }
+        added
+    }
+
+    /// Which of `ids` had an event queued for `session_id` since it began
+    /// watching them. The gateway leaves those out of the presence batch
+    /// it answers a watch with: the batch was read before that event was
+    /// queued, so it could be older than what the client already has.
+    pub fn delivered_since_watch(&self, session_id: u64, ids: &[String]) -> HashSet<String> {
+        ids.iter()
+            .filter(|id| {
+                self.watchers
+                    .get(id.as_str())
+                    .is_some_and(|ws| ws.iter().any(|w| w.session == session_id && w.delivered))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Sessions on this instance watching `user_id`.
+    pub fn watcher_count(&self, user_id: &str) -> usize {
+        self.watchers.get(user_id).map_or(0, |ws| ws.len())
+    }
+
+    fn drop_watcher(&self, watched: &str, session_id: u64) {
+        self.watchers.remove_if_mut(watched, |_, ws| {
+            ws.retain(|w| w.session != session_id);
+            ws.is_empty()
+        });
     }
 
     /// Users with at least one session on this instance.
@@ -138,9 +216,13 @@ impl Hub {
                     self.deliver_to_user(user_id, &frame, except);
                 }
             }
-            Audience::Everyone => {
-                for slots in self.sessions.iter() {
-                    offer_all(&slots, &frame, None);
+            Audience::Watchers(user_id) => {
+                if let Some(mut watchers) = self.watchers.get_mut(user_id) {
+                    for w in watchers.iter_mut() {
+                        offer(w.session, &w.queue, &w.kick, &frame);
+                        w.delivered = true;
+                    }
+                    super::metrics::add(&super::metrics::METRICS.presence_frames, watchers.len() as u64);
                 }
             }
         }
@@ -156,16 +238,21 @@ impl Hub {
 
 fn offer_all(slots: &[SessionSlot], frame: &Utf8Bytes, except: Option<u64>) {
     for slot in slots.iter().filter(|s| Some(s.id) != except) {
-        match slot.queue.try_send(frame.clone()) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(session = slot.id, "session queue full; disconnecting slow client");
-                super::metrics::inc(&super::metrics::METRICS.ws_kicked_slow);
-                slot.kick.notify_one();
-            }
-            // The gateway is already tearing this session down.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        offer(slot.id, &slot.queue, &slot.kick, frame);
+    }
+}
+
+/// Queues `frame` for one session, kicking it if its queue is full.
+fn offer(session: u64, queue: &mpsc::Sender<Utf8Bytes>, kick: &Notify, frame: &Utf8Bytes) {
+    match queue.try_send(frame.clone()) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            tracing::warn!(session, "session queue full; disconnecting slow client");
+            super::metrics::inc(&super::metrics::METRICS.ws_kicked_slow);
+            kick.notify_one();
         }
+        // The gateway is already tearing this session down.
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
     }
 }
 
@@ -216,13 +303,38 @@ mod tests {
         assert!(a1.frames.try_recv().is_ok());
     }
 
-    #[tokio::test]
-    async fn everyone_reaches_all_users() {
-        let hub = Hub::new(4);
+    fn set(ids: &[&str]) -> HashSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn watchers_get_events_about_whom_they_watch_only() {
+        let hub = Hub::new(8);
         let mut a = hub.register("a");
         let mut b = hub.register("b");
-        hub.deliver(&Audience::Everyone, Bytes::from_static(b"{\"x\":1}"));
-        assert!(a.frames.recv().await.is_some());
-        assert!(b.frames.recv().await.is_some());
+        let mut c = hub.register("c");
+        let mut added = hub.set_watched("a", a.id, set(&["x", "y"]));
+        added.sort();
+        assert_eq!(added, ["x", "y"]);
+        assert_eq!(hub.set_watched("b", b.id, set(&["x"])), ["x"]);
+        assert!(hub.set_watched("c", 999, set(&["x"])).is_empty(), "not c's session: watches nothing");
+        hub.deliver(&Audience::Watchers("x".into()), Bytes::from_static(b"{}"));
+        assert!(a.frames.try_recv().is_ok() && b.frames.try_recv().is_ok());
+        assert!(c.frames.try_recv().is_err(), "c watches nobody");
+        assert_eq!(hub.delivered_since_watch(a.id, &["x".into(), "y".into()]), set(&["x"]));
+
+        // A new set: only the new id is reported; x is no longer watched.
+        assert_eq!(hub.set_watched("a", a.id, set(&["y", "z"])), ["z"]);
+        assert!(hub.delivered_since_watch(a.id, &["z".into()]).is_empty());
+        hub.deliver(&Audience::Watchers("x".into()), Bytes::from_static(b"{}"));
+        assert!(a.frames.try_recv().is_err());
+        assert_eq!(hub.watcher_count("x"), 1);
+
+        // Ending a session drops its watches.
+        hub.unregister("b", b.id);
+        assert_eq!(hub.watcher_count("x"), 0);
+        hub.unregister("a", a.id);
+        assert_eq!(hub.watcher_count("y") + hub.watcher_count("z"), 0);
+        let _ = c.frames.try_recv();
     }
 }

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub dead_letters: AtomicU64,
     pub bus_dropped: AtomicU64,
     pub password_busy: AtomicU64,
+    pub presence_frames: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -29,6 +30,7 @@ pub static METRICS: Metrics = Metrics {
     dead_letters: AtomicU64::new(0),
     bus_dropped: AtomicU64::new(0),
     password_busy: AtomicU64::new(0),
+    presence_frames: AtomicU64::new(0),
 };
 
 pub fn inc(counter: &AtomicU64) {
@@ -40,7 +42,7 @@ pub fn add(counter: &AtomicU64, n: u64) {
 }
 
 /// Each counter's Prometheus name and help text.
-fn counters(m: &Metrics) -> [(&'static str, &'static str, &AtomicU64); 8] {
+fn counters(m: &Metrics) -> [(&'static str, &'static str, &AtomicU64); 9] {
     [
         (
             "charcha_messages_sent_total",
@@ -65,6 +67,11 @@ fn counters(m: &Metrics) -> [(&'static str, &'static str, &AtomicU64); 8] {
             "charcha_bus_dropped_total",
             "Live events not published because the bus was unreachable or its queue full.",
             &m.bus_dropped,
+        ),
+        (
+            "charcha_watch_frames_total",
+            "Presence and profile frames queued for sessions watching the user they are about.",
+            &m.presence_frames,
         ),
     ]
 }

@@ -9,7 +9,7 @@ use axum::{
     body::Body,
     extract::{
         ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State,
-        rejection::JsonRejection,
+        rejection::{JsonRejection, QueryRejection},
     },
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
@@ -93,6 +93,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/auth/get-user", get(get_user))
         .route("/api/auth/check-auth", get(check_auth))
         .route("/api/messages/users", get(users))
+        .route("/api/conversations", get(conversations))
         .route("/api/messages/send/{id}", post(send).layer(json_limit))
         .route("/api/messages/{id}", get(history))
         .route("/api/media", post(upload_media).layer(image_limit))
@@ -199,8 +200,68 @@ async fn check_auth(auth: AuthUser) -> Response {
     Json(json!({ "authenticated": true, "user": auth.user })).into_response()
 }
 
-async fn users(State(state): State<AppState>, auth: AuthUser) -> Result<Response, AppError> {
-    Ok(Json(state.chat.contacts(&auth.user.id).await?).into_response())
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    q: String,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The original's contact list (a JSON array of users), paged: `?q=`
+/// searches, the next page's cursor is in `X-Next-Cursor` and in a
+/// `Link: <…>; rel="next"` header, absent on the last page.
+async fn users(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, AppError> {
+    let Query(q) = query.map_err(|e| AppError::bad_request(format!("Invalid query: {}", e.body_text())))?;
+    let page = state.chat.search_contacts(&auth.user.id, &q.q, q.cursor.as_deref(), q.limit).await?;
+    let mut response = Json(page.contacts).into_response();
+    if let Some(next) = page.next_cursor {
+        let mut link = format!("/api/messages/users?cursor={next}");
+        if !q.q.is_empty() {
+            link.push_str(&format!("&q={}", percent_encode(&q.q)));
+        }
+        if let Some(limit) = q.limit {
+            link.push_str(&format!("&limit={limit}"));
+        }
+        // Cursors are hex and the query is percent-encoded: valid header values.
+        if let (Ok(cursor), Ok(link)) =
+            (HeaderValue::from_str(&next), HeaderValue::from_str(&format!("<{link}>; rel=\"next\"")))
+        {
+            response.headers_mut().insert("x-next-cursor", cursor);
+            response.headers_mut().insert(http::header::LINK, link);
+        }
+    }
+    Ok(response)
+}
+
+/// `text` with everything but unreserved URL characters percent-encoded.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The signed-in user's conversations, most recent first, paged.
+async fn conversations(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Response, AppError> {
+    let Query(q) = query.map_err(|e| AppError::bad_request(format!("Invalid query: {}", e.body_text())))?;
+    Ok(Json(state.chat.conversations(&auth.user.id, q.cursor.as_deref(), q.limit).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -213,7 +274,7 @@ async fn history(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(peer): Path<String>,
-    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request(e.body_text()))?;
     Ok(Json(state.chat.history(&auth.user.id, &peer, q.before.as_deref(), q.limit).await?).into_response())

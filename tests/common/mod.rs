@@ -116,11 +116,18 @@ impl TestServer {
     }
 
     /// Stops and starts again on the same data dir (new port).
-    pub async fn restart(mut self) -> Self {
+    pub async fn restart(self) -> Self {
+        self.restart_with(|| {}).await
+    }
+
+    /// Stops, runs `while_stopped` (to edit the data dir, say), and starts
+    /// again on the same data dir (new port).
+    pub async fn restart_with(mut self, while_stopped: impl FnOnce()) -> Self {
         let tmp = self._tmp.take();
         if let Some(r) = self.running.take() {
             r.stop().await;
         }
+        while_stopped();
         let config = self.config.clone();
         let mut s = Self::start_config(config, None).await;
         s._tmp = tmp;
@@ -224,8 +231,15 @@ impl TestUser {
 
     /// Signs up through the REST API of the server at `base` (`http://…`).
     pub async fn signup_at(base: &str, name: &str) -> Self {
+        Self::signup_as(base, name, name).await
+    }
+
+    /// Signs up with a full name of its own (which may have spaces); the
+    /// email is `<tag>-<unique>@example.com`.
+    pub async fn signup_as(base: &str, tag: &str, full_name: &str) -> Self {
         let http = client();
-        let email = unique_email(name);
+        let email = unique_email(tag);
+        let name = full_name;
         let resp = http
             .post(format!("{base}/api/auth/signup"))
             .json(&json!({ "email": email, "password": PASSWORD, "full_name": name }))
@@ -284,6 +298,16 @@ impl Ws {
 
     pub async fn send_json(&mut self, v: Value) {
         self.stream.send(Message::Text(v.to_string().into())).await.expect("ws send");
+    }
+
+    /// Makes `user_ids` the set of users this client shows (`watch`) and
+    /// returns the server's `presence_batch` for them. Every id must be new
+    /// to the set (otherwise there is nothing to answer).
+    pub async fn watch(&mut self, user_ids: &[&str]) -> Value {
+        self.send_json(json!({ "type": "watch", "user_ids": user_ids })).await;
+        self.next_where(Duration::from_secs(5), |e| e["type"] == "presence_batch")
+            .await
+            .unwrap_or_else(|| panic!("no presence_batch for a watch of {user_ids:?}"))
     }
 
     pub async fn send_raw(&mut self, m: Message) {

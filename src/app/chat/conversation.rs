@@ -44,12 +44,15 @@ pub fn Conversation(peer: String) -> impl IntoView {
             })
         })
     };
-    let name = move || {
-        contact.with(|c| match c {
-            Some(c) => c.full_name.clone(),
-            None if chat.contacts.with(Option::is_some) => "Unknown user".to_string(),
-            None => String::new(),
-        })
+    let name = {
+        let peer = peer.clone();
+        move || {
+            contact.with(|c| match c {
+                Some(c) => c.full_name.clone(),
+                None if chat.unknown_people.with(|u| u.contains(&peer)) => "Unknown user".to_string(),
+                None => String::new(),
+            })
+        }
     };
     let online = move || contact.with(|c| c.as_ref().is_some_and(|c| c.online));
 
@@ -203,7 +206,7 @@ pub fn Conversation(peer: String) -> impl IntoView {
     view! {
         <section class="flex min-h-0 flex-1 flex-col" data-testid="conversation" data-peer-id=peer.clone()>
             <header class="flex items-center gap-3 border-b border-base-300 bg-base-100 px-3 py-2">
-                <a href="/chat" class="btn btn-ghost btn-sm btn-square md:hidden" aria-label="Back to contacts">
+                <a href="/chat" class="btn btn-ghost btn-sm btn-square md:hidden" aria-label="Back to conversations">
                     <svg xmlns="http://www.w3.org/2000/svg" class="size-5" fill="none" viewBox="0 0 24 24" stroke="currentColor" stroke-width="2" aria-hidden="true">
                         <path stroke-linecap="round" stroke-linejoin="round" d="M15 19l-7-7 7-7" />
                     </svg>

@@ -1,11 +1,15 @@
-//! The chat page: contacts on the left, the open conversation on the right
-//! (`/chat` has none open, `/chat/:peer_id` opens one).
+//! The chat page: conversations (or people search results) on the left,
+//! the open conversation on the right (`/chat` has none open,
+//! `/chat/:peer_id` opens one).
 //!
 //! State lives in one `Copy` handle, [`Chat`], provided as context: the
-//! contact list, a [`Timeline`] per visited conversation (so switching back
-//! is instant and pending messages of a conversation survive leaving it),
-//! unread counts, and the socket. The pure merge rules are in [`state`]; this
-//! module wires them to the server functions, the socket and timers.
+//! conversation list (paged, most recent first), the people the page knows
+//! (with presence), a [`Timeline`] per visited conversation (so switching
+//! back is instant and pending messages of a conversation survive leaving
+//! it), unread counts, and the socket. The page tells the server whom it
+//! shows (`watch`) and hears presence and profile changes for those only.
+//! The pure merge rules are in [`state`]; this module wires them to the
+//! server functions, the socket and timers.
 //!
 //! Everything is loaded on the client after hydration: the server renders
 //! the skeleton the client starts from, so hydration always matches, and the
@@ -18,25 +22,22 @@ mod sidebar;
 pub mod socket;
 pub mod state;
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::hooks::use_params_map;
 
 pub use socket::{ChatSocket, SocketStatus};
-use state::{Inserted, Outgoing, Timeline, Unread};
+use state::{ConversationEntry, Inserted, Outgoing, Timeline, Unread};
 
 use crate::{
     api::{
         AppError,
-        chat::{conversation, list_contacts, send_message},
-        dto::{ChatMessage, Contact},
+        chat::{conversation, get_contact, list_conversations, search_users, send_message},
+        dto::{ChatMessage, Contact, ConversationPage},
     },
     app::Toasts,
-    protocol::{ClientEvent, ServerEvent},
+    protocol::{ClientEvent, MAX_WATCHED, ServerEvent},
 };
 
 /// Messages per history page.
@@ -65,26 +66,47 @@ pub type BrowserStorage = SyncStorage;
 pub struct Chat {
     /// The open conversation's peer id, from the route.
     pub peer: Memo<Option<String>>,
-    /// `None` until the first `list_contacts` answer.
-    pub contacts: RwSignal<Option<Vec<Contact>>>,
-    pub contacts_error: RwSignal<Option<String>>,
+    /// The conversation list, newest first; `None` until the first page.
+    pub conversations: RwSignal<Option<Vec<ConversationEntry>>>,
+    /// Where the next (older) page of conversations starts; `None` when
+    /// every conversation is loaded.
+    pub conversations_cursor: RwSignal<Option<String>>,
+    pub conversations_error: RwSignal<Option<String>>,
+    /// Everyone the page knows about (conversation peers, search results,
+    /// the open conversation's peer), with presence, by id.
+    pub people: RwSignal<HashMap<String, Contact>>,
+    /// Peers the server said do not exist (a stale or mistyped URL).
+    pub unknown_people: RwSignal<Vec<String>>,
+    /// The search box's results; `None` while the box is empty.
+    pub search: RwSignal<Option<SearchResults>>,
     pub timelines: RwSignal<HashMap<String, Timeline>>,
     pub unread: RwSignal<Unread>,
     /// The signed-in user's id, from the socket's `Hello`.
     pub me: RwSignal<Option<String>>,
-    /// Online user ids as last told by the socket; `None` before `Hello`
-    /// (then the contacts' own `online` flags are all we know).
-    presence: RwSignal<Option<HashSet<String>>>,
     pub socket: ChatSocket,
     /// Images of messages not uploaded yet, by `client_msg_id`, kept for
     /// retries.
     files: StoredValue<HashMap<String, ImageFile>, BrowserStorage>,
     /// Unsent composer text per peer, so switching conversations keeps it.
     pub drafts: StoredValue<HashMap<String, String>>,
-    /// `Hello`s received; every one after the first is a reconnect.
-    hellos: StoredValue<u32>,
+    /// `Hello`s received; every one after the first is a reconnect. A
+    /// signal: the watch set is sent again after each.
+    hellos: RwSignal<u32>,
+    /// The watch set last sent on the current connection.
+    watch_sent: StoredValue<Option<Vec<String>>>,
     /// The app's toasts (absent only if the shell does not provide them).
     toasts: Option<Toasts>,
+}
+
+/// People matching the search box, a page at a time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SearchResults {
+    pub query: String,
+    /// Ids in the server's (alphabetical) order; details are in `people`.
+    pub ids: Vec<String>,
+    pub next_cursor: Option<String>,
+    pub loading: bool,
+    pub error: Option<String>,
 }
 
 /// The chat state of the current page.
@@ -107,30 +129,57 @@ pub fn ChatPage() -> impl IntoView {
     });
     let chat = Chat {
         peer,
-        contacts: RwSignal::new(None),
-        contacts_error: RwSignal::new(None),
+        conversations: RwSignal::new(None),
+        conversations_cursor: RwSignal::new(None),
+        conversations_error: RwSignal::new(None),
+        people: RwSignal::new(HashMap::new()),
+        unknown_people: RwSignal::new(Vec::new()),
+        search: RwSignal::new(None),
         timelines: RwSignal::new(HashMap::new()),
         unread: RwSignal::new(HashMap::new()),
         me: RwSignal::new(None),
-        presence: RwSignal::new(None),
         socket,
         files: StoredValue::new_with_storage(HashMap::new()),
         drafts: StoredValue::new(HashMap::new()),
-        hellos: StoredValue::new(0),
+        hellos: RwSignal::new(0),
+        watch_sent: StoredValue::new(None),
         toasts: use_context::<Toasts>(),
     };
     slot.set_value(Some(chat));
     provide_context(chat);
 
     // Effects run only in the browser, after hydration.
-    Effect::new(move |_| chat.load_contacts());
+    Effect::new(move |_| chat.load_conversations(None));
     Effect::new(move |_| {
         if let Some(p) = peer.get() {
+            chat.ensure_person(&p);
             // Both are usually no-ops (nothing unread, a conversation opened
             // before): only a real change notifies.
             chat.unread.maybe_update(|u| u.remove(&p).is_some());
             chat.timelines.maybe_update(|m| state::ensure_timeline(m, &p));
             chat.load_latest(p, false);
+        }
+    });
+
+    // Tell the server whom the page shows, after every `Hello` and whenever
+    // that changes; it answers with their presence and keeps it current.
+    let watched = Memo::new(move |_| {
+        let open = peer.get();
+        chat.conversations.with(|cs| {
+            chat.search.with(|s| {
+                let listed = cs.iter().flatten().map(|e| e.peer_id.as_str());
+                let found = s.iter().flat_map(|s| s.ids.iter().map(String::as_str));
+                state::watch_set(open.as_deref(), listed, found, MAX_WATCHED)
+            })
+        })
+    });
+    Effect::new(move |_| {
+        let ids = watched.get();
+        if chat.hellos.get() == 0 || chat.watch_sent.with_value(|w| w.as_ref() == Some(&ids)) {
+            return;
+        }
+        if chat.socket.send(&ClientEvent::Watch { user_ids: ids.clone() }) {
+            chat.watch_sent.set_value(Some(ids));
         }
     });
 
@@ -229,31 +278,143 @@ impl Chat {
         }
     }
 
-    /// A contact by id (reactive).
+    /// A person by id (reactive).
     pub fn contact(self, id: &str) -> Option<Contact> {
-        self.contacts.with(|cs| state::find_contact(cs.as_deref(), id))
+        self.people.with(|p| p.get(id).cloned())
     }
 
-    /// A contact by id, read once (for values fixed at render time).
+    /// A person by id, read once (for values fixed at render time).
     pub fn contact_untracked(self, id: &str) -> Option<Contact> {
-        self.contacts.try_with_untracked(|cs| state::find_contact(cs.as_deref(), id)).flatten()
+        self.people.try_with_untracked(|p| p.get(id).cloned()).flatten()
     }
 
-    /// (Re)loads the contact list, keeping live presence if the socket
-    /// already told us who is online.
-    pub fn load_contacts(self) {
+    fn learn_people(self, contacts: Vec<Contact>, keep_presence: bool) {
+        self.people.maybe_update(|p| {
+            let mut changed = false;
+            for c in contacts {
+                changed |= state::upsert_person(p, c, keep_presence);
+            }
+            changed
+        });
+    }
+
+    /// Fetches a person the page does not know yet (a conversation opened
+    /// by URL, or a message from someone new).
+    pub fn ensure_person(self, id: &str) {
+        let known = self.people.try_with_untracked(|p| p.contains_key(id)).unwrap_or(true);
+        let unknown = self.unknown_people.try_with_untracked(|u| u.iter().any(|x| x == id)).unwrap_or(false);
+        if known || unknown {
+            return;
+        }
+        let id = id.to_string();
         spawn_local(async move {
-            match list_contacts().await {
-                Ok(mut list) => {
-                    if let Some(Some(online)) = self.presence.try_get_untracked() {
-                        state::reset_online(&mut list, &online);
-                    }
-                    self.contacts.set(Some(list));
-                    self.contacts_error.set(None);
-                }
-                Err(e) => self.contacts_error.set(Some(e.message)),
+            match get_contact(id.clone()).await {
+                Ok(c) => self.learn_people(vec![c], false),
+                Err(e) if e.status == 404 || e.status == 400 => self.unknown_people.update(|u| u.push(id)),
+                Err(e) => leptos::logging::warn!("chat: could not load user {id}: {}", e.message),
             }
         });
+    }
+
+    /// Loads a page of the conversation list: the first (`None`), or the
+    /// one at `cursor`. The first page also refreshes what is listed
+    /// (after a reconnect).
+    pub fn load_conversations(self, cursor: Option<String>) {
+        let first = cursor.is_none();
+        spawn_local(async move {
+            match list_conversations(cursor, None).await {
+                Ok(page) => self.apply_conversations(page, first),
+                Err(e) => self.conversations_error.set(Some(e.message)),
+            }
+        });
+    }
+
+    fn apply_conversations(self, page: ConversationPage, first: bool) {
+        let ConversationPage { conversations, next_cursor } = page;
+        let mut entries = Vec::with_capacity(conversations.len());
+        let mut peers = Vec::with_capacity(conversations.len());
+        for c in conversations {
+            entries.push(ConversationEntry { peer_id: c.peer.id.clone(), last: c.last_message });
+            peers.push(c.peer);
+        }
+        self.learn_people(peers, false);
+        self.conversations.update(|list| {
+            let list = list.get_or_insert_with(Vec::new);
+            state::merge_conversations(list, entries);
+        });
+        // A refreshed first page keeps a cursor already further down.
+        if !first || self.conversations_cursor.with_untracked(Option::is_none) {
+            self.conversations_cursor.set(next_cursor);
+        }
+        self.conversations_error.set(None);
+    }
+
+    /// Runs a people search for `query` (a new one replaces the old), or
+    /// loads its next page with `more`.
+    pub fn search_people(self, query: String, more: bool) {
+        let query = query.trim().to_string();
+        if query.is_empty() {
+            self.search.set(None);
+            return;
+        }
+        let cursor = if more {
+            let next = self
+                .search
+                .with_untracked(|s| s.as_ref().filter(|s| s.query == query).and_then(|s| s.next_cursor.clone()));
+            match next {
+                Some(c) => Some(c),
+                None => return,
+            }
+        } else {
+            None
+        };
+        self.search.update(|s| {
+            let s = s.get_or_insert_with(SearchResults::default);
+            if s.query != query {
+                *s = SearchResults { query: query.clone(), ..SearchResults::default() };
+            }
+            s.loading = true;
+        });
+        spawn_local(async move {
+            let result = search_users(query.clone(), cursor, None).await;
+            // Answers to a query the box no longer holds are dropped.
+            if self.search.with_untracked(|s| s.as_ref().map(|s| s.query != query).unwrap_or(true)) {
+                return;
+            }
+            match result {
+                Ok(page) => {
+                    let ids: Vec<String> = page.contacts.iter().map(|c| c.id.clone()).collect();
+                    self.learn_people(page.contacts, false);
+                    self.search.update(|s| {
+                        if let Some(s) = s {
+                            if more {
+                                s.ids.extend(ids.into_iter().filter(|id| !s.ids.contains(id)).collect::<Vec<_>>());
+                            } else {
+                                s.ids = ids;
+                            }
+                            s.next_cursor = page.next_cursor;
+                            s.loading = false;
+                            s.error = None;
+                        }
+                    });
+                }
+                Err(e) => self.search.update(|s| {
+                    if let Some(s) = s {
+                        s.loading = false;
+                        s.error = Some(e.message);
+                    }
+                }),
+            }
+        });
+    }
+
+    /// Moves the conversation of `message` to the top of the list.
+    fn bump(self, peer: &str, message: &ChatMessage) {
+        self.conversations.maybe_update(|list| match list {
+            Some(list) => state::bump_conversation(list, peer, message.clone()),
+            None => false,
+        });
+        self.ensure_person(peer);
     }
 
     /// Fetches the newest page of a conversation and merges it; with
@@ -402,6 +563,7 @@ impl Chat {
         // Our own message: its conversation is the recipient's, unless the
         // pending copy says otherwise.
         let peer = self.peer_of_outgoing(cid).unwrap_or_else(|| message.recipient_id.clone());
+        self.bump(&peer, &message);
         // Notifies unless nothing changed (the live copy came first and
         // already replaced the pending row).
         self.timelines.maybe_update(|m| m.get_mut(&peer).is_some_and(|t| t.ack(cid, message).changed()));
@@ -423,18 +585,17 @@ impl Chat {
     /// Applies one frame from the socket.
     fn on_server_event(self, event: ServerEvent) {
         match event {
-            ServerEvent::Hello { user, online, .. } => {
+            ServerEvent::Hello { user, .. } => {
                 self.me.set(Some(user.id));
-                let online: HashSet<String> = online.into_iter().collect();
-                self.contacts.maybe_update(|cs| cs.as_mut().is_some_and(|cs| state::reset_online(cs, &online)));
-                self.presence.set(Some(online));
-                let n = self.hellos.try_update_value(|n| {
+                // A new connection watches nobody until told again.
+                self.watch_sent.set_value(None);
+                let n = self.hellos.try_update(|n| {
                     *n += 1;
                     *n
                 });
                 if n.unwrap_or(1) > 1 {
                     // A reconnect: catch up on what the blip may have hidden.
-                    self.load_contacts();
+                    self.load_conversations(None);
                     match self.peer.try_get_untracked().flatten() {
                         Some(p) => self.load_latest(p, true),
                         None => self.resend_pending(),
@@ -446,21 +607,21 @@ impl Chat {
             ServerEvent::Ack { client_msg_id, message } => self.on_ack(&client_msg_id, message),
             ServerEvent::Message { message } => self.on_message(message),
             ServerEvent::Presence { user_id, online } => {
-                // Sent to everyone: most change nothing here.
-                self.presence.maybe_update(|p| match p {
-                    Some(p) if online => p.insert(user_id.clone()),
-                    Some(p) => p.remove(&user_id),
-                    None => false,
+                self.people.maybe_update(|p| state::apply_presence(p, &user_id, online));
+            }
+            ServerEvent::PresenceBatch { online, offline } => {
+                self.people.maybe_update(|p| {
+                    let mut changed = false;
+                    for id in &online {
+                        changed |= state::apply_presence(p, id, true);
+                    }
+                    for id in &offline {
+                        changed |= state::apply_presence(p, id, false);
+                    }
+                    changed
                 });
-                self.contacts
-                    .maybe_update(|cs| cs.as_mut().is_some_and(|cs| state::apply_presence(cs, &user_id, online)));
             }
-            ServerEvent::Contact { mut contact } => {
-                if let Some(Some(p)) = self.presence.try_get_untracked() {
-                    contact.online = p.contains(&contact.id);
-                }
-                self.contacts.maybe_update(|cs| cs.as_mut().is_some_and(|cs| state::upsert_contact(cs, contact)));
-            }
+            ServerEvent::Contact { contact } => self.learn_people(vec![contact], true),
             ServerEvent::Error { code, message, client_msg_id } => {
                 leptos::logging::warn!("chat server error {code:?}: {message}");
                 // Errors about a send (rate limits included: the gateway
@@ -483,6 +644,7 @@ impl Chat {
         let Some(me) = self.me.try_get_untracked().flatten() else { return };
         let peer = state::peer_of(&message, &me).to_string();
         let incoming = message.sender_id != me;
+        self.bump(&peer, &message);
         // Notifies only if the timeline is held and changed: the echo of our
         // own message after its ack, or a repeat, changes nothing.
         let inserted = self

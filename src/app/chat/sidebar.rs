@@ -1,61 +1,48 @@
-//! The contact list: search, "online only" filter, presence dots and unread
-//! badges. On small screens it is the whole page at `/chat` and hidden while
-//! a conversation is open.
+//! The left pane: the conversation list (most recent first, with the last
+//! message and its time, paged with "Load more") or, while the search box
+//! has text, the people matching it on the server. Presence dots and
+//! unread badges on both. On small screens it is the whole page at
+//! `/chat` and hidden while a conversation is open.
 
 use leptos::prelude::*;
 
-use super::{state::filter_contacts, use_chat};
+use super::{Chat, local_hhmm, state, use_chat};
 use crate::{
-    api::dto::Contact,
+    api::dto::ChatMessage,
     app::avatar::{Avatar as AppAvatar, AvatarSize},
 };
+
+/// The search runs this long after the last keystroke.
+const SEARCH_DEBOUNCE_MS: u64 = 250;
 
 #[component]
 pub fn Sidebar() -> impl IntoView {
     let chat = use_chat();
     let query = RwSignal::new(String::new());
-    let online_only = RwSignal::new(false);
-
-    let online_count =
-        move || chat.contacts.with(|cs| cs.as_ref().map(|cs| cs.iter().filter(|c| c.online).count()).unwrap_or(0));
-    let shown = Memo::new(move |_| {
-        chat.contacts.with(|cs| {
-            cs.as_ref().map(|cs| {
-                query.with(|q| filter_contacts(cs, q, online_only.get()).into_iter().cloned().collect::<Vec<_>>())
-            })
-        })
-    });
-
-    let list = move || {
-        match shown.get() {
-        None => match chat.contacts_error.get() {
-            Some(err) => view! {
-                <div role="alert" class="alert alert-error m-3 text-sm">
-                    <span>{err}</span>
-                    <button type="button" class="btn btn-sm" on:click=move |_| chat.load_contacts()>"Retry"</button>
-                </div>
-            }
-            .into_any(),
-            None => view! { <ContactSkeletons /> }.into_any(),
-        },
-        Some(list) if list.is_empty() => {
-            let msg = if chat.contacts.with(|c| c.as_ref().is_some_and(Vec::is_empty)) {
-                "No other users yet."
-            } else {
-                "No contacts match."
-            };
-            view! { <p class="p-4 text-sm text-base-content/60">{msg}</p> }.into_any()
+    // Bumped on each keystroke; a debounced search runs only if it is
+    // still the latest when its timer fires.
+    let typed = StoredValue::new(0u64);
+    let on_input = move |ev| {
+        let q = event_target_value(&ev);
+        query.set(q.clone());
+        let n = typed.try_update_value(|n| {
+            *n += 1;
+            *n
+        });
+        if q.trim().is_empty() {
+            chat.search_people(String::new(), false);
+            return;
         }
-        Some(list) => view! {
-            <ul class="menu w-full gap-1" data-testid="contact-list">
-                <For each=move || list.clone() key=|c| (c.id.clone(), c.full_name.clone(), c.profile_picture.clone(), c.online) let:contact>
-                    <ContactRow contact />
-                </For>
-            </ul>
-        }
-        .into_any(),
-    }
+        set_timeout(
+            move || {
+                if typed.try_get_value() == n {
+                    chat.search_people(q, false);
+                }
+            },
+            std::time::Duration::from_millis(SEARCH_DEBOUNCE_MS),
+        );
     };
+    let searching = move || !query.with(|q| q.trim().is_empty());
 
     view! {
         <aside
@@ -66,10 +53,10 @@ pub fn Sidebar() -> impl IntoView {
                     "flex w-full min-h-0 flex-col border-base-300 bg-base-100 md:w-80 md:shrink-0 md:border-r"
                 }
             }
-            aria-labelledby="contacts-heading"
+            aria-labelledby="chats-heading"
         >
             <div class="space-y-2 border-b border-base-300 p-3">
-                <h2 id="contacts-heading" class="text-lg font-bold">"Contacts"</h2>
+                <h2 id="chats-heading" class="text-lg font-bold">"Chats"</h2>
                 <label class="input input-sm w-full">
                     <svg class="size-4 opacity-60" xmlns="http://www.w3.org/2000/svg" fill="none" viewBox="0 0 24 24" stroke="currentColor" stroke-width="2" aria-hidden="true">
                         <path stroke-linecap="round" stroke-linejoin="round" d="m21 21-4.3-4.3M10.5 18a7.5 7.5 0 1 1 0-15 7.5 7.5 0 0 1 0 15Z" />
@@ -77,60 +64,165 @@ pub fn Sidebar() -> impl IntoView {
                     <span class="sr-only">"Search users"</span>
                     <input
                         type="search"
-                        placeholder="Search users"
+                        placeholder="Search users by name or email"
                         autocomplete="off"
                         prop:value=move || query.get()
-                        on:input=move |ev| query.set(event_target_value(&ev))
+                        on:input=on_input
                     />
-                </label>
-                <label class="flex cursor-pointer items-center gap-2 text-sm">
-                    <input
-                        type="checkbox"
-                        class="toggle toggle-sm toggle-success"
-                        prop:checked=move || online_only.get()
-                        on:change=move |ev| online_only.set(event_target_checked(&ev))
-                    />
-                    <span>"Show online only"</span>
-                    <span class="badge badge-sm badge-ghost" data-testid="online-count">
-                        {online_count}
-                        " online"
-                    </span>
                 </label>
             </div>
-            <nav class="min-h-0 flex-1 overflow-y-auto p-2" aria-label="Contact list">
-                {list}
+            <nav class="min-h-0 flex-1 overflow-y-auto p-2" aria-label="Conversations">
+                {move || if searching() { view! { <SearchResultsList /> }.into_any() } else { view! { <ConversationList /> }.into_any() }}
             </nav>
         </aside>
     }
 }
 
-/// One contact: a link to its conversation.
+/// The conversation list, with the open conversation's peer on top when
+/// it has no messages yet (a chat just started from search or a link).
 #[component]
-fn ContactRow(contact: Contact) -> impl IntoView {
+fn ConversationList() -> impl IntoView {
     let chat = use_chat();
-    let id = contact.id.clone();
+    let rows = Memo::new(move |_| {
+        let open = chat.peer.get();
+        chat.conversations.with(|cs| {
+            cs.as_ref().map(|cs| {
+                let mut rows: Vec<(String, Option<ChatMessage>)> =
+                    cs.iter().map(|e| (e.peer_id.clone(), Some(e.last.clone()))).collect();
+                if let Some(open) = open
+                    && !rows.iter().any(|(p, _)| *p == open)
+                {
+                    rows.insert(0, (open, None));
+                }
+                rows
+            })
+        })
+    });
+    move || {
+        match rows.get() {
+        None => match chat.conversations_error.get() {
+            Some(err) => view! {
+                <div role="alert" class="alert alert-error m-3 text-sm">
+                    <span>{err}</span>
+                    <button type="button" class="btn btn-sm" on:click=move |_| chat.load_conversations(None)>"Retry"</button>
+                </div>
+            }
+            .into_any(),
+            None => view! { <RowSkeletons /> }.into_any(),
+        },
+        Some(rows) if rows.is_empty() => view! {
+            <p class="p-4 text-sm text-base-content/60" data-testid="no-conversations">
+                "No conversations yet. Search for someone to start one."
+            </p>
+        }
+        .into_any(),
+        Some(rows) => view! {
+            <ul class="menu w-full gap-1" data-testid="conversation-list">
+                <For each=move || rows.clone() key=|(peer, last)| (peer.clone(), last.as_ref().map(|m| m.id.clone())) let:row>
+                    <PersonRow peer_id=row.0 last=row.1 />
+                </For>
+            </ul>
+            <LoadMore
+                more=Signal::derive(move || chat.conversations_cursor.with(Option::is_some))
+                on_more=Callback::new(move |()| {
+                    if let Some(c) = chat.conversations_cursor.get_untracked() {
+                        chat.load_conversations(Some(c));
+                    }
+                })
+                label="Load older conversations"
+            />
+        }
+        .into_any(),
+    }
+    }
+}
+
+/// People matching the search box, from the server, a page at a time.
+#[component]
+fn SearchResultsList() -> impl IntoView {
+    let chat = use_chat();
+    move || {
+        let Some(results) = chat.search.get() else { return view! { <RowSkeletons /> }.into_any() };
+        if let Some(err) = results.error.clone() {
+            return view! { <div role="alert" class="alert alert-error m-3 text-sm">{err}</div> }.into_any();
+        }
+        if results.ids.is_empty() {
+            return if results.loading {
+                view! { <RowSkeletons /> }.into_any()
+            } else {
+                view! { <p class="p-4 text-sm text-base-content/60" data-testid="no-results">"Nobody matches."</p> }
+                    .into_any()
+            };
+        }
+        let query = results.query.clone();
+        let more = results.next_cursor.is_some();
+        view! {
+            <ul class="menu w-full gap-1" data-testid="search-results">
+                {results.ids.into_iter().map(|id| view! { <PersonRow peer_id=id last=None /> }).collect_view()}
+            </ul>
+            <LoadMore more=Signal::derive(move || more) on_more=Callback::new(move |()| chat.search_people(query.clone(), true)) label="More people" />
+        }
+        .into_any()
+    }
+}
+
+/// A "load more" button while there is more.
+#[component]
+fn LoadMore(more: Signal<bool>, on_more: Callback<()>, label: &'static str) -> impl IntoView {
+    view! {
+        <Show when=move || more.get()>
+            <div class="p-2 text-center">
+                <button type="button" class="btn btn-ghost btn-sm" on:click=move |_| on_more.run(())>
+                    {label}
+                </button>
+            </div>
+        </Show>
+    }
+}
+
+/// One person: a link to the conversation with them; with `last`, the
+/// conversation's newest message and its time under the name.
+#[component]
+fn PersonRow(peer_id: String, last: Option<ChatMessage>) -> impl IntoView {
+    let chat = use_chat();
+    let person = {
+        let id = peer_id.clone();
+        Memo::new(move |_| chat.contact(&id))
+    };
     let selected = {
-        let id = id.clone();
+        let id = peer_id.clone();
         Memo::new(move |_| chat.peer.with(|p| p.as_deref() == Some(id.as_str())))
     };
     let unread = {
-        let id = id.clone();
+        let id = peer_id.clone();
         Memo::new(move |_| chat.unread.with(|u| u.get(&id).copied().unwrap_or(0)))
     };
-    let href = format!("/chat/{id}");
-    let online = contact.online;
+    let online = move || person.with(|p| p.as_ref().is_some_and(|p| p.online));
+    let name = move || person.with(|p| p.as_ref().map(|p| p.full_name.clone()).unwrap_or_default());
+    let sub = row_subtitle(chat, last.clone());
+    let time = last.as_ref().map(|m| local_hhmm(&m.created_at));
     view! {
         <li>
             <a
-                href=href
+                href=format!("/chat/{peer_id}")
                 class=move || if selected.get() { "menu-active flex items-center gap-3" } else { "flex items-center gap-3" }
                 aria-current=move || selected.get().then_some("page")
                 data-testid="contact"
-                data-contact-id=id.clone()
-                data-online={if online { "true" } else { "false" }}
+                data-contact-id=peer_id.clone()
+                data-online=move || if online() { "true" } else { "false" }
             >
-                <Avatar name=contact.full_name.clone() picture=contact.profile_picture.clone() online=online />
-                <span class="min-w-0 flex-1 truncate font-medium">{contact.full_name.clone()}</span>
+                {move || {
+                    let (n, picture) = person
+                        .with(|p| p.as_ref().map(|p| (p.full_name.clone(), p.profile_picture.clone())).unwrap_or_default());
+                    view! { <Avatar name=n picture=picture online=online() /> }
+                }}
+                <span class="min-w-0 flex-1">
+                    <span class="flex items-baseline gap-2">
+                        <span class="min-w-0 flex-1 truncate font-medium">{name}</span>
+                        {time.map(|t| view! { <time class="shrink-0 text-xs text-base-content/60">{t}</time> })}
+                    </span>
+                    <span class="block truncate text-xs text-base-content/60" data-testid="conversation-preview">{sub}</span>
+                </span>
                 <Show when=move || { unread.get() > 0 }>
                     <span class="badge badge-primary badge-sm" data-testid="unread-badge">
                         {unread}
@@ -142,11 +234,20 @@ fn ContactRow(contact: Contact) -> impl IntoView {
     }
 }
 
-/// Placeholder rows while the contacts load.
+/// The line under a row's name: the last message's preview, or a person's
+/// bio in search results.
+fn row_subtitle(chat: Chat, last: Option<ChatMessage>) -> impl Fn() -> String + Send + Sync + 'static {
+    move || match &last {
+        Some(m) => state::preview(m, chat.me.get().as_deref()),
+        None => String::new(),
+    }
+}
+
+/// Placeholder rows while a list loads.
 #[component]
-fn ContactSkeletons() -> impl IntoView {
+fn RowSkeletons() -> impl IntoView {
     view! {
-        <ul class="space-y-3 p-2" aria-busy="true" aria-label="Loading contacts">
+        <ul class="space-y-3 p-2" aria-busy="true" aria-label="Loading">
             {(0..6)
                 .map(|_| {
                     view! {

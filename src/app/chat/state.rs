@@ -1,4 +1,5 @@
-//! Pure chat state: one conversation's timeline and the contact list, with
+//! Pure chat state: one conversation's timeline, the conversation list and
+//! the people the page knows, with
 //! every merge rule in one place so it can be unit-tested without a browser.
 //!
 //! Messages reach a conversation by four roads — a history page, a live
@@ -313,10 +314,56 @@ pub fn peer_of<'a>(message: &'a ChatMessage, me: &str) -> &'a str {
     if message.sender_id == me { &message.recipient_id } else { &message.sender_id }
 }
 
-/// Sets one contact's presence. Returns whether it changed (false if no
-/// contact matched or it already had that presence).
-pub fn apply_presence(contacts: &mut [Contact], user_id: &str, online: bool) -> bool {
-    match contacts.iter_mut().find(|c| c.id == user_id) {
+/// One row of the conversation list: the other member and the newest
+/// message (its text may be cut to a preview).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationEntry {
+    pub peer_id: String,
+    pub last: ChatMessage,
+}
+
+/// Puts `last` as the newest message of the conversation with `peer_id`
+/// (adding the conversation if it is not listed) unless the list already
+/// has a newer one, and keeps the list newest first. Returns whether the
+/// list changed.
+pub fn bump_conversation(list: &mut Vec<ConversationEntry>, peer_id: &str, last: ChatMessage) -> bool {
+    if let Some(at) = list.iter().position(|e| e.peer_id == peer_id) {
+        if list[at].last.id >= last.id {
+            return false;
+        }
+        list.remove(at);
+    }
+    let at = list.iter().position(|e| e.last.id < last.id).unwrap_or(list.len());
+    list.insert(at, ConversationEntry { peer_id: peer_id.to_string(), last });
+    true
+}
+
+/// Merges a page from the server (the first one, or an older one) into
+/// the list: newer messages win, order stays newest first. Returns whether
+/// the list changed.
+pub fn merge_conversations(list: &mut Vec<ConversationEntry>, page: Vec<ConversationEntry>) -> bool {
+    let mut changed = false;
+    for e in page {
+        changed |= bump_conversation(list, &e.peer_id, e.last);
+    }
+    changed
+}
+
+/// What a conversation row shows under the name: the newest message's text
+/// (a photo placeholder for an image without text), "You: " first when it
+/// is our own.
+pub fn preview(last: &ChatMessage, me: Option<&str>) -> String {
+    let body = match (last.text.trim(), &last.image) {
+        ("", Some(_)) => "📷 Photo".to_string(),
+        (text, _) => text.split_whitespace().collect::<Vec<_>>().join(" "),
+    };
+    if me == Some(last.sender_id.as_str()) { format!("You: {body}") } else { body }
+}
+
+/// Sets one person's presence. Returns whether it changed (false for
+/// someone not known here, or already so).
+pub fn apply_presence(people: &mut HashMap<String, Contact>, user_id: &str, online: bool) -> bool {
+    match people.get_mut(user_id) {
         Some(c) if c.online != online => {
             c.online = online;
             true
@@ -325,47 +372,42 @@ pub fn apply_presence(contacts: &mut [Contact], user_id: &str, online: bool) -> 
     }
 }
 
-/// A contact by id, from a contact list that may not be loaded yet.
-pub fn find_contact(contacts: Option<&[Contact]>, id: &str) -> Option<Contact> {
-    contacts?.iter().find(|c| c.id == id).cloned()
-}
-
-/// Sets every contact's presence from the full set of online ids (`Hello`,
-/// or a list loaded after it). Returns whether any contact changed.
-pub fn reset_online(contacts: &mut [Contact], online: &HashSet<String>) -> bool {
-    let mut changed = false;
-    for c in contacts.iter_mut() {
-        let on = online.contains(&c.id);
-        changed |= c.online != on;
-        c.online = on;
-    }
-    changed
-}
-
-/// Adds a new contact or updates an existing one (a `Contact` frame). A new
-/// contact is placed in name order. Returns whether the list changed.
-pub fn upsert_contact(contacts: &mut Vec<Contact>, contact: Contact) -> bool {
-    if let Some(c) = contacts.iter_mut().find(|c| c.id == contact.id) {
-        if *c == contact {
+/// Adds or updates what we know of a person. With `keep_presence`, a
+/// known person keeps the presence we have (a profile change says nothing
+/// about it). Returns whether anything changed.
+pub fn upsert_person(people: &mut HashMap<String, Contact>, mut contact: Contact, keep_presence: bool) -> bool {
+    if let Some(old) = people.get(&contact.id) {
+        if keep_presence {
+            contact.online = old.online;
+        }
+        if *old == contact {
             return false;
         }
-        *c = contact;
-    } else {
-        let key = contact.full_name.to_lowercase();
-        let at = contacts.iter().position(|c| c.full_name.to_lowercase() > key).unwrap_or(contacts.len());
-        contacts.insert(at, contact);
     }
+    people.insert(contact.id.clone(), contact);
     true
 }
 
-/// Contacts matching a case-insensitive name search, optionally online only.
-pub fn filter_contacts<'a>(contacts: &'a [Contact], query: &str, online_only: bool) -> Vec<&'a Contact> {
-    let q = query.trim().to_lowercase();
-    contacts
-        .iter()
-        .filter(|c| !online_only || c.online)
-        .filter(|c| q.is_empty() || c.full_name.to_lowercase().contains(&q))
-        .collect()
+/// The users this page shows, as the server's watch set: the open
+/// conversation's peer, then the conversation list, then search results;
+/// at most `max`, sorted (so an unchanged set compares equal).
+pub fn watch_set<'a>(
+    open: Option<&'a str>,
+    conversations: impl IntoIterator<Item = &'a str>,
+    search: impl IntoIterator<Item = &'a str>,
+    max: usize,
+) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let mut ids: Vec<String> = open
+        .into_iter()
+        .chain(conversations)
+        .chain(search)
+        .filter(|id| seen.insert(*id))
+        .take(max)
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// Unread counts per peer.
@@ -576,28 +618,6 @@ mod tests {
     }
 
     #[test]
-    fn contacts_presence_and_filters() {
-        let mut cs = vec![contact("a", "Alice Smith", false), contact("c", "Carol", true)];
-        assert!(apply_presence(&mut cs, "a", true));
-        assert!(!apply_presence(&mut cs, "zz", true));
-        assert!(cs[0].online);
-        reset_online(&mut cs, &HashSet::from(["c".to_string()]));
-        assert!(!cs[0].online && cs[1].online);
-        upsert_contact(&mut cs, contact("b", "bob", true));
-        assert_eq!(cs.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
-        upsert_contact(&mut cs, contact("b", "Bobby", false));
-        assert_eq!(cs.len(), 3);
-        assert_eq!(cs[1].full_name, "Bobby");
-        let names = |v: Vec<&Contact>| v.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
-        assert_eq!(names(filter_contacts(&cs, "SMI", false)), ["a"]);
-        assert_eq!(names(filter_contacts(&cs, "", true)), ["c"]);
-        assert_eq!(names(filter_contacts(&cs, "  ", false)), ["a", "b", "c"]);
-        assert_eq!(find_contact(Some(&cs), "b").map(|c| c.full_name), Some("Bobby".to_string()));
-        assert_eq!(find_contact(Some(&cs), "zz"), None);
-        assert_eq!(find_contact(None, "b"), None);
-    }
-
-    #[test]
     fn timeline_mut_creates_once() {
         let mut m = HashMap::new();
         timeline_mut(&mut m, PEER).add_outgoing(out("c1", "hello"));
@@ -710,21 +730,61 @@ mod tests {
         assert_eq!(keys(&t), ["01B", "01C"]);
     }
 
+    fn entry(peer: &str, id: &str) -> ConversationEntry {
+        ConversationEntry { peer_id: peer.into(), last: msg(id, peer, "t", None) }
+    }
+
+    fn peers(list: &[ConversationEntry]) -> Vec<&str> {
+        list.iter().map(|e| e.peer_id.as_str()).collect()
+    }
+
     #[test]
-    fn contact_updates_report_whether_they_changed() {
-        let mut cs = vec![contact("a", "Alice", false), contact("c", "Carol", true)];
-        assert!(!apply_presence(&mut cs, "a", false), "already offline");
-        assert!(apply_presence(&mut cs, "a", true));
-        assert!(!apply_presence(&mut cs, "a", true), "already online");
-        assert!(cs[0].online);
-        let online = HashSet::from(["a".to_string(), "c".to_string()]);
-        assert!(!reset_online(&mut cs, &online));
-        assert!(reset_online(&mut cs, &HashSet::from(["a".to_string()])));
-        assert!(!cs[1].online);
-        assert!(upsert_contact(&mut cs, contact("b", "Bob", true)));
-        assert!(!upsert_contact(&mut cs, contact("b", "Bob", true)));
-        assert!(upsert_contact(&mut cs, contact("b", "Bob", false)));
-        assert_eq!(cs.len(), 3);
+    fn conversations_stay_newest_first_and_never_go_back() {
+        let mut list = Vec::new();
+        assert!(merge_conversations(&mut list, vec![entry("b", "01B"), entry("a", "01A")]));
+        assert_eq!(peers(&list), ["b", "a"]);
+        // A live message moves its conversation to the top.
+        assert!(bump_conversation(&mut list, "a", msg("01C", "a", "new", None)));
+        assert_eq!(peers(&list), ["a", "b"]);
+        // An older copy (a page loaded before the live message) changes nothing.
+        assert!(!merge_conversations(&mut list, vec![entry("a", "01A")]));
+        assert_eq!(list[0].last.id, "01C");
+        // An older page appends below; a new peer slots in by recency.
+        assert!(merge_conversations(&mut list, vec![entry("z", "019")]));
+        assert!(bump_conversation(&mut list, "m", msg("01BB", "m", "x", None)));
+        assert_eq!(peers(&list), ["a", "m", "b", "z"]);
+    }
+
+    #[test]
+    fn preview_marks_own_messages_and_photos() {
+        let mut m = msg("01A", ME, "  hi\n there ", None);
+        assert_eq!(preview(&m, Some(ME)), "You: hi there");
+        assert_eq!(preview(&m, Some(PEER)), "hi there");
+        m.text = String::new();
+        m.image = Some("/api/media/x".into());
+        assert_eq!(preview(&m, None), "📷 Photo");
+    }
+
+    #[test]
+    fn people_presence_and_profile_updates_report_changes() {
+        let mut people = HashMap::new();
+        assert!(upsert_person(&mut people, contact("a", "Alice", false), false));
+        assert!(!apply_presence(&mut people, "a", false), "already offline");
+        assert!(apply_presence(&mut people, "a", true));
+        assert!(!apply_presence(&mut people, "zz", true), "unknown");
+        // A profile change keeps the presence we know.
+        assert!(upsert_person(&mut people, contact("a", "Alice B", false), true));
+        assert!(people["a"].online);
+        assert!(!upsert_person(&mut people, contact("a", "Alice B", false), true));
+        assert!(upsert_person(&mut people, contact("a", "Alice B", false), false), "a list's presence is newer");
+        assert!(!people["a"].online);
+    }
+
+    #[test]
+    fn watch_set_puts_the_open_peer_first_and_caps() {
+        assert_eq!(watch_set(Some("o"), ["b", "o", "a"], ["c", "a"], 10), ["a", "b", "c", "o"]);
+        assert_eq!(watch_set(Some("o"), ["b", "a"], ["c"], 2), ["b", "o"]);
+        assert!(watch_set(None, [], [], 5).is_empty());
     }
 
     #[test]

@@ -195,7 +195,6 @@ async fn session(relay: Arc<Relay>, user_id: String, socket: WebSocket) {
             bio: String::new(),
             created_at: clock::rfc3339(clock::now_ms()),
         },
-        online: Vec::new(),
     };
     let (sink, stream) = socket.split();
     let (reply_tx, reply_rx) = mpsc::channel::<Outgoing>(REPLY_QUEUE);
@@ -319,6 +318,8 @@ fn handle_text(
     };
     match event {
         ClientEvent::Ping { nonce } => reply(ServerEvent::Pong { nonce }),
+        // The relay keeps no presence: everyone watched is reported offline.
+        ClientEvent::Watch { user_ids } => reply(ServerEvent::PresenceBatch { online: Vec::new(), offline: user_ids }),
         ClientEvent::Send { client_msg_id, to, text, image } => {
             // The checks Charcha makes without I/O.
             if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {

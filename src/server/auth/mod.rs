@@ -133,7 +133,8 @@ impl AuthService {
             created_at_ms: clock::now_ms(),
         };
         self.store.insert_user(&record).await?;
-        self.announce(&record).await;
+        // Nobody shows a user who did not exist a moment ago, so a sign-up
+        // announces nothing; people find the newcomer by searching.
         self.open_session(record.to_user())
     }
 
@@ -228,11 +229,12 @@ impl AuthService {
         Ok(media.id)
     }
 
-    /// Tells every connected client about a new or changed user.
+    /// Tells the sessions that show this user (its watchers) about the
+    /// changed profile.
     async fn announce(&self, record: &UserRecord) {
         let online = self.presence.is_online(&record.id).await.unwrap_or(false);
         let event = ServerEvent::Contact { contact: record.to_contact(online) };
-        if let Err(e) = self.bus.publish(Audience::Everyone, event.to_json().into()).await {
+        if let Err(e) = self.bus.publish(Audience::Watchers(record.id.clone()), event.to_json().into()).await {
             tracing::warn!("could not announce contact change: {e}");
         }
     }

@@ -31,8 +31,10 @@ pub enum Audience {
     /// chat, more for a group: one path for both), except `except`: the
     /// session the event came from, which gets its own answer (an ack).
     Members { users: Vec<String>, except: Option<SessionRef> },
-    /// Every connected session (presence, contact changes).
-    Everyone,
+    /// Every session that shows this user (watches it, see
+    /// [`crate::protocol::ClientEvent::Watch`]): presence and profile
+    /// changes. Reaches O(who displays the user), not everyone online.
+    Watchers(String),
 }
 
 #[async_trait]

@@ -1,7 +1,13 @@
 //! Redis pub/sub bus. Each user has a channel (`charcha:user:<id>`); an
 //! instance subscribes to it while it holds at least one of the user's
 //! sessions, so a message crosses only to instances that need it.
-//! Broadcasts (presence, contact changes) use `<prefix>:all`; the prefix
+//! Events for a user's watchers (presence, profile changes) go to
+//! `<prefix>:watchers` as `<user id>\n<frame>`; every instance receives them
+//! and the hub hands each only to its local sessions that watch that user.
+//! One channel for all watch events, instead of one per watched user, keeps
+//! SUBSCRIBE churn off connect and scroll (a client's watch set changes all
+//! the time); the cost is one small message per presence change per
+//! instance, which for a handful of instances is far cheaper. The prefix
 //! (CHARCHA_REDIS_PREFIX, default `charcha`) lets deployments share a Redis.
 //! The subscriber client re-subscribes by itself after a Redis restart.
 //!
@@ -52,12 +58,12 @@ pub struct RedisBus {
 #[derive(Clone)]
 struct Channels {
     user_prefix: String,
-    everyone: String,
+    watchers: String,
 }
 
 impl Channels {
     fn new(prefix: &str) -> Self {
-        Self { user_prefix: format!("{prefix}:user:"), everyone: format!("{prefix}:all") }
+        Self { user_prefix: format!("{prefix}:user:"), watchers: format!("{prefix}:watchers") }
     }
 
     fn user(&self, id: &str) -> String {
@@ -87,6 +93,22 @@ fn open_envelope(payload: Bytes) -> Option<(Option<SessionRef>, Bytes)> {
         session: u64::from_str_radix(session, 16).ok()?,
     };
     Some((Some(except), payload.slice(newline + 1..)))
+}
+
+/// A watchers event: the watched user's id, a newline, the frame.
+fn watchers_payload(user_id: &str, frame: &Bytes) -> Bytes {
+    let mut out = Vec::with_capacity(user_id.len() + 1 + frame.len());
+    out.extend_from_slice(user_id.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(frame);
+    out.into()
+}
+
+/// Splits a watchers event into the watched user and the frame.
+fn open_watchers_payload(payload: &Bytes) -> Option<(String, Bytes)> {
+    let newline = payload.iter().position(|b| *b == b'\n')?;
+    let user = std::str::from_utf8(&payload[..newline]).ok()?.to_string();
+    Some((user, payload.slice(newline + 1..)))
 }
 
 /// Sends queued events, a pipeline at a time, until the queue closes or `shutdown`.
@@ -165,17 +187,20 @@ impl RedisBus {
                                 continue;
                             }
                         };
+                        if *message.channel == *incoming.watchers {
+                            match open_watchers_payload(&payload) {
+                                Some((user, frame)) => hub.deliver(&Audience::Watchers(user), frame),
+                                None => tracing::warn!("ignoring a malformed watchers event"),
+                            }
+                            continue;
+                        }
                         let Some((except, frame)) = open_envelope(payload) else {
                             tracing::warn!("ignoring a pub/sub message with a malformed envelope");
                             continue;
                         };
-                        match message.channel.strip_prefix(incoming.user_prefix.as_str()) {
-                            Some(user) => {
-                                let user = user.to_string();
-                                hub.deliver(&Audience::Members { users: vec![user], except }, frame)
-                            }
-                            None if *message.channel == *incoming.everyone => hub.deliver(&Audience::Everyone, frame),
-                            None => continue,
+                        if let Some(user) = message.channel.strip_prefix(incoming.user_prefix.as_str()) {
+                            let user = user.to_string();
+                            hub.deliver(&Audience::Members { users: vec![user], except }, frame)
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -196,13 +221,13 @@ impl RedisBus {
         tokio::spawn(async move {
             while reconnects.recv().await.is_ok() {
                 let mut channels: Vec<String> = wanted_again.iter().map(|u| again.user(&u)).collect();
-                channels.push(again.everyone.clone());
+                channels.push(again.watchers.clone());
                 if let Err(e) = subscriber.subscribe(channels).await {
                     tracing::warn!("redis re-subscribe failed: {e}");
                 }
             }
         });
-        clients.subscriber.subscribe(names.everyone.clone()).await.map_err(unavailable)?;
+        clients.subscriber.subscribe(names.watchers.clone()).await.map_err(unavailable)?;
         Ok(Self { clients, names, outgoing, wanted })
     }
 }
@@ -219,7 +244,7 @@ impl Bus for RedisBus {
                 };
                 users.iter().map(|u| (self.names.user(u), payload.clone())).collect()
             }
-            Audience::Everyone => vec![(self.names.everyone.clone(), frame)],
+            Audience::Watchers(user) => vec![(self.names.watchers.clone(), watchers_payload(&user, &frame))],
         };
         for event in events {
             if self.outgoing.try_send(event).is_err() {
@@ -253,5 +278,12 @@ mod tests {
         assert_eq!(open_envelope(frame.clone()), Some((None, frame)));
         assert_eq!(open_envelope(Bytes::from_static(b"~zz\n{}")), None);
         assert_eq!(open_envelope(Bytes::from_static(b"~no newline")), None);
+    }
+
+    #[test]
+    fn watchers_payload_round_trips() {
+        let frame = Bytes::from_static(br#"{"type":"presence"}"#);
+        assert_eq!(open_watchers_payload(&watchers_payload("u1", &frame)), Some(("u1".to_string(), frame)));
+        assert_eq!(open_watchers_payload(&Bytes::from_static(b"no newline")), None);
     }
 }

@@ -44,8 +44,9 @@ impl Presence for LocalPresence {
         }
     }
 
-    async fn online_users(&self) -> Result<HashSet<String>, PresenceError> {
-        Ok(self.sessions.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect())
+    async fn online_among(&self, user_ids: &[String]) -> Result<HashSet<String>, PresenceError> {
+        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(user_ids.iter().filter(|id| map.contains_key(id.as_str())).cloned().collect())
     }
 
     async fn is_online(&self, user_id: &str) -> Result<bool, PresenceError> {
@@ -63,10 +64,11 @@ mod tests {
         assert!(p.session_opened("a").await.unwrap());
         assert!(!p.session_opened("a").await.unwrap());
         assert!(!p.session_closed("a").await.unwrap());
-        assert!(p.online_users().await.unwrap().contains("a"));
+        let ids = ["a".to_string(), "b".to_string()];
+        assert_eq!(p.online_among(&ids).await.unwrap(), HashSet::from(["a".to_string()]));
         assert!(p.is_online("a").await.unwrap());
         assert!(p.session_closed("a").await.unwrap());
-        assert!(p.online_users().await.unwrap().is_empty());
+        assert!(p.online_among(&ids).await.unwrap().is_empty());
         assert!(!p.is_online("a").await.unwrap());
     }
 }

@@ -21,7 +21,9 @@ pub trait Presence: Send + Sync {
     async fn session_opened(&self, user_id: &str) -> Result<bool, PresenceError>;
     /// A session of `user_id` closed; true when the user just went offline.
     async fn session_closed(&self, user_id: &str) -> Result<bool, PresenceError>;
-    async fn online_users(&self) -> Result<HashSet<String>, PresenceError>;
+    /// Which of `user_ids` are online. There is deliberately no "everyone
+    /// online": a client asks about the users it shows.
+    async fn online_among(&self, user_ids: &[String]) -> Result<HashSet<String>, PresenceError>;
     /// Whether one user is online (without listing everyone).
     async fn is_online(&self, user_id: &str) -> Result<bool, PresenceError>;
 }

@@ -124,7 +124,7 @@ impl RedisPresence {
             match self.remove_if_gone(&user).await {
                 Ok(true) => {
                     let event = ServerEvent::Presence { user_id: user.clone(), online: false };
-                    if let Err(e) = bus.publish(Audience::Everyone, event.to_json().into()).await {
+                    if let Err(e) = bus.publish(Audience::Watchers(user.clone()), event.to_json().into()).await {
                         tracing::warn!("presence broadcast failed: {e}");
                     }
                 }
@@ -179,15 +179,24 @@ impl Presence for RedisPresence {
         self.remove_if_gone(user_id).await.map_err(unavailable)
     }
 
-    async fn online_users(&self) -> Result<HashSet<String>, PresenceError> {
+    async fn online_among(&self, user_ids: &[String]) -> Result<HashSet<String>, PresenceError> {
+        if user_ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        // One ZMSCORE for the lot; online while the expiry is in the future.
         let now = now_ms() as f64;
-        let users: Vec<String> =
-            self.redis.zrangebyscore(&self.online_key, now, "+inf", false, None).await.map_err(unavailable)?;
-        Ok(users.into_iter().collect())
+        let expiries: Vec<Option<f64>> =
+            self.redis.zmscore(&self.online_key, user_ids.to_vec()).await.map_err(unavailable)?;
+        Ok(user_ids
+            .iter()
+            .zip(expiries)
+            .filter(|(_, e)| e.is_some_and(|e| e > now))
+            .map(|(id, _)| id.clone())
+            .collect())
     }
 
     async fn is_online(&self, user_id: &str) -> Result<bool, PresenceError> {
-        // Online while the entry's expiry is in the future (as online_users).
+        // Online while the entry's expiry is in the future (as online_among).
         let expiry: Option<f64> = self.redis.zscore(&self.online_key, user_id).await.map_err(unavailable)?;
         Ok(expiry.is_some_and(|e| e > now_ms() as f64))
     }

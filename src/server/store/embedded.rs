@@ -60,6 +60,29 @@ CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id,
 -- A send is stored once even if it reached the log twice under two ids
 -- (a retry whose claim was lost): see server::claims.
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_send ON messages(sender_id, client_msg_id);
+-- Search: each user's search_terms (store::search_terms), for prefix
+-- range scans; users.name_key orders the results.
+CREATE TABLE IF NOT EXISTS user_terms (
+    term TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (term, user_id)
+) WITHOUT ROWID;
+-- Each member's conversation list: the newest message per conversation
+-- (text cut to a preview), kept by save_messages.
+CREATE TABLE IF NOT EXISTS inbox (
+    user_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    peer_id TEXT NOT NULL,
+    last_id TEXT NOT NULL,
+    last_sender_id TEXT NOT NULL,
+    last_recipient_id TEXT NOT NULL,
+    last_text TEXT NOT NULL,
+    last_image TEXT,
+    last_created_at TEXT NOT NULL,
+    last_client_msg_id TEXT,
+    PRIMARY KEY (user_id, conversation_id)
+);
+CREATE INDEX IF NOT EXISTS inbox_by_recency ON inbox(user_id, last_id DESC);
 CREATE TABLE IF NOT EXISTS log_offsets (
     stream TEXT NOT NULL,
     partition INTEGER NOT NULL,
@@ -89,6 +112,7 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display())))?;
         let conn = open_sqlite(&data_dir.join("charcha.db"))?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        migrate(&conn)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -123,6 +147,63 @@ pub fn open_sqlite(path: &Path) -> Result<Connection, StoreError> {
     )
     .map_err(unavailable)?;
     Ok(conn)
+}
+
+/// Brings a database made by an older Charcha up to this schema: adds
+/// `users.name_key` and fills the search terms and the inbox from what is
+/// stored. Each step runs once (it checks for its own result first).
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let has_name_key = conn.prepare("SELECT name_key FROM users LIMIT 0").is_ok();
+    if !has_name_key {
+        conn.execute_batch("ALTER TABLE users ADD COLUMN name_key TEXT NOT NULL DEFAULT ''").map_err(unavailable)?;
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS users_by_name ON users(name_key, id);").map_err(unavailable)?;
+    let terms: i64 = conn.query_row("SELECT COUNT(*) FROM user_terms", [], |r| r.get(0)).map_err(unavailable)?;
+    if !has_name_key || terms == 0 {
+        let users: Vec<UserRecord> = {
+            let mut stmt = conn.prepare(&format!("SELECT {USER_COLUMNS} FROM users")).map_err(unavailable)?;
+            let rows = stmt.query_map([], user_from_row).map_err(unavailable)?;
+            rows.collect::<Result<_, _>>().map_err(unavailable)?
+        };
+        for user in &users {
+            index_user(conn, user)?;
+        }
+    }
+    let inbox: i64 = conn.query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0)).map_err(unavailable)?;
+    if inbox == 0 {
+        // Each conversation's newest message, for both of its members.
+        conn.execute_batch(
+            "INSERT OR IGNORE INTO inbox
+               SELECT m.sender_id, m.conversation_id, m.recipient_id, m.id, m.sender_id, m.recipient_id,
+                      substr(m.text, 1, 160), m.image, m.created_at, m.client_msg_id
+                 FROM messages m WHERE m.id = (SELECT MAX(id) FROM messages WHERE conversation_id = m.conversation_id)
+             UNION ALL
+               SELECT m.recipient_id, m.conversation_id, m.sender_id, m.id, m.sender_id, m.recipient_id,
+                      substr(m.text, 1, 160), m.image, m.created_at, m.client_msg_id
+                 FROM messages m WHERE m.id = (SELECT MAX(id) FROM messages WHERE conversation_id = m.conversation_id);",
+        )
+        .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Writes `user`'s name key and search terms (replacing old ones).
+fn index_user(conn: &Connection, user: &UserRecord) -> Result<(), StoreError> {
+    conn.execute("UPDATE users SET name_key = ?2 WHERE id = ?1", params![user.id, name_key(&user.full_name)])
+        .map_err(unavailable)?;
+    conn.execute("DELETE FROM user_terms WHERE user_id = ?1", [&user.id]).map_err(unavailable)?;
+    let mut stmt =
+        conn.prepare_cached("INSERT OR IGNORE INTO user_terms (term, user_id) VALUES (?1, ?2)").map_err(unavailable)?;
+    for term in search_terms(user) {
+        stmt.execute(params![term, user.id]).map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// The smallest string above every string that starts with `prefix`
+/// (U+10FFFF sorts after every other character in UTF-8 byte order).
+pub fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
 }
 
 pub fn unavailable(e: rusqlite::Error) -> StoreError {
@@ -167,12 +248,14 @@ impl UserStore for EmbeddedStore {
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         let u = user.clone();
         self.call(move |c| {
-            c.execute(
+            let tx = c.transaction().map_err(unavailable)?;
+            tx.execute(
                 &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
                 params![u.id, u.email, u.password_hash, u.full_name, u.bio, u.avatar_media_id, u.created_at_ms],
             )
             .map_err(|e| if is_unique_violation(&e) { StoreError::Duplicate("email") } else { unavailable(e) })?;
-            Ok(())
+            index_user(&tx, &u)?;
+            tx.commit().map_err(unavailable)
         })
         .await
     }
@@ -227,18 +310,53 @@ impl UserStore for EmbeddedStore {
                 params![id, user.full_name, user.bio, user.avatar_media_id],
             )
             .map_err(unavailable)?;
+            index_user(&tx, &user)?;
             tx.commit().map_err(unavailable)?;
             Ok(Some((user, replaced)))
         })
         .await
     }
 
-    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.call(|c| {
+    async fn users_by_ids(&self, ids: &[String]) -> Result<Vec<UserRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids.to_vec();
+        self.call(move |c| {
+            let placeholders = vec!["?"; ids.len()].join(", ");
             let mut stmt = c
-                .prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY full_name COLLATE NOCASE, id"))
+                .prepare(&format!("SELECT {USER_COLUMNS} FROM users WHERE id IN ({placeholders})"))
                 .map_err(unavailable)?;
-            let rows = stmt.query_map([], user_from_row).map_err(unavailable)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(ids.iter()), user_from_row).map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn search_users(
+        &self,
+        query: &str,
+        exclude: &str,
+        after: Option<&UserCursor>,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let query = normalize_query(query);
+        let end = prefix_end(&query);
+        let exclude = exclude.to_string();
+        let after = after.cloned();
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS} FROM users u WHERE u.id != ?1
+                       AND (?2 = '' OR u.id IN (SELECT user_id FROM user_terms WHERE term >= ?2 AND term < ?3))
+                       AND (?4 IS NULL OR (u.name_key, u.id) > (?4, ?5))
+                     ORDER BY u.name_key, u.id LIMIT ?6"
+                ))
+                .map_err(unavailable)?;
+            let (after_key, after_id) = after.map(|a| (Some(a.name_key), Some(a.id))).unwrap_or_default();
+            let rows = stmt
+                .query_map(params![exclude, query, end, after_key, after_id, limit as i64], user_from_row)
+                .map_err(unavailable)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
         })
         .await
@@ -379,6 +497,28 @@ impl ConversationStore for EmbeddedStore {
         })
         .await
     }
+
+    async fn inbox(&self, user_id: &str, before: Option<&str>, limit: usize) -> Result<Vec<InboxEntry>, StoreError> {
+        let (user_id, before) = (user_id.to_string(), before.map(str::to_string));
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT last_id, conversation_id, last_sender_id, last_recipient_id, last_text, last_image,
+                            last_created_at, last_client_msg_id, peer_id
+                       FROM inbox WHERE user_id = ?1 AND (?2 IS NULL OR last_id < ?2)
+                      ORDER BY last_id DESC LIMIT ?3",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![user_id, before, limit as i64], |r| {
+                    let last = message_from_row(r)?;
+                    Ok(InboxEntry { conversation_id: last.conversation_id.clone(), peer_id: r.get(8)?, last })
+                })
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -407,6 +547,36 @@ impl MessageStore for EmbeddedStore {
                             m.client_msg_id
                         ])
                         .map_err(unavailable)? as u64;
+                }
+                let mut inbox = tx
+                    .prepare_cached(
+                        "INSERT INTO inbox (user_id, conversation_id, peer_id, last_id, last_sender_id, last_recipient_id,
+                                            last_text, last_image, last_created_at, last_client_msg_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                         ON CONFLICT (user_id, conversation_id) DO UPDATE SET
+                            peer_id = excluded.peer_id, last_id = excluded.last_id,
+                            last_sender_id = excluded.last_sender_id, last_recipient_id = excluded.last_recipient_id,
+                            last_text = excluded.last_text, last_image = excluded.last_image,
+                            last_created_at = excluded.last_created_at, last_client_msg_id = excluded.last_client_msg_id
+                         WHERE excluded.last_id > inbox.last_id",
+                    )
+                    .map_err(unavailable)?;
+                for (user, e) in inbox_updates(&messages) {
+                    let m = &e.last;
+                    inbox
+                        .execute(params![
+                            user,
+                            e.conversation_id,
+                            e.peer_id,
+                            m.id,
+                            m.sender_id,
+                            m.recipient_id,
+                            m.text,
+                            m.image,
+                            m.created_at,
+                            m.client_msg_id
+                        ])
+                        .map_err(unavailable)?;
                 }
             }
             tx.commit().map_err(unavailable)?;

@@ -110,7 +110,113 @@ pub trait UserStore: Send + Sync {
         id: &str,
         change: ProfileChange,
     ) -> Result<Option<(UserRecord, Option<String>)>, StoreError>;
-    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// The users with these ids that exist, in no particular order.
+    async fn users_by_ids(&self, ids: &[String]) -> Result<Vec<UserRecord>, StoreError>;
+    /// One page of the users whose name has a word starting with `query`,
+    /// or whose email starts with it (see [`search_terms`]; an empty query
+    /// matches everyone), except `exclude`, in [`UserCursor`] order after
+    /// `after`.
+    async fn search_users(
+        &self,
+        query: &str,
+        exclude: &str,
+        after: Option<&UserCursor>,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StoreError>;
+}
+
+/// Where a page of [`UserStore::search_users`] ends: users sort by their
+/// [`name_key`], then id, so pages are alphabetical and stable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserCursor {
+    pub name_key: String,
+    pub id: String,
+}
+
+impl UserCursor {
+    pub fn after(user: &UserRecord) -> Self {
+        Self { name_key: name_key(&user.full_name), id: user.id.clone() }
+    }
+
+    /// An opaque, URL-safe token (hex of `name_key`, a tab, the id).
+    pub fn encode(&self) -> String {
+        format!("{}\t{}", self.name_key, self.id).bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// `None` for anything [`UserCursor::encode`] did not make.
+    pub fn decode(token: &str) -> Option<Self> {
+        if !token.len().is_multiple_of(2) || token.len() > 2048 {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> =
+            (0..token.len()).step_by(2).map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok()).collect();
+        let text = String::from_utf8(bytes?).ok()?;
+        let (name_key, id) = text.split_once('\t')?;
+        Some(Self { name_key: name_key.to_string(), id: id.to_string() })
+    }
+}
+
+/// How a name sorts and is searched: trimmed, whitespace collapsed,
+/// lowercase.
+pub fn name_key(full_name: &str) -> String {
+    full_name.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// The search query as stored terms are: trimmed, lowercase.
+pub fn normalize_query(query: &str) -> String {
+    query.trim().to_lowercase()
+}
+
+/// What a user is found by: each word of the name, the whole name (so
+/// "asha r" finds "Asha Rao") and the email, lowercase. A query matches
+/// when it is a prefix of one of them.
+pub fn search_terms(user: &UserRecord) -> Vec<String> {
+    let key = name_key(&user.full_name);
+    let mut terms: Vec<String> = key.split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect();
+    terms.push(key);
+    terms.push(user.email.to_lowercase());
+    terms.sort();
+    terms.dedup();
+    terms
+}
+
+/// One entry of a user's conversation list: the conversation, the other
+/// member, and its newest message (text cut to [`PREVIEW_CHARS`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxEntry {
+    pub conversation_id: String,
+    pub peer_id: String,
+    pub last: ChatMessage,
+}
+
+/// Characters of a message kept as its conversation's preview.
+pub const PREVIEW_CHARS: usize = 160;
+
+/// For each conversation of `messages`, its newest message (by id), as
+/// the inbox entries of both members; texts cut to the preview length.
+/// Drivers apply these with "only if newer than what is stored", so a
+/// replayed or out-of-order batch never moves a preview back.
+pub fn inbox_updates(messages: &[ChatMessage]) -> Vec<(String, InboxEntry)> {
+    let mut newest: std::collections::HashMap<&str, &ChatMessage> = std::collections::HashMap::new();
+    for m in messages {
+        let e = newest.entry(m.conversation_id.as_str()).or_insert(m);
+        if m.id > e.id {
+            *e = m;
+        }
+    }
+    let mut out = Vec::with_capacity(newest.len() * 2);
+    for m in newest.into_values() {
+        let mut last = m.clone();
+        if let Some((cut, _)) = last.text.char_indices().nth(PREVIEW_CHARS) {
+            last.text.truncate(cut);
+        }
+        for (user, peer) in [(&m.sender_id, &m.recipient_id), (&m.recipient_id, &m.sender_id)] {
+            let entry =
+                InboxEntry { conversation_id: m.conversation_id.clone(), peer_id: peer.clone(), last: last.clone() };
+            out.push((user.clone(), entry));
+        }
+    }
+    out
 }
 
 #[async_trait]
@@ -137,13 +243,18 @@ pub trait ConversationStore: Send + Sync {
     async fn ensure_conversation(&self, id: &str, members: &[String]) -> Result<(), StoreError>;
     /// Members of a conversation; empty when it does not exist.
     async fn conversation_members(&self, id: &str) -> Result<Vec<String>, StoreError>;
+    /// One page of `user_id`'s conversations, the most recently active
+    /// first: those whose newest message id is below `before` (all when
+    /// `None`). Kept by [`MessageStore::save_messages`].
+    async fn inbox(&self, user_id: &str, before: Option<&str>, limit: usize) -> Result<Vec<InboxEntry>, StoreError>;
 }
 
 #[async_trait]
 pub trait MessageStore: Send + Sync {
     /// Inserts messages not stored yet (by id, and by sender and
-    /// `client_msg_id`); a replay is harmless.
-    /// Returns how many were new.
+    /// `client_msg_id`); a replay is harmless. Also moves each member's
+    /// inbox entry of the conversation to its newest message
+    /// ([`inbox_updates`]). Returns how many messages were new.
     async fn save_messages(&self, messages: &[ChatMessage]) -> Result<u64, StoreError>;
     /// Up to `limit` messages of a conversation with id < `before` (all when
     /// `None`), newest first.
@@ -176,3 +287,58 @@ pub trait CheckpointStore: Send + Sync {
 pub trait Store: UserStore + TokenStore + MediaStore + ConversationStore + MessageStore + CheckpointStore {}
 
 impl<T> Store for T where T: UserStore + TokenStore + MediaStore + ConversationStore + MessageStore + CheckpointStore {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_cursor_round_trips_and_refuses_junk() {
+        let c = UserCursor { name_key: "asha rao ✓".into(), id: "01J00000000000000000000000".into() };
+        assert_eq!(UserCursor::decode(&c.encode()), Some(c));
+        for junk in ["", "zz", "abc", "41", "ff00"] {
+            assert_eq!(UserCursor::decode(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn search_terms_cover_words_name_and_email() {
+        let user = UserRecord {
+            id: "u".into(),
+            email: "asha@example.com".into(),
+            password_hash: String::new(),
+            full_name: "  Asha   Rao ".into(),
+            bio: String::new(),
+            avatar_media_id: None,
+            created_at_ms: 0,
+        };
+        assert_eq!(search_terms(&user), ["asha", "asha rao", "asha@example.com", "rao"]);
+    }
+
+    #[test]
+    fn inbox_keeps_the_newest_message_per_conversation_for_both_members() {
+        let m = |id: &str, conv: &str, from: &str, to: &str, text: &str| ChatMessage {
+            id: id.into(),
+            conversation_id: conv.into(),
+            sender_id: from.into(),
+            recipient_id: to.into(),
+            text: text.into(),
+            image: None,
+            created_at: String::new(),
+            client_msg_id: None,
+        };
+        let long = "é".repeat(PREVIEW_CHARS + 10);
+        let updates = inbox_updates(&[
+            m("2", "c1", "a", "b", "new"),
+            m("1", "c1", "b", "a", "old"),
+            m("3", "c2", "a", "c", &long),
+        ]);
+        assert_eq!(updates.len(), 4);
+        let of = |user: &str, conv: &str| {
+            updates.iter().find(|(u, e)| u == user && e.conversation_id == conv).map(|(_, e)| e)
+        };
+        assert_eq!(of("a", "c1").map(|e| (e.peer_id.as_str(), e.last.text.as_str())), Some(("b", "new")));
+        assert_eq!(of("b", "c1").map(|e| (e.peer_id.as_str(), e.last.id.as_str())), Some(("a", "2")));
+        assert_eq!(of("c", "c2").map(|e| e.last.text.chars().count()), Some(PREVIEW_CHARS));
+    }
+}

@@ -68,11 +68,19 @@ struct UserDoc {
     bio: String,
     avatar_media_id: Option<String>,
     created_at_ms: i64,
+    /// [`name_key`] of `full_name`: the sort key of search results.
+    #[serde(default)]
+    name_key: String,
+    /// [`search_terms`]: a query matches a user when it is a prefix of one.
+    #[serde(default)]
+    search_terms: Vec<String>,
 }
 
 impl From<&UserRecord> for UserDoc {
     fn from(u: &UserRecord) -> Self {
         Self {
+            name_key: name_key(&u.full_name),
+            search_terms: search_terms(u),
             id: u.id.clone(),
             email: u.email.clone(),
             password_hash: u.password_hash.clone(),
@@ -146,6 +154,18 @@ impl MongoStore {
             )
             .await
             .map_err(unavailable)?;
+        self.users()
+            .create_index(IndexModel::builder().keys(doc! { "name_key": 1, "_id": 1 }).build())
+            .await
+            .map_err(unavailable)?;
+        self.users()
+            .create_index(IndexModel::builder().keys(doc! { "search_terms": 1 }).build())
+            .await
+            .map_err(unavailable)?;
+        self.docs("inbox")
+            .create_index(IndexModel::builder().keys(doc! { "user_id": 1, "last_id": -1 }).build())
+            .await
+            .map_err(unavailable)?;
         let ttl = IndexOptions::builder().expire_after(std::time::Duration::ZERO).build();
         let created = self
             .docs("revoked_tokens")
@@ -208,6 +228,9 @@ impl UserStore for MongoStore {
         let mut set = Document::new();
         if let Some(n) = &change.full_name {
             set.insert("full_name", n);
+            set.insert("name_key", name_key(n));
+            let renamed = UserRecord { full_name: n.clone(), ..before.clone() };
+            set.insert("search_terms", search_terms(&renamed));
         }
         if let Some(b) = &change.bio {
             set.insert("bio", b);
@@ -226,11 +249,72 @@ impl UserStore for MongoStore {
         Ok(Some((after, replaced)))
     }
 
-    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        let cursor = self.users().find(doc! {}).sort(doc! { "full_name": 1, "_id": 1 }).await.map_err(unavailable)?;
+    async fn users_by_ids(&self, ids: &[String]) -> Result<Vec<UserRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cursor = self.users().find(doc! { "_id": { "$in": ids } }).await.map_err(unavailable)?;
         let docs: Vec<UserDoc> = cursor.try_collect().await.map_err(unavailable)?;
         Ok(docs.into_iter().map(Into::into).collect())
     }
+
+    async fn search_users(
+        &self,
+        query: &str,
+        exclude: &str,
+        after: Option<&UserCursor>,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let query = normalize_query(query);
+        let mut filter = doc! { "_id": { "$ne": exclude } };
+        if !query.is_empty() {
+            // An anchored, escaped regex is a prefix match MongoDB answers
+            // from the multikey index on `search_terms`.
+            filter.insert("search_terms", doc! { "$regex": format!("^{}", regex_escape(&query)) });
+        }
+        if let Some(a) = after {
+            filter.insert(
+                "$or",
+                vec![
+                    doc! { "name_key": { "$gt": &a.name_key } },
+                    doc! { "name_key": &a.name_key, "_id": { "$gt": &a.id } },
+                ],
+            );
+        }
+        let cursor = self
+            .users()
+            .find(filter)
+            .sort(doc! { "name_key": 1, "_id": 1 })
+            .limit(limit as i64)
+            .await
+            .map_err(unavailable)?;
+        let docs: Vec<UserDoc> = cursor.try_collect().await.map_err(unavailable)?;
+        Ok(docs.into_iter().map(Into::into).collect())
+    }
+}
+
+/// `text` with every regex metacharacter escaped.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.^$|?*+()[]{}/-".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An inbox entry as stored (`_id` = `<user>|<conversation>`).
+#[derive(Serialize, Deserialize)]
+struct InboxDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    user_id: String,
+    conversation_id: String,
+    peer_id: String,
+    last_id: String,
+    last: ChatMessage,
 }
 
 #[async_trait]
@@ -342,6 +426,60 @@ impl ConversationStore for MongoStore {
             .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect())
             .unwrap_or_default())
     }
+
+    async fn inbox(&self, user_id: &str, before: Option<&str>, limit: usize) -> Result<Vec<InboxEntry>, StoreError> {
+        let filter = match before {
+            Some(b) => doc! { "user_id": user_id, "last_id": { "$lt": b } },
+            None => doc! { "user_id": user_id },
+        };
+        let cursor = self
+            .db
+            .collection::<InboxDoc>("inbox")
+            .find(filter)
+            .sort(doc! { "last_id": -1 })
+            .limit(limit as i64)
+            .await
+            .map_err(unavailable)?;
+        let docs: Vec<InboxDoc> = cursor.try_collect().await.map_err(unavailable)?;
+        Ok(docs
+            .into_iter()
+            .map(|d| InboxEntry { conversation_id: d.conversation_id, peer_id: d.peer_id, last: d.last })
+            .collect())
+    }
+}
+
+impl MongoStore {
+    /// Moves each member's inbox entry to the batch's newest message of the
+    /// conversation, unless a newer one is stored: the filter then matches
+    /// nothing and the upsert's insert hits the `_id` (duplicate key), which
+    /// is exactly "keep the newer one".
+    async fn update_inbox(&self, messages: &[ChatMessage]) -> Result<(), StoreError> {
+        use futures_util::StreamExt;
+        let inbox = self.db.collection::<Document>("inbox");
+        let updates = inbox_updates(messages).into_iter().map(|(user, e)| {
+            let inbox = inbox.clone();
+            async move {
+                let id = format!("{user}|{}", e.conversation_id);
+                let last = mongodb::bson::to_document(&e.last).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let set = doc! {
+                    "user_id": &user, "conversation_id": &e.conversation_id, "peer_id": &e.peer_id,
+                    "last_id": &e.last.id, "last": last,
+                };
+                match inbox
+                    .update_one(doc! { "_id": &id, "last_id": { "$lt": &e.last.id } }, doc! { "$set": set })
+                    .upsert(true)
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(err) if is_duplicate(&err) => Ok(()),
+                    Err(err) => Err(unavailable(err)),
+                }
+            }
+        });
+        let results: Vec<Result<(), StoreError>> =
+            futures_util::stream::iter(updates).buffer_unordered(16).collect().await;
+        results.into_iter().collect()
+    }
 }
 
 #[async_trait]
@@ -352,19 +490,24 @@ impl MessageStore for MongoStore {
         }
         // Unordered: one duplicate (a replay) must not stop the others.
         let docs: Vec<MessageDoc<'_>> = messages.iter().map(MessageDoc::of).collect();
-        match self.db.collection::<MessageDoc<'_>>("messages").insert_many(docs).ordered(false).await {
-            Ok(r) => Ok(r.inserted_ids.len() as u64),
+        let inserted = self.db.collection::<MessageDoc<'_>>("messages").insert_many(docs).ordered(false).await;
+        // The worker retries the whole batch on any error, so the inbox is
+        // updated after the messages and a retry repeats both harmlessly.
+        let new = match inserted {
+            Ok(r) => r.inserted_ids.len() as u64,
             Err(e) => match e.kind.as_ref() {
                 ErrorKind::InsertMany(im)
                     if im.write_concern_error.is_none()
                         && im.write_errors.as_ref().is_some_and(|w| w.iter().all(|w| w.code == DUPLICATE_KEY)) =>
                 {
                     let dups = im.write_errors.as_ref().map_or(0, Vec::len);
-                    Ok((messages.len() - dups) as u64)
+                    (messages.len() - dups) as u64
                 }
-                _ => Err(unavailable(e)),
+                _ => return Err(unavailable(e)),
             },
-        }
+        };
+        self.update_inbox(messages).await?;
+        Ok(new)
     }
 
     async fn messages_before(
