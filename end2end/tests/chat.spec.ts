@@ -146,6 +146,53 @@ test.describe('chat', () => {
     });
   });
 
+  test('search starts a conversation; the list shows it live, newest first, with previews', async ({ browser, server }) => {
+    await withPair(browser, server.url, async (a, b) => {
+      // A has nobody yet: an empty list says how to start.
+      await gotoHydrated(a.page, '/chat');
+      await expect(a.page.getByTestId('chat-page')).toHaveAttribute('data-socket', 'open', { timeout: 15_000 });
+      await expect(a.page.getByTestId('no-conversations')).toBeVisible();
+
+      // B is found by the first word of the name and by the email prefix.
+      const search = a.page.getByLabel('Search users');
+      await search.fill(b.name.split(' ')[1]);
+      const found = a.page.getByTestId('search-results').getByTestId('contact');
+      await expect(found).toHaveCount(1);
+      await expect(found).toContainText(b.name);
+      await search.fill('nobody-matches-this');
+      await expect(a.page.getByTestId('no-results')).toBeVisible();
+      await search.fill(b.name.toLowerCase());
+      await found.filter({ hasText: b.name }).click();
+      await expect(a.page).toHaveURL(new RegExp(`/chat/${b.id}$`));
+      await expect(a.page.getByTestId('peer-name')).toHaveText(b.name);
+      await search.fill('');
+
+      // B sits on /chat; A's first message puts A at the top of B's list, live.
+      await gotoHydrated(b.page, '/chat');
+      await expect(b.page.getByTestId('chat-page')).toHaveAttribute('data-socket', 'open', { timeout: 15_000 });
+      await send(a.page, 'first words');
+      await expectOnce(a.page, 'first words', 'own');
+      const rowA = b.page.getByTestId('conversation-list').getByTestId('contact').filter({ hasText: a.name });
+      await expect(rowA).toHaveCount(1);
+      await expect(rowA.getByTestId('conversation-preview')).toHaveText('first words');
+      await expect(rowA).toContainText('online');
+      const rowB = a.page.getByTestId('conversation-list').getByTestId('contact').filter({ hasText: b.name });
+      await expect(rowB.getByTestId('conversation-preview')).toHaveText('You: first words');
+
+      // A reload lists the same conversation from history (once the worker
+      // stored it: poll the API first), with presence.
+      await expect
+        .poll(async () => (await (await b.context.request.get('/api/conversations')).json()).conversations.length)
+        .toBe(1);
+      await b.page.reload();
+      await expect(b.page.getByTestId('chat-page')).toHaveAttribute('data-socket', 'open', { timeout: 15_000 });
+      await expect(rowA.getByTestId('conversation-preview')).toHaveText('first words');
+      await expect(rowA).toContainText('online');
+      await a.page.close();
+      await expect(rowA).toContainText('offline', { timeout: 10_000 });
+    });
+  });
+
   test('presence follows the peer closing and reopening the page', async ({ browser, server }) => {
     await withPair(browser, server.url, async (a, b) => {
       await openBoth(a, b);
