@@ -5,7 +5,11 @@
 #   scripts/bench.sh                 relay, then Charcha embedded (release builds)
 #   scripts/bench.sh --scaled        … then Charcha on Redis + Kafka + FerretDB, one and three instances
 #   scripts/bench.sh --quick         short checked runs (debug builds): relay and Charcha embedded,
-#                                    counts only (no loss, duplicates, reordering, errors); for the tests
+#                                    counts only (no loss, duplicates, reordering, errors), and small
+#                                    connect and sign-up runs (no failures, nothing dropped); for the tests
+#   scripts/bench.sh --conns         connections instead of messages (Charcha embedded, release):
+#                                    5,000 and CONNS_MAX (default 19,500) users connecting at once and
+#                                    idling, then 1,000 sign-ups + 1,000 log-ins at concurrency 50
 #   scripts/bench.sh … OPTIONS       any other option goes to every `charcha-bench run` (e.g. --duration 20)
 #
 # Loads (closed loop: W sends in flight per user; users in 1:1 pairs, both ways):
@@ -25,12 +29,14 @@ cd "$ROOT"
 
 QUICK=0
 SCALED=0
+CONNS=0
 EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --scaled) SCALED=1 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --conns) CONNS=1 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) EXTRA+=("$1") ;;
   esac
   shift
@@ -235,6 +241,12 @@ quick() {
   say "quick check: Charcha embedded"
   "$BENCH" run --quick --url "$URL" --tokens "$OUT/quick/tokens.json" --tokens-key quick-embedded \
     --server-pid "$SERVER_PIDS" --label quick-embedded "${EXTRA[@]}" || rc=1
+  say "quick check: 50 users connecting at once, each watching 4 (all connect, none dropped)"
+  "$BENCH" conns --users 50 --watch 4 --hold 1 --url "$URL" --tokens "$OUT/quick/tokens.json" \
+    --tokens-key quick-embedded --server-pid "$SERVER_PIDS" --label quick-conns || rc=1
+  say "quick check: 20 sign-ups and log-ins (only 201/200, or 429/503 with Retry-After)"
+  "$BENCH" signup --users 20 --concurrency 5 --idle 0 --url "$URL" --server-pid "$SERVER_PIDS" \
+    --label quick-signup || rc=1
   stop "$SERVER_PIDS"
   [ "$rc" -eq 0 ] || die "bench --quick: a count check failed (reports above)"
   say "bench --quick: ok"
@@ -345,4 +357,33 @@ full() {
   [ ${#NOT_OK[@]} -eq 0 ] || exit 1
 }
 
-if [ "$QUICK" -eq 1 ]; then quick; else full; fi
+# The connection benchmarks. The data dir and token cache are kept between
+# runs: signing up 20,000 users (argon2) takes minutes and is not what is
+# measured here.
+conns_runs() {
+  build
+  local dir="$OUT/conns" max="${CONNS_MAX:-19500}" line
+  mkdir -p "$dir"
+  : > "$dir/last-run.jsonl"
+  start_charcha conns-embedded "$dir/data"
+  SERVER_PIDS="$STARTED"
+  for n in 5000 "$max"; do
+    line="$("$BENCH" conns --json --users "$n" --watch 8 --hold 20 --url "$URL" --tokens "$dir/tokens.json" \
+      --tokens-key conns-embedded --signup-concurrency 32 --server-pid "$SERVER_PIDS" --label "conns-$n" "${EXTRA[@]}")" \
+      || FAILED+=("conns-$n")
+    printf '%s\n' "$line" | tee -a "$dir/last-run.jsonl"
+  done
+  stop "$SERVER_PIDS"
+  # Sign-ups on a fresh server: its memory before and after is the point.
+  rm -rf "$dir/signup-data"
+  start_charcha signup-embedded "$dir/signup-data"
+  SERVER_PIDS="$STARTED"
+  line="$("$BENCH" signup --json --users 1000 --concurrency 50 --idle 60 --url "$URL" --server-pid "$SERVER_PIDS" \
+    --label signup-1000)" || FAILED+=("signup-1000")
+  printf '%s\n' "$line" | tee -a "$dir/last-run.jsonl"
+  stop "$SERVER_PIDS"
+  say "raw figures: $dir/last-run.jsonl"
+  if [ ${#FAILED[@]} -gt 0 ]; then die "failed runs: ${FAILED[*]}"; fi
+}
+
+if [ "$QUICK" -eq 1 ]; then quick; elif [ "$CONNS" -eq 1 ]; then conns_runs; else full; fi

@@ -11,6 +11,9 @@
 //!     W in flight per user, or open loop at a fixed aggregate rate), and
 //!     reports throughput, latency percentiles and the counts that must hold
 //!     (no loss, no duplicates, no reordering). `--help` lists the options.
+//! charcha-bench conns [options] / charcha-bench signup [options]
+//!     Connection benchmarks (many users connecting and idling; sign-up and
+//!     log-in bursts): see conns.rs.
 //! charcha-bench table FILE.jsonl
 //!     The comparison table of a scripts/bench.sh run, from its JSON lines.
 //! ```
@@ -21,6 +24,8 @@
 #![recursion_limit = "256"]
 
 // The crate root is src/bin/charcha-bench.rs; its modules live beside it.
+#[path = "charcha-bench/conns.rs"]
+mod conns;
 #[path = "charcha-bench/http.rs"]
 mod http;
 #[path = "charcha-bench/load.rs"]
@@ -40,6 +45,9 @@ charcha-bench — load generator and bare relay for Charcha's message hot path
 USAGE:
     charcha-bench relay [--addr 127.0.0.1:3100]
     charcha-bench run [OPTIONS]          (charcha-bench run --help for the options)
+    charcha-bench conns [OPTIONS]        N users connect at once and idle: time to hello, presence
+                                         frames per connect, server RSS per connection
+    charcha-bench signup [OPTIONS]       sign-ups then log-ins at a concurrency: statuses, server RSS
     charcha-bench table FILE.jsonl       comparison table of a scripts/bench.sh run
 ";
 
@@ -50,6 +58,8 @@ fn main() -> ExitCode {
     match cmd.as_str() {
         "relay" => relay::main(rest),
         "run" => load::main(rest),
+        "conns" => conns::main_conns(rest),
+        "signup" => conns::main_signup(rest),
         "table" => table::main(rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");

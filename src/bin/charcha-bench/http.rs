@@ -62,22 +62,31 @@ impl HttpResponse {
 const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn post_json(base: &Base, path: &str, body: &str) -> Result<HttpResponse, String> {
-    let what = format!("POST http://{}{path}", base.authority);
-    tokio::time::timeout(HTTP_TIMEOUT, post_json_inner(base, path, body))
-        .await
-        .map_err(|_| format!("{what}: no answer within {} s", HTTP_TIMEOUT.as_secs()))?
-        .map_err(|e| format!("{what}: {e}"))
-}
-
-async fn post_json_inner(base: &Base, path: &str, body: &str) -> Result<HttpResponse, String> {
-    let mut tcp = TcpStream::connect(&base.authority).await.map_err(|e| format!("connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         base.authority,
         body.len()
     );
+    exchange(base, &format!("POST http://{}{path}", base.authority), request).await
+}
+
+/// `GET path` (e.g. `/metrics`).
+pub async fn get(base: &Base, path: &str) -> Result<HttpResponse, String> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", base.authority);
+    exchange(base, &format!("GET http://{}{path}", base.authority), request).await
+}
+
+async fn exchange(base: &Base, what: &str, request: String) -> Result<HttpResponse, String> {
+    tokio::time::timeout(HTTP_TIMEOUT, exchange_inner(base, &request))
+        .await
+        .map_err(|_| format!("{what}: no answer within {} s", HTTP_TIMEOUT.as_secs()))?
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+async fn exchange_inner(base: &Base, request: &str) -> Result<HttpResponse, String> {
+    let mut tcp = TcpStream::connect(&base.authority).await.map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
     tcp.write_all(request.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
     let mut raw = Vec::with_capacity(2048);
     tcp.read_to_end(&mut raw).await.map_err(|e| format!("read: {e}"))?;

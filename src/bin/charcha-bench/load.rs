@@ -48,7 +48,7 @@ use crate::{
     stats::{self, Latency, ProcSample},
 };
 
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 type WsSink = SplitSink<Ws, Message>;
 type WsStream = SplitStream<Ws>;
 
@@ -911,15 +911,40 @@ struct AuthCounts {
     refreshed: usize,
 }
 
-struct Creds {
-    creds: Vec<Option<Cred>>,
+pub struct Creds {
+    pub creds: Vec<Option<Cred>>,
     cache: TokenCache,
     key: String,
     counts: AuthCounts,
 }
 
+/// Whose credentials to get and where to cache them.
+pub struct AuthPlan {
+    /// Token cache key (`--tokens-key`, or the URL text).
+    pub key: String,
+    pub tokens: Option<PathBuf>,
+    /// Bench users 0..users.
+    pub users: usize,
+    pub label: String,
+    pub signup_concurrency: usize,
+}
+
 async fn obtain_creds(o: &Opts, bases: &[Base]) -> Result<Creds, String> {
-    let key = o.tokens_key.clone().unwrap_or_else(|| o.url_arg.clone());
+    let plan = AuthPlan {
+        key: o.tokens_key.clone().unwrap_or_else(|| o.url_arg.clone()),
+        tokens: o.tokens.clone(),
+        users: o.users,
+        label: o.label.clone(),
+        signup_concurrency: o.signup_concurrency,
+    };
+    obtain_creds_for(&plan, bases).await
+}
+
+/// Credentials of bench users 0..`o.users`: from the token cache, else by
+/// signing up (or logging in), `o.signup_concurrency` at a time; the cache
+/// is updated.
+pub async fn obtain_creds_for(o: &AuthPlan, bases: &[Base]) -> Result<Creds, String> {
+    let key = o.key.clone();
     let mut cache = o.tokens.as_deref().map(TokenCache::load).unwrap_or_default();
     let mut creds: Vec<Option<Cred>> = (0..o.users).map(|i| cache.get(&key, i)).collect();
     let mut counts = AuthCounts { cached: creds.iter().filter(|c| c.is_some()).count(), ..Default::default() };
@@ -987,7 +1012,7 @@ async fn obtain_creds(o: &Opts, bases: &[Base]) -> Result<Creds, String> {
     Ok(Creds { creds, cache, key, counts })
 }
 
-enum ConnectError {
+pub enum ConnectError {
     Unauthorized,
     Other(String),
 }
@@ -996,7 +1021,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Opens one WebSocket and waits for its `hello`; returns the user id the
 /// server says this connection belongs to.
-async fn try_connect(url: &str, token: Option<&str>) -> Result<(Ws, String), ConnectError> {
+pub async fn try_connect(url: &str, token: Option<&str>) -> Result<(Ws, String), ConnectError> {
     let other = |e: String| ConnectError::Other(format!("{url}: {e}"));
     let mut request = url.into_client_request().map_err(|e| other(e.to_string()))?;
     if let Some(token) = token {
@@ -1111,7 +1136,7 @@ async fn connect_user(
     }
 }
 
-fn connect_message(e: ConnectError) -> String {
+pub fn connect_message(e: ConnectError) -> String {
     match e {
         ConnectError::Unauthorized => "WebSocket upgrade refused with 401 after a fresh log-in".into(),
         ConnectError::Other(e) => e,
