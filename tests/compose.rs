@@ -106,8 +106,15 @@ fn app_env_is_valid_production_config_pointing_at_real_services() {
             );
         }
         // Resolve ${JWT_SECRET:?…} as compose would with a strong secret.
-        let lookup =
-            |k: &str| env.get(k).map(|v| if v.starts_with("${JWT_SECRET") { "s".repeat(48) } else { v.clone() });
+        let lookup = |k: &str| {
+            env.get(k).map(|v| {
+                if v.starts_with("${JWT_SECRET") {
+                    "kQ3v9Zp1Lx7Rt2Wm8Yb4Nc6Hd0Fg5Js-Ua_Ee+b8/Tq".to_string()
+                } else {
+                    v.clone()
+                }
+            })
+        };
         let site: SocketAddr = env.get("LEPTOS_SITE_ADDR").expect("LEPTOS_SITE_ADDR").parse().expect("site addr");
         let config = Config::from_sources(site, CharchaSection::default(), &lookup).expect("valid config");
         assert_eq!(config.mode, RunMode::Production, "{name} runs in production mode");

@@ -61,8 +61,18 @@ pub fn password(value: &str) -> Option<String> {
     }
 }
 
-/// 1 to [`FULL_NAME_MAX_CHARS`] characters after trimming, no control
-/// characters.
+/// Characters that make a name display as something it is not: bidi
+/// embeddings, overrides and isolates (U+202A–202E, U+2066–2069, the
+/// LRM/RLM/ALM marks), zero-width characters and joiners, word joiner and
+/// invisible operators (U+200B–200D, U+2060–2064), and the BOM (U+FEFF).
+pub fn is_deceptive(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
+}
+
+/// 1 to [`FULL_NAME_MAX_CHARS`] characters after trimming, no control,
+/// bidi-override, zero-width or BOM characters.
 pub fn full_name(value: &str) -> Option<String> {
     let name = value.trim();
     let chars = name.chars().count();
@@ -72,6 +82,8 @@ pub fn full_name(value: &str) -> Option<String> {
         Some(format!("Full name must be at most {FULL_NAME_MAX_CHARS} characters"))
     } else if name.chars().any(char::is_control) {
         Some("Full name cannot contain control characters".into())
+    } else if name.chars().any(is_deceptive) {
+        Some("Full name cannot contain invisible or text-direction characters".into())
     } else {
         None
     }
@@ -123,6 +135,10 @@ mod tests {
         assert!(full_name(&format!("  {}  ", "é".repeat(50))).is_none());
         assert!(full_name(&"é".repeat(51)).is_some());
         assert!(full_name("Ada\u{7}Lovelace").is_some());
+        for sneaky in ["Ada\u{202E}ecalevoL", "Ad\u{200B}a", "\u{FEFF}Ada", "Ada\u{2066}x\u{2069}", "A\u{200D}da"] {
+            assert!(full_name(sneaky).is_some(), "{sneaky:?} is refused");
+        }
+        assert!(full_name("Zoë Ångström 李小龙 محمد").is_none(), "real names in any script pass");
     }
 
     #[test]

@@ -132,9 +132,11 @@ pub fn TextAreaField(
                         "textarea w-full"
                     }
                 }
-            >
-                {value}
-            </textarea>
+                // A property, never children: the view layer does not escape
+                // a textarea's text children, so user text there (a bio of
+                // `</textarea><script>…`) would become markup.
+                prop:value=value
+            ></textarea>
             <FieldMessage id=error_id error=error hint=hint.unwrap_or_default()/>
         </div>
     }

@@ -54,6 +54,8 @@ use toast::ToastHost;
 /// the visitor's `theme` cookie, so the first paint already has their theme.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let theme = theme::initial_theme();
+    #[cfg(feature = "ssr")]
+    set_page_csp(&options);
     view! {
         <!DOCTYPE html>
         <html lang="en" data-theme=theme>
@@ -68,6 +70,25 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <App/>
             </body>
         </html>
+    }
+}
+
+/// Sends this page's Content-Security-Policy, allowing the render's nonce
+/// (Leptos puts it on its inline hydration script). In development the
+/// live-reload socket of `cargo leptos watch` is allowed too.
+#[cfg(feature = "ssr")]
+fn set_page_csp(options: &LeptosOptions) {
+    let (Some(nonce), Some(response)) = (use_nonce(), use_context::<leptos_axum::ResponseOptions>()) else {
+        return;
+    };
+    let reload = match options.env {
+        leptos::config::Env::DEV => {
+            format!(" ws://127.0.0.1:{port} ws://localhost:{port}", port = options.reload_port)
+        }
+        leptos::config::Env::PROD => String::new(),
+    };
+    if let Ok(value) = http::HeaderValue::from_str(&crate::server::guard::page_csp(&nonce.to_string(), &reload)) {
+        response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
     }
 }
 

@@ -190,11 +190,11 @@ impl Config {
         })?;
 
         let (jwt_secret, jwt_secret_generated) = match get("JWT_SECRET") {
-            Some(s) if s.len() >= 32 => (s.into_bytes(), false),
+            Some(s) if s.len() >= 32 && secret_entropy_bits(s.as_bytes()) >= MIN_SECRET_BITS => (s.into_bytes(), false),
             Some(_) | None if mode == RunMode::Production => return Err(ConfigError::WeakSecret),
             Some(s) => {
                 // Development with a short secret: usable, but say so.
-                tracing::warn!("JWT_SECRET is shorter than 32 characters; fine for development only");
+                tracing::warn!("JWT_SECRET is short or predictable; fine for development only");
                 (s.into_bytes(), false)
             }
             None => {
@@ -398,6 +398,23 @@ impl Default for BackendsSection {
     }
 }
 
+/// Least estimated entropy of a production JWT_SECRET, bits.
+const MIN_SECRET_BITS: f64 = 128.0;
+
+/// Entropy estimate of a secret from its byte frequencies (Shannon, times
+/// its length): 32 × `a` is 0 bits, 32 random base64 characters about 160.
+/// Not a proof of randomness, but it refuses the repeated, the short and the
+/// dictionary-like ("passwordpassword…").
+fn secret_entropy_bits(secret: &[u8]) -> f64 {
+    let mut counts = [0usize; 256];
+    for b in secret {
+        counts[*b as usize] += 1;
+    }
+    let n = secret.len() as f64;
+    let per_byte: f64 = counts.iter().filter(|c| **c > 0).map(|&c| -(c as f64 / n) * (c as f64 / n).log2()).sum();
+    per_byte * n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,9 +458,20 @@ mod tests {
             Config::from_sources(addr(), CharchaSection::default(), &missing),
             Err(ConfigError::WeakSecret)
         ));
+        for predictable in ["a".repeat(32), "ab".repeat(20), "passwordpassword".repeat(2)] {
+            let env = |k: &str| match k {
+                "CHARCHA_ENV" => Some("production".into()),
+                "JWT_SECRET" => Some(predictable.clone()),
+                _ => None,
+            };
+            assert!(
+                matches!(Config::from_sources(addr(), CharchaSection::default(), &env), Err(ConfigError::WeakSecret)),
+                "{predictable} is refused"
+            );
+        }
         let strong = |k: &str| match k {
             "CHARCHA_ENV" => Some("production".into()),
-            "JWT_SECRET" => Some("x".repeat(40)),
+            "JWT_SECRET" => Some("kQ3v9Zp1Lx7Rt2Wm8Yb4Nc6Hd0Fg5Js-Ua_Ee".into()),
             _ => None,
         };
         assert!(Config::from_sources(addr(), CharchaSection::default(), &strong).unwrap().is_production());

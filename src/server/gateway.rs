@@ -78,13 +78,10 @@ pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebS
 /// Browsers always send `Origin`; it must name this site (same host and
 /// port as the request). Non-browser clients may omit it.
 fn origin_allowed(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(http::header::ORIGIN) else { return true };
-    let (Ok(origin), Some(host)) = (origin.to_str(), headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
-    else {
-        return false;
-    };
-    let origin_host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
-    origin_host.is_some_and(|o| o.eq_ignore_ascii_case(host))
+    match headers.get(http::header::ORIGIN) {
+        None => true,
+        Some(origin) => super::guard::origin_matches_host(origin, headers.get(http::header::HOST)),
+    }
 }
 
 async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {

@@ -13,6 +13,7 @@ pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod gateway;
+pub mod guard;
 pub mod hub;
 pub mod log;
 pub mod media;
@@ -268,6 +269,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         // Server functions read raw bodies; bound every request.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(outer_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::server_fn_body_limit))
+        .layer(axum::middleware::from_fn(guard::cross_site_guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::security_headers))
         .with_state(state)
 }
 

@@ -162,7 +162,7 @@ impl AuthService {
 
     /// Revokes the token until its natural expiry: a copy stops working too.
     pub async fn logout(&self, claims: &Claims) -> Result<(), AppError> {
-        self.store.revoke_token(&claims.jti, claims.exp * 1000).await?;
+        self.store.revoke_token(&claims.jti, claims.exp.saturating_mul(1000)).await?;
         Ok(())
     }
 

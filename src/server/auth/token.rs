@@ -32,10 +32,14 @@ pub struct TokenService {
     ttl: Duration,
 }
 
+/// Clock skew tolerated on `iat`, seconds: a token is never accepted from
+/// further in the future than this. `exp` gets no grace at all.
+const IAT_SKEW_SECS: i64 = 5;
+
 impl TokenService {
     pub fn new(secret: &[u8], ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
         Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation, ttl }
     }
@@ -60,11 +64,24 @@ impl TokenService {
         encode(&Header::new(Algorithm::HS256), claims, &self.encoding).map_err(|e| TokenError::Sign(e.to_string()))
     }
 
+    /// Checks the signature and the times: not expired, not issued in the
+    /// future, and not living longer than this server issues tokens for (a
+    /// token signed with a leaked key and `exp` in the year 3000 is refused).
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid,
-        })
+        let claims =
+            decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid,
+                }
+            })?;
+        let now = crate::server::clock::now_ms() / 1000;
+        let lifetime = claims.exp.checked_sub(claims.iat).ok_or(TokenError::Invalid)?;
+        let max_lifetime = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        if claims.iat > now.saturating_add(IAT_SKEW_SECS) || lifetime <= 0 || lifetime > max_lifetime {
+            return Err(TokenError::Invalid);
+        }
+        Ok(claims)
     }
 }
 
@@ -102,6 +119,17 @@ mod tests {
         let header = b64::encode(br#"{"alg":"none","typ":"JWT"}"#);
         let none = format!("{header}.{}.", t.split('.').nth(1).unwrap());
         assert!(matches!(s.verify(&none), Err(TokenError::Invalid)));
+
+        // Issued in the future, or living longer than this server issues.
+        let future = Claims { sub: "u1".into(), iat: now + 600, exp: now + 1200, jti: "j".into() };
+        assert!(matches!(s.verify(&s.sign(&future).unwrap()), Err(TokenError::Invalid)));
+        let forever = Claims { sub: "u1".into(), iat: now, exp: i64::MAX, jti: "j".into() };
+        assert!(matches!(s.verify(&s.sign(&forever).unwrap()), Err(TokenError::Invalid)));
+        let backwards = Claims { sub: "u1".into(), iat: now + 3, exp: now + 2, jti: "j".into() };
+        assert!(matches!(s.verify(&s.sign(&backwards).unwrap()), Err(TokenError::Invalid)));
+        // No grace after `exp`.
+        let just_expired = Claims { sub: "u1".into(), iat: now - 60, exp: now - 1, jti: "j".into() };
+        assert!(matches!(s.verify(&s.sign(&just_expired).unwrap()), Err(TokenError::Expired)));
 
         let foreign = TokenService::new(b"another-secret-another-secret-xx", Duration::from_secs(60));
         let (ft, _) = foreign.issue("u1").unwrap();
