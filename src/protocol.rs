@@ -13,6 +13,10 @@ use crate::api::dto::{ChatMessage, Contact, User};
 /// they show and get their presence (`presence_batch`, then `presence`).
 pub const PROTOCOL_VERSION: u32 = 2;
 
+/// Close code when the session's token was revoked (a logout) or expired:
+/// the client should not reconnect with it, but ask the user to log in.
+pub const CLOSE_SESSION_ENDED: u16 = 4401;
+
 /// Most users one session may watch at once.
 pub const MAX_WATCHED: usize = 500;
 

@@ -176,3 +176,38 @@ async fn names_with_bidi_overrides_or_invisible_characters_are_refused() {
         assert!(body["errors"]["full_name"].is_array() || body.to_string().contains("full_name"), "{body}");
     }
 }
+
+/// A logout closes the sockets opened with that token (on every instance,
+/// through the bus) with 4401; sockets of the user's other sessions stay.
+/// A token's expiry closes its sockets too.
+#[tokio::test]
+async fn sockets_do_not_outlive_logout_or_expiry() {
+    use charcha::protocol::CLOSE_SESSION_ENDED;
+    let server = TestServer::start().await;
+    let user = TestUser::signup(&server, "Leaver").await;
+    let mut laptop = user.ws(&server).await;
+    let (status, body, _) = post_json_reply(
+        &client(),
+        &server.url,
+        "/api/auth/login",
+        json!({ "email": user.email, "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let other_token = body["token"].as_str().unwrap().to_string();
+    let mut phone = common::Ws::connect(&server, &other_token).await;
+
+    let resp = user.http.post(format!("{}/api/auth/logout", server.url)).send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let code = tokio::time::timeout(std::time::Duration::from_secs(5), laptop.close_code()).await;
+    assert_eq!(code.expect("closed within 5 s"), Some(CLOSE_SESSION_ENDED));
+    phone.send_json(json!({ "type": "ping", "nonce": 5 })).await;
+    let pong = phone.next_where(std::time::Duration::from_secs(5), |e| e["type"] == "pong").await;
+    assert!(pong.is_some(), "the other session goes on");
+
+    let short = TestServer::start_with(|c| c.jwt_expiration = std::time::Duration::from_secs(2)).await;
+    let brief = TestUser::signup(&short, "Brief").await;
+    let mut ws = brief.ws(&short).await;
+    // close_code waits up to 5 s; the token lives 2.
+    assert_eq!(ws.close_code().await, Some(CLOSE_SESSION_ENDED), "closed when the token expired");
+}

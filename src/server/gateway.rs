@@ -33,7 +33,9 @@ use super::{
 };
 use crate::{
     api::AppError,
-    protocol::{ClientEvent, ErrorCode, MAX_FRAME_BYTES, MAX_WATCHED, PROTOCOL_VERSION, ServerEvent},
+    protocol::{
+        CLOSE_SESSION_ENDED, ClientEvent, ErrorCode, MAX_FRAME_BYTES, MAX_WATCHED, PROTOCOL_VERSION, ServerEvent,
+    },
 };
 
 /// Server pings this often; browsers answer with pongs automatically.
@@ -89,7 +91,7 @@ async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
     state.chat.remember_user(&user_id);
     let session = {
         let _in_order = state.hub.serialize_user(&user_id).await;
-        let session = state.hub.register(&user_id);
+        let session = state.hub.register(&user_id, &auth.claims.jti);
         if session.first_local
             && let Err(e) = state.bus.subscribe(&user_id).await
         {
@@ -106,8 +108,15 @@ async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
     let (sink, stream) = socket.split();
     let (reply_tx, reply_rx) = mpsc::channel::<Outgoing>(REPLY_QUEUE);
     let shutdown = state.shutdown.clone();
-    let mut writer =
-        tokio::spawn(write_loop(sink, hello.to_json().into(), session.frames, reply_rx, session.kicked, shutdown));
+    // The token's expiry ends the session too: a socket must not outlive
+    // the session it was opened with.
+    let expires_in = Duration::from_secs(u64::try_from(auth.claims.exp - super::clock::now_ms() / 1000).unwrap_or(0));
+    let ends = SessionEnds {
+        kicked: session.kicked,
+        ended: session.ended,
+        expires_at: tokio::time::Instant::now() + expires_in,
+    };
+    let mut writer = tokio::spawn(write_loop(sink, hello.to_json().into(), session.frames, reply_rx, ends, shutdown));
     let origin = state.hub.session_ref(session_id);
     let reader = read_loop(&state, &user_id, origin, stream, reply_tx.clone());
     tokio::pin!(reader);
@@ -169,14 +178,27 @@ pub fn close_frame(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
 }
 
+/// What ends a session from the server's side, besides shutdown.
+struct SessionEnds {
+    /// The hub gave up on it (outgoing queue full).
+    kicked: Arc<tokio::sync::Notify>,
+    /// Its token was revoked (logout, on any instance).
+    ended: Arc<tokio::sync::Notify>,
+    /// Its token expires.
+    expires_at: tokio::time::Instant,
+}
+
 async fn write_loop(
     mut sink: Sink,
     hello: Utf8Bytes,
     mut frames: mpsc::Receiver<Utf8Bytes>,
     mut replies: mpsc::Receiver<Outgoing>,
-    kicked: Arc<tokio::sync::Notify>,
+    ends: SessionEnds,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    let SessionEnds { kicked, ended, expires_at } = ends;
+    let expiry = tokio::time::sleep_until(expires_at);
+    tokio::pin!(expiry);
     if sink.send(Message::Text(hello)).await.is_err() {
         return;
     }
@@ -197,6 +219,8 @@ async fn write_loop(
             Some(frame) = frames.recv() => Message::Text(frame),
             _ = ping.tick() => Message::Ping(bytes::Bytes::new()),
             _ = kicked.notified() => return close_and_stop(&mut sink, close::POLICY, KICK_REASON).await,
+            _ = ended.notified() => return close_and_stop(&mut sink, CLOSE_SESSION_ENDED, "session ended").await,
+            _ = &mut expiry => return close_and_stop(&mut sink, CLOSE_SESSION_ENDED, "session expired").await,
             _ = shutdown.cancelled() => return close_and_stop(&mut sink, close::GOING_AWAY, SHUTDOWN_REASON).await,
             else => return,
         };
@@ -206,6 +230,7 @@ async fn write_loop(
         let outcome = tokio::select! {
             r = write_burst(&mut sink, message, &mut replies, &mut frames) => r,
             _ = kicked.notified() => return close_and_stop(&mut sink, close::POLICY, KICK_REASON).await,
+            _ = ended.notified() => return close_and_stop(&mut sink, CLOSE_SESSION_ENDED, "session ended").await,
             _ = shutdown.cancelled() => return close_and_stop(&mut sink, close::GOING_AWAY, SHUTDOWN_REASON).await,
         };
         match outcome {

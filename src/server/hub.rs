@@ -37,6 +37,26 @@ struct SessionSlot {
     id: u64,
     queue: mpsc::Sender<Utf8Bytes>,
     kick: Arc<Notify>,
+    /// The `jti` of the token the session authenticated with.
+    token_id: String,
+    ended: Arc<Notify>,
+}
+
+/// The internal bus event that ends every session opened with one token
+/// (a logout): `{"type":"session_ended","jti":"…"}`. The hub acts on it and
+/// never queues it for a client.
+pub fn session_ended_frame(token_id: &str) -> Bytes {
+    serde_json::json!({ "type": "session_ended", "jti": token_id }).to_string().into()
+}
+
+const SESSION_ENDED_PREFIX: &str = r#"{"type":"session_ended","#;
+
+/// The token id of a [`session_ended_frame`], or `None` for any other frame.
+fn ended_token(frame: &str) -> Option<String> {
+    if !frame.starts_with(SESSION_ENDED_PREFIX) {
+        return None;
+    }
+    serde_json::from_str::<serde_json::Value>(frame).ok()?.get("jti")?.as_str().map(str::to_string)
 }
 
 /// A local session watching a user.
@@ -55,6 +75,8 @@ pub struct SessionHandle {
     pub frames: mpsc::Receiver<Utf8Bytes>,
     /// Notified when the hub gives up on this session (queue overflow).
     pub kicked: Arc<Notify>,
+    /// Notified when the session's token is revoked (logout, anywhere).
+    pub ended: Arc<Notify>,
     /// True when this is the user's first session on this instance.
     pub first_local: bool,
 }
@@ -109,14 +131,16 @@ impl Hub {
         self.user_locks[stripe].lock().await
     }
 
-    pub fn register(&self, user_id: &str) -> SessionHandle {
+    /// Registers a session of `user_id`, authenticated with the token
+    /// whose `jti` is `token_id`.
+    pub fn register(&self, user_id: &str, token_id: &str) -> SessionHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (queue, frames) = mpsc::channel(self.queue_len);
-        let kick = Arc::new(Notify::new());
+        let (kick, ended) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let mut entry = self.sessions.entry(user_id.to_string()).or_default();
         let first_local = entry.is_empty();
-        entry.push(SessionSlot { id, queue, kick: kick.clone() });
-        SessionHandle { id, frames, kicked: kick, first_local }
+        entry.push(SessionSlot { id, queue, kick: kick.clone(), token_id: token_id.to_string(), ended: ended.clone() });
+        SessionHandle { id, frames, kicked: kick, ended, first_local }
     }
 
     /// Removes a session (and what it watched); returns true when it was
@@ -207,6 +231,15 @@ impl Hub {
                 return;
             }
         };
+        // A logout's control event (whichever way the bus carried it).
+        if let Some(token_id) = ended_token(&frame) {
+            match audience {
+                Audience::User(user_id) => self.end_sessions(user_id, &token_id),
+                Audience::Members { users, .. } => users.iter().for_each(|u| self.end_sessions(u, &token_id)),
+                Audience::Watchers(_) => {}
+            }
+            return;
+        }
         match audience {
             Audience::User(user_id) => self.deliver_to_user(user_id, &frame, None),
             Audience::Members { users, except } => {
@@ -224,6 +257,15 @@ impl Hub {
                     }
                     super::metrics::add(&super::metrics::METRICS.presence_frames, watchers.len() as u64);
                 }
+            }
+        }
+    }
+
+    /// Ends the local sessions of `user_id` opened with `token_id`.
+    fn end_sessions(&self, user_id: &str, token_id: &str) {
+        if let Some(slots) = self.sessions.get(user_id) {
+            for slot in slots.iter().filter(|s| s.token_id == token_id) {
+                slot.ended.notify_one();
             }
         }
     }
@@ -263,8 +305,8 @@ mod tests {
     #[test]
     fn first_and_last_session_are_reported() {
         let hub = Hub::new(4);
-        let a = hub.register("u1");
-        let b = hub.register("u1");
+        let a = hub.register("u1", "t");
+        let b = hub.register("u1", "t");
         assert!(a.first_local);
         assert!(!b.first_local);
         assert!(!hub.unregister("u1", a.id));
@@ -275,7 +317,7 @@ mod tests {
     #[tokio::test]
     async fn slow_session_is_kicked_not_buffered() {
         let hub = Hub::new(2);
-        let mut s = hub.register("u1");
+        let mut s = hub.register("u1", "t");
         for _ in 0..3 {
             hub.deliver(&Audience::User("u1".into()), Bytes::from_static(b"{}"));
         }
@@ -287,10 +329,10 @@ mod tests {
     #[tokio::test]
     async fn members_skip_the_originating_session() {
         let hub = Hub::new(4);
-        let mut a1 = hub.register("a");
-        let mut a2 = hub.register("a");
-        let mut b = hub.register("b");
-        let mut c = hub.register("c");
+        let mut a1 = hub.register("a", "t");
+        let mut a2 = hub.register("a", "t");
+        let mut b = hub.register("b", "t");
+        let mut c = hub.register("c", "t");
         let audience = Audience::Members { users: vec!["a".into(), "b".into()], except: Some(hub.session_ref(a1.id)) };
         hub.deliver(&audience, Bytes::from_static(b"{}"));
         assert!(a2.frames.try_recv().is_ok());
@@ -303,6 +345,18 @@ mod tests {
         assert!(a1.frames.try_recv().is_ok());
     }
 
+    #[tokio::test]
+    async fn a_revoked_token_ends_its_sessions_only() {
+        let hub = Hub::new(4);
+        let mut laptop = hub.register("u1", "token-a");
+        let phone = hub.register("u1", "token-b");
+        hub.deliver(&Audience::User("u1".into()), session_ended_frame("token-a"));
+        tokio::time::timeout(std::time::Duration::from_secs(1), laptop.ended.notified()).await.expect("ended");
+        assert!(laptop.frames.try_recv().is_err(), "the control event never reaches a client");
+        let ended = tokio::time::timeout(std::time::Duration::from_millis(50), phone.ended.notified()).await;
+        assert!(ended.is_err(), "another token's session goes on");
+    }
+
     fn set(ids: &[&str]) -> HashSet<String> {
         ids.iter().map(|s| s.to_string()).collect()
     }
@@ -310,9 +364,9 @@ mod tests {
     #[test]
     fn watchers_get_events_about_whom_they_watch_only() {
         let hub = Hub::new(8);
-        let mut a = hub.register("a");
-        let mut b = hub.register("b");
-        let mut c = hub.register("c");
+        let mut a = hub.register("a", "t");
+        let mut b = hub.register("b", "t");
+        let mut c = hub.register("c", "t");
         let mut added = hub.set_watched("a", a.id, set(&["x", "y"]));
         added.sort();
         assert_eq!(added, ["x", "y"]);

@@ -256,6 +256,12 @@ mod client {
                 {
                     leptos::logging::warn!("chat socket closed ({}): {}", ev.code(), ev.reason());
                     s.conn.borrow_mut().ws = None;
+                    if ev.code() == crate::protocol::CLOSE_SESSION_ENDED {
+                        // Logged out elsewhere, or the session expired: a
+                        // reconnect would be refused; ask to log in again.
+                        let _ = window().location().set_href("/login");
+                        return;
+                    }
                     s.schedule_reconnect();
                 }
             });

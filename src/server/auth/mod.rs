@@ -163,6 +163,11 @@ impl AuthService {
     /// Revokes the token until its natural expiry: a copy stops working too.
     pub async fn logout(&self, claims: &Claims) -> Result<(), AppError> {
         self.store.revoke_token(&claims.jti, claims.exp.saturating_mul(1000)).await?;
+        // Sockets opened with this token close too, on every instance.
+        let ended = crate::server::hub::session_ended_frame(&claims.jti);
+        if let Err(e) = self.bus.publish(Audience::User(claims.sub.clone()), ended).await {
+            tracing::warn!("could not end the sessions of a revoked token: {e}");
+        }
         Ok(())
     }
 
