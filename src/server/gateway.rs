@@ -42,11 +42,15 @@ use crate::{
 const PING_EVERY: Duration = Duration::from_secs(10);
 /// A connection silent for this long is dead and gets dropped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// tungstenite's read chunk per socket read. Its default (128 KiB) is
-/// zero-filled on every read: the send-path profile had memset at 17 % of
-/// the workers' CPU. Chat frames are small; larger ones still arrive whole
-/// (the buffer grows as a frame needs).
-pub const READ_BUFFER: usize = 8 * 1024;
+/// tungstenite's read chunk per socket read, allocated for every socket
+/// and kept while it is open. Its default (128 KiB) is zero-filled on every
+/// read: the send-path profile had memset at 17 % of the workers' CPU, and
+/// 20,000 idle sockets held 2.5 GB. Chat frames are 100–300 bytes, so one
+/// read of 4 KiB still takes a burst of a dozen or more; larger frames
+/// arrive whole (the buffer grows to what a frame needs). 8 KiB here cost
+/// 4 KiB more per idle connection for no gain in the hot-path bench
+/// (BENCHMARKS.md, "Connections").
+pub const READ_BUFFER: usize = 4 * 1024;
 
 /// Sends of one connection waiting to become durable, at most.
 pub const MAX_IN_FLIGHT: usize = 32;

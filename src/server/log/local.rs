@@ -21,6 +21,18 @@
 //!
 //! Fetches (the worker) use a second connection: WAL readers never wait
 //! for the writer.
+//!
+//! **Retention.** Like a Kafka topic, the log keeps records for a while
+//! ([`Retention::keep`], 7 days), not forever: without it `log.db` grew
+//! with every message ever sent. Rows carry no timestamp (that would cost
+//! every append); instead the writer drops a *mark* (its newest offset and
+//! the time) every [`Retention::every`], and records at or below a mark
+//! older than `keep` are deleted, a bounded chunk per pass so appends never
+//! wait behind a long delete. Freed pages are reused, so the file stops
+//! growing. A fetch below what was trimmed answers [`LogError::Expired`],
+//! as Kafka's driver does. Claims live 24 h, far less than `keep`; a claim
+//! whose record is gone anyway is treated as expired (the retry is a new
+//! message, which history's unique send key still stores once).
 
 use std::{
     fs::File,
@@ -34,7 +46,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{Appended, Durable, Log, LogError, LogRecord, SendRecord};
@@ -48,6 +60,24 @@ const QUEUE: usize = 16 * 1024;
 /// message; history's unique `(sender, client_msg_id)` still stores it once).
 const CLAIM_TTL: Duration = Duration::from_secs(24 * 3600);
 const CLAIM_PURGE_EVERY: Duration = Duration::from_secs(600);
+/// Records one trimming pass deletes at most (a few milliseconds of work).
+const TRIM_CHUNK: i64 = 20_000;
+
+/// How long records stay in the log, and how often the writer marks time.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Records are kept at least this long (Kafka's default `retention.ms`).
+    pub keep: Duration,
+    /// How often the writer drops a mark and trims: a record lives at most
+    /// `keep + every`.
+    pub every: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { keep: Duration::from_secs(7 * 24 * 3600), every: CLAIM_PURGE_EVERY }
+    }
+}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
@@ -63,6 +93,16 @@ CREATE TABLE IF NOT EXISTS sends (
     PRIMARY KEY (sender_id, client_msg_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sends_by_age ON sends(created_at_ms);
+-- Retention: the newest offset at a point in time (see the module docs).
+CREATE TABLE IF NOT EXISTS marks (
+    record_offset INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL
+);
+-- The first offset retention has not removed (one row, key 'trimmed_below').
+CREATE TABLE IF NOT EXISTS log_meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 struct Submission {
@@ -78,6 +118,8 @@ pub struct LocalLog {
     appended: Arc<Notify>,
     /// Highest offset known to be on disk; fetches read no further.
     synced_upto: Arc<AtomicI64>,
+    /// Offsets below this were removed by retention.
+    trimmed_below: Arc<AtomicI64>,
 }
 
 /// A group the writer has committed, waiting for the syncer.
@@ -93,6 +135,10 @@ fn unavailable(e: impl std::fmt::Display) -> LogError {
 
 impl LocalLog {
     pub fn open(data_dir: &Path) -> Result<Self, LogError> {
+        Self::open_with_retention(data_dir, Retention::default())
+    }
+
+    pub fn open_with_retention(data_dir: &Path, retention: Retention) -> Result<Self, LogError> {
         std::fs::create_dir_all(data_dir).map_err(unavailable)?;
         let path = data_dir.join("log.db");
         let conn = open_sqlite(&path).map_err(unavailable)?;
@@ -101,6 +147,7 @@ impl LocalLog {
         conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(unavailable)?;
         let last_offset: i64 =
             conn.query_row("SELECT COALESCE(MAX(offset), 0) FROM records", [], |r| r.get(0)).map_err(unavailable)?;
+        let trimmed_below = Arc::new(AtomicI64::new(load_trimmed_below(&conn).map_err(unavailable)?));
         let mut wal = WalFile::new(data_dir.join("log.db-wal"));
         // Whatever an earlier process committed is on disk from here on.
         wal.sync().map_err(unavailable)?;
@@ -110,15 +157,16 @@ impl LocalLog {
         let (writer, queue) = mpsc::channel(QUEUE);
         let (written_tx, written_rx) = std::sync::mpsc::channel::<Written>();
         let (wake, upto) = (appended.clone(), synced_upto.clone());
+        let trimmer = Trimmer { retention, trimmed_below: trimmed_below.clone(), last_pass: None, behind: false };
         std::thread::Builder::new()
             .name("charcha-log-sync".into())
             .spawn(move || sync_loop(wal, written_rx, upto, wake))
             .map_err(unavailable)?;
         std::thread::Builder::new()
             .name("charcha-log-writer".into())
-            .spawn(move || write_loop(conn, last_offset, queue, written_tx))
+            .spawn(move || write_loop(conn, last_offset, queue, written_tx, trimmer))
             .map_err(unavailable)?;
-        Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), appended, synced_upto })
+        Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), appended, synced_upto, trimmed_below })
     }
 }
 
@@ -188,9 +236,9 @@ fn write_loop(
     mut last_offset: i64,
     mut queue: mpsc::Receiver<Submission>,
     written: std::sync::mpsc::Sender<Written>,
+    mut trimmer: Trimmer,
 ) {
     let mut batch = Vec::with_capacity(256);
-    let mut last_purge = Instant::now();
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_GROUP {
@@ -215,14 +263,79 @@ fn write_loop(
                 }
             }
         }
-        if last_purge.elapsed() >= CLAIM_PURGE_EVERY {
-            last_purge = Instant::now();
-            let cutoff = now_ms - CLAIM_TTL.as_millis() as i64;
-            if let Err(e) = conn.execute("DELETE FROM sends WHERE created_at_ms < ?1", [cutoff]) {
-                tracing::warn!("purging old send claims failed: {e}");
-            }
+        if let Err(e) = trimmer.maybe_trim(&conn, last_offset, now_ms) {
+            tracing::warn!("log retention pass failed: {e}");
         }
     }
+}
+
+/// The writer's retention work (see the module docs): marks, claim expiry,
+/// and trimming old records a chunk at a time.
+struct Trimmer {
+    retention: Retention,
+    trimmed_below: Arc<AtomicI64>,
+    /// When the last mark was dropped (none yet: the first call drops one,
+    /// so a server restarted often still leaves marks behind).
+    last_pass: Option<Instant>,
+    /// The last pass left records to trim: keep going on the next call.
+    behind: bool,
+}
+
+impl Trimmer {
+    /// Every `retention.every`: drops a mark and forgets expired claims.
+    /// Then, on every call until it has caught up, deletes one chunk of
+    /// records covered by a mark older than `retention.keep`.
+    fn maybe_trim(&mut self, conn: &Connection, last_offset: i64, now_ms: i64) -> rusqlite::Result<()> {
+        let pass_due = self.last_pass.is_none_or(|t| t.elapsed() >= self.retention.every);
+        if !pass_due && !self.behind {
+            return Ok(()); // the common case: nothing to do on this group
+        }
+        if pass_due {
+            self.last_pass = Some(Instant::now());
+            // An empty log has nothing to mark (offsets start at 1).
+            if last_offset > 0 {
+                conn.execute(
+                    "INSERT INTO marks (record_offset, at_ms) VALUES (?1, ?2)
+                     ON CONFLICT (record_offset) DO UPDATE SET at_ms = excluded.at_ms",
+                    params![last_offset, now_ms],
+                )?;
+            }
+            let claim_cutoff = now_ms - CLAIM_TTL.as_millis() as i64;
+            conn.execute("DELETE FROM sends WHERE created_at_ms < ?1", [claim_cutoff])?;
+        }
+        self.behind = false;
+        let cutoff = now_ms - i64::try_from(self.retention.keep.as_millis()).unwrap_or(i64::MAX);
+        let horizon: Option<i64> =
+            conn.query_row("SELECT MAX(record_offset) FROM marks WHERE at_ms <= ?1", [cutoff], |r| r.get(0))?;
+        let Some(horizon) = horizon else { return Ok(()) };
+        let from = self.trimmed_below.load(Ordering::Acquire);
+        if horizon < from {
+            return Ok(());
+        }
+        // Everything up to and including `horizon` may go, a chunk per pass.
+        let below = (horizon + 1).min(from.saturating_add(TRIM_CHUNK));
+        let tx = conn.unchecked_transaction()?;
+        tx.execute("DELETE FROM records WHERE offset < ?1", [below])?;
+        tx.execute("DELETE FROM marks WHERE record_offset < ?1", [below])?;
+        tx.execute(
+            "INSERT INTO log_meta (key, value) VALUES ('trimmed_below', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [below],
+        )?;
+        tx.commit()?;
+        // Fetches see the new floor only once it is committed.
+        self.trimmed_below.fetch_max(below, Ordering::Release);
+        self.behind = below <= horizon;
+        Ok(())
+    }
+}
+
+/// The first offset retention has not removed (0: nothing removed yet).
+fn load_trimmed_below(conn: &Connection) -> rusqlite::Result<i64> {
+    Ok(conn
+        .query_row("SELECT value FROM log_meta WHERE key = 'trimmed_below'", [], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// Writes one group in one transaction; the outcome of each submission, in
@@ -252,14 +365,26 @@ fn commit_group(
                 newest = Some(offset);
                 continue;
             }
-            // Claimed before: undo this append, answer with the first attempt.
+            // Claimed before: answer with the first attempt, if retention
+            // has not removed it; otherwise this append takes the claim over.
+            let first: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT r.payload FROM sends s JOIN records r ON r.offset = s.record_offset
+                     WHERE s.sender_id = ?1 AND s.client_msg_id = ?2",
+                    params![r.sender_id, r.client_msg_id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let Some(first) = first else {
+                tx.execute(
+                    "UPDATE sends SET record_offset = ?3, created_at_ms = ?4 WHERE sender_id = ?1 AND client_msg_id = ?2",
+                    params![r.sender_id, r.client_msg_id, offset, now_ms],
+                )?;
+                outcomes.push(Appended::New);
+                newest = Some(offset);
+                continue;
+            };
             tx.execute("DELETE FROM records WHERE offset = ?1", [offset])?;
-            let first: Vec<u8> = tx.query_row(
-                "SELECT r.payload FROM sends s JOIN records r ON r.offset = s.record_offset
-                 WHERE s.sender_id = ?1 AND s.client_msg_id = ?2",
-                params![r.sender_id, r.client_msg_id],
-                |row| row.get(0),
-            )?;
             outcomes.push(Appended::Duplicate(String::from_utf8_lossy(&first).into_owned()));
         }
     }
@@ -292,6 +417,10 @@ impl Log for LocalLog {
     ) -> Result<Vec<LogRecord>, LogError> {
         if partition != 0 {
             return Ok(Vec::new());
+        }
+        let earliest = self.trimmed_below.load(Ordering::Acquire);
+        if from < earliest {
+            return Err(LogError::Expired { earliest });
         }
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
@@ -365,6 +494,38 @@ mod tests {
             super::super::append(&log, record("a", "m3", "again")).await.expect("durable"),
             Appended::Duplicate("p3".into())
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn retention_trims_old_records_and_fetches_below_it_expire() {
+        let dir = tempfile_dir();
+        // Keep for an hour: nothing goes.
+        let keep_hour = Retention { keep: Duration::from_secs(3600), every: Duration::ZERO };
+        let log = LocalLog::open_with_retention(&dir, keep_hour).expect("open");
+        for i in 0..50 {
+            super::super::append(&log, record("a", &format!("m{i}"), &format!("p{i}"))).await.expect("durable");
+        }
+        assert_eq!(log.fetch(0, 0, 1000, Duration::ZERO).await.expect("fetch").len(), 50);
+        drop(log);
+
+        // Keep nothing: every record up to the newest mark goes on the next group.
+        let keep_none = Retention { keep: Duration::ZERO, every: Duration::ZERO };
+        let log = LocalLog::open_with_retention(&dir, keep_none).expect("reopen");
+        super::super::append(&log, record("a", "m50", "p50")).await.expect("durable");
+        let earliest = match log.fetch(0, 0, 1000, Duration::ZERO).await {
+            Err(LogError::Expired { earliest }) => earliest,
+            other => panic!("expected Expired, got {other:?}"),
+        };
+        assert!(earliest > 50, "every record up to the mark is gone (floor {earliest})");
+        assert!(log.fetch(0, earliest, 1000, Duration::ZERO).await.expect("fetch above the floor").len() <= 1);
+        // A retry whose first attempt was trimmed is a new record, not an error.
+        assert_eq!(super::super::append(&log, record("a", "m7", "again")).await.expect("durable"), Appended::New);
+        drop(log);
+
+        // The floor survives a restart.
+        let log = LocalLog::open_with_retention(&dir, keep_hour).expect("reopen");
+        assert!(matches!(log.fetch(0, 0, 10, Duration::ZERO).await, Err(LogError::Expired { .. })));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

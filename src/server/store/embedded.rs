@@ -132,6 +132,31 @@ impl EmbeddedStore {
         .await
         .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
+
+    /// Like [`Self::call`], for the history worker's writes: committed with
+    /// `synchronous=NORMAL`, without an fsync of their own. They need none:
+    /// every message is durable in the log first, and the worker's
+    /// checkpoint is written the same way after its messages, so a crash can
+    /// only take back a suffix of both (the WAL is replayed in order), which
+    /// the worker then replays idempotently. The next `FULL` commit (an
+    /// account, a token, media) or a WAL checkpoint syncs them anyway.
+    /// Before this, every history batch fsynced the large database file's
+    /// WAL on the same journal as the log's own fsync, and the send path
+    /// slowed as history grew (BENCHMARKS.md, "History size matters").
+    async fn call_replayable<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.call(move |c| {
+            c.execute_batch("PRAGMA synchronous=NORMAL;").map_err(unavailable)?;
+            let result = f(c);
+            // Back to FULL for everything else, whatever `f` did.
+            c.execute_batch("PRAGMA synchronous=FULL;").map_err(unavailable)?;
+            result
+        })
+        .await
+    }
 }
 
 /// Opens a SQLite file with the settings every Charcha database uses:
@@ -525,7 +550,7 @@ impl ConversationStore for EmbeddedStore {
 impl MessageStore for EmbeddedStore {
     async fn save_messages(&self, messages: &[ChatMessage]) -> Result<u64, StoreError> {
         let messages = messages.to_vec();
-        self.call(move |c| {
+        self.call_replayable(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
             let mut inserted = 0u64;
             {
@@ -626,7 +651,7 @@ impl CheckpointStore for EmbeddedStore {
 
     async fn save_offset(&self, stream: &str, partition: i32, next_offset: i64) -> Result<(), StoreError> {
         let stream = stream.to_string();
-        self.call(move |c| {
+        self.call_replayable(move |c| {
             c.execute(
                 "INSERT INTO log_offsets (stream, partition, next_offset) VALUES (?1, ?2, ?3)
                  ON CONFLICT(stream, partition) DO UPDATE SET next_offset = excluded.next_offset",
