@@ -167,6 +167,11 @@ fn nginx_balances_every_instance_and_passes_websocket_upgrades() {
     assert!(conf.contains("proxy_set_header Upgrade $http_upgrade"));
     assert!(conf.contains("$connection_upgrade"));
     assert!(conf.contains("proxy_set_header Host $http_host"), "Host keeps its port for the Origin check");
+    assert_eq!(
+        conf.matches("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;").count(),
+        2,
+        "pages, the API and WebSockets all tell the app who the client is"
+    );
     let lb = &c["services"]["lb"];
     assert!(lb["volumes"][0].as_str().is_some_and(|v| v.starts_with("./deploy/nginx.conf:")));
 }

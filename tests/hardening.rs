@@ -180,7 +180,7 @@ async fn uploads_are_limited_per_user_per_hour() {
 /// avatars stay.
 #[tokio::test]
 async fn unreferenced_media_is_collected_after_the_grace_period() {
-    let server = TestServer::start_with(|c| c.limits.media_gc_grace = Duration::from_secs(3)).await;
+    let server = TestServer::start_with(|c| c.limits.media_gc_grace = Duration::from_secs(5)).await;
     let a = TestUser::signup(&server, "Keeper").await;
     let b = TestUser::signup(&server, "Peer").await;
     let (status, orphan, _) = upload(&a, &server, &b.id, png()).await;
@@ -196,7 +196,7 @@ async fn unreferenced_media_is_collected_after_the_grace_period() {
     ws.reply_to("img", Duration::from_secs(5)).await.expect("ack");
     // The message is in history well within the grace period.
     let peer = b.id.clone();
-    eventually_within(Duration::from_secs(2), || {
+    eventually_within(Duration::from_secs(4), || {
         let (http, url, peer) = (a.http.clone(), server.url.clone(), peer.clone());
         async move { (!common::history_all(&http, &url, &peer).await.is_empty()).then_some(()) }
     })
@@ -207,7 +207,7 @@ async fn unreferenced_media_is_collected_after_the_grace_period() {
     };
     assert_eq!(status(orphan.clone()).await, StatusCode::OK, "within the grace period");
     let started = Instant::now();
-    eventually_within(Duration::from_secs(12), || {
+    eventually_within(Duration::from_secs(15), || {
         let orphan = orphan.clone();
         async move { (status(orphan).await == StatusCode::NOT_FOUND).then_some(()) }
     })

@@ -12,6 +12,10 @@ use super::{LoginPolicy, LoginThrottle, RateLimitError, RateLimiter};
 
 /// Keys kept before entries that no longer matter are forgotten.
 const MAX_KEYS: usize = 10_000;
+/// Accounts the log-in throttle tracks at most. Beyond this (a flood of
+/// attempts on distinct emails from many addresses) the unlocked ones are
+/// forgotten: their counts restart, locks stay, memory stays bounded.
+const MAX_ACCOUNTS: usize = 100_000;
 
 #[derive(Default)]
 pub struct LocalRateLimiter {
@@ -92,6 +96,9 @@ impl LoginThrottle for LocalLoginThrottle {
                     || now.duration_since(a.window_started) < policy.window
                     || a.last_strike.is_some_and(|s| now.duration_since(s) < policy.strike_memory)
             });
+        }
+        if map.len() > MAX_ACCOUNTS {
+            map.retain(|_, a| a.locked_until.is_some_and(|u| u > now));
         }
         let a = map.entry(account.to_string()).or_insert(Account {
             window_started: now,
