@@ -210,4 +210,17 @@ mod tests {
         assert_eq!(limiter.count_locally("small", 3, w), Some(1));
         assert_eq!(limiter.count_locally("small", 3, w), Some(1));
     }
+
+    #[tokio::test]
+    async fn login_throttle_fails_open_while_redis_is_down() {
+        // Never connected: every call says unavailable at once, and the
+        // log-in goes on (the per-IP limit and hashing cost still apply).
+        let throttle = RedisLoginThrottle::new(Client::default(), "t");
+        let policy = LoginPolicy::new(5);
+        assert!(matches!(throttle.attempt("a@b.c", &policy).await, Err(RateLimitError::Unavailable(_))));
+        assert_eq!(super::super::login_attempt(&throttle, "a@b.c", &policy).await, Ok(()));
+        assert!(throttle.succeeded("a@b.c").await.is_err());
+        let limiter = RedisRateLimiter::new(Client::default(), "t");
+        assert!(limiter.add("k", 10, 5, Duration::from_secs(60)).await.is_err());
+    }
 }
