@@ -48,6 +48,10 @@ OUT="$TARGET_DIR/bench"
 mkdir -p "$OUT"
 # A bench-only secret (48 characters): tokens in the cache stay valid across runs.
 BENCH_JWT_SECRET="charcha-bench-only-secret-0123456789abcdefghijkl"
+# /metrics is not public: the servers get this token, charcha-bench conns
+# reads their counters with it (CHARCHA_METRICS_TOKEN in its environment).
+BENCH_METRICS_TOKEN="charcha-bench-metrics-0123456789"
+export CHARCHA_METRICS_TOKEN="$BENCH_METRICS_TOKEN"
 
 if [ "$QUICK" -eq 1 ]; then PROFILE=debug; PROFILE_FLAG=(); else PROFILE=release; PROFILE_FLAG=(--release); fi
 CHARCHA="$TARGET_DIR/$PROFILE/charcha"
@@ -156,6 +160,7 @@ charcha_env() {
   CHARCHA_ENV_VARS=(
     "CHARCHA_DATA_DIR=$2"
     "JWT_SECRET=$BENCH_JWT_SECRET"
+    "CHARCHA_METRICS_TOKEN=$BENCH_METRICS_TOKEN"
     "CHARCHA_AUTH_RATE_PER_MINUTE=1000000"
     "CHARCHA_SEND_RATE_PER_MINUTE=100000000"
     "LEPTOS_SITE_ADDR=$1"

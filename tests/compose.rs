@@ -139,6 +139,17 @@ fn app_env_is_valid_production_config_pointing_at_real_services() {
         } else {
             assert!(!config.worker.enabled, "{name}: web instances leave history to the worker");
             assert_eq!(site.port(), 3000);
+            // nginx's fixed address is the one trusted proxy: per-IP limits
+            // see the clients, and nothing else may claim to be a proxy.
+            let lb_ip: std::net::IpAddr = c["services"]["lb"]["networks"]["default"]["ipv4_address"]
+                .as_str()
+                .expect("lb has a fixed address")
+                .parse()
+                .expect("lb address");
+            assert!(config.trusted_proxies.contains(lb_ip), "{name} trusts nginx at {lb_ip}");
+            assert!(!config.trusted_proxies.contains("172.28.1.7".parse().unwrap()), "{name} trusts only nginx");
+            let metrics = config.metrics_addr.expect("metrics on their own port");
+            assert_ne!(metrics.port(), site.port(), "{name}: metrics are not on the port nginx exposes");
         }
     }
 }
@@ -156,6 +167,11 @@ fn nginx_balances_every_instance_and_passes_websocket_upgrades() {
     assert!(conf.contains("proxy_set_header Upgrade $http_upgrade"));
     assert!(conf.contains("$connection_upgrade"));
     assert!(conf.contains("proxy_set_header Host $http_host"), "Host keeps its port for the Origin check");
+    assert_eq!(
+        conf.matches("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;").count(),
+        2,
+        "pages, the API and WebSockets all tell the app who the client is"
+    );
     let lb = &c["services"]["lb"];
     assert!(lb["volumes"][0].as_str().is_some_and(|v| v.starts_with("./deploy/nginx.conf:")));
 }
@@ -167,10 +183,14 @@ async fn prometheus_and_grafana_match_the_metrics_endpoint() {
     assert_eq!(job["metrics_path"].as_str(), Some("/metrics"));
     let targets: Vec<&str> =
         job["static_configs"][0]["targets"].as_sequence().expect("targets").iter().filter_map(Value::as_str).collect();
-    assert_eq!(targets, ["charcha-1:3000", "charcha-2:3000", "charcha-3:3000"]);
+    assert_eq!(targets, ["charcha-1:9100", "charcha-2:9100", "charcha-3:9100"], "the instances' metrics ports");
+    let c = compose();
+    let metrics_addr = environment(&c["services"]["charcha-1"]).get("CHARCHA_METRICS_ADDR").cloned();
+    assert_eq!(metrics_addr.as_deref(), Some("0.0.0.0:9100"), "Prometheus scrapes CHARCHA_METRICS_ADDR");
 
-    let server = common::TestServer::start().await;
-    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.expect("GET /metrics");
+    let server = common::TestServer::start_with(|c| c.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)))).await;
+    let addr = server.metrics_addr().expect("metrics address");
+    let metrics = reqwest::get(format!("http://{addr}/metrics")).await.expect("GET /metrics");
     assert_eq!(metrics.status(), 200);
     let body = metrics.text().await.expect("text");
     let dashboard: serde_json::Value =

@@ -25,6 +25,7 @@ use super::{
     media::ImageForm,
     metrics,
     presence::Presence,
+    quota::Quotas,
     ratelimit::{self, RateLimiter},
     store::{MediaInfo, MediaRecord, Store, UserCursor, UserRecord, media_url},
 };
@@ -59,6 +60,8 @@ pub struct ChatService {
     limiter: Arc<dyn RateLimiter>,
     /// Messages per user per minute.
     send_rate_per_minute: u32,
+    /// Upload quotas (shared with avatars).
+    quotas: Arc<Quotas>,
     /// Monotonic within this process even inside one millisecond, so ids
     /// from one instance sort in send order.
     ids: Mutex<ulid::Generator>,
@@ -108,6 +111,7 @@ impl ChatService {
         presence: Arc<dyn Presence>,
         limiter: Arc<dyn RateLimiter>,
         send_rate_per_minute: u32,
+        quotas: Arc<Quotas>,
     ) -> Self {
         Self {
             store,
@@ -116,6 +120,7 @@ impl ChatService {
             presence,
             limiter,
             send_rate_per_minute,
+            quotas,
             ids: Mutex::new(ulid::Generator::new()),
             known_users: DashSet::new(),
         }
@@ -377,6 +382,7 @@ impl ChatService {
     /// Stores an image for a message to `form.to`; returns its URL.
     pub async fn upload_image(&self, sender: &str, form: ImageForm) -> Result<String, AppError> {
         let conversation_id = self.peer_conversation(sender, &form.to).await?;
+        self.quotas.upload(sender, form.image.data.len()).await?;
         self.ensure_conversation(&conversation_id, [sender, &form.to]).await?;
         let media = MediaRecord {
             id: self.next_id(),

@@ -23,6 +23,17 @@ pub const ENV_VARS: &[&str] = &[
     "CHARCHA_AUTH_RATE_PER_MINUTE",
     "CHARCHA_SEND_RATE_PER_MINUTE",
     "CHARCHA_WS_QUEUE",
+    "CHARCHA_TRUSTED_PROXIES",
+    "CHARCHA_LOGIN_MAX_FAILURES",
+    "CHARCHA_UPLOADS_PER_HOUR",
+    "CHARCHA_UPLOAD_BYTES_PER_HOUR",
+    "CHARCHA_MEDIA_GC_GRACE",
+    "CHARCHA_WS_PER_USER",
+    "CHARCHA_PROFILE_UPDATES_PER_HOUR",
+    "CHARCHA_WATCH_RATE_PER_MINUTE",
+    "CHARCHA_HEADER_READ_TIMEOUT",
+    "CHARCHA_METRICS_TOKEN",
+    "CHARCHA_METRICS_ADDR",
     "MONGODB_URI",
     "REDIS_URL",
     "CHARCHA_REDIS_PREFIX",
@@ -65,6 +76,23 @@ pub struct Limits {
     /// Messages one user may send per minute, all sessions together.
     pub send_rate_per_minute: u32,
     pub ws_queue: usize,
+    /// Failed log-ins for one account (in [`crate::server::ratelimit::LOGIN_FAILURE_WINDOW`])
+    /// before it is locked with a growing, capped delay.
+    pub login_max_failures: u32,
+    /// Image and avatar uploads one user may make per hour, and their bytes.
+    pub uploads_per_hour: u32,
+    pub upload_bytes_per_hour: u64,
+    /// Media older than this that no message or avatar references is deleted.
+    pub media_gc_grace: Duration,
+    /// Open WebSockets per user on one instance; the next upgrade is refused.
+    pub ws_per_user: usize,
+    /// Profile edits one user may make per hour (each is broadcast to watchers).
+    pub profile_updates_per_hour: u32,
+    /// `watch` frames one user may send per minute, all sessions together.
+    pub watch_rate_per_minute: u32,
+    /// How long a connection may take to send a request's headers, counted
+    /// from when it starts waiting for one: also the idle keep-alive limit.
+    pub header_read_timeout: Duration,
 }
 
 /// Which drivers to run. Empty = embedded.
@@ -111,6 +139,13 @@ pub struct Config {
     pub limits: Limits,
     pub backends: Backends,
     pub worker: WorkerConfig,
+    /// Proxies whose `X-Forwarded-For` is believed (CHARCHA_TRUSTED_PROXIES).
+    pub trusted_proxies: crate::server::client_ip::TrustedProxies,
+    /// Bearer token that unlocks `/metrics` on the site address
+    /// (CHARCHA_METRICS_TOKEN; env/.env only, like JWT_SECRET).
+    pub metrics_token: Option<String>,
+    /// A separate address serving only `/metrics` (CHARCHA_METRICS_ADDR).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -124,6 +159,9 @@ impl std::fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("backends", &self.backends)
             .field("worker", &self.worker)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "<redacted>"))
+            .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
 }
@@ -213,6 +251,11 @@ impl Config {
                 }
             }
         };
+        let duration = |key: &'static str, default: &str| -> Result<Duration, ConfigError> {
+            let text = get(key).unwrap_or_else(|| default.to_string());
+            parse_duration(&text)
+                .ok_or_else(|| ConfigError::Invalid { key, message: format!("`{text}` (use e.g. 10s, 30m, 1h)") })
+        };
         let l = file.limits;
         let limits = Limits {
             max_json_bytes: num("CHARCHA_MAX_JSON_BYTES", l.max_json_bytes)? as usize,
@@ -221,6 +264,33 @@ impl Config {
             auth_rate_per_minute: num("CHARCHA_AUTH_RATE_PER_MINUTE", l.auth_rate_per_minute as u64)? as u32,
             send_rate_per_minute: num("CHARCHA_SEND_RATE_PER_MINUTE", l.send_rate_per_minute as u64)? as u32,
             ws_queue: (num("CHARCHA_WS_QUEUE", l.ws_queue)? as usize).max(8),
+            login_max_failures: (num("CHARCHA_LOGIN_MAX_FAILURES", l.login_max_failures.into())?.clamp(1, 1000)) as u32,
+            uploads_per_hour: num("CHARCHA_UPLOADS_PER_HOUR", l.uploads_per_hour.into())?.min(u32::MAX.into()) as u32,
+            upload_bytes_per_hour: num("CHARCHA_UPLOAD_BYTES_PER_HOUR", l.upload_bytes_per_hour)?,
+            media_gc_grace: duration("CHARCHA_MEDIA_GC_GRACE", &l.media_gc_grace)?,
+            ws_per_user: (num("CHARCHA_WS_PER_USER", l.ws_per_user)?.max(1)) as usize,
+            profile_updates_per_hour: num("CHARCHA_PROFILE_UPDATES_PER_HOUR", l.profile_updates_per_hour.into())?
+                .min(u32::MAX.into()) as u32,
+            watch_rate_per_minute: num("CHARCHA_WATCH_RATE_PER_MINUTE", l.watch_rate_per_minute.into())?
+                .min(u32::MAX.into()) as u32,
+            header_read_timeout: duration("CHARCHA_HEADER_READ_TIMEOUT", &l.header_read_timeout)?,
+        };
+        let proxies_text = get("CHARCHA_TRUSTED_PROXIES").unwrap_or(file.trusted_proxies);
+        let trusted_proxies = crate::server::client_ip::TrustedProxies::parse(&proxies_text)
+            .map_err(|e| ConfigError::Invalid { key: "CHARCHA_TRUSTED_PROXIES", message: e.to_string() })?;
+        let metrics_token = get("CHARCHA_METRICS_TOKEN");
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::Invalid {
+                key: "CHARCHA_METRICS_TOKEN",
+                message: "use at least 16 random characters (openssl rand -hex 24)".into(),
+            });
+        }
+        let metrics_addr = match get("CHARCHA_METRICS_ADDR").or_else(|| non_empty_text(file.metrics_addr)) {
+            None => None,
+            Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| ConfigError::Invalid {
+                key: "CHARCHA_METRICS_ADDR",
+                message: format!("`{a}` is not host:port (e.g. 0.0.0.0:9100)"),
+            })?),
         };
         let b = file.backends;
         let non_empty = |s: String| Some(s).filter(|s| !s.trim().is_empty());
@@ -266,6 +336,9 @@ impl Config {
             limits,
             backends,
             worker,
+            trusted_proxies,
+            metrics_token,
+            metrics_addr,
         })
     }
 
@@ -278,6 +351,10 @@ impl Config {
         cfg.jwt_secret_generated = false;
         cfg
     }
+}
+
+fn non_empty_text(s: String) -> Option<String> {
+    Some(s).filter(|s| !s.trim().is_empty())
 }
 
 /// Parses `90s`, `30m`, `12h`, `7d`, or plain seconds.
@@ -316,6 +393,10 @@ pub struct CharchaSection {
     pub env: String,
     pub data_dir: String,
     pub jwt_expiration: String,
+    /// Comma-separated IPs/CIDRs of reverse proxies (CHARCHA_TRUSTED_PROXIES).
+    pub trusted_proxies: String,
+    /// host:port serving only `/metrics` (CHARCHA_METRICS_ADDR); empty = none.
+    pub metrics_addr: String,
     pub limits: LimitsSection,
     pub backends: BackendsSection,
     pub worker: WorkerSection,
@@ -341,6 +422,8 @@ impl Default for CharchaSection {
             env: "development".into(),
             data_dir: "./data".into(),
             jwt_expiration: "7d".into(),
+            trusted_proxies: String::new(),
+            metrics_addr: String::new(),
             limits: LimitsSection::default(),
             backends: BackendsSection::default(),
             worker: WorkerSection::default(),
@@ -357,6 +440,14 @@ pub struct LimitsSection {
     pub auth_rate_per_minute: u32,
     pub send_rate_per_minute: u32,
     pub ws_queue: u64,
+    pub login_max_failures: u32,
+    pub uploads_per_hour: u32,
+    pub upload_bytes_per_hour: u64,
+    pub media_gc_grace: String,
+    pub ws_per_user: u64,
+    pub profile_updates_per_hour: u32,
+    pub watch_rate_per_minute: u32,
+    pub header_read_timeout: String,
 }
 
 impl Default for LimitsSection {
@@ -368,6 +459,14 @@ impl Default for LimitsSection {
             auth_rate_per_minute: 20,
             send_rate_per_minute: 600,
             ws_queue: 256,
+            login_max_failures: 5,
+            uploads_per_hour: 60,
+            upload_bytes_per_hour: 50 * 1024 * 1024,
+            media_gc_grace: "1h".into(),
+            ws_per_user: 20,
+            profile_updates_per_hour: 30,
+            watch_rate_per_minute: 240,
+            header_read_timeout: "10s".into(),
         }
     }
 }
@@ -484,6 +583,38 @@ mod tests {
         let env = |k: &str| (k == "SERVER_PORT").then(|| "99999".to_string());
         assert!(Config::from_sources(addr(), CharchaSection::default(), &env).is_err());
         assert!(FileConfig::parse("[charcha]\nunknown = 1").is_err());
+        for (key, value) in [
+            ("CHARCHA_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("CHARCHA_TRUSTED_PROXIES", "nginx"),
+            ("CHARCHA_METRICS_ADDR", "everywhere"),
+            ("CHARCHA_METRICS_TOKEN", "short"),
+            ("CHARCHA_HEADER_READ_TIMEOUT", "0s"),
+            ("CHARCHA_MEDIA_GC_GRACE", "soon"),
+        ] {
+            let env = |k: &str| (k == key).then(|| value.to_string());
+            assert!(Config::from_sources(addr(), CharchaSection::default(), &env).is_err(), "{key}={value}");
+        }
+    }
+
+    #[test]
+    fn security_settings_have_safe_defaults_and_parse() {
+        let cfg = Config::from_sources(addr(), CharchaSection::default(), &|_| None).unwrap();
+        assert!(cfg.trusted_proxies.is_empty(), "nobody is trusted by default");
+        assert!(cfg.metrics_token.is_none() && cfg.metrics_addr.is_none(), "/metrics is not served by default");
+        assert_eq!(cfg.limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.limits.media_gc_grace, Duration::from_secs(3600));
+        assert_eq!((cfg.limits.uploads_per_hour, cfg.limits.upload_bytes_per_hour), (60, 50 * 1024 * 1024));
+        let env = |k: &str| match k {
+            "CHARCHA_TRUSTED_PROXIES" => Some("10.0.0.0/8, 192.168.1.7".into()),
+            "CHARCHA_METRICS_ADDR" => Some("0.0.0.0:9100".into()),
+            "CHARCHA_METRICS_TOKEN" => Some("0123456789abcdef0123".into()),
+            _ => None,
+        };
+        let cfg = Config::from_sources(addr(), CharchaSection::default(), &env).unwrap();
+        assert!(cfg.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(!cfg.trusted_proxies.contains("192.168.1.8".parse().unwrap()));
+        assert_eq!(cfg.metrics_addr, Some("0.0.0.0:9100".parse().unwrap()));
+        assert!(!format!("{cfg:?}").contains("0123456789abcdef"), "the metrics token is redacted");
     }
 
     #[test]

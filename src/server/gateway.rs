@@ -90,11 +90,26 @@ fn origin_allowed(headers: &HeaderMap) -> bool {
     }
 }
 
+/// Close reason of a connection refused because the user has
+/// [`crate::server::config::Limits::ws_per_user`] open already.
+pub const TOO_MANY_SESSIONS: &str = "too many open connections";
+
 async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
     let user_id = auth.user.id.clone();
     state.chat.remember_user(&user_id);
     let session = {
-        let _in_order = state.hub.serialize_user(&user_id).await;
+        let in_order = state.hub.serialize_user(&user_id).await;
+        // Checked and registered under the user's lock, so concurrent
+        // upgrades cannot all slip in under the cap. The newest connection
+        // is the one refused: closing an older tab the user is looking at
+        // would surprise them more, and an older tab that is refused
+        // instead would reconnect and kick the next one, in a loop.
+        let cap = state.config.limits.ws_per_user;
+        if state.hub.user_session_count(&user_id) >= cap {
+            drop(in_order);
+            refuse_session(socket, cap).await;
+            return;
+        }
         let session = state.hub.register(&user_id, &auth.claims.jti);
         if session.first_local
             && let Err(e) = state.bus.subscribe(&user_id).await
@@ -102,6 +117,7 @@ async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
             tracing::warn!("bus subscribe failed for {user_id}: {e}");
         }
         announce_presence(&state, &user_id, state.presence.session_opened(&user_id).await, true).await;
+        drop(in_order);
         session
     };
     super::metrics::inc(&super::metrics::METRICS.ws_connections);
@@ -149,6 +165,21 @@ async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
         tracing::warn!("bus unsubscribe failed for {user_id}: {e}");
     }
     announce_presence(&state, &user_id, state.presence.session_closed(&user_id).await, false).await;
+}
+
+/// Tells a client over its cap of connections why it is turned away (an
+/// `error` frame instead of `hello`), then closes with 1008.
+async fn refuse_session(mut socket: WebSocket, cap: usize) {
+    let error = ServerEvent::Error {
+        code: ErrorCode::RateLimited,
+        message: format!("Too many open connections ({cap} per account); close another tab or window and retry"),
+        client_msg_id: None,
+    };
+    let refuse = async {
+        socket.send(Message::Text(error.to_json().into())).await?;
+        socket.send(close_frame(close::POLICY, TOO_MANY_SESSIONS)).await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), refuse).await;
 }
 
 /// Tells the user's watchers `online` when the presence driver says the
@@ -436,6 +467,18 @@ async fn watch(
     }
     if let Some(bad) = user_ids.iter().find(|id| !is_valid_id(id)) {
         return reply(invalid(format!("Malformed user id in watch: {:?}", truncated(bad))));
+    }
+    // Each change is a presence lookup and, scaled, an event on every
+    // instance: bounded per user, all sessions together.
+    if let Err(secs) = state.quotas.watch(user_id).await {
+        return reply(ServerEvent::Error {
+            code: ErrorCode::RateLimited,
+            message: format!(
+                "Too many watch changes (at most {} a minute); this one was ignored, retry in {secs} s",
+                state.quotas.watch_rate_per_minute()
+            ),
+            client_msg_id: None,
+        });
     }
     let added = state.hub.set_watched(user_id, session_id, user_ids.into_iter().collect());
     if added.is_empty() {

@@ -143,6 +143,11 @@ impl Hub {
         SessionHandle { id, frames, kicked: kick, ended, first_local }
     }
 
+    /// Sessions `user_id` has open on this instance.
+    pub fn user_session_count(&self, user_id: &str) -> usize {
+        self.sessions.get(user_id).map_or(0, |slots| slots.len())
+    }
+
     /// Removes a session (and what it watched); returns true when it was
     /// the user's last one here.
     pub fn unregister(&self, user_id: &str, session_id: u64) -> bool {

@@ -1,9 +1,20 @@
 //! Prometheus metrics at `GET /metrics` (text exposition format): counters
 //! the hot paths bump with relaxed atomics, gauges read when scraped.
+//!
+//! Not public: the counters tell an outsider how busy the service is and
+//! when its backends fail. `/metrics` is served either on its own address
+//! (CHARCHA_METRICS_ADDR, for a scraper on a private network; the site
+//! address then answers 404) or on the site address to requests carrying
+//! `Authorization: Bearer <CHARCHA_METRICS_TOKEN>` (401 otherwise). With
+//! neither configured it answers 404.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::{extract::State, http::header, response::IntoResponse};
+use axum::{
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
 
 use super::state::AppState;
 
@@ -76,6 +87,50 @@ fn counters(m: &Metrics) -> [(&'static str, &'static str, &AtomicU64); 9] {
     ]
 }
 
+/// `GET /metrics` on the site address (see the module docs).
+pub async fn site_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.config.metrics_addr.is_some() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match &state.config.metrics_token {
+        None => StatusCode::NOT_FOUND.into_response(),
+        Some(token) => authorized(&headers, token, &state).await,
+    }
+}
+
+/// `GET /metrics` on CHARCHA_METRICS_ADDR; a configured token is required
+/// there too.
+pub async fn private_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match &state.config.metrics_token {
+        None => handler(State(state)).await.into_response(),
+        Some(token) => authorized(&headers, token, &state).await,
+    }
+}
+
+async fn authorized(headers: &HeaderMap, token: &str, state: &AppState) -> Response {
+    if bearer_matches(headers, token) {
+        return handler(State(state.clone())).await.into_response();
+    }
+    let mut resp = StatusCode::UNAUTHORIZED.into_response();
+    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"metrics\""));
+    resp
+}
+
+/// The request's bearer token is `token`, compared in constant time (the
+/// comparison must not tell an attacker how much of a guess was right).
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+    else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The exposition itself, unguarded: callers check access first.
 pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
@@ -97,4 +152,24 @@ pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
         state.hub.local_user_count() as u64,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_token_must_match_exactly() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(v));
+            h
+        };
+        let token = "0123456789abcdef";
+        assert!(bearer_matches(&with("Bearer 0123456789abcdef"), token));
+        assert!(!bearer_matches(&with("Bearer 0123456789abcdeF"), token));
+        assert!(!bearer_matches(&with("Bearer 0123456789abcde"), token));
+        assert!(!bearer_matches(&with("Basic 0123456789abcdef"), token));
+        assert!(!bearer_matches(&HeaderMap::new(), token));
+    }
 }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod bus;
 pub mod chat;
 pub mod claims;
+pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod gateway;
@@ -21,9 +22,11 @@ pub mod metrics;
 pub mod outage;
 pub mod periodic;
 pub mod presence;
+pub mod quota;
 pub mod ratelimit;
 pub mod redis_conn;
 pub mod rest;
+pub mod serve;
 pub mod state;
 pub mod store;
 pub mod web;
@@ -31,7 +34,7 @@ pub mod worker;
 
 use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
-use axum::{Router, serve::ListenerExt};
+use axum::Router;
 use leptos::{config::LeptosOptions, prelude::provide_context};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -45,7 +48,11 @@ use self::{
     hub::Hub,
     log::{Log, local::LocalLog},
     presence::{Presence, local::LocalPresence},
-    ratelimit::{RateLimiter, local::LocalRateLimiter},
+    quota::Quotas,
+    ratelimit::{
+        LoginPolicy, LoginThrottle, RateLimiter,
+        local::{LocalLoginThrottle, LocalRateLimiter},
+    },
     state::AppState,
     store::{Store, embedded::EmbeddedStore},
 };
@@ -68,6 +75,8 @@ pub enum StartError {
 /// A running server: its address and the handle that stops it.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when it has its own address (CHARCHA_METRICS_ADDR).
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -105,6 +114,7 @@ pub struct Drivers {
     pub bus: Arc<dyn Bus>,
     pub presence: Arc<dyn Presence>,
     pub limiter: Arc<dyn RateLimiter>,
+    pub login_throttle: Arc<dyn LoginThrottle>,
     /// Stops every task the drivers started.
     pub shutdown: CancellationToken,
 }
@@ -124,7 +134,8 @@ pub async fn connect_drivers(config: &Config) -> Result<Drivers, StartError> {
         None => None,
     };
     let log = connect_log(config, redis.as_ref(), &shutdown).await?;
-    let (bus, presence, limiter): (Arc<dyn Bus>, Arc<dyn Presence>, Arc<dyn RateLimiter>) = match redis {
+    type Limits = (Arc<dyn RateLimiter>, Arc<dyn LoginThrottle>);
+    let (bus, presence, (limiter, login_throttle)): (Arc<dyn Bus>, Arc<dyn Presence>, Limits) = match redis {
         Some(clients) => {
             tracing::info!("bus, presence, rate limits: Redis");
             let bus: Arc<dyn Bus> = Arc::new(
@@ -134,15 +145,16 @@ pub async fn connect_drivers(config: &Config) -> Result<Drivers, StartError> {
             );
             let presence =
                 presence::redis::RedisPresence::start(&clients, &b.redis_prefix, bus.clone(), shutdown.clone());
-            (
-                bus,
-                presence,
-                Arc::new(ratelimit::redis::RedisRateLimiter::new(clients.commands.clone(), &b.redis_prefix)),
-            )
+            let limiter = Arc::new(ratelimit::redis::RedisRateLimiter::new(clients.commands.clone(), &b.redis_prefix));
+            let throttle =
+                Arc::new(ratelimit::redis::RedisLoginThrottle::new(clients.commands.clone(), &b.redis_prefix));
+            (bus, presence, (limiter, throttle))
         }
-        None => {
-            (Arc::new(LocalBus::new(hub.clone())), Arc::new(LocalPresence::new()), Arc::new(LocalRateLimiter::new()))
-        }
+        None => (
+            Arc::new(LocalBus::new(hub.clone())),
+            Arc::new(LocalPresence::new()),
+            (Arc::new(LocalRateLimiter::new()), Arc::new(LocalLoginThrottle::new())),
+        ),
     };
     let scaled = [b.redis_url.is_some(), b.mongodb_uri.is_some(), !b.kafka_brokers.is_empty()];
     if scaled.contains(&true) && scaled.contains(&false) {
@@ -150,7 +162,7 @@ pub async fn connect_drivers(config: &Config) -> Result<Drivers, StartError> {
             "only some scaled drivers are configured; several instances need all of REDIS_URL, KAFKA_BROKERS and MONGODB_URI"
         );
     }
-    Ok(Drivers { hub, store, log, bus, presence, limiter, shutdown })
+    Ok(Drivers { hub, store, log, bus, presence, limiter, login_throttle, shutdown })
 }
 
 /// The store MONGODB_URI names, or the embedded one.
@@ -225,9 +237,15 @@ pub async fn build_state(
     leptos_options: LeptosOptions,
     drivers: Drivers,
 ) -> Result<AppState, StartError> {
-    let Drivers { hub, store, log, bus, presence, limiter, shutdown } = drivers;
+    let Drivers { hub, store, log, bus, presence, limiter, login_throttle, shutdown } = drivers;
     let tokens = TokenService::new(&config.jwt_secret, config.jwt_expiration);
-    let auth = AuthService::new(store.clone(), bus.clone(), presence.clone(), tokens)
+    let quotas = Arc::new(Quotas::new(limiter.clone(), &config.limits));
+    let auth_limits = auth::AuthLimits {
+        throttle: login_throttle,
+        login_policy: LoginPolicy::new(config.limits.login_max_failures),
+        quotas: quotas.clone(),
+    };
+    let auth = AuthService::new(store.clone(), bus.clone(), presence.clone(), tokens, auth_limits)
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
     let chat = ChatService::new(
@@ -237,6 +255,7 @@ pub async fn build_state(
         presence.clone(),
         limiter.clone(),
         config.limits.send_rate_per_minute,
+        quotas.clone(),
     );
     Ok(AppState {
         config: Arc::new(config),
@@ -249,6 +268,7 @@ pub async fn build_state(
         bus,
         presence,
         limiter,
+        quotas,
         shutdown,
     })
 }
@@ -275,11 +295,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Starts serving on `listener`, plus the history worker and housekeeping.
+/// Starts serving on `listener` (and `/metrics` on its own address when
+/// configured), plus the history worker and housekeeping.
 pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServer, StartError> {
     let addr = listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?;
     let shutdown = state.shutdown.clone();
     let mut tasks = Vec::new();
+    let header_read_timeout = state.config.limits.header_read_timeout;
+
+    let metrics_listener = match state.config.metrics_addr {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr().map_err(|e| StartError::Other(e.to_string()))?),
+        None => None,
+    };
 
     if state.config.worker.enabled {
         let partitions = worker::assigned_partitions(state.log.as_ref(), &state.config.worker).await?;
@@ -290,25 +321,20 @@ pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServ
     tasks.push(tokio::spawn(periodic::every(REVOCATION_PURGE_EVERY, shutdown.clone(), move || {
         purge_revocations(store.clone())
     })));
+    let (store, grace) = (state.store.clone(), state.config.limits.media_gc_grace);
+    tasks.push(tokio::spawn(periodic::every(media_gc_period(grace), shutdown.clone(), move || {
+        collect_unreferenced_media(store.clone(), grace)
+    })));
 
+    if let Some(listener) = metrics_listener {
+        tracing::info!("metrics on http://{}/metrics", metrics_addr.unwrap_or(addr));
+        let metrics_app =
+            Router::new().route("/metrics", axum::routing::get(metrics::private_handler)).with_state(state.clone());
+        tasks.push(tokio::spawn(serve::serve(listener, metrics_app, header_read_timeout, shutdown.clone())));
+    }
     let app = router(state.clone());
-    let serve_shutdown = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        // Nagle off: chat frames are small and written back to back, and
-        // with Nagle each would wait ~40 ms for the peer's delayed ACK.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("TCP_NODELAY not set: {e}");
-            }
-        });
-        let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
-            .await;
-        if let Err(e) = result {
-            tracing::error!("server error: {e}");
-        }
-    }));
-    Ok(RunningServer { addr, state, shutdown, tasks })
+    tasks.push(tokio::spawn(serve::serve(listener, app, header_read_timeout, shutdown.clone())));
+    Ok(RunningServer { addr, metrics_addr, state, shutdown, tasks })
 }
 
 /// Builds everything from `config` and serves on `listener`.
@@ -323,6 +349,41 @@ pub async fn launch(
 }
 
 const REVOCATION_PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// How often unreferenced media is looked for: a quarter of the grace
+/// period, between 1 s (tests) and 15 minutes.
+fn media_gc_period(grace: Duration) -> Duration {
+    (grace / 4).clamp(Duration::from_secs(1), Duration::from_secs(15 * 60))
+}
+
+/// Media deleted per store call, so one pass never holds the store long.
+const MEDIA_GC_BATCH: usize = 500;
+
+/// Deletes media older than `grace` that no message and no avatar refers
+/// to: uploads that were never sent (or whose send failed), which would
+/// otherwise fill the store. The grace period covers an upload waiting for
+/// its message, and the message waiting for the history worker.
+async fn collect_unreferenced_media(store: Arc<dyn Store>, grace: Duration) {
+    let cutoff = clock::now_ms().saturating_sub(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX));
+    let mut total = 0u64;
+    loop {
+        match store.sweep_unreferenced_media(cutoff, MEDIA_GC_BATCH).await {
+            Ok(sweep) => {
+                total += sweep.deleted;
+                if sweep.examined < MEDIA_GC_BATCH as u64 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("media clean-up failed: {e}");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!("deleted {total} unreferenced media");
+    }
+}
 
 /// Forgets revocations of tokens that have expired anyway.
 async fn purge_revocations(store: Arc<dyn Store>) {
@@ -343,7 +404,8 @@ USAGE:
 
 Configuration: Leptos.toml ([charcha] table), .env, environment variables
 (LEPTOS_SITE_ADDR, SERVER_PORT, CHARCHA_ENV, CHARCHA_DATA_DIR, JWT_SECRET,
-JWT_EXPIRATION, MONGODB_URI, REDIS_URL, KAFKA_BROKERS, KAFKA_TOPIC). See README.
+JWT_EXPIRATION, MONGODB_URI, REDIS_URL, KAFKA_BROKERS, KAFKA_TOPIC,
+CHARCHA_TRUSTED_PROXIES, CHARCHA_METRICS_TOKEN, CHARCHA_METRICS_ADDR). See README.
 ";
 
 /// The binary's entry point.

@@ -2,13 +2,11 @@
 //! `/api/messages`, plus media and health. Handlers are thin: they parse,
 //! call the same services as the server functions, and render `AppError`.
 
-use std::net::SocketAddr;
-
 use axum::{
     Json, Router,
     body::Body,
     extract::{
-        ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State,
+        DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State,
         rejection::{JsonRejection, QueryRejection},
     },
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
@@ -21,6 +19,7 @@ use serde_json::json;
 use super::{
     auth::{AuthUser, Session, SignupInput, clear_cookie, session_cookie},
     chat::SendRequest,
+    client_ip::ClientIp,
     media::{ProfileForm, multipart_from_body, read_image_form, read_profile_form},
     state::AppState,
     web::auth_rate,
@@ -85,7 +84,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let image_limit = DefaultBodyLimit::max(state.config.limits.image_max_bytes + 64 * 1024);
     Router::new()
         .route("/api/health", get(health))
-        .route("/metrics", get(super::metrics::handler))
+        .route("/metrics", get(super::metrics::site_handler))
         .route("/api/auth/signup", post(signup).layer(json_limit))
         .route("/api/auth/login", post(login).layer(json_limit))
         .route("/api/auth/logout", post(logout))
@@ -132,10 +131,10 @@ fn session_response(state: &AppState, status: StatusCode, message: &str, session
 
 async fn signup(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     body: Result<ApiJson<SignupBody>, AppError>,
 ) -> Result<Response, AppError> {
-    auth_rate(&state, &peer.ip().to_string()).await?;
+    auth_rate(&state, ip).await?;
     let ApiJson(b) = body?;
     let session = state
         .auth
@@ -146,10 +145,10 @@ async fn signup(
 
 async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     body: Result<ApiJson<LoginBody>, AppError>,
 ) -> Result<Response, AppError> {
-    auth_rate(&state, &peer.ip().to_string()).await?;
+    auth_rate(&state, ip).await?;
     let ApiJson(b) = body?;
     let session = state.auth.login(&b.email, &b.password).await?;
     Ok(session_response(&state, StatusCode::OK, "Logged in", session))

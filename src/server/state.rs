@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     auth::AuthService, bus::Bus, chat::ChatService, config::Config, hub::Hub, log::Log, presence::Presence,
-    ratelimit::RateLimiter, store::Store,
+    quota::Quotas, ratelimit::RateLimiter, store::Store,
 };
 
 #[derive(Clone)]
@@ -23,6 +23,8 @@ pub struct AppState {
     pub bus: Arc<dyn Bus>,
     pub presence: Arc<dyn Presence>,
     pub limiter: Arc<dyn RateLimiter>,
+    /// Per-user quotas (uploads, profile edits, watch changes).
+    pub quotas: Arc<Quotas>,
     /// Cancelled when the server shuts down; long-lived tasks watch it.
     pub shutdown: CancellationToken,
 }

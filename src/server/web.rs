@@ -1,15 +1,15 @@
 //! Glue between Leptos server functions and the services: the request's
 //! state, caller, client address and cookies, as server functions see them.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
-use axum::extract::ConnectInfo;
 use http::{HeaderMap, HeaderValue, header::SET_COOKIE};
 use leptos::prelude::use_context;
 use leptos_axum::ResponseOptions;
 
 use super::{
     auth::{AuthUser, clear_cookie, session_cookie},
+    client_ip::ClientIp,
     ratelimit,
     state::AppState,
 };
@@ -62,14 +62,18 @@ fn append_cookie(value: String) {
     }
 }
 
-/// Counts a sign-up/log-in attempt against the caller's IP.
+/// Counts a sign-up/log-in attempt against the caller's IP (the same
+/// [`ClientIp`] the REST routes use: behind a trusted proxy, the client's).
 pub async fn check_auth_rate(state: &AppState) -> Result<(), AppError> {
-    let ip = leptos_axum::extract::<ConnectInfo<SocketAddr>>().await.map(|ConnectInfo(a)| a.ip().to_string()).ok();
-    auth_rate(state, ip.as_deref().unwrap_or("unknown")).await
+    let ClientIp(ip) = leptos_axum::extract_with_state::<ClientIp, AppState>(state).await.map_err(|e| {
+        tracing::error!("no client address for a server function: {e}");
+        AppError::internal()
+    })?;
+    auth_rate(state, ip).await
 }
 
 /// Shared by the REST routes and the server functions.
-pub async fn auth_rate(state: &AppState, ip: &str) -> Result<(), AppError> {
+pub async fn auth_rate(state: &AppState, ip: IpAddr) -> Result<(), AppError> {
     let limit = state.config.limits.auth_rate_per_minute;
     ratelimit::check(state.limiter.as_ref(), &format!("auth:{ip}"), limit, AUTH_RATE_WINDOW)
         .await

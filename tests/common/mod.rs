@@ -429,3 +429,10 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+impl TestServer {
+    /// Where `/metrics` is served when the config gives it its own address.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.running.as_ref().and_then(|r| r.metrics_addr)
+    }
+}

@@ -42,6 +42,8 @@ charcha-bench conns [OPTIONS]
   --watch K             users each client watches (its neighbours; default 8)
   --hold S              idle seconds before measuring memory (default 20)
   --server-pid PID      the server process, for RSS from /proc
+  --metrics-token T     bearer token for the server's /metrics (its CHARCHA_METRICS_TOKEN;
+                        default: this process's CHARCHA_METRICS_TOKEN)
   --tokens FILE         token cache (sign-ups are slow: argon2); --tokens-key KEY as in `run`
   --signup-concurrency N  concurrent sign-ups/log-ins for users not cached (default 16)
   --label NAME, --json  as in `run`
@@ -65,6 +67,8 @@ struct ConnsOpts {
     watch: usize,
     hold: f64,
     server_pid: Option<String>,
+    /// The server's CHARCHA_METRICS_TOKEN: /metrics is not public.
+    metrics_token: Option<String>,
     tokens: Option<PathBuf>,
     tokens_key: Option<String>,
     signup_concurrency: usize,
@@ -81,6 +85,7 @@ fn parse_conns(args: Vec<String>) -> Result<Option<ConnsOpts>, String> {
         watch: 8,
         hold: 20.0,
         server_pid: None,
+        metrics_token: std::env::var("CHARCHA_METRICS_TOKEN").ok().filter(|t| !t.is_empty()),
         tokens: None,
         tokens_key: None,
         signup_concurrency: 16,
@@ -95,6 +100,7 @@ fn parse_conns(args: Vec<String>) -> Result<Option<ConnsOpts>, String> {
             "--watch" => o.watch = a.parse("--watch")?,
             "--hold" => o.hold = a.parse("--hold")?,
             "--server-pid" => o.server_pid = Some(a.value("--server-pid")?),
+            "--metrics-token" => o.metrics_token = Some(a.value("--metrics-token")?),
             "--tokens" => o.tokens = Some(PathBuf::from(a.value("--tokens")?)),
             "--tokens-key" => o.tokens_key = Some(a.value("--tokens-key")?),
             "--signup-concurrency" => o.signup_concurrency = a.parse("--signup-concurrency")?,
@@ -180,9 +186,15 @@ struct Seen {
     closed: AtomicUsize,
 }
 
-/// Reads the server's `charcha_watch_frames_total`.
-async fn watch_frames(base: &Base) -> Option<u64> {
-    let r = http::get(base, "/metrics").await.ok()?;
+/// Reads the server's `charcha_watch_frames_total` (`/metrics` needs the
+/// server's metrics token).
+async fn watch_frames(base: &Base, token: Option<&str>) -> Option<u64> {
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let r = http::get_with(base, "/metrics", &auth).await.ok()?;
+    if r.status != 200 {
+        eprintln!("charcha-bench: GET /metrics answered {} (pass the server's token with --metrics-token)", r.status);
+        return None;
+    }
     let text = String::from_utf8(r.body).ok()?;
     text.lines().find_map(|l| l.strip_prefix("charcha_watch_frames_total ")).and_then(|v| v.trim().parse().ok())
 }
@@ -208,7 +220,7 @@ async fn conns(o: &ConnsOpts) -> Result<serde_json::Value, String> {
     // Let the server settle after the sign-ups before the baseline.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_base = rss_kb(o.server_pid.as_deref());
-    let frames_before = watch_frames(&base).await;
+    let frames_before = watch_frames(&base, o.metrics_token.as_deref()).await;
 
     eprintln!("[{}] connecting {} users, {} upgrades in flight", o.label, o.users, o.batch);
     let seen = Arc::new(Seen::default());
@@ -281,7 +293,7 @@ async fn conns(o: &ConnsOpts) -> Result<serde_json::Value, String> {
     // Presence frames of the connects have been queued by the time the
     // last watch was answered; give the clients a moment to read them.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let frames_after = watch_frames(&base).await;
+    let frames_after = watch_frames(&base, o.metrics_token.as_deref()).await;
     let closed_before_idle = seen.closed.load(Ordering::Relaxed);
     eprintln!("[{}] holding {connected} idle connections for {} s", o.label, o.hold);
     tokio::time::sleep(Duration::from_secs_f64(o.hold)).await;

@@ -71,9 +71,11 @@ pub async fn post_json(base: &Base, path: &str, body: &str) -> Result<HttpRespon
     exchange(base, &format!("POST http://{}{path}", base.authority), request).await
 }
 
-/// `GET path` (e.g. `/metrics`).
-pub async fn get(base: &Base, path: &str) -> Result<HttpResponse, String> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", base.authority);
+/// `GET path` with extra header lines (each ending in `\r\n`), e.g. the
+/// bearer token `/metrics` needs.
+pub async fn get_with(base: &Base, path: &str, extra_headers: &str) -> Result<HttpResponse, String> {
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {}\r\n{extra_headers}Connection: close\r\n\r\n", base.authority);
     exchange(base, &format!("GET http://{}{path}", base.authority), request).await
 }
 

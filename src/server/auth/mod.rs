@@ -15,6 +15,8 @@ use super::{
     clock,
     media::{ImageUpload, ProfileForm},
     presence::Presence,
+    quota::Quotas,
+    ratelimit::{self, LoginPolicy, LoginThrottle},
     store::{MediaRecord, ProfileChange, Store, StoreError, UserRecord},
 };
 use crate::{
@@ -62,6 +64,31 @@ pub struct AuthService {
     decoy_hash: String,
     /// Bounded hashing threads shared by sign-up and log-in.
     hasher: password::PasswordHasher,
+    /// Log-in attempts per account (next to the per-IP limit the routes apply).
+    throttle: Arc<dyn LoginThrottle>,
+    login_policy: LoginPolicy,
+    quotas: Arc<Quotas>,
+}
+
+/// What the account-level limits need, from the drivers and configuration.
+pub struct AuthLimits {
+    pub throttle: Arc<dyn LoginThrottle>,
+    pub login_policy: LoginPolicy,
+    pub quotas: Arc<Quotas>,
+}
+
+/// The answer to a log-in while the account is locked. The same for every
+/// email, existing or not: a lock reveals nothing about the account.
+fn account_locked(retry_after: u64) -> AppError {
+    let wait = if retry_after >= 120 {
+        format!("{} minutes", retry_after.div_ceil(60))
+    } else {
+        format!("{retry_after} seconds")
+    };
+    AppError {
+        retry_after: Some(retry_after.max(1)),
+        ..AppError::new(429, format!("Too many log-in attempts for this account; try again in {wait}"))
+    }
 }
 
 /// A full hashing queue is a 503 the client may retry after a moment; any
@@ -102,10 +129,12 @@ impl AuthService {
         bus: Arc<dyn Bus>,
         presence: Arc<dyn Presence>,
         tokens: TokenService,
+        limits: AuthLimits,
     ) -> Result<Self, password::PasswordError> {
         let hasher = password::PasswordHasher::for_this_machine()?;
         let decoy_hash = hasher.hash(ulid::Ulid::new().to_string()).await?;
-        Ok(Self { store, bus, presence, tokens, hasher, decoy_hash })
+        let AuthLimits { throttle, login_policy, quotas } = limits;
+        Ok(Self { store, bus, presence, tokens, hasher, decoy_hash, throttle, login_policy, quotas })
     }
 
     pub fn tokens(&self) -> &TokenService {
@@ -140,14 +169,27 @@ impl AuthService {
 
     pub async fn login(&self, email: &str, password: &str) -> Result<Session, AppError> {
         let email = normalise_email(email);
-        if email.is_empty() || password.is_empty() || password.len() > rules::PASSWORD_MAX_BYTES {
+        if email.is_empty()
+            || email.len() > rules::EMAIL_MAX_BYTES
+            || password.is_empty()
+            || password.len() > rules::PASSWORD_MAX_BYTES
+        {
             return Err(AppError::unauthorized(BAD_CREDENTIALS));
         }
+        // Counted before the password is checked, for any email: parallel
+        // guesses cannot outrun the count, and a lock says nothing about
+        // whether the account exists.
+        ratelimit::login_attempt(self.throttle.as_ref(), &email, &self.login_policy).await.map_err(account_locked)?;
         let record = self.store.user_by_email(&email).await?;
         let stored = record.as_ref().map_or_else(|| self.decoy_hash.clone(), |r| r.password_hash.clone());
         let matches = self.hasher.verify(stored, password.to_string()).await.map_err(hashing_error)?;
         match record {
-            Some(r) if matches => self.open_session(r.to_user()),
+            Some(r) if matches => {
+                if let Err(e) = self.throttle.succeeded(&email).await {
+                    tracing::warn!("could not reset the log-in throttle: {e}");
+                }
+                self.open_session(r.to_user())
+            }
             _ => Err(AppError::unauthorized(BAD_CREDENTIALS)),
         }
     }
@@ -201,6 +243,11 @@ impl AuthService {
             ("full_name", full_name.as_deref().and_then(rules::full_name)),
             ("bio", bio.as_deref().and_then(rules::bio)),
         ])?;
+        // Every edit is broadcast to the user's watchers; an avatar is an upload too.
+        self.quotas.profile_update(user_id).await?;
+        if let Some(upload) = &form.avatar {
+            self.quotas.upload(user_id, upload.data.len()).await?;
+        }
         let avatar_media_id = match form.avatar {
             Some(upload) => Some(self.store_avatar(user_id, upload).await?),
             None => None,

@@ -1,5 +1,7 @@
-//! Fixed-window rate limits in Redis, shared by every instance: INCRBY the
-//! window's counter, give it an expiry on first use, read the TTL when over.
+//! Redis drivers, shared by every instance: fixed-window rate limits
+//! ([`RedisRateLimiter`]: INCRBY the window's counter, give it an expiry on
+//! first use, read the TTL when over) and the log-in throttle
+//! ([`RedisLoginThrottle`]).
 //! Fails fast while Redis is unreachable (and after a short timeout
 //! otherwise), so the caller's fail-open check does not stall sends.
 //!
@@ -18,7 +20,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use fred::prelude::*;
 
-use super::{RateLimitError, RateLimiter};
+use super::{LoginPolicy, LoginThrottle, RateLimitError, RateLimiter};
 use crate::server::redis_conn::hot_path_options;
 
 /// Hits of one key this instance has counted but not yet added to Redis.
@@ -74,32 +76,117 @@ fn unavailable(e: fred::error::Error) -> RateLimitError {
     RateLimitError::Unavailable(e.to_string())
 }
 
+impl RedisRateLimiter {
+    /// Adds `amount` to `key`'s window in Redis; `Some(secs)` when the
+    /// total is over `limit`.
+    async fn add_in_redis(
+        &self,
+        key: &str,
+        amount: i64,
+        limit: i64,
+        window: Duration,
+    ) -> Result<Option<u64>, RateLimitError> {
+        if !self.redis.is_connected() {
+            return Err(RateLimitError::Unavailable("redis is not connected".into()));
+        }
+        let redis_key = format!("{}{key}", self.prefix);
+        let redis = self.redis.with_options(&hot_path_options());
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let total: i64 = redis.incr_by(&redis_key, amount).await.map_err(unavailable)?;
+        self.remember_total(key, total);
+        if total == amount {
+            let _: () = redis.pexpire(&redis_key, window_ms, None).await.map_err(unavailable)?;
+        }
+        if total <= limit {
+            return Ok(None);
+        }
+        let ttl_ms: i64 = redis.pttl(&redis_key).await.map_err(unavailable)?;
+        if ttl_ms < 0 {
+            // The expiry was lost (a crash between INCRBY and PEXPIRE): set it.
+            let _: () = redis.pexpire(&redis_key, window_ms, None).await.map_err(unavailable)?;
+            return Ok(Some(window.as_secs().max(1)));
+        }
+        Ok(Some(((ttl_ms as u64) / 1000).max(1)))
+    }
+}
+
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<Option<u64>, RateLimitError> {
         let Some(hits) = self.count_locally(key, limit, window) else {
             return Ok(None);
         };
+        self.add_in_redis(key, i64::from(hits), i64::from(limit), window).await
+    }
+
+    async fn add(&self, key: &str, amount: u64, limit: u64, window: Duration) -> Result<Option<u64>, RateLimitError> {
+        let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.add_in_redis(&format!("sum:{key}"), amount, limit, window).await
+    }
+}
+
+/// Log-in attempts per account in Redis: `<prefix>:login:n:<account>`
+/// counts attempts in the window, `…:s:…` counts locks (strikes, kept for
+/// the strike memory), `…:lock:…` exists while the account is locked (its
+/// TTL is the `Retry-After`). Plain keys, no scripts: two instances racing
+/// past the limit at once at worst count one strike twice.
+pub struct RedisLoginThrottle {
+    redis: Client,
+    prefix: String,
+}
+
+impl RedisLoginThrottle {
+    pub fn new(redis: Client, prefix: &str) -> Self {
+        Self { redis, prefix: format!("{prefix}:login:") }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+#[async_trait]
+impl LoginThrottle for RedisLoginThrottle {
+    async fn attempt(&self, account: &str, policy: &LoginPolicy) -> Result<Option<u64>, RateLimitError> {
         if !self.redis.is_connected() {
             return Err(RateLimitError::Unavailable("redis is not connected".into()));
         }
-        let redis_key = format!("{}{key}", self.prefix);
         let redis = self.redis.with_options(&hot_path_options());
-        let total: i64 = redis.incr_by(&redis_key, i64::from(hits)).await.map_err(unavailable)?;
-        self.remember_total(key, total);
-        if total == i64::from(hits) {
-            let _: () = redis.pexpire(&redis_key, window.as_millis() as i64, None).await.map_err(unavailable)?;
+        let (attempts_key, strikes_key, lock_key) = (
+            format!("{}n:{account}", self.prefix),
+            format!("{}s:{account}", self.prefix),
+            format!("{}lock:{account}", self.prefix),
+        );
+        let lock_ms: i64 = redis.pttl(&lock_key).await.map_err(unavailable)?;
+        if lock_ms > 0 {
+            return Ok(Some((lock_ms as u64).div_ceil(1000).max(1)));
         }
-        if total <= i64::from(limit) {
+        let attempts: i64 = redis.incr(&attempts_key).await.map_err(unavailable)?;
+        if attempts == 1 {
+            let _: () = redis.pexpire(&attempts_key, millis(policy.window), None).await.map_err(unavailable)?;
+        }
+        if attempts <= i64::from(policy.max_failures) {
             return Ok(None);
         }
-        let ttl_ms: i64 = redis.pttl(&redis_key).await.map_err(unavailable)?;
-        if ttl_ms < 0 {
-            // The expiry was lost (a crash between INCRBY and PEXPIRE): set it.
-            let _: () = redis.pexpire(&redis_key, window.as_millis() as i64, None).await.map_err(unavailable)?;
-            return Ok(Some(window.as_secs().max(1)));
+        let strikes: i64 = redis.incr(&strikes_key).await.map_err(unavailable)?;
+        let _: () = redis.pexpire(&strikes_key, millis(policy.strike_memory), None).await.map_err(unavailable)?;
+        let lock = policy.lock_for(u32::try_from(strikes).unwrap_or(u32::MAX));
+        let _: () = redis
+            .set(&lock_key, strikes, Some(fred::types::Expiration::PX(millis(lock))), None, false)
+            .await
+            .map_err(unavailable)?;
+        let _: i64 = redis.del(&attempts_key).await.map_err(unavailable)?;
+        Ok(Some(lock.as_secs().max(1)))
+    }
+
+    async fn succeeded(&self, account: &str) -> Result<(), RateLimitError> {
+        if !self.redis.is_connected() {
+            return Err(RateLimitError::Unavailable("redis is not connected".into()));
         }
-        Ok(Some(((ttl_ms as u64) / 1000).max(1)))
+        let keys = vec![format!("{}n:{account}", self.prefix), format!("{}s:{account}", self.prefix)];
+        let _: i64 = self.redis.with_options(&hot_path_options()).del(keys).await.map_err(unavailable)?;
+        Ok(())
     }
 }
 
@@ -122,5 +209,18 @@ mod tests {
         // Small limits are exact: every hit goes to Redis.
         assert_eq!(limiter.count_locally("small", 3, w), Some(1));
         assert_eq!(limiter.count_locally("small", 3, w), Some(1));
+    }
+
+    #[tokio::test]
+    async fn login_throttle_fails_open_while_redis_is_down() {
+        // Never connected: every call says unavailable at once, and the
+        // log-in goes on (the per-IP limit and hashing cost still apply).
+        let throttle = RedisLoginThrottle::new(Client::default(), "t");
+        let policy = LoginPolicy::new(5);
+        assert!(matches!(throttle.attempt("a@b.c", &policy).await, Err(RateLimitError::Unavailable(_))));
+        assert_eq!(super::super::login_attempt(&throttle, "a@b.c", &policy).await, Ok(()));
+        assert!(throttle.succeeded("a@b.c").await.is_err());
+        let limiter = RedisRateLimiter::new(Client::default(), "t");
+        assert!(limiter.add("k", 10, 5, Duration::from_secs(60)).await.is_err());
     }
 }

@@ -183,6 +183,18 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         conn.execute_batch("ALTER TABLE users ADD COLUMN name_key TEXT NOT NULL DEFAULT ''").map_err(unavailable)?;
     }
     conn.execute_batch("CREATE INDEX IF NOT EXISTS users_by_name ON users(name_key, id);").map_err(unavailable)?;
+    // The media clean-up: `kept` marks uploads found referenced (never
+    // looked at again); the partial indexes find references without
+    // scanning users or history, and cost nothing for text-only messages.
+    if conn.prepare("SELECT kept FROM media LIMIT 0").is_err() {
+        conn.execute_batch("ALTER TABLE media ADD COLUMN kept INTEGER NOT NULL DEFAULT 0").map_err(unavailable)?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS media_unexamined ON media(created_at_ms) WHERE kept = 0;
+         CREATE INDEX IF NOT EXISTS users_by_avatar ON users(avatar_media_id) WHERE avatar_media_id IS NOT NULL;
+         CREATE INDEX IF NOT EXISTS messages_by_image ON messages(image) WHERE image IS NOT NULL;",
+    )
+    .map_err(unavailable)?;
     let terms: i64 = conn.query_row("SELECT COUNT(*) FROM user_terms", [], |r| r.get(0)).map_err(unavailable)?;
     if !has_name_key || terms == 0 {
         let users: Vec<UserRecord> = {
@@ -479,6 +491,36 @@ impl MediaStore for EmbeddedStore {
         self.call(move |c| {
             c.execute("DELETE FROM media WHERE id = ?1", [id]).map_err(unavailable)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn sweep_unreferenced_media(&self, created_before_ms: i64, limit: usize) -> Result<MediaSweep, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            let kept = tx
+                .execute(
+                    "UPDATE media SET kept = 1 WHERE id IN (
+                       SELECT m.id FROM media m WHERE m.kept = 0 AND m.created_at_ms < ?1
+                          AND (EXISTS (SELECT 1 FROM users u WHERE u.avatar_media_id = m.id)
+                               OR EXISTS (SELECT 1 FROM messages g WHERE g.image = '/api/media/' || m.id))
+                        LIMIT ?2)",
+                    params![created_before_ms, limit],
+                )
+                .map_err(unavailable)?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM media WHERE id IN (
+                       SELECT m.id FROM media m WHERE m.kept = 0 AND m.created_at_ms < ?1
+                          AND NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_media_id = m.id)
+                          AND NOT EXISTS (SELECT 1 FROM messages g WHERE g.image = '/api/media/' || m.id)
+                        LIMIT ?2)",
+                    params![created_before_ms, limit],
+                )
+                .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(MediaSweep { examined: (kept + deleted) as u64, deleted: deleted as u64 })
         })
         .await
     }

@@ -235,6 +235,21 @@ pub trait MediaStore: Send + Sync {
     /// Media without its data; drivers must not read the bytes for it.
     async fn media_info(&self, id: &str) -> Result<Option<MediaInfo>, StoreError>;
     async fn delete_media(&self, id: &str) -> Result<(), StoreError>;
+    /// One pass of the media clean-up: media created before
+    /// `created_before_ms` and not yet examined is kept for good when a
+    /// message (its `image`) or a user (its avatar) refers to it (messages
+    /// are never deleted, and a replaced avatar is deleted by the profile
+    /// update), and deleted otherwise. Examines at most about `limit`
+    /// uploads per call.
+    async fn sweep_unreferenced_media(&self, created_before_ms: i64, limit: usize) -> Result<MediaSweep, StoreError>;
+}
+
+/// What one [`MediaStore::sweep_unreferenced_media`] call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MediaSweep {
+    /// Uploads looked at (kept for good or deleted).
+    pub examined: u64,
+    pub deleted: u64,
 }
 
 #[async_trait]

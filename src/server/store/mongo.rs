@@ -162,6 +162,15 @@ impl MongoStore {
             .create_index(IndexModel::builder().keys(doc! { "search_terms": 1 }).build())
             .await
             .map_err(unavailable)?;
+        // The media clean-up: unexamined uploads by age, avatars by id.
+        self.users()
+            .create_index(IndexModel::builder().keys(doc! { "avatar_media_id": 1 }).build())
+            .await
+            .map_err(unavailable)?;
+        self.docs("media")
+            .create_index(IndexModel::builder().keys(doc! { "kept": 1, "created_at_ms": 1 }).build())
+            .await
+            .map_err(unavailable)?;
         self.docs("inbox")
             .create_index(IndexModel::builder().keys(doc! { "user_id": 1, "last_id": -1 }).build())
             .await
@@ -357,6 +366,8 @@ impl MediaStore for MongoStore {
             "content_type": &media.content_type,
             "data": Binary { subtype: BinarySubtype::Generic, bytes: media.data.to_vec() },
             "created_at_ms": media.created_at_ms,
+            // Set once the clean-up finds it referenced (see sweep_unreferenced_media).
+            "kept": false,
         };
         match self.docs("media").insert_one(d).await {
             Ok(_) => Ok(()),
@@ -401,6 +412,53 @@ impl MediaStore for MongoStore {
     async fn delete_media(&self, id: &str) -> Result<(), StoreError> {
         self.docs("media").delete_one(doc! { "_id": id }).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Candidates come from the `{kept, created_at_ms}` index without their
+    /// bytes. A message image can only be referenced in its own
+    /// conversation (the send checks that), so it is looked for there
+    /// (the `{conversation_id, _id}` index) rather than across all history;
+    /// an avatar (no conversation) among the users' `avatar_media_id`s.
+    /// Uploads from before `kept` existed are never examined.
+    async fn sweep_unreferenced_media(&self, created_before_ms: i64, limit: usize) -> Result<MediaSweep, StoreError> {
+        let media = self.docs("media");
+        let candidates: Vec<Document> = media
+            .find(doc! { "kept": false, "created_at_ms": { "$lt": created_before_ms } })
+            .projection(doc! { "_id": 1, "conversation_id": 1 })
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        let mut sweep = MediaSweep::default();
+        for d in candidates {
+            let Ok(id) = d.get_str("_id") else { continue };
+            let referenced = match d.get_str("conversation_id") {
+                Ok(conversation) => self
+                    .docs("messages")
+                    .find_one(doc! { "conversation_id": conversation, "image": media_url(id) })
+                    .projection(doc! { "_id": 1 })
+                    .await
+                    .map_err(unavailable)?
+                    .is_some(),
+                Err(_) => self
+                    .docs("users")
+                    .find_one(doc! { "avatar_media_id": id })
+                    .projection(doc! { "_id": 1 })
+                    .await
+                    .map_err(unavailable)?
+                    .is_some(),
+            };
+            sweep.examined += 1;
+            if referenced {
+                media.update_one(doc! { "_id": id }, doc! { "$set": { "kept": true } }).await.map_err(unavailable)?;
+            } else {
+                let r = media.delete_one(doc! { "_id": id, "kept": false }).await.map_err(unavailable)?;
+                sweep.deleted += r.deleted_count;
+            }
+        }
+        Ok(sweep)
     }
 }
 
