@@ -250,10 +250,9 @@ async fn uploaded_photos_lose_their_gps_location() {
     assert!(!contains_bytes(&served, GPS_SECRET) && contains_bytes(&served, JPEG_SCAN));
 
     // A JPEG cut off before its image data is refused, not stored half-stripped.
-    let form = reqwest::multipart::Form::new().text("to", bob.id.clone()).part(
-        "image",
-        reqwest::multipart::Part::bytes(jpeg_with_gps()[..40].to_vec()).file_name("cut.jpg"),
-    );
+    let form = reqwest::multipart::Form::new()
+        .text("to", bob.id.clone())
+        .part("image", reqwest::multipart::Part::bytes(jpeg_with_gps()[..40].to_vec()).file_name("cut.jpg"));
     let resp = ann.http.post(format!("{}/api/media", server.url)).multipart(form).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }

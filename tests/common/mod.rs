@@ -447,7 +447,8 @@ pub fn jpeg_with_gps() -> Vec<u8> {
     }
     // TIFF, big-endian: IFD0 at 8 with a GPSInfo pointer to the GPS IFD at
     // 26, whose GPSProcessingMethod (UNDEFINED) points at the secret at 44.
-    let mut tiff = b"MM\x00\x2A\x00\x00\x00\x08\x00\x01\x88\x25\x00\x04\x00\x00\x00\x01\x00\x00\x00\x1A\0\0\0\0".to_vec();
+    let mut tiff =
+        b"MM\x00\x2A\x00\x00\x00\x08\x00\x01\x88\x25\x00\x04\x00\x00\x00\x01\x00\x00\x00\x1A\0\0\0\0".to_vec();
     tiff.extend_from_slice(b"\x00\x01\x00\x1B\x00\x07\x00\x00\x00");
     tiff.push(u8::try_from(GPS_SECRET.len()).expect("short"));
     tiff.extend_from_slice(b"\x00\x00\x00\x2C\0\0\0\0");
