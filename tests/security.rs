@@ -211,3 +211,48 @@ async fn sockets_do_not_outlive_logout_or_expiry() {
     // close_code waits up to 5 s; the token lives 2.
     assert_eq!(ws.close_code().await, Some(CLOSE_SESSION_ENDED), "closed when the token expired");
 }
+
+/// A photo's EXIF location never reaches the people who see it: message
+/// images and avatars are stored without it, the picture itself intact.
+#[tokio::test]
+async fn uploaded_photos_lose_their_gps_location() {
+    use common::{GPS_SECRET, JPEG_SCAN, contains_bytes, jpeg_with_gps};
+    let server = TestServer::start().await;
+    let ann = TestUser::signup(&server, "Ann").await;
+    let bob = TestUser::signup(&server, "Bob").await;
+    let photo = jpeg_with_gps();
+    assert!(contains_bytes(&photo, GPS_SECRET));
+
+    let form = reqwest::multipart::Form::new().text("to", bob.id.clone()).part(
+        "image",
+        reqwest::multipart::Part::bytes(photo.clone()).file_name("IMG_0001.jpg").mime_str("image/jpeg").unwrap(),
+    );
+    let resp = ann.http.post(format!("{}/api/media", server.url)).multipart(form).send().await.unwrap();
+    let (status, body, _) = reply(resp).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let url = body["url"].as_str().expect("url");
+    let resp = bob.http.get(format!("{}{url}", server.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "image/jpeg");
+    let served = resp.bytes().await.unwrap().to_vec();
+    assert!(!contains_bytes(&served, GPS_SECRET) && !contains_bytes(&served, b"Exif"), "EXIF served: {served:02X?}");
+    assert!(served.starts_with(&[0xFF, 0xD8]) && served.ends_with(&[0xFF, 0xD9]));
+    assert!(contains_bytes(&served, JPEG_SCAN), "the picture itself is kept");
+
+    // The avatar path strips too.
+    let form = reqwest::multipart::Form::new()
+        .part("avatar", reqwest::multipart::Part::bytes(photo).file_name("me.jpg").mime_str("image/jpeg").unwrap());
+    let resp = ann.http.put(format!("{}/api/auth/update-profile", server.url)).multipart(form).send().await.unwrap();
+    let (status, body, _) = reply(resp).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let avatar = body["user"]["profile_picture"].as_str().expect("avatar url");
+    let served = client().get(format!("{}{avatar}", server.url)).send().await.unwrap().bytes().await.unwrap();
+    assert!(!contains_bytes(&served, GPS_SECRET) && contains_bytes(&served, JPEG_SCAN));
+
+    // A JPEG cut off before its image data is refused, not stored half-stripped.
+    let form = reqwest::multipart::Form::new()
+        .text("to", bob.id.clone())
+        .part("image", reqwest::multipart::Part::bytes(jpeg_with_gps()[..40].to_vec()).file_name("cut.jpg"));
+    let resp = ann.http.post(format!("{}/api/media", server.url)).multipart(form).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}

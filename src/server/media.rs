@@ -3,8 +3,11 @@
 //! multipart forms that carry them. One reader serves the REST routes and
 //! the server functions, which both hand over a `multer::Multipart`.
 
+use std::borrow::Cow;
+
 use bytes::{Bytes, BytesMut};
 
+use super::image_meta;
 use crate::api::AppError;
 
 /// A validated image.
@@ -46,11 +49,18 @@ pub fn sniff_image(data: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// The image of an upload (avatar or message image), typed by content and
+/// stripped of its location and camera metadata (see [`image_meta`]).
 pub fn validate_image(data: Bytes) -> Result<ImageUpload, AppError> {
-    match sniff_image(&data) {
-        Some(content_type) => Ok(ImageUpload { content_type, data }),
-        None => Err(AppError::unsupported_media("Only PNG, JPEG, WebP and GIF images are accepted")),
-    }
+    let Some(content_type) = sniff_image(&data) else {
+        return Err(AppError::unsupported_media("Only PNG, JPEG, WebP and GIF images are accepted"));
+    };
+    let data = match image_meta::strip_metadata(content_type, &data) {
+        Ok(Cow::Borrowed(_)) => data,
+        Ok(Cow::Owned(stripped)) => Bytes::from(stripped),
+        Err(e) => return Err(AppError::bad_request(format!("Unreadable image: {e}"))),
+    };
+    Ok(ImageUpload { content_type, data })
 }
 
 fn multipart_error(e: multer::Error) -> AppError {

@@ -16,6 +16,7 @@ pub mod config;
 pub mod gateway;
 pub mod guard;
 pub mod hub;
+pub mod image_meta;
 pub mod log;
 pub mod media;
 pub mod metrics;

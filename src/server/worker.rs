@@ -80,10 +80,10 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
         let Some(last) = records.last().map(|r| r.offset) else { continue };
         let mut messages = Vec::with_capacity(records.len());
         for r in &records {
-            match serde_json::from_slice::<ChatMessage>(&r.payload) {
+            match super::log::decode_record(&r.payload) {
                 Ok(m) => messages.push(m),
                 Err(e) => {
-                    tracing::error!(partition, offset = r.offset, "undecodable log record: {e}");
+                    tracing::error!(partition, offset = r.offset, "{e}");
                     super::metrics::inc(&super::metrics::METRICS.dead_letters);
                     // Keep retrying the dead-letter write: skipping the
                     // record without recording it would lose it silently.

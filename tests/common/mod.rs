@@ -436,3 +436,42 @@ impl TestServer {
         self.running.as_ref().and_then(|r| r.metrics_addr)
     }
 }
+
+/// The location a [`jpeg_with_gps`] photo gives away.
+pub const GPS_SECRET: &[u8] = b"GPS 48.8584N 2.2945E";
+
+/// The entropy-coded data of [`jpeg_with_gps`], which must survive upload.
+pub const JPEG_SCAN: &[u8] = &[0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56, 0x78];
+
+/// A JPEG as a phone writes it: JFIF, then an EXIF segment whose GPS IFD
+/// holds [`GPS_SECRET`], then tables and one scan of [`JPEG_SCAN`].
+pub fn jpeg_with_gps() -> Vec<u8> {
+    fn segment(marker: u8, payload: &[u8]) -> Vec<u8> {
+        let mut s = vec![0xFF, marker];
+        s.extend_from_slice(&u16::try_from(payload.len() + 2).expect("small").to_be_bytes());
+        s.extend_from_slice(payload);
+        s
+    }
+    // TIFF, big-endian: IFD0 at 8 with a GPSInfo pointer to the GPS IFD at
+    // 26, whose GPSProcessingMethod (UNDEFINED) points at the secret at 44.
+    let mut tiff =
+        b"MM\x00\x2A\x00\x00\x00\x08\x00\x01\x88\x25\x00\x04\x00\x00\x00\x01\x00\x00\x00\x1A\0\0\0\0".to_vec();
+    tiff.extend_from_slice(b"\x00\x01\x00\x1B\x00\x07\x00\x00\x00");
+    tiff.push(u8::try_from(GPS_SECRET.len()).expect("short"));
+    tiff.extend_from_slice(b"\x00\x00\x00\x2C\0\0\0\0");
+    tiff.extend_from_slice(GPS_SECRET);
+    let mut j = vec![0xFF, 0xD8];
+    j.extend(segment(0xE0, b"JFIF\0\x01\x01\x00\x00\x01\x00\x01\x00\x00"));
+    j.extend(segment(0xE1, &[b"Exif\0\0".as_slice(), &tiff].concat()));
+    j.extend(segment(0xDB, &[0u8; 65]));
+    j.extend(segment(0xC0, &[8, 0, 1, 0, 1, 1, 1, 0x11, 0]));
+    j.extend(segment(0xDA, &[1, 1, 0, 0, 63, 0]));
+    j.extend_from_slice(JPEG_SCAN);
+    j.extend_from_slice(&[0xFF, 0xD9]);
+    j
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -57,6 +57,19 @@ impl SendRecord {
     }
 }
 
+/// A log record whose payload is not a message: the worker dead-letters it.
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable log record: {0}")]
+pub struct RecordError(#[from] serde_json::Error);
+
+/// The message a record's payload carries: the inverse of
+/// [`SendRecord::of_message`]. Payloads come from the log, which other
+/// writers (an older version, a tool, a corrupted disk) may have touched,
+/// so any bytes give a message or a [`RecordError`], never a panic.
+pub fn decode_record(payload: &[u8]) -> Result<crate::api::dto::ChatMessage, RecordError> {
+    Ok(serde_json::from_slice(payload)?)
+}
+
 /// How an append ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Appended {
