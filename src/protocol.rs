@@ -94,13 +94,19 @@ pub enum ServerEvent {
         message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<String>,
+        /// Seconds until the refused frame may be sent again, for
+        /// `rate_limited` (clients that predate the field ignore it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
     Pong {
         nonce: u64,
     },
 }
 
-/// Machine-readable error codes of [`ServerEvent::Error`].
+/// Machine-readable error codes of [`ServerEvent::Error`]. New codes may
+/// be added without a protocol version bump: a client reads a code it does
+/// not know as [`ErrorCode::Unknown`] (the frame still parses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -112,7 +118,16 @@ pub enum ErrorCode {
     /// The message could not be made durable; it was NOT sent. Retry with
     /// the same `client_msg_id`.
     Unavailable,
+    /// Too many sends (with `client_msg_id`) or `watch` frames (without);
+    /// `retry_after` says when to try again.
     RateLimited,
+    /// Sent instead of `hello` when the user already has as many
+    /// connections open as allowed; the server then closes with 1008.
+    /// Reconnecting will not help until another tab or window closes.
+    TooManyConnections,
+    /// A code this build does not know (sent by a newer server).
+    #[serde(other)]
+    Unknown,
 }
 
 impl ServerEvent {
@@ -161,5 +176,26 @@ mod tests {
         );
         let ack = ServerEvent::ack_frame("c\"1", &json);
         assert_eq!(ack, ServerEvent::Ack { client_msg_id: "c\"1".into(), message: message.clone() }.to_json());
+    }
+
+    #[test]
+    fn error_codes_a_client_does_not_know_still_parse() {
+        let frame = r#"{"type":"error","code":"some_future_code","message":"m","retry_after":3}"#;
+        assert_eq!(
+            serde_json::from_str::<ServerEvent>(frame).expect("parses"),
+            ServerEvent::Error {
+                code: ErrorCode::Unknown,
+                message: "m".into(),
+                client_msg_id: None,
+                retry_after: Some(3)
+            }
+        );
+        let refused = ServerEvent::Error {
+            code: ErrorCode::TooManyConnections,
+            message: "m".into(),
+            client_msg_id: None,
+            retry_after: None,
+        };
+        assert_eq!(refused.to_json(), r#"{"type":"error","code":"too_many_connections","message":"m"}"#);
     }
 }

@@ -61,7 +61,14 @@ async fn per_ip_limits_key_on_the_client_behind_a_trusted_proxy() {
             .body(form(unique_email("ip")))
             .send()
     };
-    assert_eq!(server_fn_login("198.51.100.1").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    let limited = server_fn_login("198.51.100.1").await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let secs = retry_after(limited.headers()).expect("Retry-After");
+    // The log-in form shows the error's message as it is: it says how long to wait.
+    let error: Value = limited.json().await.expect("the server function's error");
+    assert_eq!(error["retry_after"], secs, "{error}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("try again in {secs} second")), "{message}");
     assert_eq!(server_fn_login("198.51.100.3").await.unwrap().status(), StatusCode::UNAUTHORIZED);
 
     let direct = TestServer::start_with(|c| c.limits.auth_rate_per_minute = 2).await;
@@ -217,9 +224,31 @@ async fn unreferenced_media_is_collected_after_the_grace_period() {
     assert_eq!(status(avatar).await, StatusCode::OK, "an avatar stays");
 }
 
+/// What a refused WebSocket gets: its first frame and the close code.
+async fn refused_connection(server: &TestServer, token: &str) -> (Value, Option<u16>) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (mut stream, _) =
+        tokio_tungstenite::connect_async(common::ws_request(&server.ws_url(), token)).await.expect("upgrade");
+    let (mut first, mut close) = (None, None);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
+        match msg {
+            Message::Text(t) if first.is_none() => first = Some(serde_json::from_str(&t).expect("JSON frame")),
+            Message::Close(frame) => {
+                close = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            _ => {}
+        }
+    }
+    (first.expect("a frame before the close"), close)
+}
+
 /// A user's open WebSockets are capped: the next upgrade gets an error
-/// frame saying why and a 1008 close, the open ones go on, and a slot
-/// freed by a closed tab can be used again.
+/// frame saying why, with its own code (`too_many_connections`, so a client
+/// knows reconnecting will not help), and a 1008 close; the open ones go
+/// on, and a slot freed by a closed tab can be used again.
 #[tokio::test]
 async fn websockets_per_user_are_capped() {
     let server = TestServer::start_with(|c| c.limits.ws_per_user = 2).await;
@@ -229,6 +258,11 @@ async fn websockets_per_user_are_capped() {
     let refused = common::Ws::try_connect_url(&server.ws_url(), &user.token).await;
     let reason = refused.err().expect("the third connection is refused");
     assert!(reason.contains("Too many open connections"), "{reason}");
+    let (frame, close) = refused_connection(&server, &user.token).await;
+    assert_eq!(frame["type"], "error", "{frame}");
+    assert_eq!(frame["code"], "too_many_connections", "{frame}");
+    assert!(frame.get("client_msg_id").is_none() && frame.get("retry_after").is_none(), "{frame}");
+    assert_eq!(close, Some(1008));
     second.send_json(json!({ "type": "ping", "nonce": 1 })).await;
     assert!(second.next_where(Duration::from_secs(5), |e| e["type"] == "pong").await.is_some(), "the others go on");
     let other = TestUser::signup(&server, "Other").await;
@@ -257,6 +291,10 @@ async fn watch_changes_are_rate_limited() {
     let e = ws.next_where(Duration::from_secs(5), |e| e["type"] == "error" || e["type"] == "presence_batch").await;
     let e = e.expect("an answer");
     assert_eq!(e["code"], "rate_limited", "{e}");
+    // Not about a send; says when the client may send its watch set again.
+    assert!(e.get("client_msg_id").is_none(), "{e}");
+    let secs = e["retry_after"].as_u64().expect("retry_after");
+    assert!((1..=60).contains(&secs), "within the minute's window: {e}");
     ws.send_json(json!({ "type": "ping", "nonce": 2 })).await;
     assert!(ws.next_where(Duration::from_secs(5), |e| e["type"] == "pong").await.is_some(), "the socket stays");
 }

@@ -300,10 +300,18 @@ async fn protocol_round_trips_every_variant() {
         (ServerEvent::Contact { contact }, "contact"),
         (ServerEvent::Pong { nonce: u64::MAX }, "pong"),
     ];
-    for code in [ErrorCode::BadFrame, ErrorCode::Invalid, ErrorCode::Unavailable, ErrorCode::RateLimited] {
+    for code in [
+        ErrorCode::BadFrame,
+        ErrorCode::Invalid,
+        ErrorCode::Unavailable,
+        ErrorCode::RateLimited,
+        ErrorCode::TooManyConnections,
+    ] {
+        let with_id =
+            ServerEvent::Error { code, message: "m".into(), client_msg_id: Some("c-9".into()), retry_after: Some(3) };
+        server_events.push((with_id, "error"));
         server_events
-            .push((ServerEvent::Error { code, message: "m".into(), client_msg_id: Some("c-9".into()) }, "error"));
-        server_events.push((ServerEvent::Error { code, message: "m".into(), client_msg_id: None }, "error"));
+            .push((ServerEvent::Error { code, message: "m".into(), client_msg_id: None, retry_after: None }, "error"));
     }
     for (event, tag) in server_events {
         let text = event.to_json();
@@ -322,13 +330,14 @@ async fn protocol_round_trips_every_variant() {
         (ErrorCode::Invalid, "invalid"),
         (ErrorCode::Unavailable, "unavailable"),
         (ErrorCode::RateLimited, "rate_limited"),
+        (ErrorCode::TooManyConnections, "too_many_connections"),
     ];
     for (code, name) in codes {
-        let v: Value =
-            serde_json::from_str(&ServerEvent::Error { code, message: "m".into(), client_msg_id: None }.to_json())
-                .unwrap();
+        let error = ServerEvent::Error { code, message: "m".into(), client_msg_id: None, retry_after: None };
+        let v: Value = serde_json::from_str(&error.to_json()).unwrap();
         assert_eq!(v["code"], name);
         assert!(v.get("client_msg_id").is_none(), "absent client_msg_id is omitted: {v}");
+        assert!(v.get("retry_after").is_none(), "absent retry_after is omitted: {v}");
     }
 
     // Hand-written frames, as a browser would send them.
@@ -383,8 +392,17 @@ async fn protocol_round_trips_every_variant() {
         serde_json::from_str(r#"{"type":"error","code":"rate_limited","message":"slow down"}"#).unwrap();
     assert_eq!(
         err,
-        ServerEvent::Error { code: ErrorCode::RateLimited, message: "slow down".into(), client_msg_id: None }
+        ServerEvent::Error {
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+            client_msg_id: None,
+            retry_after: None
+        }
     );
+    // A code from a newer server still parses (as `unknown`).
+    let newer: ServerEvent =
+        serde_json::from_str(r#"{"type":"error","code":"from_the_future","message":"m","retry_after":5}"#).unwrap();
+    assert!(matches!(newer, ServerEvent::Error { code: ErrorCode::Unknown, retry_after: Some(5), .. }), "{newer:?}");
 }
 
 // ------------------------------------------------------- 2. live exchange
@@ -1781,6 +1799,9 @@ async fn sends_are_rate_limited_per_user_across_sessions() {
     tab2.send_text("too-many", &b.id, "hi").await;
     let e = next_where(&mut tab2, "error", |e| e["type"] == "error" && e["client_msg_id"] == "too-many").await;
     assert_eq!(e["code"], "rate_limited", "{e}");
+    let secs = e["retry_after"].as_u64().expect("retry_after");
+    assert!((1..=60).contains(&secs), "{e}");
+    assert!(e["message"].as_str().unwrap_or_default().contains("try again in"), "{e}");
     let r = a
         .http
         .post(format!("{}/api/messages/send/{}", server.url, b.id))

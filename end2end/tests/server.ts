@@ -7,7 +7,8 @@
 //
 // `baseURL` points at the worker's server, so page.goto('/x') and
 // request.get('/x') reach it. Specs that stop or restart a server start their
-// own with startServer() and stop it themselves.
+// own with startServer() and stop it themselves; startServer({ env }) adds
+// or overrides the server's environment (e.g. a small limit to test).
 //
 // Environment: CHARCHA_BIN (server binary, default target/debug/charcha),
 // CHARCHA_SITE_ROOT (built site, default target/site), E2E_SERVER_LOG=1
@@ -116,7 +117,12 @@ function backendEnv(): Record<string, string> {
   };
 }
 
-export async function startServer(): Promise<CharchaServer> {
+export interface ServerOptions {
+  /** Extra environment for the server, applied last (e.g. `{ CHARCHA_WS_PER_USER: '2' }`). */
+  env?: Record<string, string>;
+}
+
+export async function startServer(options: ServerOptions = {}): Promise<CharchaServer> {
   const bin = binaryPath();
   const site = siteRoot();
   if (!existsSync(bin)) {
@@ -145,6 +151,7 @@ export async function startServer(): Promise<CharchaServer> {
     // Every test signs up from 127.0.0.1; the per-IP auth limit (20/min by
     // default) would throttle the suite. A spec testing the limit sets its own.
     CHARCHA_AUTH_RATE_PER_MINUTE: '10000',
+    ...options.env,
   };
   const logLines: string[] = [];
   const echo = !!process.env.E2E_SERVER_LOG;

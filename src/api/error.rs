@@ -70,8 +70,13 @@ impl AppError {
     pub fn unsupported_media(message: impl Into<String>) -> Self {
         Self::new(415, message)
     }
+    /// 429 saying when to come back (the UI shows `message` as it is).
     pub fn rate_limited(retry_after_secs: u64) -> Self {
-        Self { retry_after: Some(retry_after_secs.max(1)), ..Self::new(429, "Too many attempts; try again later") }
+        let secs = retry_after_secs.max(1);
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(429, format!("Too many attempts; try again {}", wait_phrase(secs)))
+        }
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, message)
@@ -93,6 +98,15 @@ impl AppError {
     /// First message for `field`, if any.
     pub fn field_error(&self, field: &str) -> Option<String> {
         self.errors.get(field).and_then(|v| v.first()).cloned()
+    }
+}
+
+/// "in 40 seconds" / "in 12 minutes", for messages that say when to retry.
+pub fn wait_phrase(secs: u64) -> String {
+    match secs {
+        0 | 1 => "in 1 second".to_string(),
+        2..120 => format!("in {secs} seconds"),
+        _ => format!("in {} minutes", secs.div_ceil(60)),
     }
 }
 
@@ -121,6 +135,15 @@ mod tests {
         assert!(offline.is_unreachable());
         assert!(!AppError::unavailable("The message log is unavailable").is_unreachable());
         assert!(!AppError::internal().is_unreachable());
+    }
+
+    #[test]
+    fn a_rate_limit_says_when_to_come_back() {
+        let e = AppError::rate_limited(42);
+        assert_eq!((e.status, e.retry_after), (429, Some(42)));
+        assert_eq!(e.message, "Too many attempts; try again in 42 seconds");
+        assert_eq!(AppError::rate_limited(0).message, "Too many attempts; try again in 1 second");
+        assert_eq!(wait_phrase(600), "in 10 minutes");
     }
 
     #[test]

@@ -36,6 +36,7 @@ use crate::{
             ChatMessage, Contact, ContactPage, ConversationPage, ConversationSummary, DEFAULT_LIST_PAGE, DEFAULT_PAGE,
             MAX_LIST_PAGE, MAX_PAGE, MAX_QUERY_CHARS, MessagePage, direct_conversation_id,
         },
+        error::wait_phrase,
     },
     protocol::{MAX_TEXT_CHARS, ServerEvent},
 };
@@ -156,7 +157,7 @@ impl ChatService {
         ratelimit::check(self.limiter.as_ref(), &key, SEARCH_RATE_PER_MINUTE, std::time::Duration::from_secs(60))
             .await
             .map_err(|retry_after| AppError {
-                message: "Searching too fast; wait a moment".into(),
+                message: format!("Searching too fast; try again {}", wait_phrase(retry_after)),
                 ..AppError::rate_limited(retry_after)
             })?;
         if query.chars().count() > MAX_QUERY_CHARS {
@@ -287,7 +288,7 @@ impl ChatService {
         ratelimit::check(self.limiter.as_ref(), &key, self.send_rate_per_minute, std::time::Duration::from_secs(60))
             .await
             .map_err(|retry_after| AppError {
-                message: "You are sending too fast; slow down".into(),
+                message: format!("You are sending too fast; try again {}", wait_phrase(retry_after)),
                 ..AppError::rate_limited(retry_after)
             })?;
         let text = req.text;

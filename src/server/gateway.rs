@@ -171,9 +171,10 @@ async fn run_session(state: AppState, auth: AuthUser, socket: WebSocket) {
 /// `error` frame instead of `hello`), then closes with 1008.
 async fn refuse_session(mut socket: WebSocket, cap: usize) {
     let error = ServerEvent::Error {
-        code: ErrorCode::RateLimited,
+        code: ErrorCode::TooManyConnections,
         message: format!("Too many open connections ({cap} per account); close another tab or window and retry"),
         client_msg_id: None,
+        retry_after: None,
     };
     let refuse = async {
         socket.send(Message::Text(error.to_json().into())).await?;
@@ -410,6 +411,7 @@ fn send_error(e: AppError, client_msg_id: String) -> ServerEvent {
         },
         message: e.field_error("text").or_else(|| e.errors.values().flatten().next().cloned()).unwrap_or(e.message),
         client_msg_id: Some(client_msg_id),
+        retry_after: e.retry_after,
     }
 }
 
@@ -429,6 +431,7 @@ async fn handle_text(
                 code: ErrorCode::BadFrame,
                 message: format!("Unreadable frame: {e}"),
                 client_msg_id: client_msg_id_of(text),
+                retry_after: None,
             });
         }
     };
@@ -461,7 +464,12 @@ async fn watch(
     user_ids: Vec<String>,
     reply: &impl Fn(ServerEvent) -> bool,
 ) -> bool {
-    let invalid = |message: String| ServerEvent::Error { code: ErrorCode::Invalid, message, client_msg_id: None };
+    let invalid = |message: String| ServerEvent::Error {
+        code: ErrorCode::Invalid,
+        message,
+        client_msg_id: None,
+        retry_after: None,
+    };
     if user_ids.len() > MAX_WATCHED {
         return reply(invalid(format!("A watch lists at most {MAX_WATCHED} users")));
     }
@@ -478,6 +486,7 @@ async fn watch(
                 state.quotas.watch_rate_per_minute()
             ),
             client_msg_id: None,
+            retry_after: Some(secs.max(1)),
         });
     }
     let added = state.hub.set_watched(user_id, session_id, user_ids.into_iter().collect());

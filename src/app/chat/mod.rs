@@ -37,13 +37,20 @@ use crate::{
         dto::{ChatMessage, Contact, ConversationPage},
     },
     app::Toasts,
-    protocol::{ClientEvent, MAX_WATCHED, ServerEvent},
+    protocol::{ClientEvent, ErrorCode, MAX_WATCHED, ServerEvent},
 };
 
 /// Messages per history page.
 pub const PAGE_SIZE: u32 = 50;
 /// A sent frame without an ack after this long is shown as failed.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(8);
+/// At most one `watch` frame per this long: changes in between (a list
+/// page, search results, opening a conversation) go out together, as the
+/// latest set, so a user stays far below the server's rate (240 a minute
+/// by default, all tabs together).
+pub const WATCH_PACE: Duration = Duration::from_millis(500);
+/// When a `watch` was rate limited without saying for how long.
+const WATCH_RETRY_DEFAULT_SECS: u64 = 10;
 
 /// An image picked in the composer. Only the browser has files; on the
 /// server the type exists so signatures are the same, but is never built.
@@ -90,12 +97,32 @@ pub struct Chat {
     /// Unsent composer text per peer, so switching conversations keeps it.
     pub drafts: StoredValue<HashMap<String, String>>,
     /// `Hello`s received; every one after the first is a reconnect. A
-    /// signal: the watch set is sent again after each.
+    /// signal: the watch set is sent again after each. A refused
+    /// connection counts as one too: the tab was not live meanwhile.
     hellos: RwSignal<u32>,
+    /// Whom the page shows: what the server should be watching.
+    watched: Memo<Vec<String>>,
     /// The watch set last sent on the current connection.
     watch_sent: StoredValue<Option<Vec<String>>>,
+    watch_pace: StoredValue<WatchPace>,
     /// The app's toasts (absent only if the shell does not provide them).
     toasts: Option<Toasts>,
+}
+
+/// When the next `watch` frame may go out (`Date.now()` milliseconds).
+#[derive(Clone, Copy, Debug, Default)]
+struct WatchPace {
+    last_sent: f64,
+    /// After a rate-limit error: not before this.
+    not_before: f64,
+    /// A flush is scheduled; it sends whatever the set is by then.
+    scheduled: bool,
+}
+
+impl WatchPace {
+    fn next_at(&self) -> f64 {
+        (self.last_sent + WATCH_PACE.as_millis() as f64).max(self.not_before)
+    }
 }
 
 /// People matching the search box, a page at a time.
@@ -127,14 +154,28 @@ pub fn ChatPage() -> impl IntoView {
             chat.on_server_event(event);
         }
     });
+    // Tell the server whom the page shows, after every `Hello` and whenever
+    // that changes; it answers with their presence and keeps it current.
+    let conversations: RwSignal<Option<Vec<ConversationEntry>>> = RwSignal::new(None);
+    let search: RwSignal<Option<SearchResults>> = RwSignal::new(None);
+    let watched = Memo::new(move |_| {
+        let open = peer.get();
+        conversations.with(|cs| {
+            search.with(|s| {
+                let listed = cs.iter().flatten().map(|e| e.peer_id.as_str());
+                let found = s.iter().flat_map(|s| s.ids.iter().map(String::as_str));
+                state::watch_set(open.as_deref(), listed, found, MAX_WATCHED)
+            })
+        })
+    });
     let chat = Chat {
         peer,
-        conversations: RwSignal::new(None),
+        conversations,
         conversations_cursor: RwSignal::new(None),
         conversations_error: RwSignal::new(None),
         people: RwSignal::new(HashMap::new()),
         unknown_people: RwSignal::new(Vec::new()),
-        search: RwSignal::new(None),
+        search,
         timelines: RwSignal::new(HashMap::new()),
         unread: RwSignal::new(HashMap::new()),
         me: RwSignal::new(None),
@@ -142,7 +183,9 @@ pub fn ChatPage() -> impl IntoView {
         files: StoredValue::new_with_storage(HashMap::new()),
         drafts: StoredValue::new(HashMap::new()),
         hellos: RwSignal::new(0),
+        watched,
         watch_sent: StoredValue::new(None),
+        watch_pace: StoredValue::new(WatchPace::default()),
         toasts: use_context::<Toasts>(),
     };
     slot.set_value(Some(chat));
@@ -161,26 +204,10 @@ pub fn ChatPage() -> impl IntoView {
         }
     });
 
-    // Tell the server whom the page shows, after every `Hello` and whenever
-    // that changes; it answers with their presence and keeps it current.
-    let watched = Memo::new(move |_| {
-        let open = peer.get();
-        chat.conversations.with(|cs| {
-            chat.search.with(|s| {
-                let listed = cs.iter().flatten().map(|e| e.peer_id.as_str());
-                let found = s.iter().flat_map(|s| s.ids.iter().map(String::as_str));
-                state::watch_set(open.as_deref(), listed, found, MAX_WATCHED)
-            })
-        })
-    });
     Effect::new(move |_| {
-        let ids = watched.get();
-        if chat.hellos.get() == 0 || chat.watch_sent.with_value(|w| w.as_ref() == Some(&ids)) {
-            return;
-        }
-        if chat.socket.send(&ClientEvent::Watch { user_ids: ids.clone() }) {
-            chat.watch_sent.set_value(Some(ids));
-        }
+        watched.track();
+        chat.hellos.track();
+        chat.flush_watch();
     });
 
     let pane = move || match peer.get() {
@@ -198,6 +225,7 @@ pub fn ChatPage() -> impl IntoView {
                 SocketStatus::Connecting => "connecting",
                 SocketStatus::Open => "open",
                 SocketStatus::Reconnecting => "reconnecting",
+                SocketStatus::Refused => "refused",
             }
         >
             <ConnectionBanners />
@@ -250,6 +278,17 @@ fn ConnectionBanners() -> impl IntoView {
                 </div>
             </Show>
         </div>
+        <Show when=move || status.get() == SocketStatus::Refused>
+            <div role="alert" class="alert alert-error rounded-none py-1 text-sm" data-testid="too-many-tabs-banner">
+                <span>
+                    "Charcha is open in too many tabs or windows, so this one is not connected. "
+                    "Close one of the others, then retry."
+                </span>
+                <button type="button" class="btn btn-sm" on:click=move |_| chat.socket.retry()>
+                    "Retry"
+                </button>
+            </div>
+        </Show>
         <Show when=move || outdated.get()>
             <div role="alert" class="alert alert-info rounded-none py-1 text-sm" data-testid="outdated-banner">
                 <span>"A new version of Charcha is available — reload to keep chatting."</span>
@@ -276,6 +315,53 @@ impl Chat {
         if let Some(toasts) = self.toasts {
             toasts.error(message);
         }
+    }
+
+    /// Sends the current watch set if the server does not have it yet, at
+    /// most once per [`WATCH_PACE`] (and not before a rate limit's wait is
+    /// over): a change within that time schedules one flush, which sends
+    /// the set as it is by then. Also called by that flush's timer, after
+    /// the page may be gone (hence the `try_`s).
+    fn flush_watch(self) {
+        if self.hellos.try_get_untracked().unwrap_or(0) == 0 {
+            return;
+        }
+        let Some(ids) = self.watched.try_get_untracked() else { return };
+        if self.watch_sent.try_with_value(|w| w.as_ref() == Some(&ids)).unwrap_or(true) {
+            return;
+        }
+        let Some(pace) = self.watch_pace.try_get_value() else { return };
+        if pace.scheduled {
+            return;
+        }
+        let now = now_ms();
+        let wait = pace.next_at() - now;
+        if wait > 0.0 {
+            self.watch_pace.update_value(|p| p.scheduled = true);
+            set_timeout(
+                move || {
+                    if self.watch_pace.try_update_value(|p| p.scheduled = false).is_some() {
+                        self.flush_watch();
+                    }
+                },
+                Duration::from_millis(wait.ceil() as u64),
+            );
+            return;
+        }
+        if self.socket.send(&ClientEvent::Watch { user_ids: ids.clone() }) {
+            self.watch_sent.set_value(Some(ids));
+            self.watch_pace.update_value(|p| p.last_sent = now);
+        }
+    }
+
+    /// The server ignored a `watch` (over its rate): send the latest set
+    /// again once `secs` have passed. Quietly: presence just lags a little.
+    fn retry_watch_after(self, secs: u64) {
+        // Whatever the server holds now, it is not what we last sent.
+        self.watch_sent.set_value(None);
+        let not_before = now_ms() + secs.max(1) as f64 * 1000.0;
+        self.watch_pace.update_value(|p| p.not_before = p.not_before.max(not_before));
+        self.flush_watch();
     }
 
     /// A person by id (reactive).
@@ -622,16 +708,27 @@ impl Chat {
                 });
             }
             ServerEvent::Contact { contact } => self.learn_people(vec![contact], true),
-            ServerEvent::Error { code, message, client_msg_id } => {
+            ServerEvent::Error { code, message, client_msg_id, retry_after } => {
                 leptos::logging::warn!("chat server error {code:?}: {message}");
-                // Errors about a send (rate limits included: the gateway
-                // only sends those for a send) fail that message; the rest
-                // (an unreadable frame) only get logged.
-                if let Some(cid) = client_msg_id {
-                    if let Some(peer) = self.peer_of_outgoing(&cid) {
-                        self.fail(&peer, &cid, None, Some(message.clone()));
+                match (client_msg_id, code) {
+                    // About a send (rate limits included): fail that message.
+                    (Some(cid), _) => {
+                        if let Some(peer) = self.peer_of_outgoing(&cid) {
+                            self.fail(&peer, &cid, None, Some(message.clone()));
+                        }
+                        self.notify_error(message);
                     }
-                    self.notify_error(message);
+                    // Instead of `hello`: the socket stops retrying and the
+                    // page shows a banner (see `ConnectionBanners`). The
+                    // `hello` after a retry then catches up like a reconnect.
+                    (None, ErrorCode::TooManyConnections) => {
+                        self.hellos.update(|n| *n = (*n).max(1));
+                    }
+                    // Only a `watch` is rate limited without a send's id.
+                    (None, ErrorCode::RateLimited) => {
+                        self.retry_watch_after(retry_after.unwrap_or(WATCH_RETRY_DEFAULT_SECS));
+                    }
+                    (None, _) => self.notify_error(format!("Chat error: {message}")),
                 }
             }
             ServerEvent::Pong { .. } => {}
@@ -729,6 +826,19 @@ pub fn uuid_v4_from(mut b: [u8; 16]) -> String {
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// `Date.now()`: milliseconds since the epoch (0 on the server, which
+/// never runs the timers that use it).
+fn now_ms() -> f64 {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys::Date::now()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        0.0
+    }
 }
 
 /// Now, RFC 3339 (UTC), for pending messages' clocks.

@@ -33,6 +33,10 @@ pub enum SocketStatus {
     Open,
     /// The connection was lost (or never came up); retrying with backoff.
     Reconnecting,
+    /// The server turned the connection away because the user has too many
+    /// open (`too_many_connections`): not retried until [`ChatSocket::retry`]
+    /// or a reload, since every retry would be refused the same way.
+    Refused,
 }
 
 /// Upper bound of the reconnect delay after `attempt` failed attempts (full
@@ -86,6 +90,15 @@ impl ChatSocket {
         self.outdated.read_only()
     }
 
+    /// Connects again now, after a [`SocketStatus::Refused`] (the user
+    /// closed another tab and pressed "Retry").
+    pub fn retry(&self) {
+        #[cfg(feature = "hydrate")]
+        if let Some(Some(shared)) = self.shared.try_get_value() {
+            shared.retry();
+        }
+    }
+
     /// Writes one frame. Returns whether it was handed to an open socket
     /// (not whether the server got it: that is what acks are for).
     pub fn send(&self, event: &ClientEvent) -> bool {
@@ -119,7 +132,7 @@ mod client {
     use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
 
     use super::{BACKOFF_CAP, PING_EVERY, SILENCE_LIMIT, SocketStatus, backoff_bound};
-    use crate::protocol::{ClientEvent, PROTOCOL_VERSION, ServerEvent};
+    use crate::protocol::{ClientEvent, ErrorCode, PROTOCOL_VERSION, ServerEvent};
 
     /// How often the heartbeat/watchdog looks at the clock.
     const TICK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -141,6 +154,9 @@ mod client {
         last_ping: f64,
         nonce: u64,
         reconnect: Option<TimeoutHandle>,
+        /// The server refused the connection (`too_many_connections`): do
+        /// not reconnect until asked to.
+        refused: bool,
         ticker: Option<IntervalHandle>,
         online: Option<WindowListenerHandle>,
     }
@@ -219,6 +235,7 @@ mod client {
             let online = window_event_listener_untyped("online", move |_| {
                 if let Some(s) = w.upgrade()
                     && s.conn.borrow().ws.is_none()
+                    && !s.conn.borrow().refused
                 {
                     s.connect_now();
                 }
@@ -260,6 +277,10 @@ mod client {
                         // Logged out elsewhere, or the session expired: a
                         // reconnect would be refused; ask to log in again.
                         let _ = window().location().set_href("/login");
+                        return;
+                    }
+                    if s.conn.borrow().refused {
+                        // Too many tabs: wait for the user (status `Refused`).
                         return;
                     }
                     s.schedule_reconnect();
@@ -316,10 +337,24 @@ mod client {
             }
         }
 
+        /// Reconnects at once after a refusal, with a fresh backoff.
+        pub fn retry(&self) {
+            if self.disposed.get() {
+                return;
+            }
+            {
+                let mut conn = self.conn.borrow_mut();
+                conn.refused = false;
+                conn.attempt = 0;
+            }
+            self.status.set(SocketStatus::Reconnecting);
+            self.connect_now();
+        }
+
         /// Drops the current connection (if any) and retries after a
         /// full-jitter backoff delay.
         fn schedule_reconnect(&self) {
-            if self.disposed.get() {
+            if self.disposed.get() || self.conn.borrow().refused {
                 return;
             }
             self.status.set(SocketStatus::Reconnecting);
@@ -361,12 +396,21 @@ mod client {
                     return;
                 }
             };
-            if let ServerEvent::Hello { protocol_version, .. } = &event {
-                self.conn.borrow_mut().attempt = 0;
-                self.status.set(SocketStatus::Open);
-                if *protocol_version != PROTOCOL_VERSION {
-                    self.outdated.set(true);
+            match &event {
+                ServerEvent::Hello { protocol_version, .. } => {
+                    self.conn.borrow_mut().attempt = 0;
+                    self.status.set(SocketStatus::Open);
+                    if *protocol_version != PROTOCOL_VERSION {
+                        self.outdated.set(true);
+                    }
                 }
+                // Sent instead of `hello`; the close (1008) follows, and
+                // must not start the reconnect loop.
+                ServerEvent::Error { code: ErrorCode::TooManyConnections, .. } => {
+                    self.conn.borrow_mut().refused = true;
+                    self.status.set(SocketStatus::Refused);
+                }
+                _ => {}
             }
             if !self.disposed.get() {
                 (self.on_event)(event);

@@ -295,7 +295,12 @@ async fn read_loop(
 }
 
 fn invalid(message: &str, client_msg_id: String) -> ServerEvent {
-    ServerEvent::Error { code: ErrorCode::Invalid, message: message.into(), client_msg_id: Some(client_msg_id) }
+    ServerEvent::Error {
+        code: ErrorCode::Invalid,
+        message: message.into(),
+        client_msg_id: Some(client_msg_id),
+        retry_after: None,
+    }
 }
 
 /// One client frame; false when the session should end (replies not read).
@@ -313,6 +318,7 @@ fn handle_text(
                 code: ErrorCode::BadFrame,
                 message: format!("Unreadable frame: {e}"),
                 client_msg_id: None,
+                retry_after: None,
             });
         }
     };

@@ -97,7 +97,10 @@ fn hashing_error(e: password::PasswordError) -> AppError {
     match e {
         password::PasswordError::Busy => AppError {
             retry_after: Some(password::BUSY_RETRY_AFTER_SECS),
-            ..AppError::unavailable("The server is busy; please retry in a moment")
+            ..AppError::unavailable(format!(
+                "The server is busy; please retry {}",
+                crate::api::error::wait_phrase(password::BUSY_RETRY_AFTER_SECS)
+            ))
         },
         password::PasswordError::Hash(detail) => {
             tracing::error!("password hashing failed: {detail}");
