@@ -354,7 +354,7 @@ mod client {
                 leptos::logging::warn!("chat socket: ignoring a non-text frame");
                 return;
             };
-            let event = match serde_json::from_str::<ServerEvent>(&text) {
+            let event = match ServerEvent::from_json(&text) {
                 Ok(ev) => ev,
                 Err(e) => {
                     leptos::logging::warn!("chat socket: ignoring a malformed frame ({e}): {text:.200}");
