@@ -162,7 +162,10 @@ pub fn precompress_file(path: &Path) -> Result<bool, AssetsError> {
     let data = std::fs::read(path).map_err(read_err)?;
     let quality = if data.len() as u64 > MAX_QUALITY_LIMIT { 5 } else { 11 };
     write_atomically(&sibling(path, "br"), |out| {
-        let params = brotli::enc::BrotliEncoderParams { quality, lgwin: 24, ..Default::default() };
+        // The size hint lets the encoder size its hash tables for the whole
+        // file (as the brotli CLI does when it knows the input's length).
+        let params =
+            brotli::enc::BrotliEncoderParams { quality, lgwin: 24, size_hint: data.len(), ..Default::default() };
         brotli::BrotliCompress(&mut &data[..], out, &params).map(drop)
     })?;
     write_atomically(&sibling(path, "gz"), |out| {

@@ -392,7 +392,7 @@ mod client {
                 (stale, ping.then_some(conn.nonce))
             };
             if stale {
-                leptos::logging::warn!("chat socket: nothing received for {SILENCE_LIMIT:?}; reconnecting");
+                leptos::logging::warn!("chat socket: nothing received for {} s; reconnecting", SILENCE_LIMIT.as_secs());
                 self.schedule_reconnect();
             } else if let Some(nonce) = ping {
                 self.send(&ClientEvent::Ping { nonce });
