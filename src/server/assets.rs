@@ -244,7 +244,9 @@ impl Assets {
     pub fn new(options: &LeptosOptions) -> Self {
         let root = PathBuf::from(options.site_root.as_ref());
         let assets = Self {
-            serve: ServeDir::new(&root).precompressed_br().precompressed_gzip(),
+            // No index.html or redirect for directories: a path that is not a
+            // file falls through to the app's 404 page.
+            serve: ServeDir::new(&root).precompressed_br().precompressed_gzip().append_index_html_on_directories(false),
             pkg_dir: options.site_pkg_dir.to_string(),
             root,
             attempts: Arc::default(),
