@@ -16,7 +16,8 @@ RUN cargo install cargo-leptos --version 0.3.11 --locked \
 COPY package.json package-lock.json ./
 RUN PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 COPY . .
-RUN cargo leptos build --release
+RUN cargo leptos build --release \
+ && target/release/charcha precompress target/site
 
 # --- run ---------------------------------------------------------------------
 FROM debian:bookworm-slim
@@ -27,6 +28,8 @@ RUN apt-get update \
  && mkdir -p /data && chown charcha /data
 WORKDIR /app
 COPY --from=build /src/target/release/charcha /app/charcha
+# The content hashes of the client's file names (hash-files), read next to the binary.
+COPY --from=build /src/target/release/hash.txt /app/hash.txt
 COPY --from=build /src/target/site /app/site
 COPY Leptos.toml /app/Leptos.toml
 ENV LEPTOS_OUTPUT_NAME=charcha \

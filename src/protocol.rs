@@ -131,6 +131,87 @@ pub enum ErrorCode {
 }
 
 impl ServerEvent {
+    /// Parses a frame: the same result as `serde_json::from_str::<ServerEvent>`
+    /// for every frame, in less wasm. Serde's derive for an internally tagged
+    /// enum first buffers the whole object into its private `Content` tree and
+    /// then deserialises each variant (and the `User`, `ChatMessage` and
+    /// `Contact` inside) from that tree, a second copy of every deserializer
+    /// in the client. Here the tag is read first (other fields skipped) and
+    /// the frame parsed again straight into the variant's fields: frames are
+    /// small, the client's binary is what is scarce (BENCHMARKS.md).
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        use serde::de::Error as _;
+        use serde_json::from_str;
+
+        #[derive(Deserialize)]
+        struct Tag {
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        #[derive(Deserialize)]
+        struct Hello {
+            protocol_version: u32,
+            user: User,
+        }
+        #[derive(Deserialize)]
+        struct Ack {
+            client_msg_id: String,
+            message: ChatMessage,
+        }
+        #[derive(Deserialize)]
+        struct Message {
+            message: ChatMessage,
+        }
+        #[derive(Deserialize)]
+        struct Presence {
+            user_id: String,
+            online: bool,
+        }
+        #[derive(Deserialize)]
+        struct PresenceBatch {
+            online: Vec<String>,
+            offline: Vec<String>,
+        }
+        #[derive(Deserialize)]
+        struct ContactFrame {
+            contact: Contact,
+        }
+        #[derive(Deserialize)]
+        struct Error {
+            code: ErrorCode,
+            message: String,
+            #[serde(default)]
+            client_msg_id: Option<String>,
+            #[serde(default)]
+            retry_after: Option<u64>,
+        }
+        #[derive(Deserialize)]
+        struct Pong {
+            nonce: u64,
+        }
+        const TYPES: &[&str] = &["hello", "ack", "message", "presence", "presence_batch", "contact", "error", "pong"];
+
+        let tag: Tag = from_str(text)?;
+        Ok(match tag.kind.as_str() {
+            "hello" => from_str(text).map(|Hello { protocol_version, user }| Self::Hello { protocol_version, user })?,
+            "ack" => from_str(text).map(|Ack { client_msg_id, message }| Self::Ack { client_msg_id, message })?,
+            "message" => from_str(text).map(|Message { message }| Self::Message { message })?,
+            "presence" => from_str(text).map(|Presence { user_id, online }| Self::Presence { user_id, online })?,
+            "presence_batch" => {
+                from_str(text).map(|PresenceBatch { online, offline }| Self::PresenceBatch { online, offline })?
+            }
+            "contact" => from_str(text).map(|ContactFrame { contact }| Self::Contact { contact })?,
+            "error" => from_str(text).map(|Error { code, message, client_msg_id, retry_after }| Self::Error {
+                code,
+                message,
+                client_msg_id,
+                retry_after,
+            })?,
+            "pong" => from_str(text).map(|Pong { nonce }| Self::Pong { nonce })?,
+            other => return Err(serde_json::Error::unknown_variant(other, TYPES)),
+        })
+    }
+
     pub fn to_json(&self) -> String {
         // Serialising these plain data types cannot fail: no maps with
         // non-string keys, no custom serializers.
@@ -197,5 +278,81 @@ mod tests {
             retry_after: None,
         };
         assert_eq!(refused.to_json(), r#"{"type":"error","code":"too_many_connections","message":"m"}"#);
+    }
+
+    /// The client's lean parser agrees with serde's derive on every variant,
+    /// on the tag's position, on unknown fields and on bad frames.
+    #[test]
+    fn from_json_agrees_with_the_derived_deserializer() {
+        let message = ChatMessage {
+            id: "01J00000000000000000000000".into(),
+            conversation_id: "dm:a:b".into(),
+            sender_id: "a".into(),
+            recipient_id: "b".into(),
+            text: "hé \u{1F600}".into(),
+            image: Some("/api/media/x".into()),
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            client_msg_id: None,
+        };
+        let user = User {
+            id: "u1".into(),
+            email: "ada@example.com".into(),
+            full_name: "Ada".into(),
+            profile_picture: String::new(),
+            bio: "first \"programmer\"".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+        };
+        let contact = Contact {
+            id: "u2".into(),
+            full_name: "Bob".into(),
+            profile_picture: "/api/media/b".into(),
+            bio: String::new(),
+            online: false,
+        };
+        let events = [
+            ServerEvent::Hello { protocol_version: PROTOCOL_VERSION, user },
+            ServerEvent::Ack { client_msg_id: "c1".into(), message: message.clone() },
+            ServerEvent::Message { message },
+            ServerEvent::Presence { user_id: "u2".into(), online: true },
+            ServerEvent::PresenceBatch { online: vec!["u3".into()], offline: vec![] },
+            ServerEvent::Contact { contact },
+            ServerEvent::Error {
+                code: ErrorCode::RateLimited,
+                message: "slow down".into(),
+                client_msg_id: None,
+                retry_after: Some(12),
+            },
+            ServerEvent::Error {
+                code: ErrorCode::Invalid,
+                message: "no".into(),
+                client_msg_id: Some("c2".into()),
+                retry_after: None,
+            },
+            ServerEvent::Error {
+                code: ErrorCode::TooManyConnections,
+                message: "close a tab".into(),
+                client_msg_id: None,
+                retry_after: None,
+            },
+            ServerEvent::Pong { nonce: 7 },
+        ];
+        for event in events {
+            let json = event.to_json();
+            assert_eq!(ServerEvent::from_json(&json).expect("parses"), event, "{json}");
+        }
+        for frame in [
+            r#"{"online":true,"user_id":"u","type":"presence","extra":[1,{"a":2}]}"#,
+            r#"{"type":"pong","nonce":1}"#,
+            r#"{"type":"error","code":"some_future_code","message":"m","retry_after":3}"#,
+        ] {
+            assert_eq!(
+                ServerEvent::from_json(frame).expect("parses"),
+                serde_json::from_str::<ServerEvent>(frame).expect("derive parses"),
+            );
+        }
+        for bad in [r#"{"type":"nope"}"#, r#"{"nonce":1}"#, r#"{"type":"pong"}"#, "[]", "not json", r#"{"type":7}"#] {
+            assert!(ServerEvent::from_json(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<ServerEvent>(bad).is_err(), "{bad}");
+        }
     }
 }

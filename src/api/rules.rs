@@ -23,9 +23,15 @@ pub fn normalise_email(email: &str) -> String {
 }
 
 /// `local@domain.tld`: one `@`, a non-empty local part, a dotted domain,
-/// no whitespace or control characters. Checked after [`normalise_email`].
+/// no whitespace or control characters, at most [`EMAIL_MAX_BYTES`].
+///
+/// Checks `value` trimmed, not lower-cased: the server passes the
+/// normalised address it stores (so its check is on exactly that), the
+/// client what was typed. Lower-casing changes none of these checks except,
+/// for a few non-ASCII letters, the byte length; and leaving it out keeps
+/// Unicode's case tables out of the wasm client (BENCHMARKS.md).
 pub fn email(value: &str) -> Option<String> {
-    let email = normalise_email(value);
+    let email = value.trim();
     let valid = email.len() <= EMAIL_MAX_BYTES
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && match email.split_once('@') {

@@ -13,7 +13,7 @@
 //! HTTP redirect.
 
 use leptos::prelude::*;
-use leptos_meta::{Link, Meta, MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{Link, Meta, MetaTags, Title, provide_meta_context};
 use leptos_router::{
     SsrMode,
     components::{Route, Router, Routes},
@@ -56,12 +56,17 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     let theme = theme::initial_theme();
     #[cfg(feature = "ssr")]
     set_page_csp(&options);
+    let stylesheet = stylesheet_href(&options);
     view! {
         <!DOCTYPE html>
         <html lang="en" data-theme=theme>
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                // In the shell (rendered on the server only), not in <App/>: its
+                // name carries the build's content hash, which only the server knows.
+                // `id="leptos"` is what `cargo leptos watch` reloads on a CSS change.
+                <link rel="stylesheet" id="leptos" href=stylesheet/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -71,6 +76,17 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             </body>
         </html>
     }
+}
+
+/// The stylesheet's URL (hashed in builds with `hash-files`).
+#[cfg(feature = "ssr")]
+fn stylesheet_href(options: &LeptosOptions) -> String {
+    crate::server::assets::stylesheet_href(options)
+}
+
+#[cfg(not(feature = "ssr"))]
+fn stylesheet_href(options: &LeptosOptions) -> String {
+    format!("/{}/{}.css", options.site_pkg_dir, options.output_name)
 }
 
 /// Sends this page's Content-Security-Policy, allowing the render's nonce
@@ -102,7 +118,6 @@ pub fn App() -> impl IntoView {
     session::provide_session();
 
     view! {
-        <Stylesheet id="leptos" href="/pkg/charcha.css"/>
         <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
         <Title formatter=|text: String| format!("{text} · Charcha")/>
         <Meta

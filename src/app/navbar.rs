@@ -2,7 +2,7 @@
 //! every link is visible inline; on small screens they fold into a menu
 //! opened by a button.
 
-use leptos::prelude::*;
+use leptos::{prelude::*, server_fn::ServerFn as _};
 use leptos_router::{components::A, hooks::use_location};
 
 use super::{
@@ -163,7 +163,16 @@ fn LogoutButton() -> impl IntoView {
     let session = use_session();
     let pending = session.logout.pending();
     view! {
-        <ActionForm action=session.logout attr:class="contents">
+        // A plain form (not `ActionForm`: see `auth_pages::submit`).
+        <form
+            action=crate::api::auth::Logout::url()
+            method="post"
+            class="contents"
+            on:submit=move |ev: leptos::ev::SubmitEvent| {
+                ev.prevent_default();
+                session.logout.dispatch(crate::api::auth::Logout {});
+            }
+        >
             <button
                 type="submit"
                 class="btn btn-ghost btn-sm justify-start gap-2 font-medium lg:justify-center"
@@ -179,6 +188,6 @@ fn LogoutButton() -> impl IntoView {
                 }}
                 "Log out"
             </button>
-        </ActionForm>
+        </form>
     }
 }

@@ -6,6 +6,7 @@
 //!        REST / server fns ─────┘
 //! ```
 
+pub mod assets;
 pub mod auth;
 pub mod bus;
 pub mod chat;
@@ -275,7 +276,8 @@ pub async fn build_state(
 }
 
 /// The whole HTTP app: REST, WebSocket, server functions, SSR pages, assets.
-pub fn router(state: AppState) -> Router {
+pub fn router(mut state: AppState) -> Router {
+    state.leptos_options = assets::resolve_hashed_names(state.leptos_options);
     let routes = generate_route_list(App);
     let leptos_options = state.leptos_options.clone();
     let context_state = state.clone();
@@ -287,7 +289,8 @@ pub fn router(state: AppState) -> Router {
             move || provide_context(context_state.clone()),
             move || shell(leptos_options.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback(assets::fallback(assets::Assets::new(&state.leptos_options)))
+        .layer(axum::middleware::from_fn(assets::html_no_cache))
         // Server functions read raw bodies; bound every request.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(outer_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::server_fn_body_limit))
@@ -401,6 +404,9 @@ charcha — scalable real-time chat
 USAGE:
     charcha [serve]    run the web server, WebSocket gateway and history worker
     charcha worker     run only the history worker (log -> store)
+    charcha precompress [SITE_ROOT]
+                       write .br/.gz siblings of the built site's files (the server
+                       also does this at start when it may write there)
     charcha --help     this text
 
 Configuration: Leptos.toml ([charcha] table), .env, environment variables
@@ -415,6 +421,7 @@ pub async fn cli_main(args: Vec<String>) -> ExitCode {
     let worker_only = match args.first().map(String::as_str) {
         None | Some("serve") => false,
         Some("worker") => true,
+        Some("precompress") => return assets::precompress_cli(args.get(1).map(String::as_str)),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -389,7 +389,7 @@ mod client {
                 leptos::logging::warn!("chat socket: ignoring a non-text frame");
                 return;
             };
-            let event = match serde_json::from_str::<ServerEvent>(&text) {
+            let event = match ServerEvent::from_json(&text) {
                 Ok(ev) => ev,
                 Err(e) => {
                     leptos::logging::warn!("chat socket: ignoring a malformed frame ({e}): {text:.200}");
@@ -436,7 +436,7 @@ mod client {
                 (stale, ping.then_some(conn.nonce))
             };
             if stale {
-                leptos::logging::warn!("chat socket: nothing received for {SILENCE_LIMIT:?}; reconnecting");
+                leptos::logging::warn!("chat socket: nothing received for {} s; reconnecting", SILENCE_LIMIT.as_secs());
                 self.schedule_reconnect();
             } else if let Some(nonce) = ping {
                 self.send(&ClientEvent::Ping { nonce });
