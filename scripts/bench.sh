@@ -113,10 +113,13 @@ stop() {
   PIDS=("${keep[@]}")
 }
 
+# Below Linux's ephemeral range (32768-60999 by default): after thousands of
+# client sockets, a port in that range may still be held by one (TIME_WAIT)
+# and a server binding it fails, though nothing answers a probe on it.
 free_port() {
   local p i
   for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % 22000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
   done
   die "no free port found"
