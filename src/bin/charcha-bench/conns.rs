@@ -116,8 +116,32 @@ fn parse_conns(args: Vec<String>) -> Result<Option<ConnsOpts>, String> {
     Ok(Some(o))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
+/// What every subcommand does before its work: parse its options (or print
+/// its help) and start a runtime. `Err` is the exit code to end with.
+fn prepare<O>(
+    name: &str,
+    help: &str,
+    args: Vec<String>,
+    parse: fn(Vec<String>) -> Result<Option<O>, String>,
+) -> Result<(O, tokio::runtime::Runtime), ExitCode> {
+    let o = match parse(args) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            print!("{help}");
+            return Err(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            eprintln!("charcha-bench {name}: {e}\n\n{help}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => Ok((o, rt)),
+        Err(e) => {
+            eprintln!("charcha-bench: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn finish(result: Result<serde_json::Value, String>, json_out: bool, text: impl Fn(&serde_json::Value)) -> ExitCode {
@@ -138,23 +162,9 @@ fn finish(result: Result<serde_json::Value, String>, json_out: bool, text: impl 
 }
 
 pub fn main_conns(args: Vec<String>) -> ExitCode {
-    let o = match parse_conns(args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            print!("{CONNS_HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("charcha-bench conns: {e}\n\n{CONNS_HELP}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("charcha-bench: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (o, rt) = match prepare("conns", CONNS_HELP, args, parse_conns) {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
     };
     finish(rt.block_on(conns(&o)), o.json, |r| {
         println!("{}: {} of {} users connected", r["label"], r["connected"], r["users"]);
@@ -377,23 +387,9 @@ fn parse_signup(args: Vec<String>) -> Result<Option<SignupOpts>, String> {
 }
 
 pub fn main_signup(args: Vec<String>) -> ExitCode {
-    let o = match parse_signup(args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            print!("{SIGNUP_HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("charcha-bench signup: {e}\n\n{SIGNUP_HELP}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("charcha-bench: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (o, rt) = match prepare("signup", SIGNUP_HELP, args, parse_signup) {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
     };
     finish(rt.block_on(signups(&o)), o.json, |r| {
         for phase in ["signup", "login"] {
