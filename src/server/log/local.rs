@@ -314,6 +314,10 @@ impl Trimmer {
         }
         // Everything up to and including `horizon` may go, a chunk per pass.
         let below = (horizon + 1).min(from.saturating_add(TRIM_CHUNK));
+        // The floor rises before the rows go, so a fetch never finds a gap
+        // where it should have been told `Expired` (those records are past
+        // retention either way).
+        self.trimmed_below.fetch_max(below, Ordering::Release);
         let tx = conn.unchecked_transaction()?;
         tx.execute("DELETE FROM records WHERE offset < ?1", [below])?;
         tx.execute("DELETE FROM marks WHERE record_offset < ?1", [below])?;
@@ -323,8 +327,6 @@ impl Trimmer {
             [below],
         )?;
         tx.commit()?;
-        // Fetches see the new floor only once it is committed.
-        self.trimmed_below.fetch_max(below, Ordering::Release);
         self.behind = below <= horizon;
         Ok(())
     }
@@ -509,13 +511,22 @@ mod tests {
         assert_eq!(log.fetch(0, 0, 1000, Duration::ZERO).await.expect("fetch").len(), 50);
         drop(log);
 
-        // Keep nothing: every record up to the newest mark goes on the next group.
+        // Keep nothing: every record up to the newest mark goes right after
+        // the next group (the writer trims after handing the group to the
+        // syncer, so the ack may come first: wait for the floor).
         let keep_none = Retention { keep: Duration::ZERO, every: Duration::ZERO };
         let log = LocalLog::open_with_retention(&dir, keep_none).expect("reopen");
         super::super::append(&log, record("a", "m50", "p50")).await.expect("durable");
-        let earliest = match log.fetch(0, 0, 1000, Duration::ZERO).await {
-            Err(LogError::Expired { earliest }) => earliest,
-            other => panic!("expected Expired, got {other:?}"),
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let earliest = loop {
+            match log.fetch(0, 0, 1000, Duration::ZERO).await {
+                Err(LogError::Expired { earliest }) => break earliest,
+                // Not trimmed yet: every record is still there, never a gap.
+                Ok(records) if records.len() == 51 && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await
+                }
+                other => panic!("expected Expired, got {other:?}"),
+            }
         };
         assert!(earliest > 50, "every record up to the mark is gone (floor {earliest})");
         assert!(log.fetch(0, earliest, 1000, Duration::ZERO).await.expect("fetch above the floor").len() <= 1);
