@@ -6,7 +6,9 @@
 /// mimalloc instead of glibc's malloc: the send path allocates small,
 /// short-lived buffers on every thread, and profiles showed glibc's arena
 /// bookkeeping (malloc_consolidate, unlink_chunk) at ~12 % of server CPU.
-#[cfg(feature = "ssr")]
+/// The `system-allocator` feature keeps glibc's, for heap profilers that
+/// hook malloc (heaptrack: BENCHMARKS.md, "Connections").
+#[cfg(all(feature = "ssr", not(feature = "system-allocator")))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -50,7 +50,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// arrive whole (the buffer grows to what a frame needs). 8 KiB here cost
 /// 4 KiB more per idle connection for no gain in the hot-path bench
 /// (BENCHMARKS.md, "Connections").
-pub const READ_BUFFER: usize = 4 * 1024;
+pub const READ_BUFFER: usize = 2 * 1024;
 
 /// Sends of one connection waiting to become durable, at most.
 pub const MAX_IN_FLIGHT: usize = 32;

@@ -259,9 +259,9 @@ pub async fn build_state(
         config.limits.send_rate_per_minute,
         quotas.clone(),
     );
-    Ok(AppState {
+    Ok(AppState::new(state::Services {
         config: Arc::new(config),
-        leptos_options,
+        leptos_options: assets::resolve_hashed_names(leptos_options),
         store,
         log,
         auth: Arc::new(auth),
@@ -272,12 +272,11 @@ pub async fn build_state(
         limiter,
         quotas,
         shutdown,
-    })
+    }))
 }
 
 /// The whole HTTP app: REST, WebSocket, server functions, SSR pages, assets.
-pub fn router(mut state: AppState) -> Router {
-    state.leptos_options = assets::resolve_hashed_names(state.leptos_options);
+pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let leptos_options = state.leptos_options.clone();
     let context_state = state.clone();

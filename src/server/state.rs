@@ -11,8 +11,28 @@ use super::{
     quota::Quotas, ratelimit::RateLimiter, store::Store,
 };
 
+/// Shared behind one `Arc`: every request and every WebSocket task holds a
+/// clone, and a clone of the fields themselves (eleven `Arc`s and the Leptos
+/// options) was 288 bytes copied into each of 20,000 idle connections.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Services {
     pub config: Arc<Config>,
     pub leptos_options: LeptosOptions,
     pub store: Arc<dyn Store>,
