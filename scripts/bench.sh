@@ -162,6 +162,8 @@ start_relay() {
 charcha_env() {
   CHARCHA_ENV_VARS=(
     "CHARCHA_DATA_DIR=$2"
+    # As the Dockerfile ships it (see there, and BENCHMARKS.md "Connections").
+    "MIMALLOC_PURGE_DELAY=0"
     "JWT_SECRET=$BENCH_JWT_SECRET"
     "CHARCHA_METRICS_TOKEN=$BENCH_METRICS_TOKEN"
     "CHARCHA_AUTH_RATE_PER_MINUTE=1000000"

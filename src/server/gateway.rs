@@ -46,10 +46,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// and kept while it is open. Its default (128 KiB) is zero-filled on every
 /// read: the send-path profile had memset at 17 % of the workers' CPU, and
 /// 20,000 idle sockets held 2.5 GB. Chat frames are 100–300 bytes, so one
-/// read of 4 KiB still takes a burst of a dozen or more; larger frames
-/// arrive whole (the buffer grows to what a frame needs). 8 KiB here cost
-/// 4 KiB more per idle connection for no gain in the hot-path bench
-/// (BENCHMARKS.md, "Connections").
+/// read of 2 KiB still takes a burst of several; larger frames arrive whole
+/// (the buffer grows to what a frame needs). It is the largest single item
+/// of an idle connection's ~11 KB of heap (BENCHMARKS.md, "Connections").
 pub const READ_BUFFER: usize = 2 * 1024;
 
 /// Sends of one connection waiting to become durable, at most.
