@@ -11,7 +11,7 @@ use crate::api::dto::{ChatMessage, Contact, User};
 /// Bumped on any incompatible change to the frames below.
 /// 2: `hello` no longer lists everyone online; clients `watch` the users
 /// they show and get their presence (`presence_batch`, then `presence`).
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Close code when the session's token was revoked (a logout) or expired:
 /// the client should not reconnect with it, but ask the user to log in.
@@ -25,6 +25,13 @@ pub const MAX_TEXT_CHARS: usize = 4_000;
 
 /// Largest frame the server accepts, in bytes; larger ones close with 1009.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// How long a typing indicator stays up without a new `typing` frame.
+pub const TYPING_SHOWN_MS: u64 = 6_000;
+
+/// How often a client repeats `typing` while the user keeps typing; the
+/// server drops repeats that come faster (per user and conversation).
+pub const TYPING_EVERY_MS: u64 = 3_000;
 
 /// Frames a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +56,14 @@ pub enum ClientEvent {
     /// the set, then sends [`ServerEvent::Presence`] and
     /// [`ServerEvent::Contact`] about watched users as they change.
     Watch { user_ids: Vec<String> },
+    /// The user has read `conversation_id` up to `message_id` (the newest
+    /// message it has seen there). Markers only move forward; the server
+    /// tells every member ([`ServerEvent::Read`]) when this one moved.
+    Read { conversation_id: String, message_id: String },
+    /// The user is typing in `conversation_id`. Sent at most every few
+    /// seconds while typing; the others see it for [`TYPING_SHOWN_MS`]
+    /// unless it is repeated. Goes through the bus only: never stored.
+    Typing { conversation_id: String },
     /// Application-level heartbeat; answered with [`ServerEvent::Pong`].
     Ping {
         #[serde(default)]
@@ -101,6 +116,19 @@ pub enum ServerEvent {
     },
     Pong {
         nonce: u64,
+    },
+    /// `user_id` has read `conversation_id` up to `message_id`: to every
+    /// member's sessions (the reader's other tabs clear their unread badge,
+    /// the others show "Seen").
+    Read {
+        conversation_id: String,
+        user_id: String,
+        message_id: String,
+    },
+    /// `user_id` is typing in `conversation_id` (to the other members).
+    Typing {
+        conversation_id: String,
+        user_id: String,
     },
 }
 
@@ -189,7 +217,19 @@ impl ServerEvent {
         struct Pong {
             nonce: u64,
         }
-        const TYPES: &[&str] = &["hello", "ack", "message", "presence", "presence_batch", "contact", "error", "pong"];
+        #[derive(Deserialize)]
+        struct Read {
+            conversation_id: String,
+            user_id: String,
+            message_id: String,
+        }
+        #[derive(Deserialize)]
+        struct Typing {
+            conversation_id: String,
+            user_id: String,
+        }
+        const TYPES: &[&str] =
+            &["hello", "ack", "message", "presence", "presence_batch", "contact", "error", "pong", "read", "typing"];
 
         let tag: Tag = from_str(text)?;
         Ok(match tag.kind.as_str() {
@@ -208,6 +248,14 @@ impl ServerEvent {
                 retry_after,
             })?,
             "pong" => from_str(text).map(|Pong { nonce }| Self::Pong { nonce })?,
+            "read" => from_str(text).map(|Read { conversation_id, user_id, message_id }| Self::Read {
+                conversation_id,
+                user_id,
+                message_id,
+            })?,
+            "typing" => {
+                from_str(text).map(|Typing { conversation_id, user_id }| Self::Typing { conversation_id, user_id })?
+            }
             other => return Err(serde_json::Error::unknown_variant(other, TYPES)),
         })
     }
@@ -335,6 +383,8 @@ mod tests {
                 retry_after: None,
             },
             ServerEvent::Pong { nonce: 7 },
+            ServerEvent::Read { conversation_id: "dm:a:b".into(), user_id: "a".into(), message_id: "m".into() },
+            ServerEvent::Typing { conversation_id: "dm:a:b".into(), user_id: "b".into() },
         ];
         for event in events {
             let json = event.to_json();

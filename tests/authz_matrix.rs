@@ -244,6 +244,16 @@ fn rest_rows() -> Vec<Row> {
         ),
         row(
             "POST",
+            "/api/conversations/{id}/read",
+            "mark Ann and Bob's conversation read",
+            |w, c| {
+                let body = json!({ "message_id": ulid::Ulid::new().to_string() });
+                c.post(w.url(&format!("/api/conversations/{}/read", w.conversation_id))).json(&body)
+            },
+            [Unauthorized, Denied, Is(204)],
+        ),
+        row(
+            "POST",
             "/api/messages/send/{id}",
             "send to Bob (a forged sender is ignored)",
             |w, c| {
@@ -554,10 +564,12 @@ fn event_type(event: &ClientEvent) -> &'static str {
         ClientEvent::Send { .. } => "send",
         ClientEvent::Watch { .. } => "watch",
         ClientEvent::Ping { .. } => "ping",
+        ClientEvent::Read { .. } => "read",
+        ClientEvent::Typing { .. } => "typing",
     }
 }
 
-const ALL_EVENTS: [&str; 3] = ["send", "watch", "ping"];
+const ALL_EVENTS: [&str; 5] = ["send", "watch", "ping", "read", "typing"];
 
 /// What a signed-in actor must get for a WebSocket event.
 #[derive(Clone, Copy, Debug)]
@@ -568,6 +580,9 @@ enum WsExpect {
     OwnAck,
     /// An `error` frame with code `invalid`, showing nothing.
     Refused,
+    /// Accepted without an answer to this session: a `ping` sent right
+    /// after it gets its `pong` with no error before it.
+    Silent,
 }
 
 /// What a client event may name.
@@ -575,11 +590,17 @@ struct Ids {
     ann: String,
     bob: String,
     private_image: String,
+    conversation: String,
 }
 
 impl World {
     fn ids(&self) -> Ids {
-        Ids { ann: self.ann.id.clone(), bob: self.bob.id.clone(), private_image: self.private_image.clone() }
+        Ids {
+            ann: self.ann.id.clone(),
+            bob: self.bob.id.clone(),
+            private_image: self.private_image.clone(),
+            conversation: self.conversation_id.clone(),
+        }
     }
 }
 
@@ -618,12 +639,26 @@ fn ws_rows() -> Vec<WsRow> {
             expect: [WsExpect::Reply("presence_batch"); 2],
         },
         WsRow { what: "ping", event: |_| ClientEvent::Ping { nonce: 7 }, expect: [WsExpect::Reply("pong"); 2] },
+        WsRow {
+            what: "mark Ann and Bob's conversation read",
+            event: |w| ClientEvent::Read {
+                conversation_id: w.conversation.clone(),
+                message_id: ulid::Ulid::new().to_string(),
+            },
+            expect: [WsExpect::Refused, WsExpect::Silent],
+        },
+        WsRow {
+            what: "typing in Ann and Bob's conversation",
+            event: |w| ClientEvent::Typing { conversation_id: w.conversation.clone() },
+            expect: [WsExpect::Refused, WsExpect::Silent],
+        },
     ]
 }
 
 #[test]
 fn every_client_event_has_a_row() {
-    let ids = Ids { ann: "a".into(), bob: "b".into(), private_image: "/api/media/x".into() };
+    let ids =
+        Ids { ann: "a".into(), bob: "b".into(), private_image: "/api/media/x".into(), conversation: "dm:a:b".into() };
     let covered: BTreeSet<&str> = ws_rows().iter().map(|r| event_type(&(r.event)(&ids))).collect();
     assert_eq!(covered, ALL_EVENTS.into_iter().collect::<BTreeSet<_>>(), "client events without a row in ws_rows()");
 }
@@ -651,6 +686,10 @@ async fn every_client_event_as_anonymous_outsider_and_member() {
                 _ => None,
             };
             ws.send_json(serde_json::to_value(&event).expect("json")).await;
+            if matches!(event, ClientEvent::Read { .. } | ClientEvent::Typing { .. }) {
+                // Frames are handled in order: an error about the event comes before this pong.
+                ws.send_json(serde_json::to_value(ClientEvent::Ping { nonce: 99 }).expect("json")).await;
+            }
             let answer = ws
                 .next_where(std::time::Duration::from_secs(5), |e| {
                     let about_this_send = cid.as_deref().is_none_or(|c| e["client_msg_id"] == c);
@@ -672,6 +711,7 @@ async fn every_client_event_as_anonymous_outsider_and_member() {
                 }
                 WsExpect::Refused => (answer["type"] != "error" || answer["code"] != "invalid")
                     .then(|| "want an invalid error".to_string()),
+                WsExpect::Silent => (answer["type"] != "pong").then(|| "want no answer (then the pong)".to_string()),
             };
             let leak =
                 (actor == Actor::Outsider && w.leaks(&text)).then(|| "shows Ann and Bob's conversation".to_string());

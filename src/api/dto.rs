@@ -52,6 +52,9 @@ pub struct MessagePage {
     pub messages: Vec<ChatMessage>,
     /// True when older messages exist before the first one of this page.
     pub has_more: bool,
+    /// How far the peer has read (a message id): "Seen".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_read: Option<String>,
 }
 
 pub const DEFAULT_PAGE: usize = 50;
@@ -72,7 +75,18 @@ pub struct ConversationSummary {
     pub peer: Contact,
     /// The newest message; its text is cut to a preview length.
     pub last_message: ChatMessage,
+    /// Messages from others after the user's read marker, counted up to
+    /// [`UNREAD_COUNT_CAP`] (shown as "99+" beyond).
+    #[serde(default)]
+    pub unread: u32,
+    /// How far the peer has read (a message id): "Seen" under the user's
+    /// own messages up to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_read: Option<String>,
 }
+
+/// Unread messages are counted up to this many per conversation.
+pub const UNREAD_COUNT_CAP: u32 = 100;
 
 /// One page of the conversation list, most recently active first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

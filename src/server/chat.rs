@@ -27,7 +27,7 @@ use super::{
     presence::Presence,
     quota::Quotas,
     ratelimit::{self, RateLimiter},
-    store::{MediaInfo, MediaRecord, Store, UserCursor, UserRecord, media_url},
+    store::{MediaInfo, MediaRecord, ReadState, Store, UserCursor, UserRecord, media_url},
 };
 use crate::{
     api::{
@@ -38,7 +38,7 @@ use crate::{
         },
         error::wait_phrase,
     },
-    protocol::{MAX_TEXT_CHARS, ServerEvent},
+    protocol::{MAX_TEXT_CHARS, ServerEvent, TYPING_EVERY_MS},
 };
 
 pub const MAX_CLIENT_MSG_ID_BYTES: usize = 64;
@@ -103,6 +103,18 @@ pub fn canonical_id(id: &str) -> Option<String> {
 
 /// Searches one user may run per minute (the search box asks as they type).
 pub const SEARCH_RATE_PER_MINUTE: u32 = 120;
+
+/// Read markers one user may move per minute, all conversations together
+/// (a client marks as messages arrive in the open conversation).
+pub const READ_RATE_PER_MINUTE: u32 = 600;
+
+/// `typing` frames forwarded per user and conversation per minute: the
+/// client repeats one every [`TYPING_EVERY_MS`], with room for a second tab.
+pub const TYPING_RATE_PER_MINUTE: u32 = (2 * 60_000 / TYPING_EVERY_MS) as u32;
+
+/// How far in the future (by its ULID time) a read marker may point: a
+/// marker past every message would hide the unread count of later ones.
+const READ_MARKER_SLACK_MS: u64 = 5_000;
 
 impl ChatService {
     pub fn new(
@@ -205,13 +217,23 @@ impl ChatService {
         let peers: std::collections::HashMap<String, UserRecord> =
             self.store.users_by_ids(&peer_ids).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
         let online = self.online_among(&peer_ids).await;
+        let pairs: Vec<(String, String)> =
+            entries.iter().map(|e| (e.conversation_id.clone(), e.peer_id.clone())).collect();
+        let reads = self.store.read_states(me, &pairs).await?;
         let conversations = entries
             .into_iter()
-            .filter_map(|e| {
+            .zip(reads)
+            .filter_map(|(e, ReadState { unread, peer_read })| {
                 // Users are never deleted; an entry without its user is a
                 // store inconsistency, left out rather than shown broken.
                 let peer = peers.get(&e.peer_id)?.to_contact(online.contains(&e.peer_id));
-                Some(ConversationSummary { conversation_id: e.conversation_id, peer, last_message: e.last })
+                Some(ConversationSummary {
+                    conversation_id: e.conversation_id,
+                    peer,
+                    last_message: e.last,
+                    unread,
+                    peer_read,
+                })
             })
             .collect();
         Ok(ConversationPage { conversations, next_cursor })
@@ -265,7 +287,89 @@ impl ChatService {
         let has_more = messages.len() > limit;
         messages.truncate(limit);
         messages.reverse();
-        Ok(MessagePage { messages, has_more })
+        let peer_read =
+            self.store.read_states(me, &[(conversation_id, peer.to_string())]).await?.pop().and_then(|r| r.peer_read);
+        Ok(MessagePage { messages, has_more, peer_read })
+    }
+
+    /// The members of `conversation_id` when `me` is one of them; "not
+    /// found" otherwise, whether it exists or not (an outsider learns
+    /// nothing). Every conversation is direct today: `dm:<a>:<b>`, whose
+    /// members are in its id and need no store read.
+    pub async fn members_for(&self, me: &str, conversation_id: &str) -> Result<Vec<String>, AppError> {
+        let not_found = || AppError::not_found("No such conversation");
+        let (a, b) = conversation_id.strip_prefix("dm:").and_then(|pair| pair.split_once(':')).ok_or_else(not_found)?;
+        let peer = match me {
+            m if m == a => b,
+            m if m == b => a,
+            _ => return Err(not_found()),
+        };
+        // Canonical ids only: the same pair under another spelling is not
+        // the same conversation.
+        if self.peer_conversation(me, peer).await.map_err(|_| not_found())? != conversation_id {
+            return Err(not_found());
+        }
+        Ok(vec![me.to_string(), peer.to_string()])
+    }
+
+    /// Moves `me`'s read marker in a conversation to `message_id` and tells
+    /// every member's sessions (`origin` excepted) when it moved.
+    pub async fn mark_read(
+        &self,
+        me: &str,
+        conversation_id: &str,
+        message_id: &str,
+        origin: Option<SessionRef>,
+    ) -> Result<(), AppError> {
+        let key = format!("read:{me}");
+        ratelimit::check(self.limiter.as_ref(), &key, READ_RATE_PER_MINUTE, std::time::Duration::from_secs(60))
+            .await
+            .map_err(|retry_after| AppError {
+            message: format!("Marking read too fast; try again {}", wait_phrase(retry_after)),
+            ..AppError::rate_limited(retry_after)
+        })?;
+        let members = self.members_for(me, conversation_id).await?;
+        let message_id = canonical_id(message_id)
+            .filter(|id| {
+                ulid::Ulid::from_string(id)
+                    .is_ok_and(|u| u.timestamp_ms() <= (clock::now_ms() as u64).saturating_add(READ_MARKER_SLACK_MS))
+            })
+            .ok_or_else(|| AppError::field("message_id", "Must be the id of a message"))?;
+        if !self.store.mark_read(me, conversation_id, &message_id).await? {
+            return Ok(());
+        }
+        let event =
+            ServerEvent::Read { conversation_id: conversation_id.to_string(), user_id: me.to_string(), message_id };
+        if let Err(e) =
+            self.bus.publish(Audience::Members { users: members, except: origin }, event.to_json().into()).await
+        {
+            // Stored: the other tabs and the peer see it on their next load.
+            tracing::warn!("read marker broadcast failed: {e}");
+        }
+        Ok(())
+    }
+
+    /// Tells the other members of a conversation that `me` is typing.
+    /// Through the bus only, never stored or logged; repeats beyond
+    /// [`TYPING_RATE_PER_MINUTE`] are dropped without an error (the
+    /// indicator is already showing).
+    pub async fn typing(&self, me: &str, conversation_id: &str) -> Result<(), AppError> {
+        let mut members = self.members_for(me, conversation_id).await?;
+        let key = format!("typing:{me}:{conversation_id}");
+        if ratelimit::check(self.limiter.as_ref(), &key, TYPING_RATE_PER_MINUTE, std::time::Duration::from_secs(60))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+        members.retain(|m| m != me);
+        let event = ServerEvent::Typing { conversation_id: conversation_id.to_string(), user_id: me.to_string() };
+        if let Err(e) =
+            self.bus.publish(Audience::Members { users: members, except: None }, event.to_json().into()).await
+        {
+            tracing::debug!("typing broadcast failed: {e}");
+        }
+        Ok(())
     }
 
     /// Sends a message: returns it once the log holds it durably, after

@@ -400,7 +400,7 @@ async fn read_loop(
                         if text.len() > MAX_FRAME_BYTES {
                             break Some((close::TOO_BIG, "frame too large"));
                         }
-                        if !handle_text(state, user_id, origin.session, &text, &reply, &mut in_flight).await {
+                        if !handle_text(state, user_id, origin, &text, &reply, &mut in_flight).await {
                             break Some((close::POLICY, "not reading replies"));
                         }
                     }
@@ -428,6 +428,11 @@ async fn read_loop(
 
 /// The error frame for a send that failed.
 fn send_error(e: AppError, client_msg_id: String) -> ServerEvent {
+    error_event(e, Some(client_msg_id))
+}
+
+/// An error frame for a request that failed with `e`.
+fn error_event(e: AppError, client_msg_id: Option<String>) -> ServerEvent {
     ServerEvent::Error {
         code: match e.status {
             503 => ErrorCode::Unavailable,
@@ -435,7 +440,7 @@ fn send_error(e: AppError, client_msg_id: String) -> ServerEvent {
             _ => ErrorCode::Invalid,
         },
         message: e.field_error("text").or_else(|| e.errors.values().flatten().next().cloned()).unwrap_or(e.message),
-        client_msg_id: Some(client_msg_id),
+        client_msg_id,
         retry_after: e.retry_after,
     }
 }
@@ -444,7 +449,7 @@ fn send_error(e: AppError, client_msg_id: String) -> ServerEvent {
 async fn handle_text(
     state: &AppState,
     user_id: &str,
-    session_id: u64,
+    origin: SessionRef,
     text: &str,
     reply: &impl Fn(ServerEvent) -> bool,
     in_flight: &mut FuturesOrdered<InFlight>,
@@ -476,7 +481,17 @@ async fn handle_text(
                 Err(e) => reply(send_error(e, client_msg_id)),
             }
         }
-        ClientEvent::Watch { user_ids } => watch(state, user_id, session_id, user_ids, reply).await,
+        ClientEvent::Watch { user_ids } => watch(state, user_id, origin.session, user_ids, reply).await,
+        ClientEvent::Read { conversation_id, message_id } => {
+            match state.chat.mark_read(user_id, &conversation_id, &message_id, Some(origin)).await {
+                Ok(()) => true,
+                Err(e) => reply(error_event(e, None)),
+            }
+        }
+        ClientEvent::Typing { conversation_id } => match state.chat.typing(user_id, &conversation_id).await {
+            Ok(()) => true,
+            Err(e) => reply(error_event(e, None)),
+        },
     }
 }
 

@@ -93,6 +93,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/auth/check-auth", get(check_auth))
         .route("/api/messages/users", get(users))
         .route("/api/conversations", get(conversations))
+        .route("/api/conversations/{id}/read", post(mark_read).layer(json_limit))
         .route("/api/messages/send/{id}", post(send).layer(json_limit))
         .route("/api/messages/{id}", get(history))
         .route("/api/media", post(upload_media).layer(image_limit))
@@ -277,6 +278,24 @@ async fn history(
 ) -> Result<Response, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request(e.body_text()))?;
     Ok(Json(state.chat.history(&auth.user.id, &peer, q.before.as_deref(), q.limit).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct ReadBody {
+    message_id: String,
+}
+
+/// Moves the caller's read marker in a conversation (the WebSocket's `read`
+/// event does the same): 204, and the other members hear of it live.
+async fn mark_read(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(conversation_id): Path<String>,
+    body: Result<ApiJson<ReadBody>, AppError>,
+) -> Result<Response, AppError> {
+    let ApiJson(b) = body?;
+    state.chat.mark_read(&auth.user.id, &conversation_id, &b.message_id, None).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]

@@ -176,6 +176,7 @@ pub fn Composer(peer: String) -> impl IntoView {
     };
 
     let save = save_draft.clone();
+    let typed_peer = peer.clone();
     view! {
         <form class="border-t border-base-300 bg-base-100 p-3" on:submit=on_submit data-testid="composer">
             {preview}
@@ -215,6 +216,10 @@ pub fn Composer(peer: String) -> impl IntoView {
                     prop:value=move || text.get()
                     on:input=move |ev| {
                         let value = event_target_value(&ev);
+                        // Clearing the box is not typing a message.
+                        if !value.trim().is_empty() {
+                            chat.user_typed(&typed_peer);
+                        }
                         save(value.clone());
                         text.set(value);
                     }

@@ -11,7 +11,7 @@ use super::{
     composer::Composer,
     message::{Bubble, MessageSkeletons},
     sidebar::Avatar,
-    state::Item,
+    state::{self, Item},
     use_chat,
 };
 
@@ -55,6 +55,32 @@ pub fn Conversation(peer: String) -> impl IntoView {
         }
     };
     let online = move || contact.with(|c| c.as_ref().is_some_and(|c| c.online));
+    let conversation_id = {
+        let peer = peer.clone();
+        Memo::new(move |_| chat.conversation_with(&peer))
+    };
+    // The own message to show "Seen" under, if the peer has reached it.
+    let seen = {
+        let peer = peer.clone();
+        Memo::new(move |_| {
+            let peer_read = conversation_id
+                .with(|c| c.as_deref().and_then(|c| chat.reads.with(|r| r.get(c).and_then(|r| r.peer.clone()))));
+            chat.timelines.with(|m| {
+                let own = m.get(&peer).and_then(|t| t.newest_own_id());
+                state::seen_message(own, peer_read.as_deref()).map(str::to_string)
+            })
+        })
+    };
+    // "Ada is typing…" while the peer types (its own line for screen readers).
+    let typing = Memo::new(move |_| {
+        let typers = conversation_id.with(|c| c.as_deref().map(|c| chat.typing.with(|t| t.typers(c))));
+        let names: Vec<String> = typers
+            .unwrap_or_default()
+            .iter()
+            .map(|id| chat.contact(id).map(|c| c.full_name).unwrap_or_default())
+            .collect();
+        state::typing_text(&names)
+    });
 
     let scroll_to_bottom = move || {
         if let Some(el) = scroller.get_untracked() {
@@ -229,7 +255,7 @@ pub fn Conversation(peer: String) -> impl IntoView {
             <div class="relative min-h-0 flex-1">
                 <div
                     node_ref=scroller
-                    class="h-full overflow-y-auto px-3 pb-2"
+                    class="h-full overflow-y-auto px-3 pb-7"
                     style="overflow-anchor: none"
                     role="log"
                     aria-live="polite"
@@ -245,9 +271,25 @@ pub fn Conversation(peer: String) -> impl IntoView {
                     </Show>
                     <div class="flex justify-center py-2">{top}</div>
                     <For each=move || items.get() key=Item::render_key let:item>
-                        <Bubble item peer=bubble_peer.clone() on_image_load />
+                        <Bubble item peer=bubble_peer.clone() seen on_image_load />
                     </For>
                 </div>
+                // Empty (and so without a box) while nobody types; always in
+                // the page, so screen readers announce the line when it
+                // appears. Over the log's bottom padding, which leaves it room.
+                <p
+                    class=move || {
+                        if typing.with(Option::is_some) {
+                            "pointer-events-none absolute bottom-1 left-3 rounded-full bg-base-200/90 px-3 py-0.5 text-xs italic text-base-content/70"
+                        } else {
+                            "pointer-events-none absolute bottom-1 left-3"
+                        }
+                    }
+                    aria-live="polite"
+                    data-testid="typing-indicator"
+                >
+                    {move || typing.get().unwrap_or_default()}
+                </p>
                 <Show when=move || new_below.get()>
                     <button
                         type="button"

@@ -11,8 +11,9 @@ use super::{
 /// A message row. Own messages sit on the right (`chat-end`). Every row
 /// carries `data-message-id` (the server id, or the `client_msg_id` while
 /// unconfirmed); own rows carry `data-status` = pending | sent | failed.
+/// The own message whose id `seen` holds says "Seen" instead of "Sent".
 #[component]
-pub fn Bubble(item: Item, peer: String, on_image_load: Callback<()>) -> impl IntoView {
+pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_load: Callback<()>) -> impl IntoView {
     let chat = use_chat();
     struct Row {
         id: String,
@@ -100,7 +101,20 @@ pub fn Bubble(item: Item, peer: String, on_image_load: Callback<()>) -> impl Int
             }
             .into_any()
         }
-        Some(_) => view! { <span class="opacity-60">"Sent"</span> }.into_any(),
+        Some(_) => {
+            let id = row.id.clone();
+            let is_seen = move || seen.with(|s| s.as_deref() == Some(id.as_str()));
+            view! {
+                {move || {
+                    if is_seen() {
+                        view! { <span class="opacity-60" data-testid="seen-marker">"Seen"</span> }.into_any()
+                    } else {
+                        view! { <span class="opacity-60">"Sent"</span> }.into_any()
+                    }
+                }}
+            }
+            .into_any()
+        }
         None => ().into_any(),
     };
 

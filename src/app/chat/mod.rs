@@ -6,8 +6,12 @@
 //! conversation list (paged, most recent first), the people the page knows
 //! (with presence), a [`Timeline`] per visited conversation (so switching
 //! back is instant and pending messages of a conversation survive leaving
-//! it), unread counts, and the socket. The page tells the server whom it
+//! it), read state (unread counts, read markers) and who is typing, by
+//! conversation id, and the socket. The page tells the server whom it
 //! shows (`watch`) and hears presence and profile changes for those only.
+//! It tells the server how far the user has read the conversation they
+//! look at (`read`) and that they type (`typing`), and hears the same of
+//! the others.
 //! The pure merge rules are in [`state`]; this module wires them to the
 //! server functions, the socket and timers.
 //!
@@ -25,19 +29,20 @@ pub mod state;
 use std::{collections::HashMap, time::Duration};
 
 use leptos::{prelude::*, task::spawn_local};
+use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 pub use socket::{ChatSocket, SocketStatus};
-use state::{ConversationEntry, Inserted, Outgoing, Timeline, Unread};
+use state::{ConversationEntry, Inserted, Outgoing, Reads, Timeline, Typing, TypingPace};
 
 use crate::{
     api::{
         AppError,
         chat::{conversation, get_contact, list_conversations, search_users, send_message},
-        dto::{ChatMessage, Contact, ConversationPage},
+        dto::{ChatMessage, Contact, ConversationPage, direct_conversation_id},
     },
     app::Toasts,
-    protocol::{ClientEvent, ErrorCode, MAX_WATCHED, ServerEvent},
+    protocol::{ClientEvent, ErrorCode, MAX_WATCHED, ServerEvent, TYPING_EVERY_MS, TYPING_SHOWN_MS},
 };
 
 /// Messages per history page.
@@ -87,7 +92,16 @@ pub struct Chat {
     /// The search box's results; `None` while the box is empty.
     pub search: RwSignal<Option<SearchResults>>,
     pub timelines: RwSignal<HashMap<String, Timeline>>,
-    pub unread: RwSignal<Unread>,
+    /// Unread counts and read markers, by conversation id.
+    pub reads: RwSignal<Reads>,
+    /// Who is typing where, by conversation id.
+    pub typing: RwSignal<Typing>,
+    /// When the user's own `typing` frames last went out.
+    typing_pace: StoredValue<TypingPace>,
+    /// Whether the tab is visible (`document.visibilityState`): messages
+    /// that arrive while it is hidden are unread even in the open
+    /// conversation, and nothing is marked read until the user looks.
+    pub visible: RwSignal<bool>,
     /// The signed-in user's id, from the socket's `Hello`.
     pub me: RwSignal<Option<String>>,
     pub socket: ChatSocket,
@@ -177,7 +191,10 @@ pub fn ChatPage() -> impl IntoView {
         unknown_people: RwSignal::new(Vec::new()),
         search,
         timelines: RwSignal::new(HashMap::new()),
-        unread: RwSignal::new(HashMap::new()),
+        reads: RwSignal::new(HashMap::new()),
+        typing: RwSignal::new(Typing::default()),
+        typing_pace: StoredValue::new(TypingPace::default()),
+        visible: RwSignal::new(true),
         me: RwSignal::new(None),
         socket,
         files: StoredValue::new_with_storage(HashMap::new()),
@@ -196,13 +213,46 @@ pub fn ChatPage() -> impl IntoView {
     Effect::new(move |_| {
         if let Some(p) = peer.get() {
             chat.ensure_person(&p);
-            // Both are usually no-ops (nothing unread, a conversation opened
-            // before): only a real change notifies.
-            chat.unread.maybe_update(|u| u.remove(&p).is_some());
+            // Usually a no-op (a conversation opened before): only a real
+            // change notifies.
             chat.timelines.maybe_update(|m| state::ensure_timeline(m, &p));
             chat.load_latest(p, false);
         }
     });
+    track_visibility(chat.visible);
+
+    // The open conversation's newest messages, once its history is in:
+    // (conversation id, newest message, newest message from the peer).
+    let open_newest = Memo::new(move |_| {
+        let p = peer.get()?;
+        chat.timelines.with(|m| {
+            let t = m.get(&p).filter(|t| t.loaded)?;
+            Some((
+                t.conversation_id()?.to_string(),
+                t.newest_id()?.to_string(),
+                t.newest_incoming_id().map(str::to_string),
+            ))
+        })
+    });
+    // While the user looks at a conversation (open, tab visible): no badge,
+    // and the server hears how far they have read whenever a message from
+    // the peer is newer than the last marker. Runs again on every new
+    // message there, on the tab coming back, and after a reconnect (a
+    // marker that could not go out then goes now).
+    Effect::new(move |_| {
+        chat.hellos.track();
+        if !chat.visible.get() {
+            return;
+        }
+        let open = peer.get().and_then(|p| chat.conversation_with(&p));
+        if let Some(conversation_id) = open {
+            chat.reads.maybe_update(|r| state::clear_unread(r, &conversation_id));
+        }
+        if let Some((conversation_id, newest, newest_incoming)) = open_newest.get() {
+            chat.mark_read(conversation_id, &newest, newest_incoming.as_deref());
+        }
+    });
+    let title = Memo::new(move |_| state::page_title(chat.reads.with(state::unread_total)));
 
     Effect::new(move |_| {
         watched.track();
@@ -216,6 +266,7 @@ pub fn ChatPage() -> impl IntoView {
     };
 
     view! {
+        <Title text=move || title.get() />
         // Fills the viewport below the navbar (a DaisyUI `navbar`: 4rem + its
         // 1px border); the panes scroll inside, the page itself does not.
         <div
@@ -307,6 +358,25 @@ fn reload_page() {
     }
 }
 
+/// Keeps `visible` equal to whether the tab is visible, from hydration on
+/// (the server renders as if visible) until the page goes.
+fn track_visibility(visible: RwSignal<bool>) {
+    #[cfg(feature = "hydrate")]
+    {
+        let hidden = || document().hidden();
+        Effect::new(move |_| visible.set(!hidden()));
+        // `visibilitychange` is fired at the document and bubbles to the window.
+        let listener = window_event_listener_untyped("visibilitychange", move |_| {
+            visible.try_set(!hidden());
+        });
+        on_cleanup(move || listener.remove());
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = visible;
+    }
+}
+
 impl Chat {
     /// Shows an error to the user (toast) and logs it.
     pub fn notify_error(self, message: impl Into<String>) {
@@ -364,6 +434,74 @@ impl Chat {
         self.flush_watch();
     }
 
+    /// The id of the conversation with `peer` (reactive; `None` until the
+    /// socket's `Hello` says who we are).
+    pub fn conversation_with(self, peer: &str) -> Option<String> {
+        self.me.with(|me| me.as_deref().map(|me| direct_conversation_id(me, peer)))
+    }
+
+    /// [`Chat::conversation_with`], read once.
+    fn conversation_with_untracked(self, peer: &str) -> Option<String> {
+        self.me.try_with_untracked(|me| me.as_deref().map(|me| direct_conversation_id(me, peer))).flatten()
+    }
+
+    /// Whether the user is looking at `conversation_id` right now: it is
+    /// open and the tab is visible. Read once, for frame handlers.
+    fn on_screen(self, conversation_id: &str) -> bool {
+        let open = self.peer.try_get_untracked().flatten().and_then(|p| self.conversation_with_untracked(&p));
+        open.as_deref() == Some(conversation_id) && self.visible.try_get_untracked().unwrap_or(false)
+    }
+
+    /// Tells the server the user has read `conversation_id` up to `newest`,
+    /// if a message from the peer (`newest_incoming`) is newer than the last
+    /// marker; its badge goes with it. A marker the socket could not take
+    /// is tried again on the next change (a reconnect included).
+    fn mark_read(self, conversation_id: String, newest: &str, newest_incoming: Option<&str>) {
+        let Some(Some(message_id)) =
+            self.reads.try_with_untracked(|r| state::read_to_send(r, &conversation_id, newest, newest_incoming))
+        else {
+            return;
+        };
+        let frame = ClientEvent::Read { conversation_id: conversation_id.clone(), message_id: message_id.clone() };
+        if self.socket.send(&frame) {
+            self.reads.maybe_update(|r| state::mark_read(r, &conversation_id, &message_id));
+        }
+    }
+
+    /// The user typed in the composer of the conversation with `peer`:
+    /// tells the others, at most every [`TYPING_EVERY_MS`].
+    pub fn user_typed(self, peer: &str) {
+        let Some(conversation_id) = self.conversation_with_untracked(peer) else { return };
+        let now = now_ms();
+        if !self.typing_pace.try_with_value(|p| p.due(&conversation_id, now, TYPING_EVERY_MS as f64)).unwrap_or(false) {
+            return;
+        }
+        if self.socket.send(&ClientEvent::Typing { conversation_id: conversation_id.clone() }) {
+            self.typing_pace.update_value(|p| p.sent(&conversation_id, now));
+        }
+    }
+
+    /// `user_id` is typing in `conversation_id`: shown for
+    /// [`TYPING_SHOWN_MS`] unless repeated. Each frame schedules one check
+    /// for when it runs out, which drops whoever has expired by then (a
+    /// repeat meanwhile keeps its typer): no timer outlives the last frame
+    /// by more than that.
+    fn on_typing(self, conversation_id: &str, user_id: &str) {
+        if self.me.try_with_untracked(|me| me.as_deref() == Some(user_id)).unwrap_or(true) {
+            return;
+        }
+        let now = now_ms();
+        self.typing.maybe_update(|t| t.typed(conversation_id, user_id, now, TYPING_SHOWN_MS as f64));
+        set_timeout(
+            move || {
+                let now = now_ms();
+                self.typing.try_maybe_update(|t| (t.expire(now), ()));
+            },
+            // A little after the expiry, so it has passed by the clock too.
+            Duration::from_millis(TYPING_SHOWN_MS + 50),
+        );
+    }
+
     /// A person by id (reactive).
     pub fn contact(self, id: &str) -> Option<Contact> {
         self.people.with(|p| p.get(id).cloned())
@@ -419,11 +557,21 @@ impl Chat {
         let ConversationPage { conversations, next_cursor } = page;
         let mut entries = Vec::with_capacity(conversations.len());
         let mut peers = Vec::with_capacity(conversations.len());
+        let mut counts = Vec::with_capacity(conversations.len());
         for c in conversations {
+            let shown = self.on_screen(&c.conversation_id);
+            counts.push((c.conversation_id, c.last_message.id.clone(), c.unread, c.peer_read, shown));
             entries.push(ConversationEntry { peer_id: c.peer.id.clone(), last: c.last_message });
             peers.push(c.peer);
         }
         self.learn_people(peers, false);
+        self.reads.maybe_update(|r| {
+            let mut changed = false;
+            for (conversation_id, last_id, unread, peer_read, shown) in &counts {
+                changed |= state::apply_summary(r, conversation_id, last_id, *unread, peer_read.as_deref(), *shown);
+            }
+            changed
+        });
         self.conversations.update(|list| {
             let list = list.get_or_insert_with(Vec::new);
             state::merge_conversations(list, entries);
@@ -511,11 +659,22 @@ impl Chat {
         spawn_local(async move {
             match conversation(peer.clone(), None, Some(PAGE_SIZE)).await {
                 // Reopening a conversation usually brings nothing new.
-                Ok(page) => self.timelines.maybe_update(|m| {
-                    let created = state::ensure_timeline(m, &peer);
-                    let merged = state::timeline_mut(m, &peer).merge_latest(page.messages, page.has_more);
-                    created || merged
-                }),
+                Ok(page) => {
+                    // An empty conversation has nothing to note, nor to have read.
+                    if let Some(newest) = page.messages.last() {
+                        let (conversation_id, newest) = (newest.conversation_id.clone(), newest.id.clone());
+                        self.reads.maybe_update(|r| {
+                            let seen =
+                                page.peer_read.as_deref().is_some_and(|p| state::peer_read(r, &conversation_id, p));
+                            state::note_message(r, &conversation_id, &newest) || seen
+                        });
+                    }
+                    self.timelines.maybe_update(|m| {
+                        let created = state::ensure_timeline(m, &peer);
+                        let merged = state::timeline_mut(m, &peer).merge_latest(page.messages, page.has_more);
+                        created || merged
+                    })
+                }
                 Err(e) => self.timelines.maybe_update(|m| match m.get_mut(&peer) {
                     Some(t) => {
                         t.load_error = Some(e.message);
@@ -560,6 +719,11 @@ impl Chat {
         self.timelines.update(|m| {
             state::timeline_mut(m, &peer).add_outgoing(outgoing);
         });
+        // The peer's "typing" goes when the message arrives: the next
+        // keystroke may say so again at once.
+        if let Some(conversation_id) = self.conversation_with_untracked(&peer) {
+            self.typing_pace.update_value(|p| p.reset(&conversation_id));
+        }
         self.dispatch(peer, client_msg_id);
     }
 
@@ -650,6 +814,7 @@ impl Chat {
         // pending copy says otherwise.
         let peer = self.peer_of_outgoing(cid).unwrap_or_else(|| message.recipient_id.clone());
         self.bump(&peer, &message);
+        self.reads.maybe_update(|r| state::note_message(r, &message.conversation_id, &message.id));
         // Notifies unless nothing changed (the live copy came first and
         // already replaced the pending row).
         self.timelines.maybe_update(|m| m.get_mut(&peer).is_some_and(|t| t.ack(cid, message).changed()));
@@ -732,15 +897,24 @@ impl Chat {
                 }
             }
             ServerEvent::Pong { .. } => {}
+            ServerEvent::Read { conversation_id, user_id, message_id } => {
+                let Some(me) = self.me.try_get_untracked().flatten() else { return };
+                self.reads.maybe_update(|r| state::apply_read(r, &conversation_id, &user_id, &message_id, &me));
+            }
+            ServerEvent::Typing { conversation_id, user_id } => self.on_typing(&conversation_id, &user_id),
         }
     }
 
     /// A live message: merged into its conversation if we hold it; counted
-    /// as unread unless that conversation is open (or it is our own).
+    /// as unread unless the user is looking at that conversation (or it is
+    /// our own). Its sender is no longer typing there.
     fn on_message(self, message: ChatMessage) {
         let Some(me) = self.me.try_get_untracked().flatten() else { return };
         let peer = state::peer_of(&message, &me).to_string();
         let incoming = message.sender_id != me;
+        let conversation_id = message.conversation_id.clone();
+        let id = message.id.clone();
+        self.typing.maybe_update(|t| t.stopped(&conversation_id, &message.sender_id));
         self.bump(&peer, &message);
         // Notifies only if the timeline is held and changed: the echo of our
         // own message after its ack, or a repeat, changes nothing.
@@ -754,12 +928,11 @@ impl Chat {
                 None => (false, None),
             })
             .flatten();
-        let open = self.peer.try_get_untracked().flatten();
-        // Unread unless the message was held already (`None`: the
+        // New unless the message was held already (`None`: the
         // conversation is not held, so it is new to us).
-        if incoming && open.as_deref() != Some(peer.as_str()) && matches!(inserted, None | Some(Inserted::New)) {
-            self.unread.update(|u| *u.entry(peer).or_insert(0) += 1);
-        }
+        let new = matches!(inserted, None | Some(Inserted::New));
+        let shown = self.on_screen(&conversation_id);
+        self.reads.maybe_update(|r| state::live_message(r, &conversation_id, &id, incoming, new, shown));
     }
 
     /// Uploads the image kept for `cid`; returns its URL.

@@ -1,7 +1,7 @@
 //! The left pane: the conversation list (most recent first, with the last
 //! message and its time, paged with "Load more") or, while the search box
-//! has text, the people matching it on the server. Presence dots and
-//! unread badges on both. On small screens it is the whole page at
+//! has text, the people matching it on the server. Presence dots, unread
+//! badges and a "typing…" hint on both. On small screens it is the whole page at
 //! `/chat` and hidden while a conversation is open.
 
 use leptos::prelude::*;
@@ -193,13 +193,23 @@ fn PersonRow(peer_id: String, last: Option<ChatMessage>) -> impl IntoView {
         let id = peer_id.clone();
         Memo::new(move |_| chat.peer.with(|p| p.as_deref() == Some(id.as_str())))
     };
-    let unread = {
+    // A listed conversation names itself; a person found by search (or a
+    // chat just started) is the direct conversation with them.
+    let conversation_id = {
         let id = peer_id.clone();
-        Memo::new(move |_| chat.unread.with(|u| u.get(&id).copied().unwrap_or(0)))
+        let listed = last.as_ref().map(|m| m.conversation_id.clone());
+        Memo::new(move |_| listed.clone().or_else(|| chat.conversation_with(&id)))
     };
+    let unread = Memo::new(move |_| {
+        conversation_id.with(|c| c.as_deref().map_or(0, |c| chat.reads.with(|r| state::unread_in(r, c))))
+    });
+    let typing = Memo::new(move |_| {
+        conversation_id.with(|c| c.as_deref().is_some_and(|c| chat.typing.with(|t| !t.typers(c).is_empty())))
+    });
     let online = move || person.with(|p| p.as_ref().is_some_and(|p| p.online));
     let name = move || person.with(|p| p.as_ref().map(|p| p.full_name.clone()).unwrap_or_default());
-    let sub = row_subtitle(chat, last.clone());
+    let preview = row_subtitle(chat, last.clone());
+    let sub = move || if typing.get() { "typing…".to_string() } else { preview() };
     let time = last.as_ref().map(|m| local_hhmm(&m.created_at));
     view! {
         <li>
@@ -224,9 +234,12 @@ fn PersonRow(peer_id: String, last: Option<ChatMessage>) -> impl IntoView {
                     <span class="block truncate text-xs text-base-content/60" data-testid="conversation-preview">{sub}</span>
                 </span>
                 <Show when=move || { unread.get() > 0 }>
-                    <span class="badge badge-primary badge-sm" data-testid="unread-badge">
-                        {unread}
-                        <span class="sr-only">" unread"</span>
+                    <span
+                        class="badge badge-primary badge-sm"
+                        aria-label=move || state::unread_label(unread.get())
+                        data-testid="unread-badge"
+                    >
+                        {move || state::unread_badge(unread.get())}
                     </span>
                 </Show>
             </a>

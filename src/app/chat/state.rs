@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::api::dto::{ChatMessage, Contact};
+use crate::api::dto::{ChatMessage, Contact, UNREAD_COUNT_CAP};
 
 /// Where one of our own, not yet confirmed, messages stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,6 +227,27 @@ impl Timeline {
         self.messages.first().map(|m| m.id.as_str())
     }
 
+    /// The conversation this timeline holds, as its messages say (`None`
+    /// while it holds none).
+    pub fn conversation_id(&self) -> Option<&str> {
+        self.messages.last().map(|m| m.conversation_id.as_str())
+    }
+
+    /// Id of the newest confirmed message.
+    pub fn newest_id(&self) -> Option<&str> {
+        self.messages.last().map(|m| m.id.as_str())
+    }
+
+    /// Id of the newest confirmed message from the peer.
+    pub fn newest_incoming_id(&self) -> Option<&str> {
+        self.messages.iter().rev().find(|m| !self.is_own(m)).map(|m| m.id.as_str())
+    }
+
+    /// Id of the newest confirmed message of our own.
+    pub fn newest_own_id(&self) -> Option<&str> {
+        self.messages.iter().rev().find(|m| self.is_own(m)).map(|m| m.id.as_str())
+    }
+
     /// Whether a confirmed message with this id is held.
     #[cfg(test)]
     pub fn contains(&self, id: &str) -> bool {
@@ -410,8 +431,311 @@ pub fn watch_set<'a>(
     ids
 }
 
-/// Unread counts per peer.
-pub type Unread = HashMap<String, u32>;
+/// What this client knows about reading in one conversation.
+///
+/// Message ids are ULIDs, so comparing them as strings compares them in
+/// time; every marker here only moves forward.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadState {
+    /// Messages from others this user has not read: the server's count from
+    /// the conversation list, plus live ones since.
+    pub unread: u32,
+    /// The newest message known here, from anyone (a list page, history, a
+    /// live message or an ack).
+    pub newest: Option<String>,
+    /// How far this user has read, as far as this client knows: markers it
+    /// sent, markers its other tabs sent, and what a list page's zero implies.
+    /// Kept so the same marker is never sent twice.
+    pub mine: Option<String>,
+    /// How far the other member has read: "Seen" under own messages up to it.
+    /// (A group chat would keep one per member.)
+    pub peer: Option<String>,
+}
+
+/// Read state per conversation id.
+pub type Reads = HashMap<String, ReadState>;
+
+/// Raises `marker` to `id` if that is further. Returns whether it moved.
+fn advance(marker: &mut Option<String>, id: &str) -> bool {
+    if marker.as_deref().is_some_and(|m| m >= id) {
+        return false;
+    }
+    *marker = Some(id.to_string());
+    true
+}
+
+/// The state of `conversation_id`, created empty if there is none yet.
+fn read_state<'a>(reads: &'a mut Reads, conversation_id: &str) -> &'a mut ReadState {
+    reads.entry(conversation_id.to_string()).or_default()
+}
+
+/// A conversation-list entry: its unread count and the peer's marker.
+/// `shown`: the conversation is open in a visible tab, so nothing in it is
+/// unread. The count is taken only from a page at least as new as what the
+/// client knows (a live message counted since an older page was fetched
+/// must not be lost), and not when this client already read past the
+/// page's newest message (its marker may have reached the server after the
+/// page was made). Returns whether anything changed.
+pub fn apply_summary(
+    reads: &mut Reads,
+    conversation_id: &str,
+    last_id: &str,
+    unread: u32,
+    peer_read: Option<&str>,
+    shown: bool,
+) -> bool {
+    let r = read_state(reads, conversation_id);
+    let current = r.newest.as_deref().is_none_or(|n| last_id >= n);
+    let mut changed = advance(&mut r.newest, last_id);
+    if let Some(p) = peer_read {
+        changed |= advance(&mut r.peer, p);
+    }
+    // Nothing from others after the server's marker: everything up to the
+    // page's newest message counts as read here (own messages after the
+    // marker have nothing to mark). True of an older page too.
+    if unread == 0 {
+        changed |= advance(&mut r.mine, last_id);
+    }
+    if current {
+        let already_read = r.mine.as_deref().is_some_and(|m| m >= last_id);
+        let count = if shown || already_read { 0 } else { unread.min(UNREAD_COUNT_CAP) };
+        if r.unread != count {
+            r.unread = count;
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// A message now known in `conversation_id` (history, an ack, a page).
+/// Returns whether it was newer than any known there.
+pub fn note_message(reads: &mut Reads, conversation_id: &str, id: &str) -> bool {
+    advance(&mut read_state(reads, conversation_id).newest, id)
+}
+
+/// A live message: counted as unread if it is from someone else, new to
+/// this client (`new`), not shown to the user right now (`shown`: its
+/// conversation is open in a visible tab), and not already covered by this
+/// user's read marker. Returns whether anything changed.
+pub fn live_message(
+    reads: &mut Reads,
+    conversation_id: &str,
+    id: &str,
+    incoming: bool,
+    new: bool,
+    shown: bool,
+) -> bool {
+    let r = read_state(reads, conversation_id);
+    let changed = advance(&mut r.newest, id);
+    let read = r.mine.as_deref().is_some_and(|m| m >= id);
+    if incoming && new && !shown && !read {
+        r.unread = (r.unread + 1).min(UNREAD_COUNT_CAP);
+        return true;
+    }
+    changed
+}
+
+/// A `read` event. From this user (another tab): its marker, and the
+/// unread count cleared once the marker covers the newest message known
+/// here. From another member: that member's marker. Returns whether
+/// anything changed.
+pub fn apply_read(reads: &mut Reads, conversation_id: &str, user_id: &str, message_id: &str, me: &str) -> bool {
+    if user_id != me {
+        return peer_read(reads, conversation_id, message_id);
+    }
+    let r = read_state(reads, conversation_id);
+    let mut changed = advance(&mut r.mine, message_id);
+    if r.unread > 0 && r.newest.as_deref().is_none_or(|n| message_id >= n) {
+        r.unread = 0;
+        changed = true;
+    }
+    changed
+}
+
+/// The other member has read `conversation_id` up to `message_id` (a
+/// history page says so, or a live `read`). Returns whether that is
+/// further than known.
+pub fn peer_read(reads: &mut Reads, conversation_id: &str, message_id: &str) -> bool {
+    advance(&mut read_state(reads, conversation_id).peer, message_id)
+}
+
+/// The marker to send for a conversation the user is looking at, whose
+/// newest message is `newest` and newest message from others
+/// `newest_incoming`: `newest`, when a message from others is newer than
+/// this user's known marker. `None` for empty or own-only conversations,
+/// and when that marker was sent already.
+pub fn read_to_send(
+    reads: &Reads,
+    conversation_id: &str,
+    newest: &str,
+    newest_incoming: Option<&str>,
+) -> Option<String> {
+    let incoming = newest_incoming?;
+    let mine = reads.get(conversation_id).and_then(|r| r.mine.as_deref());
+    mine.is_none_or(|m| m < incoming).then(|| newest.to_string())
+}
+
+/// This user read `conversation_id` up to `message_id` here (the marker
+/// went out): nothing in it is unread any more. Returns whether anything
+/// changed.
+pub fn mark_read(reads: &mut Reads, conversation_id: &str, message_id: &str) -> bool {
+    let r = read_state(reads, conversation_id);
+    let changed = advance(&mut r.mine, message_id);
+    clear_unread(reads, conversation_id) || changed
+}
+
+/// The user is looking at `conversation_id`: its badge goes. Returns
+/// whether it had one.
+pub fn clear_unread(reads: &mut Reads, conversation_id: &str) -> bool {
+    match reads.get_mut(conversation_id) {
+        Some(r) if r.unread > 0 => {
+            r.unread = 0;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Unread messages of one conversation.
+pub fn unread_in(reads: &Reads, conversation_id: &str) -> u32 {
+    reads.get(conversation_id).map_or(0, |r| r.unread)
+}
+
+/// Unread messages over all conversations (the tab title's number).
+pub fn unread_total(reads: &Reads) -> u32 {
+    reads.values().fold(0u32, |sum, r| sum.saturating_add(r.unread))
+}
+
+/// A badge's text: the count, "99+" beyond 99.
+pub fn unread_badge(n: u32) -> String {
+    if n > 99 { "99+".to_string() } else { n.to_string() }
+}
+
+/// A badge's text for screen readers.
+pub fn unread_label(n: u32) -> String {
+    match n {
+        1 => "1 unread message".to_string(),
+        n => format!("{} unread messages", unread_badge(n)),
+    }
+}
+
+/// The chat page's title (before the app's " · Charcha"): the unread count
+/// first when there is any, so it shows in a narrow tab.
+pub fn page_title(unread_total: u32) -> String {
+    match unread_total {
+        0 => "Chat".to_string(),
+        n => format!("({}) Chat", unread_badge(n)),
+    }
+}
+
+/// The own message to show "Seen" under: the newest own one, once the
+/// other member's marker has reached it.
+pub fn seen_message<'a>(newest_own: Option<&'a str>, peer_read: Option<&str>) -> Option<&'a str> {
+    newest_own.filter(|own| peer_read.is_some_and(|p| p >= *own))
+}
+
+/// Who is typing where: for each conversation id, each typing user's
+/// expiry (`Date.now()` milliseconds). An entry lasts
+/// [`crate::protocol::TYPING_SHOWN_MS`] after the user's last `typing`
+/// frame, or until a message from them arrives there.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Typing {
+    until: HashMap<String, Vec<(String, f64)>>,
+}
+
+impl Typing {
+    /// `user_id` typed in `conversation_id` at `now`; shown until
+    /// `now + shown_ms`. Returns whether they were not shown as typing
+    /// before (only then does the view change).
+    pub fn typed(&mut self, conversation_id: &str, user_id: &str, now: f64, shown_ms: f64) -> bool {
+        let typers = self.until.entry(conversation_id.to_string()).or_default();
+        match typers.iter_mut().find(|(u, _)| u == user_id) {
+            Some((_, until)) => {
+                *until = until.max(now + shown_ms);
+                false
+            }
+            None => {
+                typers.push((user_id.to_string(), now + shown_ms));
+                true
+            }
+        }
+    }
+
+    /// `user_id` sent a message in `conversation_id`: no longer typing.
+    /// Returns whether they were shown as typing.
+    pub fn stopped(&mut self, conversation_id: &str, user_id: &str) -> bool {
+        let Some(typers) = self.until.get_mut(conversation_id) else { return false };
+        let before = typers.len();
+        typers.retain(|(u, _)| u != user_id);
+        let changed = typers.len() != before;
+        if typers.is_empty() {
+            self.until.remove(conversation_id);
+        }
+        changed
+    }
+
+    /// Drops everyone whose time ran out by `now`. Returns whether anyone
+    /// went.
+    pub fn expire(&mut self, now: f64) -> bool {
+        let mut changed = false;
+        self.until.retain(|_, typers| {
+            let before = typers.len();
+            typers.retain(|(_, until)| *until > now);
+            changed |= typers.len() != before;
+            !typers.is_empty()
+        });
+        changed
+    }
+
+    /// The users typing in `conversation_id`, in the order they started.
+    pub fn typers(&self, conversation_id: &str) -> Vec<String> {
+        self.until.get(conversation_id).map(|t| t.iter().map(|(u, _)| u.clone()).collect()).unwrap_or_default()
+    }
+}
+
+/// The line shown while others type, from their names (a first name is
+/// enough; a name without one stays whole). `None` while nobody types.
+pub fn typing_text(names: &[String]) -> Option<String> {
+    fn short(name: &str) -> &str {
+        let name = name.trim();
+        match name.split_whitespace().next() {
+            Some(first) => first,
+            None => "Someone",
+        }
+    }
+    match names {
+        [] => None,
+        [one] => Some(format!("{} is typing…", short(one))),
+        [a, b] => Some(format!("{} and {} are typing…", short(a), short(b))),
+        _ => Some("Several people are typing…".to_string()),
+    }
+}
+
+/// When this client last told the server the user is typing, per
+/// conversation id: a `typing` frame goes out at most every
+/// [`crate::protocol::TYPING_EVERY_MS`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TypingPace {
+    last_sent: HashMap<String, f64>,
+}
+
+impl TypingPace {
+    /// Whether a `typing` frame for `conversation_id` may go out at `now`.
+    pub fn due(&self, conversation_id: &str, now: f64, every_ms: f64) -> bool {
+        self.last_sent.get(conversation_id).is_none_or(|last| now - last >= every_ms)
+    }
+
+    /// A `typing` frame went out at `now`.
+    pub fn sent(&mut self, conversation_id: &str, now: f64) {
+        self.last_sent.insert(conversation_id.to_string(), now);
+    }
+
+    /// The user sent their message: the peer's indicator went with it, so
+    /// the next keystroke may say "typing" again at once.
+    pub fn reset(&mut self, conversation_id: &str) {
+        self.last_sent.remove(conversation_id);
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -801,5 +1125,212 @@ mod tests {
         let m = msg("01A", ME, "x", None);
         assert_eq!(peer_of(&m, ME), PEER);
         assert_eq!(peer_of(&m, PEER), ME);
+    }
+
+    const CONV: &str = "dm:me:peer";
+
+    #[test]
+    fn a_list_page_sets_the_count_unless_it_is_older_than_what_is_known() {
+        let mut reads = Reads::new();
+        assert!(apply_summary(&mut reads, CONV, "01B", 2, None, false));
+        assert_eq!(unread_in(&reads, CONV), 2);
+        // The same page again changes nothing.
+        assert!(!apply_summary(&mut reads, CONV, "01B", 2, None, false));
+        // A live message after it counts on top…
+        assert!(live_message(&mut reads, CONV, "01C", true, true, false));
+        assert_eq!(unread_in(&reads, CONV), 3);
+        // …and a page fetched before it arrived does not undo that.
+        assert!(!apply_summary(&mut reads, CONV, "01B", 2, None, false));
+        assert_eq!(unread_in(&reads, CONV), 3);
+        // A page that knows that message is the server's word (a refresh
+        // after a reconnect, say).
+        assert!(apply_summary(&mut reads, CONV, "01C", 1, None, false));
+        assert_eq!(unread_in(&reads, CONV), 1);
+        // The server caps its count; so does the client.
+        apply_summary(&mut reads, CONV, "01D", 500, None, false);
+        assert_eq!(unread_in(&reads, CONV), UNREAD_COUNT_CAP);
+    }
+
+    #[test]
+    fn a_list_page_of_a_conversation_on_screen_or_already_read_shows_nothing_unread() {
+        let mut reads = Reads::new();
+        assert!(apply_summary(&mut reads, CONV, "01B", 2, Some("01A"), true));
+        assert_eq!(unread_in(&reads, CONV), 0);
+        assert_eq!(reads[CONV].peer.as_deref(), Some("01A"));
+        // This tab marked 01C read; a page made before the server stored it
+        // still counts 01C.
+        assert!(mark_read(&mut reads, CONV, "01C"));
+        apply_summary(&mut reads, CONV, "01C", 1, None, false);
+        assert_eq!(unread_in(&reads, CONV), 0);
+        // A page with nothing unread says everything up to its newest
+        // message is read: that marker is never sent.
+        let mut reads = Reads::new();
+        apply_summary(&mut reads, CONV, "01E", 0, None, false);
+        assert_eq!(read_to_send(&reads, CONV, "01E", Some("01E")), None);
+        assert_eq!(read_to_send(&reads, CONV, "01F", Some("01F")).as_deref(), Some("01F"));
+        // The peer's marker only moves forward.
+        apply_summary(&mut reads, CONV, "01E", 0, Some("01D"), false);
+        assert!(!apply_summary(&mut reads, CONV, "01E", 0, Some("01B"), false));
+        assert_eq!(reads[CONV].peer.as_deref(), Some("01D"));
+    }
+
+    #[test]
+    fn live_messages_count_only_when_new_from_others_and_not_on_screen() {
+        let mut reads = Reads::new();
+        assert!(live_message(&mut reads, CONV, "01A", true, true, false));
+        assert_eq!(unread_in(&reads, CONV), 1);
+        // Own messages (another tab), repeats, and messages on screen do not count.
+        live_message(&mut reads, CONV, "01B", false, true, false);
+        live_message(&mut reads, CONV, "01A", true, false, false);
+        live_message(&mut reads, CONV, "01C", true, true, true);
+        assert_eq!(unread_in(&reads, CONV), 1);
+        assert_eq!(reads[CONV].newest.as_deref(), Some("01C"));
+        // Nor does one this user has already read (in another tab).
+        apply_read(&mut reads, CONV, ME, "01E", ME);
+        assert_eq!(unread_in(&reads, CONV), 0);
+        live_message(&mut reads, CONV, "01D", true, true, false);
+        assert_eq!(unread_in(&reads, CONV), 0);
+        // Other conversations keep their own counts; the title adds them up.
+        live_message(&mut reads, CONV, "01F", true, true, false);
+        live_message(&mut reads, "dm:me:zed", "01G", true, true, false);
+        live_message(&mut reads, "dm:me:zed", "01H", true, true, false);
+        assert_eq!(unread_in(&reads, "dm:me:zed"), 2);
+        assert_eq!(unread_total(&reads), 3);
+        assert_eq!(unread_in(&reads, "dm:me:nobody"), 0);
+    }
+
+    #[test]
+    fn a_read_from_another_tab_clears_the_count_once_it_covers_the_newest_message() {
+        let mut reads = Reads::new();
+        live_message(&mut reads, CONV, "01A", true, true, false);
+        live_message(&mut reads, CONV, "01B", true, true, false);
+        // Read up to 01A only: 01B is still unread.
+        assert!(apply_read(&mut reads, CONV, ME, "01A", ME));
+        assert_eq!(unread_in(&reads, CONV), 2);
+        assert!(apply_read(&mut reads, CONV, ME, "01B", ME));
+        assert_eq!(unread_in(&reads, CONV), 0);
+        assert_eq!(reads[CONV].mine.as_deref(), Some("01B"));
+        assert!(!apply_read(&mut reads, CONV, ME, "01A", ME), "markers never go back");
+        // The peer's read is the "Seen" marker, and leaves the count alone.
+        live_message(&mut reads, CONV, "01C", true, true, false);
+        assert!(apply_read(&mut reads, CONV, PEER, "01C", ME));
+        assert_eq!(reads[CONV].peer.as_deref(), Some("01C"));
+        assert_eq!(unread_in(&reads, CONV), 1);
+        assert!(!apply_read(&mut reads, CONV, PEER, "01B", ME));
+        assert_eq!(reads[CONV].peer.as_deref(), Some("01C"));
+    }
+
+    #[test]
+    fn read_markers_go_out_for_new_messages_from_others_once() {
+        let mut reads = Reads::new();
+        // Empty and own-only conversations: nothing to mark.
+        assert_eq!(read_to_send(&reads, CONV, "01A", None), None);
+        // The marker is the newest message, even when it is our own.
+        assert_eq!(read_to_send(&reads, CONV, "01C", Some("01B")).as_deref(), Some("01C"));
+        live_message(&mut reads, CONV, "01B", true, true, false);
+        assert!(mark_read(&mut reads, CONV, "01C"));
+        assert_eq!(unread_in(&reads, CONV), 0);
+        assert_eq!(read_to_send(&reads, CONV, "01C", Some("01B")), None, "sent already");
+        assert_eq!(read_to_send(&reads, CONV, "01D", Some("01B")), None, "only an own message is newer");
+        assert_eq!(read_to_send(&reads, CONV, "01E", Some("01E")).as_deref(), Some("01E"));
+        // A marker from another tab counts as sent.
+        apply_read(&mut reads, CONV, ME, "01E", ME);
+        assert_eq!(read_to_send(&reads, CONV, "01E", Some("01E")), None);
+        assert!(!mark_read(&mut reads, CONV, "01E"));
+        assert!(!clear_unread(&mut reads, CONV));
+        assert!(!clear_unread(&mut reads, "dm:me:nobody"));
+    }
+
+    #[test]
+    fn badges_labels_and_title() {
+        assert_eq!(unread_badge(3), "3");
+        assert_eq!(unread_badge(99), "99");
+        assert_eq!(unread_badge(100), "99+");
+        assert_eq!(unread_label(1), "1 unread message");
+        assert_eq!(unread_label(3), "3 unread messages");
+        assert_eq!(unread_label(100), "99+ unread messages");
+        assert_eq!(page_title(0), "Chat");
+        assert_eq!(page_title(2), "(2) Chat");
+        assert_eq!(page_title(250), "(99+) Chat");
+    }
+
+    #[test]
+    fn seen_is_under_the_newest_own_message_the_peer_reached() {
+        assert_eq!(seen_message(Some("01B"), Some("01B")), Some("01B"));
+        assert_eq!(seen_message(Some("01B"), Some("01C")), Some("01B"));
+        assert_eq!(seen_message(Some("01B"), Some("01A")), None);
+        assert_eq!(seen_message(Some("01B"), None), None);
+        assert_eq!(seen_message(None, Some("01C")), None);
+
+        let mut t = Timeline::new(PEER);
+        assert_eq!(
+            (t.newest_id(), t.newest_incoming_id(), t.newest_own_id(), t.conversation_id()),
+            (None, None, None, None)
+        );
+        t.merge_latest(
+            vec![msg("01A", PEER, "a", None), msg("01B", ME, "b", None), msg("01C", PEER, "c", None)],
+            false,
+        );
+        t.add_outgoing(out("c1", "pending"));
+        assert_eq!(t.newest_id(), Some("01C"));
+        assert_eq!(t.newest_incoming_id(), Some("01C"));
+        assert_eq!(t.newest_own_id(), Some("01B"));
+        assert_eq!(t.conversation_id(), Some(CONV));
+    }
+
+    #[test]
+    fn typing_shows_until_it_expires_or_a_message_arrives() {
+        let mut t = Typing::default();
+        assert!(t.typed(CONV, PEER, 1_000.0, 6_000.0));
+        assert_eq!(t.typers(CONV), [PEER]);
+        // A repeat extends the time without changing what is shown.
+        assert!(!t.typed(CONV, PEER, 4_000.0, 6_000.0));
+        assert!(!t.expire(7_000.0), "the repeat keeps it until 10 s");
+        assert!(t.expire(10_000.0));
+        assert!(t.typers(CONV).is_empty());
+        assert!(!t.expire(20_000.0));
+        // A message from the typer ends it at once; others keep theirs.
+        t.typed(CONV, PEER, 0.0, 6_000.0);
+        t.typed(CONV, "zed", 0.0, 6_000.0);
+        t.typed("dm:me:zed", "zed", 0.0, 6_000.0);
+        assert!(t.stopped(CONV, PEER));
+        assert!(!t.stopped(CONV, PEER));
+        assert!(!t.stopped("dm:none", PEER));
+        assert_eq!(t.typers(CONV), ["zed"]);
+        assert_eq!(t.typers("dm:me:zed"), ["zed"]);
+        assert_eq!(t, {
+            let mut u = Typing::default();
+            u.typed(CONV, "zed", 0.0, 6_000.0);
+            u.typed("dm:me:zed", "zed", 0.0, 6_000.0);
+            u
+        });
+        // An old timer firing late does not cut a newer repeat short.
+        let mut t = Typing::default();
+        t.typed(CONV, PEER, 0.0, 6_000.0);
+        t.typed(CONV, PEER, 3_000.0, 6_000.0);
+        assert!(!t.expire(6_000.0));
+        assert!(t.expire(9_000.0));
+    }
+
+    #[test]
+    fn typing_text_names_first_names() {
+        assert_eq!(typing_text(&[]), None);
+        assert_eq!(typing_text(&["Ada Lovelace".into()]).as_deref(), Some("Ada is typing…"));
+        assert_eq!(typing_text(&["  ".into()]).as_deref(), Some("Someone is typing…"));
+        assert_eq!(typing_text(&["Ada L".into(), "Bob".into()]).as_deref(), Some("Ada and Bob are typing…"));
+        assert_eq!(typing_text(&["a".into(), "b".into(), "c".into()]).as_deref(), Some("Several people are typing…"));
+    }
+
+    #[test]
+    fn typing_frames_are_paced_per_conversation() {
+        let mut p = TypingPace::default();
+        assert!(p.due(CONV, 0.0, 3_000.0));
+        p.sent(CONV, 0.0);
+        assert!(!p.due(CONV, 2_999.0, 3_000.0));
+        assert!(p.due("dm:me:zed", 10.0, 3_000.0));
+        assert!(p.due(CONV, 3_000.0, 3_000.0));
+        p.sent(CONV, 3_000.0);
+        p.reset(CONV);
+        assert!(p.due(CONV, 3_001.0, 3_000.0), "a sent message starts over");
     }
 }

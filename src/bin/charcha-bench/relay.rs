@@ -326,6 +326,8 @@ fn handle_text(
         ClientEvent::Ping { nonce } => reply(ServerEvent::Pong { nonce }),
         // The relay keeps no presence: everyone watched is reported offline.
         ClientEvent::Watch { user_ids } => reply(ServerEvent::PresenceBatch { online: Vec::new(), offline: user_ids }),
+        // Nor read markers or typing: the load generator sends neither.
+        ClientEvent::Read { .. } | ClientEvent::Typing { .. } => true,
         ClientEvent::Send { client_msg_id, to, text, image } => {
             // The checks Charcha makes without I/O.
             if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {

@@ -83,6 +83,13 @@ CREATE TABLE IF NOT EXISTS inbox (
     PRIMARY KEY (user_id, conversation_id)
 );
 CREATE INDEX IF NOT EXISTS inbox_by_recency ON inbox(user_id, last_id DESC);
+-- How far each user has read each conversation (ReadStore).
+CREATE TABLE IF NOT EXISTS read_markers (
+    user_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    PRIMARY KEY (user_id, conversation_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log_offsets (
     stream TEXT NOT NULL,
     partition INTEGER NOT NULL,
@@ -670,6 +677,67 @@ impl MessageStore for EmbeddedStore {
                 .query_map(params![conversation_id, before, limit as i64], message_from_row)
                 .map_err(unavailable)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ReadStore for EmbeddedStore {
+    async fn mark_read(&self, user_id: &str, conversation_id: &str, message_id: &str) -> Result<bool, StoreError> {
+        let (user_id, conversation_id, message_id) =
+            (user_id.to_string(), conversation_id.to_string(), message_id.to_string());
+        self.call(move |c| {
+            let moved = c
+                .prepare_cached(
+                    "INSERT INTO read_markers (user_id, conversation_id, message_id) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (user_id, conversation_id) DO UPDATE SET message_id = excluded.message_id
+                     WHERE excluded.message_id > read_markers.message_id",
+                )
+                .and_then(|mut stmt| stmt.execute(params![user_id, conversation_id, message_id]))
+                .map_err(unavailable)?;
+            Ok(moved > 0)
+        })
+        .await
+    }
+
+    async fn read_states(
+        &self,
+        user_id: &str,
+        conversations: &[(String, String)],
+    ) -> Result<Vec<ReadState>, StoreError> {
+        let user_id = user_id.to_string();
+        let conversations = conversations.to_vec();
+        self.call(move |c| {
+            let mut marker = c
+                .prepare_cached("SELECT message_id FROM read_markers WHERE user_id = ?1 AND conversation_id = ?2")
+                .map_err(unavailable)?;
+            // Walks the conversation index from the marker on, and stops at the cap.
+            let mut unread = c
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM messages
+                      WHERE conversation_id = ?1 AND id > ?2 AND sender_id <> ?3 LIMIT ?4)",
+                )
+                .map_err(unavailable)?;
+            let mut out = Vec::with_capacity(conversations.len());
+            for (conversation_id, peer_id) in &conversations {
+                let mine: Option<String> = marker
+                    .query_row(params![user_id, conversation_id], |r| r.get(0))
+                    .optional()
+                    .map_err(unavailable)?;
+                let peer_read: Option<String> = marker
+                    .query_row(params![peer_id, conversation_id], |r| r.get(0))
+                    .optional()
+                    .map_err(unavailable)?;
+                let count: i64 = unread
+                    .query_row(
+                        params![conversation_id, mine.unwrap_or_default(), user_id, crate::api::dto::UNREAD_COUNT_CAP],
+                        |r| r.get(0),
+                    )
+                    .map_err(unavailable)?;
+                out.push(ReadState { unread: u32::try_from(count).unwrap_or(0), peer_read });
+            }
+            Ok(out)
         })
         .await
     }

@@ -281,6 +281,32 @@ pub trait MessageStore: Send + Sync {
     ) -> Result<Vec<ChatMessage>, StoreError>;
 }
 
+/// How far each member has read each conversation: one marker (a message
+/// id) per user and conversation, only ever moved forward. Written directly,
+/// not through the log: a marker is idempotent and monotonic, so a lost or
+/// repeated write costs nothing a later one does not repair.
+#[async_trait]
+pub trait ReadStore: Send + Sync {
+    /// Moves `user_id`'s marker in `conversation_id` to `message_id` unless
+    /// it is there or further already. Returns whether it moved.
+    async fn mark_read(&self, user_id: &str, conversation_id: &str, message_id: &str) -> Result<bool, StoreError>;
+    /// For each `(conversation_id, peer_id)` of `user_id`, in order: how many
+    /// messages from others follow the user's marker (counted up to
+    /// [`crate::api::dto::UNREAD_COUNT_CAP`]) and the peer's marker.
+    async fn read_states(
+        &self,
+        user_id: &str,
+        conversations: &[(String, String)],
+    ) -> Result<Vec<ReadState>, StoreError>;
+}
+
+/// One conversation's read state for one user.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadState {
+    pub unread: u32,
+    pub peer_read: Option<String>,
+}
+
 /// Where the worker keeps its place in the log, and what it could not read.
 #[async_trait]
 pub trait CheckpointStore: Send + Sync {
@@ -299,9 +325,15 @@ pub trait CheckpointStore: Send + Sync {
 }
 
 /// Everything Charcha persists.
-pub trait Store: UserStore + TokenStore + MediaStore + ConversationStore + MessageStore + CheckpointStore {}
+pub trait Store:
+    UserStore + TokenStore + MediaStore + ConversationStore + MessageStore + ReadStore + CheckpointStore
+{
+}
 
-impl<T> Store for T where T: UserStore + TokenStore + MediaStore + ConversationStore + MessageStore + CheckpointStore {}
+impl<T> Store for T where
+    T: UserStore + TokenStore + MediaStore + ConversationStore + MessageStore + ReadStore + CheckpointStore
+{
+}
 
 #[cfg(test)]
 mod tests {

@@ -585,6 +585,61 @@ impl MessageStore for MongoStore {
 }
 
 #[async_trait]
+impl ReadStore for MongoStore {
+    /// The upsert's filter matches nothing when the stored marker is at or
+    /// past `message_id`; its insert then hits the `_id` (duplicate key),
+    /// which is exactly "keep the further one".
+    async fn mark_read(&self, user_id: &str, conversation_id: &str, message_id: &str) -> Result<bool, StoreError> {
+        let id = format!("{user_id}|{conversation_id}");
+        let set = doc! { "user_id": user_id, "conversation_id": conversation_id, "message_id": message_id };
+        match self
+            .docs("read_markers")
+            .update_one(doc! { "_id": &id, "message_id": { "$lt": message_id } }, doc! { "$set": set })
+            .upsert(true)
+            .await
+        {
+            Ok(r) => Ok(r.modified_count > 0 || r.upserted_id.is_some()),
+            Err(e) if is_duplicate(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn read_states(
+        &self,
+        user_id: &str,
+        conversations: &[(String, String)],
+    ) -> Result<Vec<ReadState>, StoreError> {
+        let markers = self.docs("read_markers");
+        let marker = |user: &str, conversation: &str| {
+            let markers = markers.clone();
+            let id = format!("{user}|{conversation}");
+            async move {
+                let found = markers.find_one(doc! { "_id": id }).await.map_err(unavailable)?;
+                Ok::<_, StoreError>(found.and_then(|d| d.get_str("message_id").ok().map(str::to_string)))
+            }
+        };
+        let mut out = Vec::with_capacity(conversations.len());
+        for (conversation_id, peer_id) in conversations {
+            let (mine, peer_read) =
+                futures_util::try_join!(marker(user_id, conversation_id), marker(peer_id, conversation_id))?;
+            let filter = doc! {
+                "conversation_id": conversation_id,
+                "_id": { "$gt": mine.unwrap_or_default() },
+                "sender_id": { "$ne": user_id },
+            };
+            let count = self
+                .messages()
+                .count_documents(filter)
+                .limit(u64::from(crate::api::dto::UNREAD_COUNT_CAP))
+                .await
+                .map_err(unavailable)?;
+            out.push(ReadState { unread: u32::try_from(count).unwrap_or(u32::MAX), peer_read });
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
 impl CheckpointStore for MongoStore {
     async fn load_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>, StoreError> {
         let id = format!("{stream}/{partition}");

@@ -1,0 +1,227 @@
+// Read receipts and typing in real browsers: unread badges and the tab title,
+// "Seen" under one's own last message (live and after a reload), a second tab
+// of the reader clearing its badge, a hidden tab counting messages in the open
+// conversation, and "… is typing…" that goes away by itself.
+import type { Browser, BrowserContext, Locator, Page } from '@playwright/test';
+import { test, expect, gotoHydrated, hydrationProbe } from './server';
+import { PASSWORD } from './helpers';
+
+interface Chatter {
+  id: string;
+  name: string;
+  context: BrowserContext;
+  page: Page;
+  /** Console errors that mean a bug in the client (wasm panics, hydration errors). */
+  bugs: string[];
+}
+
+const CLIENT_BUG = /panicked|RuntimeError|unreachable|hydrat/i;
+
+/**
+ * Lets a test hide and show a tab: `document.hidden` and
+ * `document.visibilityState` answer from `window.__testHidden` (on the
+ * prototype, where the wasm bindings read them), and `visibilitychange` is
+ * dispatched by `setHidden`. Headless pages are otherwise always visible.
+ */
+const VISIBILITY_SWITCH = `(() => {
+  window.__testHidden = false;
+  Object.defineProperty(Document.prototype, 'hidden', { configurable: true, get() { return !!window.__testHidden; } });
+  Object.defineProperty(Document.prototype, 'visibilityState', {
+    configurable: true,
+    get() { return window.__testHidden ? 'hidden' : 'visible'; },
+  });
+})();`;
+
+async function setHidden(page: Page, hidden: boolean): Promise<void> {
+  await page.evaluate((h) => {
+    (window as unknown as { __testHidden: boolean }).__testHidden = h;
+    document.dispatchEvent(new Event('visibilitychange', { bubbles: true }));
+  }, hidden);
+}
+
+/** Signs a fresh user up through the REST API; the cookie lands in its own context. */
+async function chatter(browser: Browser, baseURL: string, first: string): Promise<Chatter> {
+  const context = await browser.newContext({ baseURL });
+  await context.addInitScript(hydrationProbe);
+  await context.addInitScript(VISIBILITY_SWITCH);
+  const tag = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  const name = `${first} ${tag}`;
+  const res = await context.request.post('/api/auth/signup', {
+    data: { email: `${first.toLowerCase()}-${tag}@example.com`, password: PASSWORD, full_name: name },
+  });
+  expect(res.ok(), `signup answered ${res.status()}: ${await res.text()}`).toBe(true);
+  const id: string = (await res.json()).user._id;
+  expect(id).toBeTruthy();
+  const bugs: string[] = [];
+  context.on('console', (msg) => {
+    if (msg.type() === 'error' && CLIENT_BUG.test(msg.text())) bugs.push(msg.text());
+  });
+  context.on('weberror', (err) => bugs.push(String(err.error())));
+  return { id, name, context, page: await context.newPage(), bugs };
+}
+
+async function withPair(browser: Browser, baseURL: string, body: (a: Chatter, b: Chatter) => Promise<void>): Promise<void> {
+  const a = await chatter(browser, baseURL, 'Alice');
+  const b = await chatter(browser, baseURL, 'Bob');
+  try {
+    await body(a, b);
+  } finally {
+    for (const c of [a, b]) await c.context.close();
+    for (const c of [a, b]) expect(c.bugs, `client errors in ${c.name}'s browser`).toEqual([]);
+  }
+}
+
+/** Waits until the chat page's socket is greeted. */
+async function socketOpen(page: Page): Promise<void> {
+  await expect(page.getByTestId('chat-page')).toHaveAttribute('data-socket', 'open', { timeout: 15_000 });
+}
+
+/** Opens `path` (/chat or /chat/<id>) in `page` and waits for the socket. */
+async function openPage(page: Page, path: string): Promise<void> {
+  await gotoHydrated(page, path);
+  await socketOpen(page);
+}
+
+async function openChat(me: Chatter, peer: Chatter, page: Page = me.page): Promise<void> {
+  await openPage(page, `/chat/${peer.id}`);
+  await expect(page.getByTestId('peer-name')).toHaveText(peer.name);
+}
+
+function composer(page: Page): Locator {
+  return page.getByLabel('Message', { exact: true });
+}
+
+async function send(page: Page, text: string): Promise<void> {
+  const box = composer(page);
+  await box.fill(text);
+  await box.press('Enter');
+  await expect(box).toHaveValue('');
+}
+
+/** The message row in `page` whose text is exactly `text`. */
+function row(page: Page, text: string): Locator {
+  return page
+    .getByTestId('message-log')
+    .locator('[data-message-id]')
+    .filter({ has: page.locator('.chat-bubble p', { hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }) });
+}
+
+/** `page`'s sidebar row for `peer`. */
+function contactRow(page: Page, peer: Chatter): Locator {
+  return page.getByTestId('conversation-list').getByTestId('contact').filter({ hasText: peer.name });
+}
+
+test.describe('unread, seen and typing', () => {
+  test('unread badges and title count messages; reading clears them everywhere; the sender sees "Seen"', async ({
+    browser,
+    server,
+  }) => {
+    await withPair(browser, server.url, async (a, b) => {
+      // B sits on /chat with nothing open, in two tabs.
+      await openPage(b.page, '/chat');
+      const second = await b.context.newPage();
+      await openPage(second, '/chat');
+      await expect(b.page).toHaveTitle(/^Chat\b/);
+
+      await openChat(a, b);
+      await send(a.page, 'first unread');
+      await send(a.page, 'second unread');
+      await expect(row(a.page, 'second unread')).toHaveAttribute('data-status', 'sent');
+      await expect(a.page.getByTestId('seen-marker')).toHaveCount(0);
+
+      for (const page of [b.page, second]) {
+        const badge = contactRow(page, a).getByTestId('unread-badge');
+        await expect(badge).toHaveText('2');
+        await expect(badge).toHaveAttribute('aria-label', '2 unread messages');
+        await expect(page).toHaveTitle(/^\(2\) /);
+      }
+      // The count is the server's too: a fresh page (as after a reconnect,
+      // which reloads the list) starts from it.
+      await second.reload();
+      await socketOpen(second);
+      await expect(contactRow(second, a).getByTestId('unread-badge')).toHaveText('2');
+      await expect(second).toHaveTitle(/^\(2\) /);
+
+      // B reads in the first tab: its badge and the count in the title go…
+      await contactRow(b.page, a).click();
+      await expect(b.page).toHaveURL(new RegExp(`/chat/${a.id}$`));
+      await expect(row(b.page, 'second unread')).toBeVisible();
+      await expect(contactRow(b.page, a).getByTestId('unread-badge')).toHaveCount(0);
+      await expect(b.page).toHaveTitle(/^Chat\b/);
+      // …in the other tab too, which hears the marker from the server…
+      await expect(contactRow(second, a).getByTestId('unread-badge')).toHaveCount(0);
+      await expect(second).toHaveTitle(/^Chat\b/);
+
+      // …and A sees "Seen" under its last message, and only there.
+      const seen = a.page.getByTestId('seen-marker');
+      await expect(seen).toHaveCount(1);
+      await expect(row(a.page, 'second unread').getByTestId('seen-marker')).toHaveText('Seen');
+
+      // The marker is stored: after a reload A still sees it, from history,
+      // and B's list (reloaded) has nothing unread.
+      await a.page.reload();
+      await socketOpen(a.page);
+      await expect(row(a.page, 'second unread').getByTestId('seen-marker')).toHaveText('Seen');
+      await second.reload();
+      await socketOpen(second);
+      await expect(contactRow(second, a)).toHaveCount(1);
+      await expect(contactRow(second, a).getByTestId('unread-badge')).toHaveCount(0);
+
+      // A new message moves "Seen" off the old one until B reads again
+      // (B still has the conversation open, so at once).
+      await send(a.page, 'third');
+      await expect(row(b.page, 'third')).toBeVisible();
+      await expect(row(a.page, 'third').getByTestId('seen-marker')).toHaveText('Seen');
+      await expect(seen).toHaveCount(1);
+      await expect(contactRow(b.page, a).getByTestId('unread-badge')).toHaveCount(0);
+    });
+  });
+
+  test('a hidden tab counts messages in the open conversation and reads them when shown', async ({ browser, server }) => {
+    await withPair(browser, server.url, async (a, b) => {
+      await openChat(a, b);
+      await openChat(b, a);
+      await send(a.page, 'while you look');
+      await expect(row(a.page, 'while you look').getByTestId('seen-marker')).toHaveText('Seen');
+
+      await setHidden(b.page, true);
+      await send(a.page, 'while hidden');
+      await expect(row(b.page, 'while hidden')).toHaveCount(1);
+      await expect(contactRow(b.page, a).getByTestId('unread-badge')).toHaveText('1');
+      await expect(b.page).toHaveTitle(/^\(1\) /);
+      // Not read while B does not look.
+      await expect(row(a.page, 'while hidden').getByTestId('seen-marker')).toHaveCount(0);
+
+      await setHidden(b.page, false);
+      await expect(contactRow(b.page, a).getByTestId('unread-badge')).toHaveCount(0);
+      await expect(b.page).toHaveTitle(/^Chat\b/);
+      await expect(row(a.page, 'while hidden').getByTestId('seen-marker')).toHaveText('Seen');
+    });
+  });
+
+  test('typing shows to the peer and goes away by itself, or with the message', async ({ browser, server }) => {
+    await withPair(browser, server.url, async (a, b) => {
+      await openChat(a, b);
+      await openChat(b, a);
+      const indicator = b.page.getByTestId('typing-indicator');
+      await expect(indicator).toHaveAttribute('aria-live', 'polite');
+      await expect(indicator).toBeHidden();
+
+      const firstName = a.name.split(' ')[0];
+      await composer(a.page).pressSequentially('hel');
+      await expect(indicator).toHaveText(`${firstName} is typing…`);
+      await expect(indicator).toBeVisible();
+      // The typist does not see their own indicator.
+      await expect(a.page.getByTestId('typing-indicator')).toBeHidden();
+      // A stops typing: shown for 6 s after the last frame, then gone.
+      await expect(indicator).toBeHidden({ timeout: 9_000 });
+
+      // A message from the typist ends it at once.
+      await composer(a.page).pressSequentially('lo there');
+      await expect(indicator).toHaveText(`${firstName} is typing…`);
+      await composer(a.page).press('Enter');
+      await expect(row(b.page, 'hello there')).toBeVisible();
+      await expect(indicator).toBeHidden({ timeout: 2_000 });
+    });
+  });
+});
