@@ -1,68 +1,10 @@
 // The chat page in real browsers: two users (two browser contexts) talking
 // through the real server binary — live delivery, presence, images, history,
 // a server restart mid-chat, and sending while the server is down.
-import type { Browser, BrowserContext, Locator, Page } from '@playwright/test';
-import { test, expect, startServer, gotoHydrated, hydrationProbe, type CharchaServer } from './server';
-import { PASSWORD, pngBuffer } from './helpers';
-
-interface Chatter {
-  id: string;
-  name: string;
-  context: BrowserContext;
-  page: Page;
-  /** Console errors that mean a bug in the client (wasm panics, hydration errors). */
-  bugs: string[];
-}
-
-// Network errors while a server is down are expected; these never are.
-const CLIENT_BUG = /panicked|RuntimeError|unreachable|hydrat/i;
-
-/** Signs a fresh user up through the REST API; the cookie lands in its own context. */
-async function chatter(browser: Browser, baseURL: string, first: string): Promise<Chatter> {
-  const context = await browser.newContext({ baseURL });
-  await context.addInitScript(hydrationProbe);
-  const tag = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-  const name = `${first} ${tag}`;
-  const res = await context.request.post('/api/auth/signup', {
-    data: { email: `${first.toLowerCase()}-${tag}@example.com`, password: PASSWORD, full_name: name },
-  });
-  expect(res.ok(), `signup answered ${res.status()}: ${await res.text()}`).toBe(true);
-  const body = await res.json();
-  const id: string = body.user._id;
-  expect(id).toBeTruthy();
-  const bugs: string[] = [];
-  context.on('console', (msg) => {
-    if (msg.type() === 'error' && CLIENT_BUG.test(msg.text())) bugs.push(msg.text());
-  });
-  context.on('weberror', (err) => bugs.push(String(err.error())));
-  return { id, name, context, page: await context.newPage(), bugs };
-}
-
-/** Opens the conversation with `peer` and waits until the socket is greeted. */
-async function openChat(me: Chatter, peer: Chatter): Promise<void> {
-  await gotoHydrated(me.page, `/chat/${peer.id}`);
-  await expect(me.page.getByTestId('chat-page')).toHaveAttribute('data-socket', 'open', { timeout: 15_000 });
-  await expect(me.page.getByTestId('peer-name')).toHaveText(peer.name);
-}
-
-/** Message rows in the open conversation whose text is exactly `text`. */
-function rows(page: Page, text: string): Locator {
-  return page
-    .getByTestId('message-log')
-    .locator('[data-message-id]')
-    .filter({ has: page.locator('.chat-bubble p', { hasText: new RegExp(`^${escapeRegExp(text)}$`) }) });
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-async function send(page: Page, text: string): Promise<void> {
-  const box = page.getByLabel('Message', { exact: true });
-  await box.fill(text);
-  await box.press('Enter');
-  await expect(box).toHaveValue('');
-}
+import type { Locator, Page } from '@playwright/test';
+import { test, expect, startServer, gotoHydrated, type CharchaServer } from './server';
+import { pngBuffer } from './helpers';
+import { type Chatter, openChat, rows, send, withPair } from './chatters';
 
 /** `text` shows exactly once in `page`, as its own (right) or the peer's (left) message. */
 async function expectOnce(page: Page, text: string, side: 'own' | 'peer'): Promise<Locator> {
@@ -76,22 +18,6 @@ async function expectOnce(page: Page, text: string, side: 'own' | 'peer'): Promi
 /** Texts of the conversation in display order. */
 async function transcript(page: Page): Promise<string[]> {
   return page.getByTestId('message-log').locator('[data-message-id] .chat-bubble p').allInnerTexts();
-}
-
-/**
- * Runs `body` with Alice and Bob, fresh users in browser contexts of their
- * own; afterwards closes both and checks that neither browser logged a
- * client bug.
- */
-async function withPair(browser: Browser, baseURL: string, body: (a: Chatter, b: Chatter) => Promise<void>): Promise<void> {
-  const a = await chatter(browser, baseURL, 'Alice');
-  const b = await chatter(browser, baseURL, 'Bob');
-  try {
-    await body(a, b);
-  } finally {
-    for (const c of [a, b]) await c.context.close();
-    for (const c of [a, b]) expect(c.bugs, `client errors in ${c.name}'s browser`).toEqual([]);
-  }
 }
 
 /** Both sides open their conversation with each other. */

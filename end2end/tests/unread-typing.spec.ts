@@ -2,20 +2,9 @@
 // "Seen" under one's own last message (live and after a reload), a second tab
 // of the reader clearing its badge, a hidden tab counting messages in the open
 // conversation, and "… is typing…" that goes away by itself.
-import type { Browser, BrowserContext, Locator, Page } from '@playwright/test';
-import { test, expect, gotoHydrated, hydrationProbe } from './server';
-import { PASSWORD } from './helpers';
-
-interface Chatter {
-  id: string;
-  name: string;
-  context: BrowserContext;
-  page: Page;
-  /** Console errors that mean a bug in the client (wasm panics, hydration errors). */
-  bugs: string[];
-}
-
-const CLIENT_BUG = /panicked|RuntimeError|unreachable|hydrat/i;
+import type { Locator, Page } from '@playwright/test';
+import { test, expect } from './server';
+import { type Chatter, composer, openChat, openPage, rows, send, socketOpen, withPair } from './chatters';
 
 /**
  * Lets a test hide and show a tab: `document.hidden` and
@@ -39,72 +28,8 @@ async function setHidden(page: Page, hidden: boolean): Promise<void> {
   }, hidden);
 }
 
-/** Signs a fresh user up through the REST API; the cookie lands in its own context. */
-async function chatter(browser: Browser, baseURL: string, first: string): Promise<Chatter> {
-  const context = await browser.newContext({ baseURL });
-  await context.addInitScript(hydrationProbe);
-  await context.addInitScript(VISIBILITY_SWITCH);
-  const tag = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-  const name = `${first} ${tag}`;
-  const res = await context.request.post('/api/auth/signup', {
-    data: { email: `${first.toLowerCase()}-${tag}@example.com`, password: PASSWORD, full_name: name },
-  });
-  expect(res.ok(), `signup answered ${res.status()}: ${await res.text()}`).toBe(true);
-  const id: string = (await res.json()).user._id;
-  expect(id).toBeTruthy();
-  const bugs: string[] = [];
-  context.on('console', (msg) => {
-    if (msg.type() === 'error' && CLIENT_BUG.test(msg.text())) bugs.push(msg.text());
-  });
-  context.on('weberror', (err) => bugs.push(String(err.error())));
-  return { id, name, context, page: await context.newPage(), bugs };
-}
-
-async function withPair(browser: Browser, baseURL: string, body: (a: Chatter, b: Chatter) => Promise<void>): Promise<void> {
-  const a = await chatter(browser, baseURL, 'Alice');
-  const b = await chatter(browser, baseURL, 'Bob');
-  try {
-    await body(a, b);
-  } finally {
-    for (const c of [a, b]) await c.context.close();
-    for (const c of [a, b]) expect(c.bugs, `client errors in ${c.name}'s browser`).toEqual([]);
-  }
-}
-
-/** Waits until the chat page's socket is greeted. */
-async function socketOpen(page: Page): Promise<void> {
-  await expect(page.getByTestId('chat-page')).toHaveAttribute('data-socket', 'open', { timeout: 15_000 });
-}
-
-/** Opens `path` (/chat or /chat/<id>) in `page` and waits for the socket. */
-async function openPage(page: Page, path: string): Promise<void> {
-  await gotoHydrated(page, path);
-  await socketOpen(page);
-}
-
-async function openChat(me: Chatter, peer: Chatter, page: Page = me.page): Promise<void> {
-  await openPage(page, `/chat/${peer.id}`);
-  await expect(page.getByTestId('peer-name')).toHaveText(peer.name);
-}
-
-function composer(page: Page): Locator {
-  return page.getByLabel('Message', { exact: true });
-}
-
-async function send(page: Page, text: string): Promise<void> {
-  const box = composer(page);
-  await box.fill(text);
-  await box.press('Enter');
-  await expect(box).toHaveValue('');
-}
-
 /** The message row in `page` whose text is exactly `text`. */
-function row(page: Page, text: string): Locator {
-  return page
-    .getByTestId('message-log')
-    .locator('[data-message-id]')
-    .filter({ has: page.locator('.chat-bubble p', { hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }) });
-}
+const row = rows;
 
 /** `page`'s sidebar row for `peer`. */
 function contactRow(page: Page, peer: Chatter): Locator {
@@ -174,7 +99,7 @@ test.describe('unread, seen and typing', () => {
       await expect(row(a.page, 'third').getByTestId('seen-marker')).toHaveText('Seen');
       await expect(seen).toHaveCount(1);
       await expect(contactRow(b.page, a).getByTestId('unread-badge')).toHaveCount(0);
-    });
+    }, [VISIBILITY_SWITCH]);
   });
 
   test('a hidden tab counts messages in the open conversation and reads them when shown', async ({ browser, server }) => {
@@ -196,7 +121,7 @@ test.describe('unread, seen and typing', () => {
       await expect(contactRow(b.page, a).getByTestId('unread-badge')).toHaveCount(0);
       await expect(b.page).toHaveTitle(/^Chat\b/);
       await expect(row(a.page, 'while hidden').getByTestId('seen-marker')).toHaveText('Seen');
-    });
+    }, [VISIBILITY_SWITCH]);
   });
 
   test('typing shows to the peer and goes away by itself, or with the message', async ({ browser, server }) => {
@@ -222,6 +147,6 @@ test.describe('unread, seen and typing', () => {
       await composer(a.page).press('Enter');
       await expect(row(b.page, 'hello there')).toBeVisible();
       await expect(indicator).toBeHidden({ timeout: 2_000 });
-    });
+    }, [VISIBILITY_SWITCH]);
   });
 });
