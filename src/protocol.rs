@@ -64,6 +64,12 @@ pub enum ClientEvent {
     /// seconds while typing; the others see it for [`TYPING_SHOWN_MS`]
     /// unless it is repeated. Goes through the bus only: never stored.
     Typing { conversation_id: String },
+    /// Replaces the text of one of the user's own messages. Goes through
+    /// the log like a send, ordered with the conversation's messages;
+    /// answered with [`ServerEvent::Updated`] carrying `client_msg_id`.
+    Edit { client_msg_id: String, message_id: String, text: String },
+    /// Deletes one of the user's own messages, leaving a tombstone.
+    Delete { client_msg_id: String, message_id: String },
     /// Application-level heartbeat; answered with [`ServerEvent::Pong`].
     Ping {
         #[serde(default)]
@@ -129,6 +135,14 @@ pub enum ServerEvent {
     Typing {
         conversation_id: String,
         user_id: String,
+    },
+    /// A message was edited or deleted (`message.edited_at`,
+    /// `message.deleted`): replace the copy with the same id if this one
+    /// is later. The session that asked gets it with its `client_msg_id`.
+    Updated {
+        message: ChatMessage,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
     },
 }
 
@@ -228,8 +242,25 @@ impl ServerEvent {
             conversation_id: String,
             user_id: String,
         }
-        const TYPES: &[&str] =
-            &["hello", "ack", "message", "presence", "presence_batch", "contact", "error", "pong", "read", "typing"];
+        #[derive(Deserialize)]
+        struct Updated {
+            message: ChatMessage,
+            #[serde(default)]
+            client_msg_id: Option<String>,
+        }
+        const TYPES: &[&str] = &[
+            "hello",
+            "ack",
+            "message",
+            "presence",
+            "presence_batch",
+            "contact",
+            "error",
+            "pong",
+            "read",
+            "typing",
+            "updated",
+        ];
 
         let tag: Tag = from_str(text)?;
         Ok(match tag.kind.as_str() {
@@ -256,6 +287,9 @@ impl ServerEvent {
             "typing" => {
                 from_str(text).map(|Typing { conversation_id, user_id }| Self::Typing { conversation_id, user_id })?
             }
+            "updated" => {
+                from_str(text).map(|Updated { message, client_msg_id }| Self::Updated { message, client_msg_id })?
+            }
             other => return Err(serde_json::Error::unknown_variant(other, TYPES)),
         })
     }
@@ -273,6 +307,10 @@ impl ServerEvent {
     }
 
     /// The JSON of [`ServerEvent::Ack`] around an already serialised message.
+    pub fn updated_frame(message_json: &str) -> String {
+        format!(r#"{{"type":"updated","message":{message_json}}}"#)
+    }
+
     pub fn ack_frame(client_msg_id: &str, message_json: &str) -> String {
         // A JSON string of a `&str` always serialises.
         let id = serde_json::to_string(client_msg_id).unwrap_or_else(|_| String::from("\"\""));
@@ -295,6 +333,8 @@ mod tests {
             image: None,
             created_at: "2026-01-01T00:00:00.000Z".into(),
             client_msg_id: Some("c1".into()),
+            edited_at: None,
+            deleted: false,
         };
         let json = serde_json::to_string(&message).expect("json");
         let frame = ServerEvent::message_frame(&json);
@@ -341,6 +381,8 @@ mod tests {
             image: Some("/api/media/x".into()),
             created_at: "2026-01-01T00:00:00.000Z".into(),
             client_msg_id: None,
+            edited_at: None,
+            deleted: false,
         };
         let user = User {
             id: "u1".into(),
@@ -360,7 +402,7 @@ mod tests {
         let events = [
             ServerEvent::Hello { protocol_version: PROTOCOL_VERSION, user },
             ServerEvent::Ack { client_msg_id: "c1".into(), message: message.clone() },
-            ServerEvent::Message { message },
+            ServerEvent::Message { message: message.clone() },
             ServerEvent::Presence { user_id: "u2".into(), online: true },
             ServerEvent::PresenceBatch { online: vec!["u3".into()], offline: vec![] },
             ServerEvent::Contact { contact },
@@ -385,6 +427,11 @@ mod tests {
             ServerEvent::Pong { nonce: 7 },
             ServerEvent::Read { conversation_id: "dm:a:b".into(), user_id: "a".into(), message_id: "m".into() },
             ServerEvent::Typing { conversation_id: "dm:a:b".into(), user_id: "b".into() },
+            ServerEvent::Updated {
+                message: ChatMessage { edited_at: Some("2026-01-01T00:00:01.000Z".into()), ..message.clone() },
+                client_msg_id: Some("c9".into()),
+            },
+            ServerEvent::Updated { message: ChatMessage { deleted: true, ..message.clone() }, client_msg_id: None },
         ];
         for event in events {
             let json = event.to_json();

@@ -73,6 +73,9 @@ struct World {
     cat: TestUser,
     dave: TestUser,
     secret: String,
+    /// Ann's message carrying `secret`, and a second one of hers (deleted by a row).
+    secret_id: String,
+    spare_id: String,
     conversation_id: String,
     /// `/api/media/<id>` of the image Ann sent Bob.
     private_image: String,
@@ -89,9 +92,14 @@ impl World {
         let dave = TestUser::signup(&server, "Dave").await;
         let secret = format!("secret-{}", ulid::Ulid::new());
         let url = |p: &str| format!("{}{p}", server.url);
-        let resp =
-            ann.http.post(url(&format!("/api/messages/send/{}", bob.id))).json(&json!({ "text": secret })).send();
-        assert_eq!(resp.await.unwrap().status(), StatusCode::CREATED);
+        let mut sent = Vec::new();
+        for text in [secret.clone(), format!("spare {secret}")] {
+            let resp = ann.http.post(url(&format!("/api/messages/send/{}", bob.id))).json(&json!({ "text": text }));
+            let (status, body) = common::body_json(resp.send().await.unwrap()).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            sent.push(body["_id"].as_str().expect("message id").to_string());
+        }
+        let (secret_id, spare_id) = (sent[0].clone(), sent[1].clone());
         let form = multipart::Form::new().text("to", bob.id.clone()).part("image", image_part());
         let (status, body) =
             common::body_json(ann.http.post(url("/api/media")).multipart(form).send().await.unwrap()).await;
@@ -107,11 +115,11 @@ impl World {
         let history = format!("/api/messages/{}", bob.id);
         common::eventually(|| async {
             let (_, page) = common::get(&ann.http, &server.url, &history).await;
-            page.to_string().contains(&secret).then_some(())
+            page.to_string().contains(&format!("spare {secret}")).then_some(())
         })
         .await;
         let conversation_id = direct_conversation_id(&ann.id, &bob.id);
-        Self { server, ann, bob, cat, dave, secret, conversation_id, private_image, avatar }
+        Self { server, ann, bob, cat, dave, secret, secret_id, spare_id, conversation_id, private_image, avatar }
     }
 
     fn url(&self, path: &str) -> String {
@@ -251,6 +259,23 @@ fn rest_rows() -> Vec<Row> {
                 c.post(w.url(&format!("/api/conversations/{}/read", w.conversation_id))).json(&body)
             },
             [Unauthorized, Denied, Is(204)],
+        ),
+        row(
+            "PATCH",
+            "/api/conversations/{id}/messages/{message_id}",
+            "edit Ann's message",
+            |w, c| {
+                let url = w.url(&format!("/api/conversations/{}/messages/{}", w.conversation_id, w.secret_id));
+                c.patch(url).json(&json!({ "text": format!("{} (edited)", w.secret) }))
+            },
+            [Unauthorized, Denied, Sees(200)],
+        ),
+        row(
+            "DELETE",
+            "/api/conversations/{id}/messages/{message_id}",
+            "delete Ann's message",
+            |w, c| c.delete(w.url(&format!("/api/conversations/{}/messages/{}", w.conversation_id, w.spare_id))),
+            [Unauthorized, Denied, Is(200)],
         ),
         row(
             "POST",
@@ -566,10 +591,12 @@ fn event_type(event: &ClientEvent) -> &'static str {
         ClientEvent::Ping { .. } => "ping",
         ClientEvent::Read { .. } => "read",
         ClientEvent::Typing { .. } => "typing",
+        ClientEvent::Edit { .. } => "edit",
+        ClientEvent::Delete { .. } => "delete",
     }
 }
 
-const ALL_EVENTS: [&str; 5] = ["send", "watch", "ping", "read", "typing"];
+const ALL_EVENTS: [&str; 7] = ["send", "watch", "ping", "read", "typing", "edit", "delete"];
 
 /// What a signed-in actor must get for a WebSocket event.
 #[derive(Clone, Copy, Debug)]
@@ -583,6 +610,8 @@ enum WsExpect {
     /// Accepted without an answer to this session: a `ping` sent right
     /// after it gets its `pong` with no error before it.
     Silent,
+    /// An `updated` answer: the caller changed its own message.
+    Updated,
 }
 
 /// What a client event may name.
@@ -591,6 +620,9 @@ struct Ids {
     bob: String,
     private_image: String,
     conversation: String,
+    secret: String,
+    secret_id: String,
+    spare_id: String,
 }
 
 impl World {
@@ -600,6 +632,9 @@ impl World {
             bob: self.bob.id.clone(),
             private_image: self.private_image.clone(),
             conversation: self.conversation_id.clone(),
+            secret: self.secret.clone(),
+            secret_id: self.secret_id.clone(),
+            spare_id: self.spare_id.clone(),
         }
     }
 }
@@ -648,6 +683,23 @@ fn ws_rows() -> Vec<WsRow> {
             expect: [WsExpect::Refused, WsExpect::Silent],
         },
         WsRow {
+            what: "edit Ann's message",
+            event: |w| ClientEvent::Edit {
+                client_msg_id: ulid::Ulid::new().to_string(),
+                message_id: w.secret_id.clone(),
+                text: format!("{} (edited)", w.secret),
+            },
+            expect: [WsExpect::Refused, WsExpect::Updated],
+        },
+        WsRow {
+            what: "delete Ann's message",
+            event: |w| ClientEvent::Delete {
+                client_msg_id: ulid::Ulid::new().to_string(),
+                message_id: w.spare_id.clone(),
+            },
+            expect: [WsExpect::Refused, WsExpect::Updated],
+        },
+        WsRow {
             what: "typing in Ann and Bob's conversation",
             event: |w| ClientEvent::Typing { conversation_id: w.conversation.clone() },
             expect: [WsExpect::Refused, WsExpect::Silent],
@@ -657,8 +709,15 @@ fn ws_rows() -> Vec<WsRow> {
 
 #[test]
 fn every_client_event_has_a_row() {
-    let ids =
-        Ids { ann: "a".into(), bob: "b".into(), private_image: "/api/media/x".into(), conversation: "dm:a:b".into() };
+    let ids = Ids {
+        ann: "a".into(),
+        bob: "b".into(),
+        private_image: "/api/media/x".into(),
+        conversation: "dm:a:b".into(),
+        secret: "s".into(),
+        secret_id: "m1".into(),
+        spare_id: "m2".into(),
+    };
     let covered: BTreeSet<&str> = ws_rows().iter().map(|r| event_type(&(r.event)(&ids))).collect();
     assert_eq!(covered, ALL_EVENTS.into_iter().collect::<BTreeSet<_>>(), "client events without a row in ws_rows()");
 }
@@ -682,7 +741,9 @@ async fn every_client_event_as_anonymous_outsider_and_member() {
             assert_eq!(hello["user"]["_id"], user.id.as_str(), "hello names the caller");
             let event = (row.event)(&w.ids());
             let cid = match &event {
-                ClientEvent::Send { client_msg_id, .. } => Some(client_msg_id.clone()),
+                ClientEvent::Send { client_msg_id, .. }
+                | ClientEvent::Edit { client_msg_id, .. }
+                | ClientEvent::Delete { client_msg_id, .. } => Some(client_msg_id.clone()),
                 _ => None,
             };
             ws.send_json(serde_json::to_value(&event).expect("json")).await;
@@ -693,7 +754,7 @@ async fn every_client_event_as_anonymous_outsider_and_member() {
             let answer = ws
                 .next_where(std::time::Duration::from_secs(5), |e| {
                     let about_this_send = cid.as_deref().is_none_or(|c| e["client_msg_id"] == c);
-                    ["ack", "error", "presence_batch", "pong"].contains(&e["type"].as_str().unwrap_or(""))
+                    ["ack", "error", "presence_batch", "pong", "updated"].contains(&e["type"].as_str().unwrap_or(""))
                         && about_this_send
                 })
                 .await
@@ -712,6 +773,9 @@ async fn every_client_event_as_anonymous_outsider_and_member() {
                 WsExpect::Refused => (answer["type"] != "error" || answer["code"] != "invalid")
                     .then(|| "want an invalid error".to_string()),
                 WsExpect::Silent => (answer["type"] != "pong").then(|| "want no answer (then the pong)".to_string()),
+                WsExpect::Updated => (answer["type"] != "updated"
+                    || answer["message"]["sender_id"] != user.id.as_str())
+                .then(|| "want the caller's own message, updated".to_string()),
             };
             let leak =
                 (actor == Actor::Outsider && w.leaks(&text)).then(|| "shows Ann and Bob's conversation".to_string());

@@ -318,6 +318,8 @@ fn chat_message() -> impl Strategy<Value = ChatMessage> {
             image,
             created_at,
             client_msg_id,
+            edited_at: None,
+            deleted: false,
         },
     )
 }

@@ -240,6 +240,8 @@ fn sample_message() -> ChatMessage {
         image: Some("/api/media/01J00000000000000000000009".into()),
         created_at: "2026-01-02T03:04:05.678Z".into(),
         client_msg_id: Some("c-1".into()),
+        edited_at: None,
+        deleted: false,
     }
 }
 
@@ -760,6 +762,8 @@ async fn pagination_is_gap_free_and_duplicate_free() {
                 image: None,
                 created_at: created_at.clone(),
                 client_msg_id: None,
+                edited_at: None,
+                deleted: false,
             }
         })
         .collect();
@@ -880,6 +884,8 @@ async fn before_cursor_is_case_insensitive_or_rejected_never_wrong() {
             image: None,
             created_at: created_at.clone(),
             client_msg_id: None,
+            edited_at: None,
+            deleted: false,
         })
         .collect();
     server.state().store.save_messages(&all).await.unwrap();

@@ -29,7 +29,7 @@ pub struct Contact {
 }
 
 /// One chat message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// Server-assigned ULID: sorts by creation time, unique.
     #[serde(rename = "_id")]
@@ -44,6 +44,24 @@ pub struct ChatMessage {
     pub created_at: String,
     #[serde(default)]
     pub client_msg_id: Option<String>,
+    /// When the sender last edited or deleted it (RFC 3339, milliseconds):
+    /// also the version of the message, so a stored copy is only ever
+    /// replaced by a later one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    /// Deleted by its sender: a tombstone with no text or image.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+impl ChatMessage {
+    /// Whether `self` is a later version of the same message than `other`
+    /// (an edit or a delete of it).
+    pub fn supersedes(&self, other: &ChatMessage) -> bool {
+        self.id == other.id
+            && !other.deleted
+            && self.edited_at.as_deref().unwrap_or("") > other.edited_at.as_deref().unwrap_or("")
+    }
 }
 
 /// One page of a conversation, oldest to newest.

@@ -71,6 +71,15 @@ pub struct ChatService {
     known_users: DashSet<String>,
 }
 
+/// What a sender may do to one of their messages after sending it.
+#[derive(Clone, Debug)]
+pub enum MessageChange {
+    /// Replace its text (an image stays).
+    Edit { text: String },
+    /// Leave a tombstone: no text, no image.
+    Delete,
+}
+
 /// A send the log has queued but may not have made durable yet.
 pub struct PendingSend {
     candidate: ChatMessage,
@@ -424,6 +433,8 @@ impl ChatService {
             image,
             created_at: clock::rfc3339(clock::now_ms()),
             client_msg_id: Some(client_msg_id.clone()),
+            edited_at: None,
+            deleted: false,
         };
         // Serialised once: this text is the log record, the live frame and the ack.
         let candidate_json = serde_json::to_string(&candidate).map_err(|_| AppError::internal())?;
@@ -468,6 +479,94 @@ impl ChatService {
         let users = vec![sent.message.sender_id.clone(), sent.message.recipient_id.clone()];
         if let Err(e) = self.bus.publish(Audience::Members { users, except: origin }, frame).await {
             tracing::warn!("live delivery failed (history will have it): {e}");
+        }
+    }
+
+    /// Edits or deletes one of `sender`'s messages: the new version goes
+    /// through the log like a send (so it is ordered with the
+    /// conversation's messages and stored by the worker), and is returned
+    /// once durable. `conversation_id`, when given (the REST route names
+    /// it), must be the message's. Anyone but the conversation's members
+    /// gets "not found"; a member who did not send it, 403.
+    ///
+    /// The checks read history, which trails the log by the worker's lag
+    /// (milliseconds): a change racing a delete that is not stored yet is
+    /// accepted here, but clients and the store both ignore anything after
+    /// a tombstone, so the two never disagree.
+    pub async fn change(
+        &self,
+        sender: &str,
+        message_id: &str,
+        conversation_id: Option<&str>,
+        change: MessageChange,
+        client_msg_id: Option<String>,
+    ) -> Result<SentMessage, AppError> {
+        let key = format!("send:{sender}");
+        ratelimit::check(self.limiter.as_ref(), &key, self.send_rate_per_minute, std::time::Duration::from_secs(60))
+            .await
+            .map_err(|retry_after| AppError {
+                message: format!("You are sending too fast; try again {}", wait_phrase(retry_after)),
+                ..AppError::rate_limited(retry_after)
+            })?;
+        let client_msg_id = match client_msg_id {
+            Some(id) if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_BYTES => {
+                return Err(AppError::field("client_msg_id", "Must be 1 to 64 bytes"));
+            }
+            Some(id) => id,
+            None => self.next_id(),
+        };
+        let not_found = || AppError::not_found("No such message");
+        let id = canonical_id(message_id).ok_or_else(not_found)?;
+        let stored = self.store.message_by_id(&id).await?.ok_or_else(not_found)?;
+        let member = stored.sender_id == sender || stored.recipient_id == sender;
+        if !member || conversation_id.is_some_and(|c| c != stored.conversation_id) {
+            return Err(not_found());
+        }
+        if stored.sender_id != sender {
+            return Err(AppError::forbidden("You can only change your own messages"));
+        }
+        if stored.deleted {
+            return Err(AppError::conflict("This message was deleted"));
+        }
+        // The version: now, or just after the stored one if a clock is behind.
+        let now = clock::now_ms();
+        let after = stored.edited_at.as_deref().and_then(clock::parse_ms).map_or(now, |prev| prev + 1);
+        let edited_at = Some(clock::stamp(now.max(after)));
+        let updated = match change {
+            MessageChange::Edit { text } => {
+                if text.chars().count() > MAX_TEXT_CHARS {
+                    return Err(AppError::field(
+                        "text",
+                        format!("Messages are limited to {MAX_TEXT_CHARS} characters"),
+                    ));
+                }
+                if text.trim().is_empty() && stored.image.is_none() {
+                    return Err(AppError::field("text", "A message needs text or an image; delete it instead"));
+                }
+                ChatMessage { text, edited_at, ..stored }
+            }
+            MessageChange::Delete => {
+                ChatMessage { text: String::new(), image: None, edited_at, deleted: true, ..stored }
+            }
+        };
+        let json = serde_json::to_string(&updated).map_err(|_| AppError::internal())?;
+        let record = SendRecord {
+            key: updated.conversation_id.clone(),
+            sender_id: sender.to_string(),
+            client_msg_id,
+            payload: json.clone(),
+        };
+        let durable = self.log.submit(record).await.map_err(log_unavailable)?;
+        self.durable(PendingSend { candidate: updated, candidate_json: json, durable }).await
+    }
+
+    /// Publishes a durable edit or delete live to the members' sessions but
+    /// `origin` (answered with the same event and its `client_msg_id`).
+    pub async fn deliver_change(&self, sent: &SentMessage, origin: Option<SessionRef>) {
+        let frame: bytes::Bytes = ServerEvent::updated_frame(&sent.json).into();
+        let users = vec![sent.message.sender_id.clone(), sent.message.recipient_id.clone()];
+        if let Err(e) = self.bus.publish(Audience::Members { users, except: origin }, frame).await {
+            tracing::warn!("live delivery of a change failed (history will have it): {e}");
         }
     }
 

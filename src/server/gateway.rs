@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use super::{
     auth::AuthUser,
     bus::{Audience, SessionRef},
-    chat::{SendRequest, SentMessage, is_valid_id},
+    chat::{MessageChange, SendRequest, SentMessage, is_valid_id},
     presence::PresenceError,
     state::AppState,
 };
@@ -492,6 +492,34 @@ async fn handle_text(
             Ok(()) => true,
             Err(e) => reply(error_event(e, None)),
         },
+        ClientEvent::Edit { client_msg_id, message_id, text } => {
+            change_message(state, user_id, origin, &message_id, MessageChange::Edit { text }, client_msg_id, reply)
+                .await
+        }
+        ClientEvent::Delete { client_msg_id, message_id } => {
+            change_message(state, user_id, origin, &message_id, MessageChange::Delete, client_msg_id, reply).await
+        }
+    }
+}
+
+/// Edits or deletes a message and answers with the new version, once the
+/// log has it (inline: changes are rare, and this keeps them in order with
+/// the connection's other frames); false when the connection should end.
+async fn change_message(
+    state: &AppState,
+    user_id: &str,
+    origin: SessionRef,
+    message_id: &str,
+    change: MessageChange,
+    client_msg_id: String,
+    reply: &impl Fn(ServerEvent) -> bool,
+) -> bool {
+    match state.chat.change(user_id, message_id, None, change, Some(client_msg_id.clone())).await {
+        Ok(sent) => {
+            state.chat.deliver_change(&sent, Some(origin)).await;
+            reply(ServerEvent::Updated { message: sent.message, client_msg_id: Some(client_msg_id) })
+        }
+        Err(e) => reply(send_error(e, client_msg_id)),
     }
 }
 

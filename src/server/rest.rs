@@ -11,14 +11,14 @@ use axum::{
     },
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{get, patch, post},
 };
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
 
 use super::{
     auth::{AuthUser, Session, SignupInput, clear_cookie, session_cookie},
-    chat::SendRequest,
+    chat::{MessageChange, SendRequest},
     client_ip::ClientIp,
     media::{ProfileForm, multipart_from_body, read_image_form, read_profile_form},
     state::AppState,
@@ -94,6 +94,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/messages/users", get(users))
         .route("/api/conversations", get(conversations))
         .route("/api/conversations/{id}/read", post(mark_read).layer(json_limit))
+        .route(
+            "/api/conversations/{id}/messages/{message_id}",
+            patch(edit_message).delete(delete_message).layer(json_limit),
+        )
         .route("/api/messages/send/{id}", post(send).layer(json_limit))
         .route("/api/messages/{id}", get(history))
         .route("/api/media", post(upload_media).layer(image_limit))
@@ -296,6 +300,40 @@ async fn mark_read(
     let ApiJson(b) = body?;
     state.chat.mark_read(&auth.user.id, &conversation_id, &b.message_id, None).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct EditBody {
+    text: String,
+    #[serde(default)]
+    client_msg_id: Option<String>,
+}
+
+/// Replaces the text of one of the caller's messages: 200 with the new
+/// version (`edited_at` set), once the log has it; the members see it live.
+async fn edit_message(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((conversation_id, message_id)): Path<(String, String)>,
+    body: Result<ApiJson<EditBody>, AppError>,
+) -> Result<Response, AppError> {
+    let ApiJson(b) = body?;
+    let change = MessageChange::Edit { text: b.text };
+    let sent = state.chat.change(&auth.user.id, &message_id, Some(&conversation_id), change, b.client_msg_id).await?;
+    state.chat.deliver_change(&sent, None).await;
+    Ok(([(header::CONTENT_TYPE, "application/json")], sent.json).into_response())
+}
+
+/// Deletes one of the caller's messages: 200 with its tombstone.
+async fn delete_message(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((conversation_id, message_id)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let sent =
+        state.chat.change(&auth.user.id, &message_id, Some(&conversation_id), MessageChange::Delete, None).await?;
+    state.chat.deliver_change(&sent, None).await;
+    Ok(([(header::CONTENT_TYPE, "application/json")], sent.json).into_response())
 }
 
 #[derive(Deserialize)]

@@ -24,6 +24,8 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
         created_at: String,
         status: Option<&'static str>,
         error: Option<String>,
+        edited: bool,
+        deleted: bool,
     }
     let row = match item {
         Item::Confirmed(m) => {
@@ -37,6 +39,8 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
                 created_at: m.created_at,
                 status: own.then_some("sent"),
                 error: None,
+                edited: m.edited_at.is_some(),
+                deleted: m.deleted,
             }
         }
         Item::Outgoing(o) => Row {
@@ -51,6 +55,8 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
                 Delivery::Failed => "failed",
             }),
             error: o.error,
+            edited: false,
+            deleted: false,
         },
     };
 
@@ -72,9 +78,22 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
             </a>
         }
     });
+    let original_text = row.text.clone();
     let text = (!row.text.is_empty()).then(|| {
         view! { <p class="whitespace-pre-wrap break-words">{row.text}</p> }
     });
+    // A deleted message keeps its place, as a tombstone.
+    let (image, text) = if row.deleted {
+        let tombstone = view! {
+            <p class="italic opacity-70" data-testid="deleted-message">"This message was deleted"</p>
+        };
+        (None, Some(tombstone))
+    } else {
+        (image, text)
+    };
+    // Own confirmed messages can be edited and deleted (not tombstones).
+    let changeable = row.status == Some("sent") && !row.deleted;
+    let actions = changeable.then(|| message_actions(row.id.clone(), original_text));
     let footer = match row.status {
         Some("pending") => view! {
             <span class="flex items-center gap-1" title="Sending">
@@ -129,14 +148,102 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
         >
             <div class="chat-header text-xs opacity-60">
                 <time datetime=row.created_at>{time}</time>
+                {(row.edited && !row.deleted).then(|| view! { <span class="ml-1" data-testid="edited-mark">"(edited)"</span> })}
             </div>
             <div class={if row.own {
                 "chat-bubble chat-bubble-primary max-w-[85%] sm:max-w-md"
             } else {
                 "chat-bubble max-w-[85%] sm:max-w-md"
             }}>{image} {text}</div>
-            <div class="chat-footer text-xs">{footer}</div>
+            <div class="chat-footer text-xs flex flex-wrap items-center gap-2">{footer} {actions}</div>
         </div>
+    }
+}
+
+/// "Edit" and "Delete" under one of the user's own messages: editing opens
+/// a box with the text in place; deleting asks once more, inline (a
+/// tombstone cannot be undone).
+fn message_actions(message_id: String, text: String) -> impl IntoView {
+    let chat = use_chat();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mode {
+        Idle,
+        Editing,
+        ConfirmDelete,
+    }
+    let mode = RwSignal::new(Mode::Idle);
+    let draft = RwSignal::new(text.clone());
+    let id_for_edit = message_id.clone();
+    let save = move || {
+        let new_text = draft.get_untracked();
+        if new_text.trim().is_empty() || new_text == text {
+            mode.set(Mode::Idle);
+            return;
+        }
+        chat.edit(id_for_edit.clone(), new_text);
+        mode.set(Mode::Idle);
+    };
+    let save = StoredValue::new(save);
+    let delete = move || {
+        chat.delete(message_id.clone());
+        mode.set(Mode::Idle);
+    };
+    let delete = StoredValue::new(delete);
+    move || match mode.get() {
+        Mode::Idle => view! {
+            <span class="flex gap-2 opacity-60 hover:opacity-100 focus-within:opacity-100">
+                <button type="button" class="link link-hover" on:click=move |_| mode.set(Mode::Editing)>
+                    "Edit"
+                </button>
+                <button type="button" class="link link-hover" on:click=move |_| mode.set(Mode::ConfirmDelete)>
+                    "Delete"
+                </button>
+            </span>
+        }
+        .into_any(),
+        Mode::Editing => view! {
+            <form
+                class="flex w-full flex-col gap-1"
+                on:submit=move |ev| {
+                    ev.prevent_default();
+                    save.with_value(|f| f());
+                }
+            >
+                <textarea
+                    class="textarea textarea-bordered textarea-sm w-72 max-w-full"
+                    aria-label="Edit message"
+                    prop:value=move || draft.get()
+                    on:input=move |ev| draft.set(event_target_value(&ev))
+                    on:keydown=move |ev| {
+                        if ev.key() == "Escape" {
+                            mode.set(Mode::Idle);
+                        } else if ev.key() == "Enter" && !ev.shift_key() {
+                            ev.prevent_default();
+                            save.with_value(|f| f());
+                        }
+                    }
+                ></textarea>
+                <span class="flex gap-2">
+                    <button type="submit" class="btn btn-primary btn-xs">"Save"</button>
+                    <button type="button" class="btn btn-ghost btn-xs" on:click=move |_| mode.set(Mode::Idle)>
+                        "Cancel"
+                    </button>
+                </span>
+            </form>
+        }
+        .into_any(),
+        Mode::ConfirmDelete => view! {
+            <span class="flex items-center gap-2" role="group" aria-label="Confirm delete">
+                <span>"Delete this message for everyone?"</span>
+                <button type="button" class="btn btn-error btn-xs" on:click=move |_| delete.with_value(|f| f())>
+                    "Delete"
+                </button>
+                <button type="button" class="btn btn-ghost btn-xs" on:click=move |_| mode.set(Mode::Idle)>
+                    "Cancel"
+                </button>
+            </span>
+        }
+        .into_any(),
     }
 }
 

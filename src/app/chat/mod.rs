@@ -902,6 +902,42 @@ impl Chat {
                 self.reads.maybe_update(|r| state::apply_read(r, &conversation_id, &user_id, &message_id, &me));
             }
             ServerEvent::Typing { conversation_id, user_id } => self.on_typing(&conversation_id, &user_id),
+            // The answer to our own edit or delete carries its id; live
+            // copies to everyone else do not: either way the later version
+            // replaces the held one.
+            ServerEvent::Updated { message, .. } => self.on_updated(message),
+        }
+    }
+
+    /// An edited or deleted message: replaces the held copy (if this one is
+    /// later) and, when it is the newest of its conversation, the preview.
+    fn on_updated(self, message: ChatMessage) {
+        let Some(me) = self.me.try_get_untracked().flatten() else { return };
+        let peer = state::peer_of(&message, &me).to_string();
+        self.conversations.maybe_update(|list| match list {
+            Some(list) => list.iter().position(|e| e.peer_id == peer).is_some_and(|at| {
+                message.id == list[at].last.id && state::bump_conversation(list, &peer, message.clone())
+            }),
+            None => false,
+        });
+        self.timelines.maybe_update(|m| m.get_mut(&peer).is_some_and(|t| t.insert(message).changed()));
+    }
+
+    /// Asks the server to replace the text of one of our messages; the
+    /// `updated` answer (or an error toast) follows. Needs the socket: an
+    /// edit made offline would be a surprise when it lands later.
+    pub fn edit(self, message_id: String, text: String) {
+        let frame = ClientEvent::Edit { client_msg_id: new_client_msg_id(), message_id, text };
+        if !self.socket.send(&frame) {
+            self.notify_error("Not connected: the message was not edited. Try again once connected.");
+        }
+    }
+
+    /// Asks the server to delete one of our messages (a tombstone stays).
+    pub fn delete(self, message_id: String) {
+        let frame = ClientEvent::Delete { client_msg_id: new_client_msg_id(), message_id };
+        if !self.socket.send(&frame) {
+            self.notify_error("Not connected: the message was not deleted. Try again once connected.");
         }
     }
 

@@ -83,7 +83,8 @@ impl Item {
     /// (a pending row becoming sent or failed), stable otherwise.
     pub fn render_key(&self) -> String {
         match self {
-            Item::Confirmed(m) => format!("m:{}", m.id),
+            // An edit or a delete is a new version: the row renders again.
+            Item::Confirmed(m) => format!("m:{}:{}:{}", m.id, m.edited_at.as_deref().unwrap_or(""), m.deleted),
             Item::Outgoing(o) => format!(
                 "c:{}:{}:{}",
                 o.client_msg_id,
@@ -106,6 +107,9 @@ pub enum Inserted {
     /// Already there (same id), but a pending own copy of it was still held
     /// and is gone now: the rows changed although no message was added.
     DroppedPending,
+    /// Already there (same id), and this is a later version of it (an edit
+    /// or a delete), which replaced it.
+    Updated,
     /// Already there (same id); nothing changed.
     Duplicate,
 }
@@ -159,6 +163,10 @@ impl Timeline {
             _ => false,
         };
         match self.messages.binary_search_by(|m| m.id.as_str().cmp(message.id.as_str())) {
+            Ok(at) if message.supersedes(&self.messages[at]) => {
+                self.messages[at] = message;
+                Inserted::Updated
+            }
             Ok(_) if dropped => Inserted::DroppedPending,
             Ok(_) => Inserted::Duplicate,
             Err(at) => {
@@ -349,6 +357,12 @@ pub struct ConversationEntry {
 /// list changed.
 pub fn bump_conversation(list: &mut Vec<ConversationEntry>, peer_id: &str, last: ChatMessage) -> bool {
     if let Some(at) = list.iter().position(|e| e.peer_id == peer_id) {
+        // A later version of the entry's newest message (edited, deleted)
+        // replaces its preview in place.
+        if last.supersedes(&list[at].last) {
+            list[at].last = last;
+            return true;
+        }
         if list[at].last.id >= last.id {
             return false;
         }
@@ -374,6 +388,9 @@ pub fn merge_conversations(list: &mut Vec<ConversationEntry>, page: Vec<Conversa
 /// (a photo placeholder for an image without text), "You: " first when it
 /// is our own.
 pub fn preview(last: &ChatMessage, me: Option<&str>) -> String {
+    if last.deleted {
+        return "Message deleted".to_string();
+    }
     let body = match (last.text.trim(), &last.image) {
         ("", Some(_)) => "📷 Photo".to_string(),
         (text, _) => text.split_whitespace().collect::<Vec<_>>().join(" "),
@@ -755,6 +772,7 @@ mod tests {
             image: None,
             created_at: "2024-01-01T10:00:00.000Z".into(),
             client_msg_id: cid.map(Into::into),
+            ..ChatMessage::default()
         }
     }
 
@@ -911,6 +929,55 @@ mod tests {
         t.ack("c1", msg("01A", ME, "hello", Some("c1")));
         assert_eq!(keys(&t), ["01A"]);
         assert!(!t.fail("c1", None, None), "nothing left to fail");
+    }
+
+    #[test]
+    fn a_later_version_replaces_the_message_and_its_row() {
+        let mut t = Timeline::new(PEER);
+        let original = msg("01A", ME, "helo", Some("c1"));
+        assert_eq!(t.insert(original.clone()), Inserted::New);
+        let key = t.items()[0].render_key();
+        let edited = ChatMessage {
+            text: "hello".into(),
+            edited_at: Some("2026-01-01T00:00:01.000Z".into()),
+            ..original.clone()
+        };
+        assert_eq!(t.insert(edited.clone()), Inserted::Updated);
+        assert_ne!(t.items()[0].render_key(), key, "the row renders again");
+        // An older version (a history page loaded before the edit) changes nothing.
+        assert_eq!(t.insert(original.clone()), Inserted::Duplicate);
+        let deleted = ChatMessage {
+            text: String::new(),
+            deleted: true,
+            edited_at: Some("2026-01-01T00:00:02.000Z".into()),
+            ..original.clone()
+        };
+        assert_eq!(t.insert(deleted.clone()), Inserted::Updated);
+        // Nothing comes after a delete.
+        let late = ChatMessage { edited_at: Some("2026-01-01T00:00:03.000Z".into()), ..edited };
+        assert_eq!(t.insert(late), Inserted::Duplicate);
+        assert!(matches!(&t.items()[0], Item::Confirmed(m) if m.deleted));
+    }
+
+    #[test]
+    fn an_edited_last_message_updates_the_preview_in_place() {
+        let mut list = vec![entry("b", "02"), entry("c", "01")];
+        let edited = ChatMessage {
+            text: "fixed".into(),
+            edited_at: Some("2026-01-01T00:00:01.000Z".into()),
+            ..list[1].last.clone()
+        };
+        assert!(bump_conversation(&mut list, "c", edited));
+        assert_eq!(peers(&list), ["b", "c"], "an edit does not reorder");
+        assert_eq!(list[1].last.text, "fixed");
+        let gone = ChatMessage {
+            deleted: true,
+            text: String::new(),
+            edited_at: Some("2026-01-01T00:00:02.000Z".into()),
+            ..list[1].last.clone()
+        };
+        assert!(bump_conversation(&mut list, "c", gone.clone()));
+        assert_eq!(preview(&gone, None), "Message deleted");
     }
 
     #[test]

@@ -328,6 +328,8 @@ fn handle_text(
         ClientEvent::Watch { user_ids } => reply(ServerEvent::PresenceBatch { online: Vec::new(), offline: user_ids }),
         // Nor read markers or typing: the load generator sends neither.
         ClientEvent::Read { .. } | ClientEvent::Typing { .. } => true,
+        // Nor history to edit.
+        ClientEvent::Edit { .. } | ClientEvent::Delete { .. } => true,
         ClientEvent::Send { client_msg_id, to, text, image } => {
             // The checks Charcha makes without I/O.
             if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {
@@ -352,6 +354,8 @@ fn handle_text(
                 image,
                 created_at: clock::rfc3339(clock::now_ms()),
                 client_msg_id: Some(client_msg_id.clone()),
+                edited_at: None,
+                deleted: false,
             };
             // Serialised once, like Charcha's log record, and wrapped.
             let json = match serde_json::to_string(&message) {

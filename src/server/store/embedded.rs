@@ -54,7 +54,9 @@ CREATE TABLE IF NOT EXISTS messages (
     text TEXT NOT NULL,
     image TEXT,
     created_at TEXT NOT NULL,
-    client_msg_id TEXT
+    client_msg_id TEXT,
+    edited_at TEXT,
+    deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id DESC);
 -- A send is stored once even if it reached the log twice under two ids
@@ -80,6 +82,8 @@ CREATE TABLE IF NOT EXISTS inbox (
     last_image TEXT,
     last_created_at TEXT NOT NULL,
     last_client_msg_id TEXT,
+    last_edited_at TEXT,
+    last_deleted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (user_id, conversation_id)
 );
 CREATE INDEX IF NOT EXISTS inbox_by_recency ON inbox(user_id, last_id DESC);
@@ -193,6 +197,22 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     // The media clean-up: `kept` marks uploads found referenced (never
     // looked at again); the partial indexes find references without
     // scanning users or history, and cost nothing for text-only messages.
+    // Edits and deletes (a message's version and tombstone), in history
+    // and in each conversation's preview.
+    if conn.prepare("SELECT edited_at FROM messages LIMIT 0").is_err() {
+        conn.execute_batch(
+            "ALTER TABLE messages ADD COLUMN edited_at TEXT;
+             ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;",
+        )
+        .map_err(unavailable)?;
+    }
+    if conn.prepare("SELECT last_edited_at FROM inbox LIMIT 0").is_err() {
+        conn.execute_batch(
+            "ALTER TABLE inbox ADD COLUMN last_edited_at TEXT;
+             ALTER TABLE inbox ADD COLUMN last_deleted INTEGER NOT NULL DEFAULT 0;",
+        )
+        .map_err(unavailable)?;
+    }
     if conn.prepare("SELECT kept FROM media LIMIT 0").is_err() {
         conn.execute_batch("ALTER TABLE media ADD COLUMN kept INTEGER NOT NULL DEFAULT 0").map_err(unavailable)?;
     }
@@ -217,13 +237,15 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     if inbox == 0 {
         // Each conversation's newest message, for both of its members.
         conn.execute_batch(
-            "INSERT OR IGNORE INTO inbox
+            "INSERT OR IGNORE INTO inbox (user_id, conversation_id, peer_id, last_id, last_sender_id,
+                                          last_recipient_id, last_text, last_image, last_created_at,
+                                          last_client_msg_id, last_edited_at, last_deleted)
                SELECT m.sender_id, m.conversation_id, m.recipient_id, m.id, m.sender_id, m.recipient_id,
-                      substr(m.text, 1, 160), m.image, m.created_at, m.client_msg_id
+                      substr(m.text, 1, 160), m.image, m.created_at, m.client_msg_id, m.edited_at, m.deleted
                  FROM messages m WHERE m.id = (SELECT MAX(id) FROM messages WHERE conversation_id = m.conversation_id)
              UNION ALL
                SELECT m.recipient_id, m.conversation_id, m.sender_id, m.id, m.sender_id, m.recipient_id,
-                      substr(m.text, 1, 160), m.image, m.created_at, m.client_msg_id
+                      substr(m.text, 1, 160), m.image, m.created_at, m.client_msg_id, m.edited_at, m.deleted
                  FROM messages m WHERE m.id = (SELECT MAX(id) FROM messages WHERE conversation_id = m.conversation_id);",
         )
         .map_err(unavailable)?;
@@ -282,10 +304,13 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
         image: row.get(5)?,
         created_at: row.get(6)?,
         client_msg_id: row.get(7)?,
+        edited_at: row.get(8)?,
+        deleted: row.get(9)?,
     })
 }
 
-const MESSAGE_COLUMNS: &str = "id, conversation_id, sender_id, recipient_id, text, image, created_at, client_msg_id";
+const MESSAGE_COLUMNS: &str =
+    "id, conversation_id, sender_id, recipient_id, text, image, created_at, client_msg_id, edited_at, deleted";
 
 #[async_trait]
 impl UserStore for EmbeddedStore {
@@ -578,7 +603,7 @@ impl ConversationStore for EmbeddedStore {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT last_id, conversation_id, last_sender_id, last_recipient_id, last_text, last_image,
-                            last_created_at, last_client_msg_id, peer_id
+                            last_created_at, last_client_msg_id, last_edited_at, last_deleted, peer_id
                        FROM inbox WHERE user_id = ?1 AND (?2 IS NULL OR last_id < ?2)
                       ORDER BY last_id DESC LIMIT ?3",
                 )
@@ -586,7 +611,7 @@ impl ConversationStore for EmbeddedStore {
             let rows = stmt
                 .query_map(params![user_id, before, limit as i64], |r| {
                     let last = message_from_row(r)?;
-                    Ok(InboxEntry { conversation_id: last.conversation_id.clone(), peer_id: r.get(8)?, last })
+                    Ok(InboxEntry { conversation_id: last.conversation_id.clone(), peer_id: r.get(10)?, last })
                 })
                 .map_err(unavailable)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
@@ -605,11 +630,21 @@ impl MessageStore for EmbeddedStore {
             {
                 let mut stmt = tx
                     .prepare_cached(&format!(
-                        "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING"
+                        // A later version (an edit or a delete) of a stored
+                        // message replaces it, by its sender only; anything
+                        // else already stored (a replay, a retry under a
+                        // second id) is left alone.
+                        "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                         ON CONFLICT (id) DO UPDATE SET
+                            text = excluded.text, image = excluded.image,
+                            edited_at = excluded.edited_at, deleted = excluded.deleted
+                         WHERE excluded.sender_id = messages.sender_id AND messages.deleted = 0
+                           AND COALESCE(excluded.edited_at, '') > COALESCE(messages.edited_at, '')
+                         ON CONFLICT DO NOTHING"
                     ))
                     .map_err(unavailable)?;
                 for m in &messages {
-                    inserted += stmt
+                    let changed = stmt
                         .execute(params![
                             m.id,
                             m.conversation_id,
@@ -618,21 +653,32 @@ impl MessageStore for EmbeddedStore {
                             m.text,
                             m.image,
                             m.created_at,
-                            m.client_msg_id
+                            m.client_msg_id,
+                            m.edited_at,
+                            m.deleted
                         ])
                         .map_err(unavailable)? as u64;
+                    // New messages only; an applied edit is not one.
+                    if m.edited_at.is_none() {
+                        inserted += changed;
+                    }
                 }
                 let mut inbox = tx
                     .prepare_cached(
                         "INSERT INTO inbox (user_id, conversation_id, peer_id, last_id, last_sender_id, last_recipient_id,
-                                            last_text, last_image, last_created_at, last_client_msg_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                                            last_text, last_image, last_created_at, last_client_msg_id,
+                                            last_edited_at, last_deleted)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                          ON CONFLICT (user_id, conversation_id) DO UPDATE SET
                             peer_id = excluded.peer_id, last_id = excluded.last_id,
                             last_sender_id = excluded.last_sender_id, last_recipient_id = excluded.last_recipient_id,
                             last_text = excluded.last_text, last_image = excluded.last_image,
-                            last_created_at = excluded.last_created_at, last_client_msg_id = excluded.last_client_msg_id
-                         WHERE excluded.last_id > inbox.last_id",
+                            last_created_at = excluded.last_created_at, last_client_msg_id = excluded.last_client_msg_id,
+                            last_edited_at = excluded.last_edited_at, last_deleted = excluded.last_deleted
+                         WHERE excluded.last_id > inbox.last_id
+                            OR (excluded.last_id = inbox.last_id AND inbox.last_deleted = 0
+                                AND excluded.last_sender_id = inbox.last_sender_id
+                                AND COALESCE(excluded.last_edited_at, '') > COALESCE(inbox.last_edited_at, ''))",
                     )
                     .map_err(unavailable)?;
                 for (user, e) in inbox_updates(&messages) {
@@ -648,13 +694,25 @@ impl MessageStore for EmbeddedStore {
                             m.text,
                             m.image,
                             m.created_at,
-                            m.client_msg_id
+                            m.client_msg_id,
+                            m.edited_at,
+                            m.deleted
                         ])
                         .map_err(unavailable)?;
                 }
             }
             tx.commit().map_err(unavailable)?;
             Ok(inserted)
+        })
+        .await
+    }
+
+    async fn message_by_id(&self, id: &str) -> Result<Option<ChatMessage>, StoreError> {
+        let id = id.to_string();
+        self.call(move |c| {
+            c.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"))
+                .and_then(|mut stmt| stmt.query_row([id], message_from_row).optional())
+                .map_err(unavailable)
         })
         .await
     }

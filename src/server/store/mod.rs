@@ -200,7 +200,7 @@ pub fn inbox_updates(messages: &[ChatMessage]) -> Vec<(String, InboxEntry)> {
     let mut newest: std::collections::HashMap<&str, &ChatMessage> = std::collections::HashMap::new();
     for m in messages {
         let e = newest.entry(m.conversation_id.as_str()).or_insert(m);
-        if m.id > e.id {
+        if m.id > e.id || m.supersedes(e) {
             *e = m;
         }
     }
@@ -267,10 +267,14 @@ pub trait ConversationStore: Send + Sync {
 #[async_trait]
 pub trait MessageStore: Send + Sync {
     /// Inserts messages not stored yet (by id, and by sender and
-    /// `client_msg_id`); a replay is harmless. Also moves each member's
+    /// `client_msg_id`); a replay is harmless. A later version of a stored
+    /// message ([`ChatMessage::supersedes`]: an edit or delete, by its
+    /// sender) replaces it. Also moves each member's
     /// inbox entry of the conversation to its newest message
     /// ([`inbox_updates`]). Returns how many messages were new.
     async fn save_messages(&self, messages: &[ChatMessage]) -> Result<u64, StoreError>;
+    /// One stored message (its newest version), if it exists.
+    async fn message_by_id(&self, id: &str) -> Result<Option<ChatMessage>, StoreError>;
     /// Up to `limit` messages of a conversation with id < `before` (all when
     /// `None`), newest first.
     async fn messages_before(
@@ -373,6 +377,8 @@ mod tests {
             image: None,
             created_at: String::new(),
             client_msg_id: None,
+            edited_at: None,
+            deleted: false,
         };
         let long = "é".repeat(PREVIEW_CHARS + 10);
         let updates = inbox_updates(&[

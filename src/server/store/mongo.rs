@@ -507,6 +507,28 @@ impl ConversationStore for MongoStore {
 }
 
 impl MongoStore {
+    /// Replaces stored messages by their later versions in `messages`
+    /// (edits and deletes, by the same sender; never a deleted one).
+    async fn apply_edits(&self, messages: &[ChatMessage]) -> Result<(), StoreError> {
+        for m in messages {
+            let Some(edited_at) = &m.edited_at else { continue };
+            let filter = doc! {
+                "_id": &m.id,
+                "sender_id": &m.sender_id,
+                "deleted": { "$ne": true },
+                "$or": [
+                    { "edited_at": { "$exists": false } },
+                    { "edited_at": null },
+                    { "edited_at": { "$lt": edited_at } },
+                ],
+            };
+            let image = m.image.as_ref().map_or(Bson::Null, |i| Bson::String(i.clone()));
+            let set = doc! { "text": &m.text, "image": image, "edited_at": edited_at, "deleted": m.deleted };
+            self.messages().update_one(filter, doc! { "$set": set }).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     /// Moves each member's inbox entry to the batch's newest message of the
     /// conversation, unless a newer one is stored: the filter then matches
     /// nothing and the upsert's insert hits the `_id` (duplicate key), which
@@ -519,15 +541,20 @@ impl MongoStore {
             async move {
                 let id = format!("{user}|{}", e.conversation_id);
                 let last = mongodb::bson::to_document(&e.last).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let version = e.last.edited_at.clone().unwrap_or_default();
                 let set = doc! {
                     "user_id": &user, "conversation_id": &e.conversation_id, "peer_id": &e.peer_id,
-                    "last_id": &e.last.id, "last": last,
+                    "last_id": &e.last.id, "last_version": &version, "last": last,
                 };
-                match inbox
-                    .update_one(doc! { "_id": &id, "last_id": { "$lt": &e.last.id } }, doc! { "$set": set })
-                    .upsert(true)
-                    .await
-                {
+                // Newer message, or a later version (edit, delete) of the same one.
+                let filter = doc! { "_id": &id, "$or": [
+                    { "last_id": { "$lt": &e.last.id } },
+                    { "last_id": &e.last.id, "last.sender_id": &e.last.sender_id, "last.deleted": { "$ne": true },
+                      "last_version": { "$lt": &version } },
+                    { "last_id": &e.last.id, "last.sender_id": &e.last.sender_id, "last.deleted": { "$ne": true },
+                      "last_version": { "$exists": false } },
+                ] };
+                match inbox.update_one(filter, doc! { "$set": set }).upsert(true).await {
                     Ok(_) => Ok(()),
                     Err(err) if is_duplicate(&err) => Ok(()),
                     Err(err) => Err(unavailable(err)),
@@ -564,8 +591,15 @@ impl MessageStore for MongoStore {
                 _ => return Err(unavailable(e)),
             },
         };
+        // Edits and deletes: the insert above found their id taken.
+        let edits = messages.iter().filter(|m| m.edited_at.is_some()).count() as u64;
+        self.apply_edits(messages).await?;
         self.update_inbox(messages).await?;
-        Ok(new)
+        Ok(new.saturating_sub(edits))
+    }
+
+    async fn message_by_id(&self, id: &str) -> Result<Option<ChatMessage>, StoreError> {
+        self.messages().find_one(doc! { "_id": id }).await.map_err(unavailable)
     }
 
     async fn messages_before(
