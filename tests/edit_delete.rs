@@ -196,7 +196,7 @@ async fn a_replay_never_undoes_an_edit() {
     // the edit again, in any order: the edit stays. A forged later version
     // from someone else changes nothing either.
     let store = &server.state().store;
-    store.save_messages(&[original.clone()]).await.expect("replay");
+    store.save_messages(std::slice::from_ref(&original)).await.expect("replay");
     store.save_messages(&[edited.clone(), original.clone()]).await.expect("replay");
     let forged = ChatMessage {
         sender_id: bob.id.clone(),
