@@ -49,6 +49,9 @@ pub enum ClientEvent {
         /// URL of an image uploaded beforehand through `/api/media`.
         #[serde(default)]
         image: Option<String>,
+        /// The id of the message (of the same conversation) this answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
     },
     /// The users this client shows (its conversation list, search results,
     /// the open conversation): replaces the previous set. The server
@@ -70,6 +73,10 @@ pub enum ClientEvent {
     Edit { client_msg_id: String, message_id: String, text: String },
     /// Deletes one of the user's own messages, leaving a tombstone.
     Delete { client_msg_id: String, message_id: String },
+    /// Adds (`on`) or removes the user's `emoji` (one of
+    /// [`crate::api::dto::REACTION_EMOJI`]) under a message. Stating the
+    /// wanted state rather than toggling makes a repeat harmless.
+    React { message_id: String, emoji: String, on: bool },
     /// Application-level heartbeat; answered with [`ServerEvent::Pong`].
     Ping {
         #[serde(default)]
@@ -143,6 +150,15 @@ pub enum ServerEvent {
         message: ChatMessage,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<String>,
+    },
+    /// `user_id` added (`on`) or removed `emoji` under a message: to every
+    /// member's sessions but the one that asked.
+    Reaction {
+        conversation_id: String,
+        message_id: String,
+        user_id: String,
+        emoji: String,
+        on: bool,
     },
 }
 
@@ -243,6 +259,14 @@ impl ServerEvent {
             user_id: String,
         }
         #[derive(Deserialize)]
+        struct Reaction {
+            conversation_id: String,
+            message_id: String,
+            user_id: String,
+            emoji: String,
+            on: bool,
+        }
+        #[derive(Deserialize)]
         struct Updated {
             message: ChatMessage,
             #[serde(default)]
@@ -290,6 +314,9 @@ impl ServerEvent {
             "updated" => {
                 from_str(text).map(|Updated { message, client_msg_id }| Self::Updated { message, client_msg_id })?
             }
+            "reaction" => from_str(text).map(|Reaction { conversation_id, message_id, user_id, emoji, on }| {
+                Self::Reaction { conversation_id, message_id, user_id, emoji, on }
+            })?,
             other => return Err(serde_json::Error::unknown_variant(other, TYPES)),
         })
     }
@@ -335,6 +362,7 @@ mod tests {
             client_msg_id: Some("c1".into()),
             edited_at: None,
             deleted: false,
+            reply_to: None,
         };
         let json = serde_json::to_string(&message).expect("json");
         let frame = ServerEvent::message_frame(&json);
@@ -383,6 +411,7 @@ mod tests {
             client_msg_id: None,
             edited_at: None,
             deleted: false,
+            reply_to: None,
         };
         let user = User {
             id: "u1".into(),
@@ -432,6 +461,13 @@ mod tests {
                 client_msg_id: Some("c9".into()),
             },
             ServerEvent::Updated { message: ChatMessage { deleted: true, ..message.clone() }, client_msg_id: None },
+            ServerEvent::Reaction {
+                conversation_id: "dm:a:b".into(),
+                message_id: "m".into(),
+                user_id: "a".into(),
+                emoji: "🎉".into(),
+                on: true,
+            },
         ];
         for event in events {
             let json = event.to_json();

@@ -271,6 +271,17 @@ fn rest_rows() -> Vec<Row> {
             [Unauthorized, Denied, Sees(200)],
         ),
         row(
+            "POST",
+            "/api/conversations/{id}/messages/{message_id}/reactions",
+            "react to Ann's message",
+            |w, c| {
+                let url =
+                    w.url(&format!("/api/conversations/{}/messages/{}/reactions", w.conversation_id, w.secret_id));
+                c.post(url).json(&json!({ "emoji": "👍", "on": true }))
+            },
+            [Unauthorized, Denied, Is(204)],
+        ),
+        row(
             "DELETE",
             "/api/conversations/{id}/messages/{message_id}",
             "delete Ann's message",
@@ -593,10 +604,11 @@ fn event_type(event: &ClientEvent) -> &'static str {
         ClientEvent::Typing { .. } => "typing",
         ClientEvent::Edit { .. } => "edit",
         ClientEvent::Delete { .. } => "delete",
+        ClientEvent::React { .. } => "react",
     }
 }
 
-const ALL_EVENTS: [&str; 7] = ["send", "watch", "ping", "read", "typing", "edit", "delete"];
+const ALL_EVENTS: [&str; 8] = ["send", "watch", "ping", "read", "typing", "edit", "delete", "react"];
 
 /// What a signed-in actor must get for a WebSocket event.
 #[derive(Clone, Copy, Debug)]
@@ -655,6 +667,7 @@ fn ws_rows() -> Vec<WsRow> {
                 to: w.bob.clone(),
                 text: "hi".into(),
                 image: None,
+                reply_to: None,
             },
             expect: [WsExpect::OwnAck, WsExpect::OwnAck],
         },
@@ -665,6 +678,7 @@ fn ws_rows() -> Vec<WsRow> {
                 to: w.bob.clone(),
                 text: String::new(),
                 image: Some(w.private_image.clone()),
+                reply_to: None,
             },
             expect: [WsExpect::Refused, WsExpect::OwnAck],
         },
@@ -698,6 +712,11 @@ fn ws_rows() -> Vec<WsRow> {
                 message_id: w.spare_id.clone(),
             },
             expect: [WsExpect::Refused, WsExpect::Updated],
+        },
+        WsRow {
+            what: "react to Ann's message",
+            event: |w| ClientEvent::React { message_id: w.secret_id.clone(), emoji: "🎉".into(), on: true },
+            expect: [WsExpect::Refused, WsExpect::Silent],
         },
         WsRow {
             what: "typing in Ann and Bob's conversation",
@@ -747,7 +766,7 @@ async fn every_client_event_as_anonymous_outsider_and_member() {
                 _ => None,
             };
             ws.send_json(serde_json::to_value(&event).expect("json")).await;
-            if matches!(event, ClientEvent::Read { .. } | ClientEvent::Typing { .. }) {
+            if matches!(event, ClientEvent::Read { .. } | ClientEvent::Typing { .. } | ClientEvent::React { .. }) {
                 // Frames are handled in order: an error about the event comes before this pong.
                 ws.send_json(serde_json::to_value(ClientEvent::Ping { nonce: 99 }).expect("json")).await;
             }

@@ -320,6 +320,7 @@ fn chat_message() -> impl Strategy<Value = ChatMessage> {
             client_msg_id,
             edited_at: None,
             deleted: false,
+            reply_to: None,
         },
     )
 }

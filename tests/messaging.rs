@@ -242,6 +242,7 @@ fn sample_message() -> ChatMessage {
         client_msg_id: Some("c-1".into()),
         edited_at: None,
         deleted: false,
+        reply_to: None,
     }
 }
 
@@ -270,7 +271,13 @@ async fn protocol_round_trips_every_variant() {
 
     let client_events = [
         (
-            ClientEvent::Send { client_msg_id: "c-1".into(), to: user.id.clone(), text: "hi".into(), image: None },
+            ClientEvent::Send {
+                client_msg_id: "c-1".into(),
+                to: user.id.clone(),
+                text: "hi".into(),
+                image: None,
+                reply_to: None,
+            },
             "send",
         ),
         (
@@ -279,6 +286,7 @@ async fn protocol_round_trips_every_variant() {
                 to: user.id.clone(),
                 text: String::new(),
                 image: Some("/api/media/x".into()),
+                reply_to: None,
             },
             "send",
         ),
@@ -352,7 +360,8 @@ async fn protocol_round_trips_every_variant() {
             client_msg_id: "c-7".into(),
             to: "01J0000000000000000000000B".into(),
             text: "hi".into(),
-            image: None
+            image: None,
+            reply_to: None
         }
     );
     let image_only: ClientEvent =
@@ -363,7 +372,8 @@ async fn protocol_round_trips_every_variant() {
             client_msg_id: "c-8".into(),
             to: "x".into(),
             text: String::new(),
-            image: Some("/api/media/y".into())
+            image: Some("/api/media/y".into()),
+            reply_to: None
         }
     );
     assert_eq!(
@@ -764,6 +774,7 @@ async fn pagination_is_gap_free_and_duplicate_free() {
                 client_msg_id: None,
                 edited_at: None,
                 deleted: false,
+                reply_to: None,
             }
         })
         .collect();
@@ -886,6 +897,7 @@ async fn before_cursor_is_case_insensitive_or_rejected_never_wrong() {
             client_msg_id: None,
             edited_at: None,
             deleted: false,
+            reply_to: None,
         })
         .collect();
     server.state().store.save_messages(&all).await.unwrap();

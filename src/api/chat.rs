@@ -87,6 +87,7 @@ pub async fn send_message(
     client_msg_id: String,
     #[server(default)] text: String,
     #[server(default)] image: Option<String>,
+    #[server(default)] reply_to: Option<String>,
 ) -> Result<ChatMessage, AppError> {
     crate::server::web::finish(
         async move {
@@ -95,7 +96,7 @@ pub async fn send_message(
             let auth = web::request_auth(&state).await?;
             state
                 .chat
-                .send(&auth.user.id, SendRequest { client_msg_id: Some(client_msg_id), to: peer_id, text, image })
+                .send(&auth.user.id, SendRequest { client_msg_id: Some(client_msg_id), to: peer_id, text, image, reply_to })
                 .await
                 .map(|sent| sent.message)
         }

@@ -52,6 +52,11 @@ pub struct ChatMessage {
     /// Deleted by its sender: a tombstone with no text or image.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// The message of the same conversation this one answers. Clients
+    /// show it quoted from what they hold, so the server never reads
+    /// history to send a reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 impl ChatMessage {
@@ -73,7 +78,28 @@ pub struct MessagePage {
     /// How far the peer has read (a message id): "Seen".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_read: Option<String>,
+    /// Reactions to the messages of this page (only those that have some).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reactions>,
 }
+
+/// The reactions to one message: who reacted with which emoji.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reactions {
+    pub message_id: String,
+    /// One entry per emoji used, in [`REACTION_EMOJI`] order.
+    pub emoji: Vec<ReactionCount>,
+}
+
+/// One emoji under a message and the users who chose it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub user_ids: Vec<String>,
+}
+
+/// The emoji a message can be reacted to with.
+pub const REACTION_EMOJI: &[&str] = &["👍", "❤️", "😂", "😮", "😢", "🎉"];
 
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 100;

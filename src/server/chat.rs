@@ -51,6 +51,8 @@ pub struct SendRequest {
     pub to: String,
     pub text: String,
     pub image: Option<String>,
+    /// The message this one answers (an id of the same conversation).
+    pub reply_to: Option<String>,
 }
 
 pub struct ChatService {
@@ -120,6 +122,9 @@ pub const READ_RATE_PER_MINUTE: u32 = 600;
 /// `typing` frames forwarded per user and conversation per minute: the
 /// client repeats one every [`TYPING_EVERY_MS`], with room for a second tab.
 pub const TYPING_RATE_PER_MINUTE: u32 = (2 * 60_000 / TYPING_EVERY_MS) as u32;
+
+/// Reactions one user may add or remove per minute.
+pub const REACT_RATE_PER_MINUTE: u32 = 120;
 
 /// How far in the future (by its ULID time) a read marker may point: a
 /// marker past every message would hide the unread count of later ones.
@@ -298,7 +303,9 @@ impl ChatService {
         messages.reverse();
         let peer_read =
             self.store.read_states(me, &[(conversation_id, peer.to_string())]).await?.pop().and_then(|r| r.peer_read);
-        Ok(MessagePage { messages, has_more, peer_read })
+        let ids: Vec<String> = messages.iter().filter(|m| !m.deleted).map(|m| m.id.clone()).collect();
+        let reactions = self.store.reactions_for(&ids).await?;
+        Ok(MessagePage { messages, has_more, peer_read, reactions })
     }
 
     /// The members of `conversation_id` when `me` is one of them; "not
@@ -423,9 +430,20 @@ impl ChatService {
         if let Some(url) = &image {
             self.check_image_reference(sender, &conversation_id, url).await?;
         }
+        // Checked for shape only: history is not read on the send path. A
+        // client shows the quote from the conversation it holds, so an id
+        // from elsewhere shows nothing and reveals nothing.
+        let reply_to = match req.reply_to.filter(|r| !r.is_empty()) {
+            Some(r) => Some(canonical_id(&r).ok_or_else(|| AppError::field("reply_to", "Must be a message id"))?),
+            None => None,
+        };
+        let id = self.next_id();
+        if reply_to.as_ref().is_some_and(|r| *r >= id) {
+            return Err(AppError::field("reply_to", "A reply answers an earlier message"));
+        }
 
         let candidate = ChatMessage {
-            id: self.next_id(),
+            id,
             conversation_id,
             sender_id: sender.to_string(),
             recipient_id: req.to,
@@ -435,6 +453,7 @@ impl ChatService {
             client_msg_id: Some(client_msg_id.clone()),
             edited_at: None,
             deleted: false,
+            reply_to,
         };
         // Serialised once: this text is the log record, the live frame and the ack.
         let candidate_json = serde_json::to_string(&candidate).map_err(|_| AppError::internal())?;
@@ -558,6 +577,55 @@ impl ChatService {
         };
         let durable = self.log.submit(record).await.map_err(log_unavailable)?;
         self.durable(PendingSend { candidate: updated, candidate_json: json, durable }).await
+    }
+
+    /// Adds (`on`) or removes `me`'s `emoji` under a message of one of
+    /// `me`'s conversations (`conversation_id`, when given, must be its
+    /// conversation), and tells the members' sessions but `origin`.
+    pub async fn react(
+        &self,
+        me: &str,
+        message_id: &str,
+        conversation_id: Option<&str>,
+        emoji: &str,
+        on: bool,
+        origin: Option<SessionRef>,
+    ) -> Result<(), AppError> {
+        let key = format!("react:{me}");
+        ratelimit::check(self.limiter.as_ref(), &key, REACT_RATE_PER_MINUTE, std::time::Duration::from_secs(60))
+            .await
+            .map_err(|retry_after| AppError {
+                message: format!("Reacting too fast; try again {}", wait_phrase(retry_after)),
+                ..AppError::rate_limited(retry_after)
+            })?;
+        if !crate::api::dto::REACTION_EMOJI.contains(&emoji) {
+            return Err(AppError::field("emoji", format!("One of {}", crate::api::dto::REACTION_EMOJI.join(" "))));
+        }
+        let not_found = || AppError::not_found("No such message");
+        let id = canonical_id(message_id).ok_or_else(not_found)?;
+        let message = self.store.message_by_id(&id).await?.ok_or_else(not_found)?;
+        let member = message.sender_id == me || message.recipient_id == me;
+        if !member || conversation_id.is_some_and(|c| c != message.conversation_id) {
+            return Err(not_found());
+        }
+        if message.deleted {
+            return Err(AppError::conflict("This message was deleted"));
+        }
+        if !self.store.set_reaction(&id, me, emoji, on).await? {
+            return Ok(());
+        }
+        let event = ServerEvent::Reaction {
+            conversation_id: message.conversation_id.clone(),
+            message_id: id,
+            user_id: me.to_string(),
+            emoji: emoji.to_string(),
+            on,
+        };
+        let users = vec![message.sender_id, message.recipient_id];
+        if let Err(e) = self.bus.publish(Audience::Members { users, except: origin }, event.to_json().into()).await {
+            tracing::warn!("reaction broadcast failed (history has it): {e}");
+        }
+        Ok(())
     }
 
     /// Publishes a durable edit or delete live to the members' sessions but

@@ -467,8 +467,8 @@ async fn handle_text(
     };
     match event {
         ClientEvent::Ping { nonce } => reply(ServerEvent::Pong { nonce }),
-        ClientEvent::Send { client_msg_id, to, text, image } => {
-            let req = SendRequest { client_msg_id: Some(client_msg_id.clone()), to, text, image };
+        ClientEvent::Send { client_msg_id, to, text, image, reply_to } => {
+            let req = SendRequest { client_msg_id: Some(client_msg_id.clone()), to, text, image, reply_to };
             match state.chat.submit(user_id, req).await {
                 Ok(pending) => {
                     let chat = state.chat.clone();
@@ -498,6 +498,12 @@ async fn handle_text(
         }
         ClientEvent::Delete { client_msg_id, message_id } => {
             change_message(state, user_id, origin, &message_id, MessageChange::Delete, client_msg_id, reply).await
+        }
+        ClientEvent::React { message_id, emoji, on } => {
+            match state.chat.react(user_id, &message_id, None, &emoji, on, Some(origin)).await {
+                Ok(()) => true,
+                Err(e) => reply(error_event(e, None)),
+            }
         }
     }
 }

@@ -98,6 +98,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/api/conversations/{id}/messages/{message_id}",
             patch(edit_message).delete(delete_message).layer(json_limit),
         )
+        .route("/api/conversations/{id}/messages/{message_id}/reactions", post(react).layer(json_limit))
         .route("/api/messages/send/{id}", post(send).layer(json_limit))
         .route("/api/messages/{id}", get(history))
         .route("/api/media", post(upload_media).layer(image_limit))
@@ -303,6 +304,25 @@ async fn mark_read(
 }
 
 #[derive(Deserialize)]
+struct ReactBody {
+    emoji: String,
+    on: bool,
+}
+
+/// Adds (`on: true`) or removes the caller's emoji under a message: 204;
+/// the members see it live.
+async fn react(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((conversation_id, message_id)): Path<(String, String)>,
+    body: Result<ApiJson<ReactBody>, AppError>,
+) -> Result<Response, AppError> {
+    let ApiJson(b) = body?;
+    state.chat.react(&auth.user.id, &message_id, Some(&conversation_id), &b.emoji, b.on, None).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
 struct EditBody {
     text: String,
     #[serde(default)]
@@ -344,6 +364,8 @@ struct SendBody {
     image: Option<String>,
     #[serde(default)]
     client_msg_id: Option<String>,
+    #[serde(default)]
+    reply_to: Option<String>,
 }
 
 async fn send(
@@ -354,7 +376,13 @@ async fn send(
 ) -> Result<Response, AppError> {
     let ApiJson(b) = body?;
     let req =
-        SendRequest { client_msg_id: b.client_msg_id, to: peer, text: b.text.unwrap_or_default(), image: b.image };
+        SendRequest {
+            client_msg_id: b.client_msg_id,
+            to: peer,
+            text: b.text.unwrap_or_default(),
+            image: b.image,
+            reply_to: b.reply_to,
+        };
     let sent = state.chat.send(&auth.user.id, req).await?;
     // The log record's JSON is the message's JSON: no second serialisation.
     Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], sent.json).into_response())

@@ -104,6 +104,10 @@ pub struct Chat {
     pub visible: RwSignal<bool>,
     /// The signed-in user's id, from the socket's `Hello`.
     pub me: RwSignal<Option<String>>,
+    /// Reactions under the messages held, by message id.
+    pub reactions: RwSignal<state::ReactionMap>,
+    /// The message the composer's next send answers ("Reply"), if any.
+    pub replying: RwSignal<Option<String>>,
     pub socket: ChatSocket,
     /// Images of messages not uploaded yet, by `client_msg_id`, kept for
     /// retries.
@@ -196,6 +200,8 @@ pub fn ChatPage() -> impl IntoView {
         typing_pace: StoredValue::new(TypingPace::default()),
         visible: RwSignal::new(true),
         me: RwSignal::new(None),
+        reactions: RwSignal::new(HashMap::new()),
+        replying: RwSignal::new(None),
         socket,
         files: StoredValue::new_with_storage(HashMap::new()),
         drafts: StoredValue::new(HashMap::new()),
@@ -212,6 +218,8 @@ pub fn ChatPage() -> impl IntoView {
     Effect::new(move |_| chat.load_conversations(None));
     Effect::new(move |_| {
         if let Some(p) = peer.get() {
+            // A reply belongs to the conversation it was started in.
+            chat.replying.set(None);
             chat.ensure_person(&p);
             // Usually a no-op (a conversation opened before): only a real
             // change notifies.
@@ -669,6 +677,8 @@ impl Chat {
                             state::note_message(r, &conversation_id, &newest) || seen
                         });
                     }
+                    let ids: Vec<String> = page.messages.iter().map(|m| m.id.clone()).collect();
+                    self.reactions.maybe_update(|r| state::merge_reactions(r, &ids, page.reactions));
                     self.timelines.maybe_update(|m| {
                         let created = state::ensure_timeline(m, &peer);
                         let merged = state::timeline_mut(m, &peer).merge_latest(page.messages, page.has_more);
@@ -698,6 +708,8 @@ impl Chat {
             .flatten();
         let Some(before) = before else { return Ok(None) };
         let page = conversation(peer, Some(before), Some(PAGE_SIZE)).await?;
+        let ids: Vec<String> = page.messages.iter().map(|m| m.id.clone()).collect();
+        self.reactions.maybe_update(|r| state::merge_reactions(r, &ids, page.reactions));
         Ok(Some((page.messages, page.has_more)))
     }
 
@@ -715,7 +727,9 @@ impl Chat {
                 f.insert(cid, file);
             });
         }
-        let outgoing = Outgoing::new(client_msg_id.clone(), text, preview, now_rfc3339());
+        let mut outgoing = Outgoing::new(client_msg_id.clone(), text, preview, now_rfc3339());
+        outgoing.reply_to = self.replying.try_get_untracked().flatten();
+        self.replying.set(None);
         self.timelines.update(|m| {
             state::timeline_mut(m, &peer).add_outgoing(outgoing);
         });
@@ -774,11 +788,12 @@ impl Chat {
                 to: peer.clone(),
                 text: out.text.clone(),
                 image: out.image.clone(),
+                reply_to: out.reply_to.clone(),
             };
             if self.socket.send(&frame) {
                 return;
             }
-            match send_message(peer.clone(), cid.clone(), out.text, out.image).await {
+            match send_message(peer.clone(), cid.clone(), out.text, out.image, out.reply_to).await {
                 Ok(message) => self.on_ack(&cid, message),
                 // Unreachable server: stay pending; a reconnect resends it,
                 // or the ack timer fails it. Any answer, a 503 included, is
@@ -906,7 +921,21 @@ impl Chat {
             // copies to everyone else do not: either way the later version
             // replaces the held one.
             ServerEvent::Updated { message, .. } => self.on_updated(message),
+            ServerEvent::Reaction { message_id, user_id, emoji, on, .. } => {
+                self.reactions.maybe_update(|r| state::apply_reaction(r, &message_id, &user_id, &emoji, on));
+            }
         }
+    }
+
+    /// Adds or removes our `emoji` under a message: shown at once, then
+    /// sent; the server tells the others.
+    pub fn react(self, message_id: String, emoji: String, on: bool) {
+        let Some(me) = self.me.try_get_untracked().flatten() else { return };
+        if !self.socket.send(&ClientEvent::React { message_id: message_id.clone(), emoji: emoji.clone(), on }) {
+            self.notify_error("Not connected: the reaction was not sent. Try again once connected.");
+            return;
+        }
+        self.reactions.maybe_update(|r| state::apply_reaction(r, &message_id, &me, &emoji, on));
     }
 
     /// An edited or deleted message: replaces the held copy (if this one is

@@ -43,6 +43,8 @@ pub struct Outgoing {
     pub error: Option<String>,
     /// Bumped by every (re)send, so a stale ack timer can tell it is stale.
     pub attempt: u32,
+    /// The message this one answers.
+    pub reply_to: Option<String>,
 }
 
 impl Outgoing {
@@ -57,6 +59,7 @@ impl Outgoing {
             delivery: Delivery::Pending,
             error: None,
             attempt: 0,
+            reply_to: None,
         }
     }
 
@@ -145,6 +148,11 @@ impl Timeline {
 
     fn is_own(&self, m: &ChatMessage) -> bool {
         m.sender_id != self.peer_id
+    }
+
+    /// The confirmed message `id`, if held (a reply's quote).
+    pub fn get(&self, id: &str) -> Option<&ChatMessage> {
+        self.messages.binary_search_by(|m| m.id.as_str().cmp(id)).ok().map(|at| &self.messages[at])
     }
 
     /// Drops the pending own message `client_msg_id`; returns whether there
@@ -396,6 +404,81 @@ pub fn preview(last: &ChatMessage, me: Option<&str>) -> String {
         (text, _) => text.split_whitespace().collect::<Vec<_>>().join(" "),
     };
     if me == Some(last.sender_id.as_str()) { format!("You: {body}") } else { body }
+}
+
+/// Reactions under the messages this page holds, by message id.
+pub type ReactionMap = HashMap<String, Vec<crate::api::dto::ReactionCount>>;
+
+/// Takes a history page's reactions: each message of the page gets what the
+/// server says (none if it is not listed). Returns whether anything changed.
+pub fn merge_reactions(
+    map: &mut ReactionMap,
+    page_ids: &[String],
+    reactions: Vec<crate::api::dto::Reactions>,
+) -> bool {
+    let mut changed = false;
+    let mut listed: HashMap<String, Vec<crate::api::dto::ReactionCount>> =
+        reactions.into_iter().map(|r| (r.message_id, r.emoji)).collect();
+    for id in page_ids {
+        match listed.remove(id) {
+            Some(emoji) => {
+                if map.get(id) != Some(&emoji) {
+                    map.insert(id.clone(), emoji);
+                    changed = true;
+                }
+            }
+            None => changed |= map.remove(id).is_some(),
+        }
+    }
+    changed
+}
+
+/// One user's emoji added (`on`) or removed under a message. Returns
+/// whether anything changed (a repeat does not).
+pub fn apply_reaction(map: &mut ReactionMap, message_id: &str, user_id: &str, emoji: &str, on: bool) -> bool {
+    let list = map.entry(message_id.to_string()).or_default();
+    let at = list.iter().position(|c| c.emoji == emoji);
+    let changed = match (at, on) {
+        (Some(i), true) if list[i].user_ids.iter().any(|u| u == user_id) => false,
+        (Some(i), true) => {
+            list[i].user_ids.push(user_id.to_string());
+            true
+        }
+        (None, true) => {
+            list.push(crate::api::dto::ReactionCount { emoji: emoji.to_string(), user_ids: vec![user_id.to_string()] });
+            let rank = |e: &str| crate::api::dto::REACTION_EMOJI.iter().position(|x| *x == e).unwrap_or(usize::MAX);
+            list.sort_by_key(|c| rank(&c.emoji));
+            true
+        }
+        (Some(i), false) => {
+            let before = list[i].user_ids.len();
+            list[i].user_ids.retain(|u| u != user_id);
+            let changed = list[i].user_ids.len() != before;
+            if list[i].user_ids.is_empty() {
+                list.remove(i);
+            }
+            changed
+        }
+        (None, false) => false,
+    };
+    if list.is_empty() {
+        map.remove(message_id);
+    }
+    changed
+}
+
+/// The first `max` characters of a message's text on one line (a reply's
+/// quote), or what it is when it has none.
+pub fn snippet(message: &ChatMessage, max: usize) -> String {
+    if message.deleted {
+        return "Message deleted".to_string();
+    }
+    let flat = message.text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match (flat.is_empty(), &message.image) {
+        (true, Some(_)) => "📷 Photo".to_string(),
+        _ if flat.chars().count() > max => format!("{}…", flat.chars().take(max).collect::<String>()),
+        _ => flat,
+    }
 }
 
 /// Sets one person's presence. Returns whether it changed (false for
@@ -929,6 +1012,41 @@ mod tests {
         t.ack("c1", msg("01A", ME, "hello", Some("c1")));
         assert_eq!(keys(&t), ["01A"]);
         assert!(!t.fail("c1", None, None), "nothing left to fail");
+    }
+
+    #[test]
+    fn reactions_toggle_count_and_merge() {
+        let mut map = ReactionMap::new();
+        assert!(apply_reaction(&mut map, "m1", "a", "🎉", true));
+        assert!(!apply_reaction(&mut map, "m1", "a", "🎉", true), "a repeat changes nothing");
+        assert!(apply_reaction(&mut map, "m1", "b", "🎉", true));
+        assert!(apply_reaction(&mut map, "m1", "b", "👍", true));
+        let emoji: Vec<(&str, usize)> = map["m1"].iter().map(|c| (c.emoji.as_str(), c.user_ids.len())).collect();
+        assert_eq!(emoji, [("👍", 1), ("🎉", 2)], "in the set's order");
+        assert!(apply_reaction(&mut map, "m1", "b", "👍", false));
+        assert!(!apply_reaction(&mut map, "m1", "b", "👍", false));
+        assert!(apply_reaction(&mut map, "m1", "a", "🎉", false));
+        assert!(apply_reaction(&mut map, "m1", "b", "🎉", false));
+        assert!(map.is_empty(), "no empty entries are kept");
+        // A page replaces what it lists and clears what it does not.
+        apply_reaction(&mut map, "m2", "a", "😂", true);
+        let page = vec![crate::api::dto::Reactions {
+            message_id: "m1".into(),
+            emoji: vec![crate::api::dto::ReactionCount { emoji: "❤️".into(), user_ids: vec!["c".into()] }],
+        }];
+        assert!(merge_reactions(&mut map, &["m1".into(), "m2".into()], page.clone()));
+        assert!(!map.contains_key("m2"));
+        assert!(!merge_reactions(&mut map, &["m1".into(), "m2".into()], page));
+    }
+
+    #[test]
+    fn snippets_are_short_and_flat() {
+        let m = msg("01A", PEER, "a  long\nline of text", None);
+        assert_eq!(snippet(&m, 6), "a long…");
+        assert_eq!(snippet(&m, 100), "a long line of text");
+        let photo = ChatMessage { text: String::new(), image: Some("/x".into()), ..m.clone() };
+        assert_eq!(snippet(&photo, 10), "📷 Photo");
+        assert_eq!(snippet(&ChatMessage { deleted: true, ..m }, 10), "Message deleted");
     }
 
     #[test]

@@ -329,8 +329,8 @@ fn handle_text(
         // Nor read markers or typing: the load generator sends neither.
         ClientEvent::Read { .. } | ClientEvent::Typing { .. } => true,
         // Nor history to edit.
-        ClientEvent::Edit { .. } | ClientEvent::Delete { .. } => true,
-        ClientEvent::Send { client_msg_id, to, text, image } => {
+        ClientEvent::Edit { .. } | ClientEvent::Delete { .. } | ClientEvent::React { .. } => true,
+        ClientEvent::Send { client_msg_id, to, text, image, .. } => {
             // The checks Charcha makes without I/O.
             if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {
                 return reply(invalid("Must be 1 to 64 bytes", client_msg_id));
@@ -356,6 +356,7 @@ fn handle_text(
                 client_msg_id: Some(client_msg_id.clone()),
                 edited_at: None,
                 deleted: false,
+                reply_to: None,
             };
             // Serialised once, like Charcha's log record, and wrapped.
             let json = match serde_json::to_string(&message) {

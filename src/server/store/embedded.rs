@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at TEXT NOT NULL,
     client_msg_id TEXT,
     edited_at TEXT,
-    deleted INTEGER NOT NULL DEFAULT 0
+    deleted INTEGER NOT NULL DEFAULT 0,
+    reply_to TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id DESC);
 -- A send is stored once even if it reached the log twice under two ids
@@ -87,6 +88,14 @@ CREATE TABLE IF NOT EXISTS inbox (
     PRIMARY KEY (user_id, conversation_id)
 );
 CREATE INDEX IF NOT EXISTS inbox_by_recency ON inbox(user_id, last_id DESC);
+-- Who reacted to which message with what (ReactionStore).
+CREATE TABLE IF NOT EXISTS reactions (
+    message_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    emoji TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (message_id, emoji, user_id)
+) WITHOUT ROWID;
 -- How far each user has read each conversation (ReadStore).
 CREATE TABLE IF NOT EXISTS read_markers (
     user_id TEXT NOT NULL,
@@ -206,6 +215,9 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         )
         .map_err(unavailable)?;
     }
+    if conn.prepare("SELECT reply_to FROM messages LIMIT 0").is_err() {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN reply_to TEXT;").map_err(unavailable)?;
+    }
     if conn.prepare("SELECT last_edited_at FROM inbox LIMIT 0").is_err() {
         conn.execute_batch(
             "ALTER TABLE inbox ADD COLUMN last_edited_at TEXT;
@@ -306,11 +318,12 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
         client_msg_id: row.get(7)?,
         edited_at: row.get(8)?,
         deleted: row.get(9)?,
+        reply_to: row.get(10)?,
     })
 }
 
 const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, sender_id, recipient_id, text, image, created_at, client_msg_id, edited_at, deleted";
+    "id, conversation_id, sender_id, recipient_id, text, image, created_at, client_msg_id, edited_at, deleted, reply_to";
 
 #[async_trait]
 impl UserStore for EmbeddedStore {
@@ -603,7 +616,7 @@ impl ConversationStore for EmbeddedStore {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT last_id, conversation_id, last_sender_id, last_recipient_id, last_text, last_image,
-                            last_created_at, last_client_msg_id, last_edited_at, last_deleted, peer_id
+                            last_created_at, last_client_msg_id, last_edited_at, last_deleted, NULL, peer_id
                        FROM inbox WHERE user_id = ?1 AND (?2 IS NULL OR last_id < ?2)
                       ORDER BY last_id DESC LIMIT ?3",
                 )
@@ -611,7 +624,7 @@ impl ConversationStore for EmbeddedStore {
             let rows = stmt
                 .query_map(params![user_id, before, limit as i64], |r| {
                     let last = message_from_row(r)?;
-                    Ok(InboxEntry { conversation_id: last.conversation_id.clone(), peer_id: r.get(10)?, last })
+                    Ok(InboxEntry { conversation_id: last.conversation_id.clone(), peer_id: r.get(11)?, last })
                 })
                 .map_err(unavailable)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
@@ -634,7 +647,7 @@ impl MessageStore for EmbeddedStore {
                         // message replaces it, by its sender only; anything
                         // else already stored (a replay, a retry under a
                         // second id) is left alone.
-                        "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                        "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                          ON CONFLICT (id) DO UPDATE SET
                             text = excluded.text, image = excluded.image,
                             edited_at = excluded.edited_at, deleted = excluded.deleted
@@ -655,7 +668,8 @@ impl MessageStore for EmbeddedStore {
                             m.created_at,
                             m.client_msg_id,
                             m.edited_at,
-                            m.deleted
+                            m.deleted,
+                            m.reply_to
                         ])
                         .map_err(unavailable)? as u64;
                     // New messages only; an applied edit is not one.
@@ -735,6 +749,53 @@ impl MessageStore for EmbeddedStore {
                 .query_map(params![conversation_id, before, limit as i64], message_from_row)
                 .map_err(unavailable)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ReactionStore for EmbeddedStore {
+    async fn set_reaction(&self, message_id: &str, user_id: &str, emoji: &str, on: bool) -> Result<bool, StoreError> {
+        let (message_id, user_id, emoji) = (message_id.to_string(), user_id.to_string(), emoji.to_string());
+        self.call(move |c| {
+            let changed = if on {
+                c.execute(
+                    "INSERT INTO reactions (message_id, user_id, emoji, created_at_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO NOTHING",
+                    params![message_id, user_id, emoji, crate::server::clock::now_ms()],
+                )
+            } else {
+                c.execute(
+                    "DELETE FROM reactions WHERE message_id = ?1 AND user_id = ?2 AND emoji = ?3",
+                    params![message_id, user_id, emoji],
+                )
+            };
+            Ok(changed.map_err(unavailable)? > 0)
+        })
+        .await
+    }
+
+    async fn reactions_for(&self, message_ids: &[String]) -> Result<Vec<Reactions>, StoreError> {
+        let ids = message_ids.to_vec();
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT emoji, user_id FROM reactions WHERE message_id = ?1 ORDER BY emoji, created_at_ms, user_id",
+                )
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for id in ids {
+                let rows = stmt
+                    .query_map([&id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(unavailable)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(unavailable)?;
+                if !rows.is_empty() {
+                    out.push(group_reactions(id, rows));
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -8,7 +8,7 @@ pub mod mongo;
 
 use async_trait::async_trait;
 
-use crate::api::dto::{ChatMessage, Contact, User};
+use crate::api::dto::{ChatMessage, Contact, ReactionCount, Reactions, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -304,6 +304,34 @@ pub trait ReadStore: Send + Sync {
     ) -> Result<Vec<ReadState>, StoreError>;
 }
 
+/// Reactions under messages: who chose which emoji. Written directly, not
+/// through the log (like read markers: stating the wanted state makes a
+/// repeat or a lost write harmless).
+#[async_trait]
+pub trait ReactionStore: Send + Sync {
+    /// Adds (`on`) or removes one user's emoji under a message. Returns
+    /// whether that changed anything.
+    async fn set_reaction(&self, message_id: &str, user_id: &str, emoji: &str, on: bool) -> Result<bool, StoreError>;
+    /// The reactions of those of `message_ids` that have any.
+    async fn reactions_for(&self, message_ids: &[String]) -> Result<Vec<Reactions>, StoreError>;
+}
+
+/// `(emoji, user_id)` rows of one message, in any order, as its
+/// [`Reactions`]: emoji in [`crate::api::dto::REACTION_EMOJI`] order, users
+/// in row order.
+pub fn group_reactions(message_id: String, rows: Vec<(String, String)>) -> Reactions {
+    let mut emoji: Vec<ReactionCount> = Vec::new();
+    for (e, user) in rows {
+        match emoji.iter_mut().find(|c| c.emoji == e) {
+            Some(c) => c.user_ids.push(user),
+            None => emoji.push(ReactionCount { emoji: e, user_ids: vec![user] }),
+        }
+    }
+    let rank = |e: &str| crate::api::dto::REACTION_EMOJI.iter().position(|x| *x == e).unwrap_or(usize::MAX);
+    emoji.sort_by_key(|c| rank(&c.emoji));
+    Reactions { message_id, emoji }
+}
+
 /// One conversation's read state for one user.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReadState {
@@ -330,12 +358,12 @@ pub trait CheckpointStore: Send + Sync {
 
 /// Everything Charcha persists.
 pub trait Store:
-    UserStore + TokenStore + MediaStore + ConversationStore + MessageStore + ReadStore + CheckpointStore
+    UserStore + TokenStore + MediaStore + ConversationStore + MessageStore + ReadStore + ReactionStore + CheckpointStore
 {
 }
 
 impl<T> Store for T where
-    T: UserStore + TokenStore + MediaStore + ConversationStore + MessageStore + ReadStore + CheckpointStore
+    T: UserStore + TokenStore + MediaStore + ConversationStore + MessageStore + ReadStore + ReactionStore + CheckpointStore
 {
 }
 
@@ -379,6 +407,7 @@ mod tests {
             client_msg_id: None,
             edited_at: None,
             deleted: false,
+            reply_to: None,
         };
         let long = "é".repeat(PREVIEW_CHARS + 10);
         let updates = inbox_updates(&[

@@ -175,6 +175,10 @@ impl MongoStore {
             .create_index(IndexModel::builder().keys(doc! { "user_id": 1, "last_id": -1 }).build())
             .await
             .map_err(unavailable)?;
+        self.docs("reactions")
+            .create_index(IndexModel::builder().keys(doc! { "message_id": 1 }).build())
+            .await
+            .map_err(unavailable)?;
         let ttl = IndexOptions::builder().expire_after(std::time::Duration::ZERO).build();
         let created = self
             .docs("revoked_tokens")
@@ -615,6 +619,50 @@ impl MessageStore for MongoStore {
         let cursor =
             self.messages().find(filter).sort(doc! { "_id": -1 }).limit(limit as i64).await.map_err(unavailable)?;
         cursor.try_collect().await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl ReactionStore for MongoStore {
+    async fn set_reaction(&self, message_id: &str, user_id: &str, emoji: &str, on: bool) -> Result<bool, StoreError> {
+        let id = format!("{message_id}|{emoji}|{user_id}");
+        let reactions = self.docs("reactions");
+        if on {
+            let doc = doc! {
+                "_id": &id, "message_id": message_id, "user_id": user_id, "emoji": emoji,
+                "created_at_ms": crate::server::clock::now_ms(),
+            };
+            match reactions.insert_one(doc).await {
+                Ok(_) => Ok(true),
+                Err(e) if is_duplicate(&e) => Ok(false),
+                Err(e) => Err(unavailable(e)),
+            }
+        } else {
+            let deleted = reactions.delete_one(doc! { "_id": &id }).await.map_err(unavailable)?;
+            Ok(deleted.deleted_count > 0)
+        }
+    }
+
+    async fn reactions_for(&self, message_ids: &[String]) -> Result<Vec<Reactions>, StoreError> {
+        if message_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cursor = self
+            .docs("reactions")
+            .find(doc! { "message_id": { "$in": message_ids } })
+            .sort(doc! { "created_at_ms": 1, "user_id": 1 })
+            .await
+            .map_err(unavailable)?;
+        let docs: Vec<Document> = cursor.try_collect().await.map_err(unavailable)?;
+        let mut by_message: std::collections::HashMap<String, Vec<(String, String)>> = Default::default();
+        for d in docs {
+            let (Ok(m), Ok(e), Ok(u)) = (d.get_str("message_id"), d.get_str("emoji"), d.get_str("user_id")) else {
+                continue;
+            };
+            by_message.entry(m.to_string()).or_default().push((e.to_string(), u.to_string()));
+        }
+        // In the order asked for.
+        Ok(message_ids.iter().filter_map(|id| by_message.remove(id).map(|rows| group_reactions(id.clone(), rows))).collect())
     }
 }
 
