@@ -64,7 +64,9 @@ async fn a_reply_names_the_message_it_answers() {
     let later = ulid::Ulid::from_parts(u64::MAX >> 16, 0).to_string();
     for bad in ["not-an-id", later.as_str()] {
         let cid = ulid::Ulid::new().to_string();
-        bob_ws.send_json(json!({ "type": "send", "client_msg_id": cid, "to": ann.id, "text": "x", "reply_to": bad })).await;
+        bob_ws
+            .send_json(json!({ "type": "send", "client_msg_id": cid, "to": ann.id, "text": "x", "reply_to": bad }))
+            .await;
         let e = bob_ws.reply_to(&cid, WAIT).await.expect_err("refused");
         assert_eq!(e["code"], "invalid", "{bad}: {e}");
     }
@@ -115,7 +117,8 @@ async fn reactions_are_toggled_counted_and_live() {
     );
     // Off again.
     bob_tab1.send_json(json!({ "type": "react", "message_id": id, "emoji": "🎉", "on": false })).await;
-    let e = ann_ws.next_where(WAIT, |e| e["type"] == "reaction" && e["user_id"] == bob.id.as_str()).await.expect("event");
+    let e =
+        ann_ws.next_where(WAIT, |e| e["type"] == "reaction" && e["user_id"] == bob.id.as_str()).await.expect("event");
     assert_eq!(e["on"], false);
     let (_, page) = get(&ann.http, &server.url, &format!("/api/messages/{}", bob.id)).await;
     assert_eq!(page["reactions"][0]["emoji"][1]["user_ids"], json!([ann.id]), "{page}");

@@ -96,7 +96,10 @@ pub async fn send_message(
             let auth = web::request_auth(&state).await?;
             state
                 .chat
-                .send(&auth.user.id, SendRequest { client_msg_id: Some(client_msg_id), to: peer_id, text, image, reply_to })
+                .send(
+                    &auth.user.id,
+                    SendRequest { client_msg_id: Some(client_msg_id), to: peer_id, text, image, reply_to },
+                )
                 .await
                 .map(|sent| sent.message)
         }

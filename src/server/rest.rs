@@ -375,14 +375,13 @@ async fn send(
     body: Result<ApiJson<SendBody>, AppError>,
 ) -> Result<Response, AppError> {
     let ApiJson(b) = body?;
-    let req =
-        SendRequest {
-            client_msg_id: b.client_msg_id,
-            to: peer,
-            text: b.text.unwrap_or_default(),
-            image: b.image,
-            reply_to: b.reply_to,
-        };
+    let req = SendRequest {
+        client_msg_id: b.client_msg_id,
+        to: peer,
+        text: b.text.unwrap_or_default(),
+        image: b.image,
+        reply_to: b.reply_to,
+    };
     let sent = state.chat.send(&auth.user.id, req).await?;
     // The log record's JSON is the message's JSON: no second serialisation.
     Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], sent.json).into_response())

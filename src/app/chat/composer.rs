@@ -3,7 +3,7 @@
 
 use leptos::{ev, html, prelude::*};
 
-use super::use_chat;
+use super::{state, use_chat};
 use crate::{
     app::{blob_url, validate},
     protocol::MAX_TEXT_CHARS,
@@ -175,10 +175,47 @@ pub fn Composer(peer: String) -> impl IntoView {
         })
     };
 
+    // "Replying to …" above the box while the next send answers a message.
+    let reply_peer = peer.clone();
+    let replying = move || {
+        let id = chat.replying.get()?;
+        let quoted = chat.timelines.with(|m| m.get(&reply_peer).and_then(|t| t.get(&id).cloned()))?;
+        let author = if quoted.sender_id == reply_peer {
+            chat.contact_untracked(&reply_peer).map(|c| c.full_name).unwrap_or_else(|| "them".into())
+        } else {
+            "yourself".to_string()
+        };
+        Some(view! {
+            <div class="mb-2 flex items-center gap-2 rounded-lg bg-base-200 px-3 py-1 text-sm" data-testid="replying-to">
+                <span class="min-w-0 flex-1 truncate">
+                    <span class="font-semibold">{format!("Replying to {author}: ")}</span>
+                    {state::snippet(&quoted, 80)}
+                </span>
+                <button
+                    type="button"
+                    class="btn btn-ghost btn-xs"
+                    aria-label="Cancel reply"
+                    on:click=move |_| chat.replying.set(None)
+                >
+                    "×"
+                </button>
+            </div>
+        })
+    };
+    // Focus moves to the box when a reply starts.
+    Effect::new(move |_| {
+        if chat.replying.with(Option::is_some)
+            && let Some(el) = textarea.get_untracked()
+        {
+            let _ = el.focus();
+        }
+    });
+
     let save = save_draft.clone();
     let typed_peer = peer.clone();
     view! {
         <form class="border-t border-base-300 bg-base-100 p-3" on:submit=on_submit data-testid="composer">
+            {replying}
             {preview}
             <div class="flex items-end gap-2">
                 <input

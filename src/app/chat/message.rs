@@ -26,6 +26,7 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
         error: Option<String>,
         edited: bool,
         deleted: bool,
+        reply_to: Option<String>,
     }
     let row = match item {
         Item::Confirmed(m) => {
@@ -41,6 +42,7 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
                 error: None,
                 edited: m.edited_at.is_some(),
                 deleted: m.deleted,
+                reply_to: m.reply_to,
             }
         }
         Item::Outgoing(o) => Row {
@@ -57,6 +59,7 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
             error: o.error,
             edited: false,
             deleted: false,
+            reply_to: o.reply_to,
         },
     };
 
@@ -94,6 +97,19 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
     // Own confirmed messages can be edited and deleted (not tombstones).
     let changeable = row.status == Some("sent") && !row.deleted;
     let actions = changeable.then(|| message_actions(row.id.clone(), original_text));
+    // Any confirmed message can be answered and reacted to.
+    let confirmed = row.status.is_none() || row.status == Some("sent");
+    let social = (confirmed && !row.deleted).then(|| {
+        let (id, react_id) = (row.id.clone(), row.id.clone());
+        view! {
+            <button type="button" class="link link-hover opacity-60 hover:opacity-100" on:click=move |_| chat.replying.set(Some(id.clone()))>
+                "Reply"
+            </button>
+            {reaction_picker(react_id)}
+        }
+    });
+    let reactions = (confirmed && !row.deleted).then(|| reaction_chips(row.id.clone()));
+    let quote = row.reply_to.clone().map(|target| reply_quote(target, peer.clone()));
     let footer = match row.status {
         Some("pending") => view! {
             <span class="flex items-center gap-1" title="Sending">
@@ -154,9 +170,154 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
                 "chat-bubble chat-bubble-primary max-w-[85%] sm:max-w-md"
             } else {
                 "chat-bubble max-w-[85%] sm:max-w-md"
-            }}>{image} {text}</div>
-            <div class="chat-footer text-xs flex flex-wrap items-center gap-2">{footer} {actions}</div>
+            }}>{quote} {image} {text}</div>
+            // Reactions, then the status and actions: one footer (DaisyUI puts
+            // every `chat-footer` in the same grid cell).
+            <div class={if row.own { "chat-footer text-xs flex flex-col items-end gap-1" } else { "chat-footer text-xs flex flex-col items-start gap-1" }}>
+                {reactions}
+                <div class="flex flex-wrap items-center gap-2">{footer} {social} {actions}</div>
+            </div>
         </div>
+    }
+}
+
+/// The message a reply answers, quoted from what this page holds; a click
+/// scrolls to it. One not loaded (older than the history shown) is named
+/// without its text.
+fn reply_quote(target: String, peer: String) -> impl IntoView {
+    let chat = use_chat();
+    let quoted = chat.timelines.with_untracked(|m| m.get(&peer).and_then(|t| t.get(&target).cloned()));
+    let (author, body) = match &quoted {
+        Some(q) if q.sender_id == peer => (
+            chat.contact_untracked(&peer).map(|c| c.full_name).unwrap_or_else(|| "Them".into()),
+            super::state::snippet(q, 100),
+        ),
+        Some(q) => ("You".to_string(), super::state::snippet(q, 100)),
+        None => ("An earlier message".to_string(), String::new()),
+    };
+    let jump = move |_| scroll_to_message(&target);
+    view! {
+        <button
+            type="button"
+            class="mb-1 block w-full border-l-4 border-base-content/30 pl-2 text-left text-xs opacity-80 hover:opacity-100"
+            data-testid="reply-quote"
+            title="Show the original message"
+            on:click=jump
+        >
+            <span class="font-semibold">{author}</span>
+            {(!body.is_empty()).then(|| view! { <span class="block truncate">{body}</span> })}
+        </button>
+    }
+}
+
+/// Scrolls the message `id` into view and flashes it, if it is on the page.
+fn scroll_to_message(id: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        let selector = format!("[data-message-id=\"{id}\"]");
+        let found =
+            web_sys::window().and_then(|w| w.document()).and_then(|d| d.query_selector(&selector).ok().flatten());
+        if let Some(el) = found {
+            el.scroll_into_view();
+            let _ = el.class_list().add_1("message-flash");
+            let el = el.clone();
+            set_timeout(
+                move || drop(el.class_list().remove_1("message-flash")),
+                std::time::Duration::from_millis(1_600),
+            );
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = id;
+}
+
+/// The emoji under a message, with how many chose each; one's own are
+/// highlighted, and a click takes one's own back or adds it.
+fn reaction_chips(message_id: String) -> impl IntoView {
+    let chat = use_chat();
+    move || {
+        let me = chat.me.get().unwrap_or_default();
+        let list = chat.reactions.with(|r| r.get(&message_id).cloned()).unwrap_or_default();
+        (!list.is_empty()).then(|| {
+            let chips = list
+                .into_iter()
+                .map(|c| {
+                    let mine = c.user_ids.contains(&me);
+                    let n = c.user_ids.len();
+                    let label = format!(
+                        "{} {n}, {}",
+                        c.emoji,
+                        if mine { "yours included; click to remove yours" } else { "click to add yours" }
+                    );
+                    let (id, emoji) = (message_id.clone(), c.emoji.clone());
+                    view! {
+                        <button
+                            type="button"
+                            class={if mine { "badge badge-primary gap-1" } else { "badge badge-outline gap-1" }}
+                            aria-pressed={if mine { "true" } else { "false" }}
+                            aria-label=label
+                            data-testid="reaction"
+                            on:click=move |_| chat.react(id.clone(), emoji.clone(), !mine)
+                        >
+                            <span>{c.emoji.clone()}</span>
+                            <span>{n}</span>
+                        </button>
+                    }
+                })
+                .collect_view();
+            view! { <div class="flex flex-wrap gap-1" data-testid="reactions">{chips}</div> }
+        })
+    }
+}
+
+/// "React": opens the set of emoji; choosing one adds it (or takes it back
+/// if it is already one's own).
+fn reaction_picker(message_id: String) -> impl IntoView {
+    let chat = use_chat();
+    let open = RwSignal::new(false);
+    view! {
+        <span class="relative">
+            <button
+                type="button"
+                class="link link-hover opacity-60 hover:opacity-100"
+                aria-expanded=move || if open.get() { "true" } else { "false" }
+                on:click=move |_| open.update(|o| *o = !*o)
+            >
+                "React"
+            </button>
+            {move || open.get().then(|| {
+                let id = message_id.clone();
+                view! {
+                    <span class="absolute bottom-full left-0 z-10 mb-1 flex gap-1 rounded-box bg-base-200 p-1 shadow" role="group" aria-label="Reactions">
+                        {crate::api::dto::REACTION_EMOJI
+                            .iter()
+                            .map(|emoji| {
+                                let (id, emoji) = (id.clone(), emoji.to_string());
+                                let label = format!("React with {emoji}");
+                                let text = emoji.clone();
+                                view! {
+                                    <button
+                                        type="button"
+                                        class="btn btn-ghost btn-xs text-base"
+                                        aria-label=label
+                                        on:click=move |_| {
+                                            let me = chat.me.get_untracked().unwrap_or_default();
+                                            let mine = chat.reactions.with_untracked(|r| {
+                                                r.get(&id).is_some_and(|l| l.iter().any(|c| c.emoji == emoji && c.user_ids.contains(&me)))
+                                            });
+                                            chat.react(id.clone(), emoji.clone(), !mine);
+                                            open.set(false);
+                                        }
+                                    >
+                                        {text}
+                                    </button>
+                                }
+                            })
+                            .collect_view()}
+                    </span>
+                }
+            })}
+        </span>
     }
 }
 

@@ -411,11 +411,7 @@ pub type ReactionMap = HashMap<String, Vec<crate::api::dto::ReactionCount>>;
 
 /// Takes a history page's reactions: each message of the page gets what the
 /// server says (none if it is not listed). Returns whether anything changed.
-pub fn merge_reactions(
-    map: &mut ReactionMap,
-    page_ids: &[String],
-    reactions: Vec<crate::api::dto::Reactions>,
-) -> bool {
+pub fn merge_reactions(map: &mut ReactionMap, page_ids: &[String], reactions: Vec<crate::api::dto::Reactions>) -> bool {
     let mut changed = false;
     let mut listed: HashMap<String, Vec<crate::api::dto::ReactionCount>> =
         reactions.into_iter().map(|r| (r.message_id, r.emoji)).collect();

@@ -322,8 +322,7 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
     })
 }
 
-const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, sender_id, recipient_id, text, image, created_at, client_msg_id, edited_at, deleted, reply_to";
+const MESSAGE_COLUMNS: &str = "id, conversation_id, sender_id, recipient_id, text, image, created_at, client_msg_id, edited_at, deleted, reply_to";
 
 #[async_trait]
 impl UserStore for EmbeddedStore {

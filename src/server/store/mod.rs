@@ -363,7 +363,14 @@ pub trait Store:
 }
 
 impl<T> Store for T where
-    T: UserStore + TokenStore + MediaStore + ConversationStore + MessageStore + ReadStore + ReactionStore + CheckpointStore
+    T: UserStore
+        + TokenStore
+        + MediaStore
+        + ConversationStore
+        + MessageStore
+        + ReadStore
+        + ReactionStore
+        + CheckpointStore
 {
 }
 

@@ -662,7 +662,10 @@ impl ReactionStore for MongoStore {
             by_message.entry(m.to_string()).or_default().push((e.to_string(), u.to_string()));
         }
         // In the order asked for.
-        Ok(message_ids.iter().filter_map(|id| by_message.remove(id).map(|rows| group_reactions(id.clone(), rows))).collect())
+        Ok(message_ids
+            .iter()
+            .filter_map(|id| by_message.remove(id).map(|rows| group_reactions(id.clone(), rows)))
+            .collect())
     }
 }
 
