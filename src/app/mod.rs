@@ -29,6 +29,7 @@ pub mod icons;
 mod landing;
 mod navbar;
 mod not_found;
+pub mod notify;
 mod profile;
 pub mod session;
 mod settings;

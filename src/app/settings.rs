@@ -39,7 +39,66 @@ pub fn SettingsPage() -> impl IntoView {
                 </section>
                 <ThemePreview/>
             </div>
+            <NotificationSettings/>
         </div>
+    }
+}
+
+/// Browser notifications: off until turned on here, which asks the
+/// browser's permission. What the browser allows is read after hydration
+/// (the server cannot know), so the first paint says "Checking…".
+#[component]
+fn NotificationSettings() -> impl IntoView {
+    use super::notify::{self, Permission};
+    let permission = RwSignal::new(None::<Permission>);
+    let enabled = RwSignal::new(false);
+    Effect::new(move |_| {
+        permission.set(Some(notify::permission()));
+        enabled.set(notify::enabled());
+    });
+    let turn_on = move |_| {
+        notify::request(move |answer| {
+            permission.set(Some(answer));
+            let on = answer == Permission::Granted;
+            notify::set_enabled(on);
+            enabled.set(on);
+        });
+    };
+    let turn_off = move |_| {
+        notify::set_enabled(false);
+        enabled.set(false);
+    };
+    let status = move || match (permission.get(), enabled.get()) {
+        (None, _) => "Checking…",
+        (Some(Permission::Unsupported), _) => "Not supported by this browser",
+        (Some(Permission::Denied), _) => "Blocked: allow notifications for this site in the browser's settings",
+        (Some(Permission::Granted), true) => "On",
+        (Some(_), _) => "Off",
+    };
+    view! {
+        <section aria-labelledby="notifications-title" class="mt-10 max-w-2xl">
+            <h2 id="notifications-title" class="text-xl font-semibold">"Notifications"</h2>
+            <p class="mt-1 text-sm text-base-content/70">
+                "Get a browser notification when a message arrives in a conversation you are not looking at."
+            </p>
+            <div class="mt-3 flex flex-wrap items-center gap-3">
+                <span class="badge badge-outline" data-testid="notifications-status">{status}</span>
+                {move || {
+                    let on = enabled.get() && permission.get() == Some(Permission::Granted);
+                    let blocked = matches!(permission.get(), Some(Permission::Denied | Permission::Unsupported) | None);
+                    if on {
+                        view! { <button type="button" class="btn btn-sm" on:click=turn_off>"Turn off notifications"</button> }.into_any()
+                    } else {
+                        view! {
+                            <button type="button" class="btn btn-primary btn-sm" disabled=blocked on:click=turn_on>
+                                "Enable browser notifications"
+                            </button>
+                        }
+                        .into_any()
+                    }
+                }}
+            </div>
+        </section>
     }
 }
 

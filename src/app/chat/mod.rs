@@ -981,6 +981,8 @@ impl Chat {
         let id = message.id.clone();
         self.typing.maybe_update(|t| t.stopped(&conversation_id, &message.sender_id));
         self.bump(&peer, &message);
+        // Kept for a browser notification (the timeline takes the message).
+        let notified = incoming.then(|| message.clone());
         // Notifies only if the timeline is held and changed: the echo of our
         // own message after its ack, or a repeat, changes nothing.
         let inserted = self
@@ -998,6 +1000,32 @@ impl Chat {
         let new = matches!(inserted, None | Some(Inserted::New));
         let shown = self.on_screen(&conversation_id);
         self.reads.maybe_update(|r| state::live_message(r, &conversation_id, &id, incoming, new, shown));
+        let wanted = {
+            use crate::app::notify::{enabled, permission, should_notify};
+            should_notify(enabled(), permission(), incoming, shown)
+        };
+        if new
+            && wanted
+            && let Some(message) = notified
+        {
+            self.notify_message(peer, message);
+        }
+    }
+
+    /// A browser notification for `message` from `peer`, titled with the
+    /// sender's name (looked up first when this page does not know them).
+    fn notify_message(self, peer: String, message: ChatMessage) {
+        let show = move |sender: &str| {
+            let (title, body) = crate::app::notify::notification_text(sender, &message);
+            crate::app::notify::show(&title, &body, &message.conversation_id);
+        };
+        match self.contact_untracked(&peer) {
+            Some(c) => show(&c.full_name),
+            None => spawn_local(async move {
+                let name = get_contact(peer).await.map(|c| c.full_name).unwrap_or_else(|_| "New message".into());
+                show(&name);
+            }),
+        }
     }
 
     /// Uploads the image kept for `cid`; returns its URL.
