@@ -197,12 +197,18 @@ impl Names {
     }
 }
 
+/// Case-insensitive for ASCII letters only: Unicode case folding would pull
+/// its tables into the wasm client (README, "A small client"), and names
+/// in other scripts still match when written the same way.
 fn eq_ignore_case(a: char, b: char) -> bool {
-    a == b || a.to_lowercase().eq(b.to_lowercase())
+    a.eq_ignore_ascii_case(&b)
 }
 
+/// A character that continues a word: ASCII letters, digits and `_`, and
+/// any non-ASCII character but a space (letters of every script, without
+/// the Unicode property tables `char::is_alphanumeric` would link in).
 fn is_word(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
+    c.is_ascii_alphanumeric() || c == '_' || (!c.is_ascii() && !c.is_whitespace())
 }
 
 /// A character a URL may contain here (parentheses are handled apart).
@@ -689,6 +695,11 @@ mod tests {
         assert!(!mentions("`@Bob` in code", "Bob k3x9"));
         assert!(!mentions("```\n@Bob\n```", "Bob k3x9"));
         assert!(!mentions("bob@example.com", "Bob"));
+        // Other scripts: word characters, matched as written (ASCII
+        // letters in any case).
+        assert!(mentions("@josé!", "José Ruiz"));
+        assert!(!mentions("@Joséa", "José Ruiz"));
+        assert!(mentions("привет @Ира", "Ира"));
         assert!(!mentions("@ nobody", ""));
         // Without a name every mention is someone else's.
         assert_eq!(parse("@Bob", None), [Block::Paragraph(vec![Inline::Mention { text: "@Bob".into(), me: false }])]);
