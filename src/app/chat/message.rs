@@ -4,6 +4,7 @@ use leptos::prelude::*;
 
 use super::{
     local_hhmm,
+    rich_text::{self, Block, Inline},
     state::{Delivery, Item},
     use_chat,
 };
@@ -82,14 +83,23 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
         }
     });
     let original_text = row.text.clone();
+    // Parsed again once the user's name is known (it arrives with the
+    // socket's `Hello`, maybe after the history), for mentions of them.
     let text = (!row.text.is_empty()).then(|| {
-        view! { <p class="whitespace-pre-wrap break-words">{row.text}</p> }
+        let text = row.text;
+        view! {
+            <div class="break-words space-y-1" data-testid="message-text">
+                {move || blocks_view(rich_text::parse(&text, chat.me_name.get().as_deref()))}
+            </div>
+        }
+        .into_any()
     });
     // A deleted message keeps its place, as a tombstone.
     let (image, text) = if row.deleted {
         let tombstone = view! {
             <p class="italic opacity-70" data-testid="deleted-message">"This message was deleted"</p>
-        };
+        }
+        .into_any();
         (None, Some(tombstone))
     } else {
         (image, text)
@@ -406,6 +416,63 @@ fn message_actions(message_id: String, text: String) -> impl IntoView {
         }
         .into_any(),
     }
+}
+
+/// A message's blocks as elements. All user text ends up in text nodes and
+/// attribute values set through the DOM, never parsed as HTML; every link
+/// is http(s) or mailto (see [`rich_text`]) and opens in a new tab without
+/// handing the page to it (`noopener`) or vouching for it (`nofollow`).
+fn blocks_view(blocks: Vec<Block>) -> Vec<AnyView> {
+    blocks
+        .into_iter()
+        .map(|block| match block {
+            Block::Paragraph(inlines) => {
+                view! { <p class="whitespace-pre-wrap">{inlines_view(inlines)}</p> }.into_any()
+            }
+            Block::Code(code) => view! {
+                <pre class="bg-base-300 text-base-content border border-base-content/10 rounded p-2 overflow-x-auto text-sm"><code>{code}</code></pre>
+            }
+            .into_any(),
+            Block::List { start: None, items } => {
+                view! { <ul class="list-disc pl-5">{items_view(items)}</ul> }.into_any()
+            }
+            Block::List { start: Some(n), items } => {
+                view! { <ol class="list-decimal pl-5" start=n>{items_view(items)}</ol> }.into_any()
+            }
+        })
+        .collect()
+}
+
+fn items_view(items: Vec<Vec<Inline>>) -> Vec<AnyView> {
+    items.into_iter().map(|item| view! { <li>{inlines_view(item)}</li> }.into_any()).collect()
+}
+
+/// Inline spans as elements; the parser caps their nesting, so this
+/// recursion is shallow.
+fn inlines_view(inlines: Vec<Inline>) -> Vec<AnyView> {
+    inlines
+        .into_iter()
+        .map(|inline| match inline {
+            Inline::Text(text) => text.into_any(),
+            Inline::Strong(c) => view! { <strong>{inlines_view(c)}</strong> }.into_any(),
+            Inline::Emphasis(c) => view! { <em>{inlines_view(c)}</em> }.into_any(),
+            Inline::Code(code) => view! {
+                <code class="font-mono text-sm bg-base-300 text-base-content border border-base-content/10 rounded px-1">{code}</code>
+            }
+            .into_any(),
+            Inline::Link { href, label } => view! {
+                <a href=href target="_blank" rel="noopener noreferrer nofollow" class="link">{inlines_view(label)}</a>
+            }
+            .into_any(),
+            Inline::Mention { text, me: true } => {
+                view! { <span class="badge badge-accent badge-sm font-semibold" data-testid="mention-me">{text}</span> }
+                    .into_any()
+            }
+            Inline::Mention { text, me: false } => {
+                view! { <span class="font-semibold" data-testid="mention">{text}</span> }.into_any()
+            }
+        })
+        .collect()
 }
 
 /// Placeholder bubbles while the first page loads.

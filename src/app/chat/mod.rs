@@ -6,7 +6,7 @@
 //! conversation list (paged, most recent first), the people the page knows
 //! (with presence), a [`Timeline`] per visited conversation (so switching
 //! back is instant and pending messages of a conversation survive leaving
-//! it), read state (unread counts, read markers) and who is typing, by
+//! it), read state (unread counts, mentions, read markers) and who is typing, by
 //! conversation id, and the socket. The page tells the server whom it
 //! shows (`watch`) and hears presence and profile changes for those only.
 //! It tells the server how far the user has read the conversation they
@@ -22,6 +22,7 @@
 mod composer;
 mod conversation;
 mod message;
+mod rich_text;
 mod sidebar;
 pub mod socket;
 pub mod state;
@@ -104,6 +105,9 @@ pub struct Chat {
     pub visible: RwSignal<bool>,
     /// The signed-in user's id, from the socket's `Hello`.
     pub me: RwSignal<Option<String>>,
+    /// The signed-in user's full name, from the same `Hello`: what
+    /// `@mentions` of them match.
+    pub me_name: RwSignal<Option<String>>,
     /// Reactions under the messages held, by message id.
     pub reactions: RwSignal<state::ReactionMap>,
     /// The message the composer's next send answers ("Reply"), if any.
@@ -200,6 +204,7 @@ pub fn ChatPage() -> impl IntoView {
         typing_pace: StoredValue::new(TypingPace::default()),
         visible: RwSignal::new(true),
         me: RwSignal::new(None),
+        me_name: RwSignal::new(None),
         reactions: RwSignal::new(HashMap::new()),
         replying: RwSignal::new(None),
         socket,
@@ -853,6 +858,11 @@ impl Chat {
         match event {
             ServerEvent::Hello { user, .. } => {
                 self.me.set(Some(user.id));
+                self.me_name.maybe_update(|n| {
+                    let changed = n.as_deref() != Some(user.full_name.as_str());
+                    *n = Some(user.full_name);
+                    changed
+                });
                 // A new connection watches nobody until told again.
                 self.watch_sent.set_value(None);
                 let n = self.hellos.try_update(|n| {
@@ -972,13 +982,19 @@ impl Chat {
 
     /// A live message: merged into its conversation if we hold it; counted
     /// as unread unless the user is looking at that conversation (or it is
-    /// our own). Its sender is no longer typing there.
+    /// our own), with the mention badge if it names the user. Its sender is
+    /// no longer typing there.
     fn on_message(self, message: ChatMessage) {
         let Some(me) = self.me.try_get_untracked().flatten() else { return };
         let peer = state::peer_of(&message, &me).to_string();
         let incoming = message.sender_id != me;
         let conversation_id = message.conversation_id.clone();
         let id = message.id.clone();
+        let mentions_me = incoming
+            && self
+                .me_name
+                .try_with_untracked(|n| n.as_deref().is_some_and(|n| rich_text::mentions(&message.text, n)))
+                .unwrap_or(false);
         self.typing.maybe_update(|t| t.stopped(&conversation_id, &message.sender_id));
         self.bump(&peer, &message);
         // Kept for a browser notification (the timeline takes the message).
@@ -999,7 +1015,7 @@ impl Chat {
         // conversation is not held, so it is new to us).
         let new = matches!(inserted, None | Some(Inserted::New));
         let shown = self.on_screen(&conversation_id);
-        self.reads.maybe_update(|r| state::live_message(r, &conversation_id, &id, incoming, new, shown));
+        self.reads.maybe_update(|r| state::live_message(r, &conversation_id, &id, incoming, new, shown, mentions_me));
         let wanted = {
             use crate::app::notify::{enabled, permission, should_notify};
             should_notify(enabled(), permission(), incoming, shown)

@@ -1,7 +1,7 @@
 //! The left pane: the conversation list (most recent first, with the last
 //! message and its time, paged with "Load more") or, while the search box
 //! has text, the people matching it on the server. Presence dots, unread
-//! badges and a "typing…" hint on both. On small screens it is the whole page at
+//! and mention badges and a "typing…" hint on both. On small screens it is the whole page at
 //! `/chat` and hidden while a conversation is open.
 
 use leptos::prelude::*;
@@ -203,6 +203,9 @@ fn PersonRow(peer_id: String, last: Option<ChatMessage>) -> impl IntoView {
     let unread = Memo::new(move |_| {
         conversation_id.with(|c| c.as_deref().map_or(0, |c| chat.reads.with(|r| state::unread_in(r, c))))
     });
+    let mentioned = Memo::new(move |_| {
+        conversation_id.with(|c| c.as_deref().is_some_and(|c| chat.reads.with(|r| state::mentioned_in(r, c))))
+    });
     let typing = Memo::new(move |_| {
         conversation_id.with(|c| c.as_deref().is_some_and(|c| chat.typing.with(|t| !t.typers(c).is_empty())))
     });
@@ -233,6 +236,17 @@ fn PersonRow(peer_id: String, last: Option<ChatMessage>) -> impl IntoView {
                     </span>
                     <span class="block truncate text-xs text-base-content/60" data-testid="conversation-preview">{sub}</span>
                 </span>
+                <Show when=move || mentioned.get()>
+                    <span
+                        class="badge badge-accent badge-sm font-bold"
+                        role="img"
+                        aria-label="You were mentioned"
+                        title="You were mentioned"
+                        data-testid="mention-badge"
+                    >
+                        "@"
+                    </span>
+                </Show>
                 <Show when=move || { unread.get() > 0 }>
                     <span
                         class="badge badge-primary badge-sm"

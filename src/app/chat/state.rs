@@ -401,7 +401,7 @@ pub fn preview(last: &ChatMessage, me: Option<&str>) -> String {
     }
     let body = match (last.text.trim(), &last.image) {
         ("", Some(_)) => "📷 Photo".to_string(),
-        (text, _) => text.split_whitespace().collect::<Vec<_>>().join(" "),
+        (text, _) => super::rich_text::plain_text(text).split_whitespace().collect::<Vec<_>>().join(" "),
     };
     if me == Some(last.sender_id.as_str()) { format!("You: {body}") } else { body }
 }
@@ -546,6 +546,11 @@ pub struct ReadState {
     /// How far the other member has read: "Seen" under own messages up to it.
     /// (A group chat would keep one per member.)
     pub peer: Option<String>,
+    /// A live message counted in `unread` mentions this user: the row
+    /// shows "@" until the count clears. Only live messages set it (the
+    /// server's list does not know about mentions), so it is gone after a
+    /// reload.
+    pub mentioned: bool,
 }
 
 /// Read state per conversation id.
@@ -599,6 +604,10 @@ pub fn apply_summary(
             r.unread = count;
             changed = true;
         }
+        if count == 0 && r.mentioned {
+            r.mentioned = false;
+            changed = true;
+        }
     }
     changed
 }
@@ -612,7 +621,8 @@ pub fn note_message(reads: &mut Reads, conversation_id: &str, id: &str) -> bool 
 /// A live message: counted as unread if it is from someone else, new to
 /// this client (`new`), not shown to the user right now (`shown`: its
 /// conversation is open in a visible tab), and not already covered by this
-/// user's read marker. Returns whether anything changed.
+/// user's read marker; if it counts and `mentions_me`, the conversation
+/// shows the mention badge too. Returns whether anything changed.
 pub fn live_message(
     reads: &mut Reads,
     conversation_id: &str,
@@ -620,12 +630,14 @@ pub fn live_message(
     incoming: bool,
     new: bool,
     shown: bool,
+    mentions_me: bool,
 ) -> bool {
     let r = read_state(reads, conversation_id);
     let changed = advance(&mut r.newest, id);
     let read = r.mine.as_deref().is_some_and(|m| m >= id);
     if incoming && new && !shown && !read {
         r.unread = (r.unread + 1).min(UNREAD_COUNT_CAP);
+        r.mentioned |= mentions_me;
         return true;
     }
     changed
@@ -641,8 +653,9 @@ pub fn apply_read(reads: &mut Reads, conversation_id: &str, user_id: &str, messa
     }
     let r = read_state(reads, conversation_id);
     let mut changed = advance(&mut r.mine, message_id);
-    if r.unread > 0 && r.newest.as_deref().is_none_or(|n| message_id >= n) {
+    if (r.unread > 0 || r.mentioned) && r.newest.as_deref().is_none_or(|n| message_id >= n) {
         r.unread = 0;
+        r.mentioned = false;
         changed = true;
     }
     changed
@@ -680,12 +693,13 @@ pub fn mark_read(reads: &mut Reads, conversation_id: &str, message_id: &str) -> 
     clear_unread(reads, conversation_id) || changed
 }
 
-/// The user is looking at `conversation_id`: its badge goes. Returns
-/// whether it had one.
+/// The user is looking at `conversation_id`: its badges go (the unread
+/// count and the mention). Returns whether it had one.
 pub fn clear_unread(reads: &mut Reads, conversation_id: &str) -> bool {
     match reads.get_mut(conversation_id) {
-        Some(r) if r.unread > 0 => {
+        Some(r) if r.unread > 0 || r.mentioned => {
             r.unread = 0;
+            r.mentioned = false;
             true
         }
         _ => false,
@@ -695,6 +709,11 @@ pub fn clear_unread(reads: &mut Reads, conversation_id: &str) -> bool {
 /// Unread messages of one conversation.
 pub fn unread_in(reads: &Reads, conversation_id: &str) -> u32 {
     reads.get(conversation_id).map_or(0, |r| r.unread)
+}
+
+/// Whether an unread message of `conversation_id` mentions this user.
+pub fn mentioned_in(reads: &Reads, conversation_id: &str) -> bool {
+    reads.get(conversation_id).is_some_and(|r| r.mentioned)
 }
 
 /// Unread messages over all conversations (the tab title's number).
@@ -1265,6 +1284,8 @@ mod tests {
         let mut m = msg("01A", ME, "  hi\n there ", None);
         assert_eq!(preview(&m, Some(ME)), "You: hi there");
         assert_eq!(preview(&m, Some(PEER)), "hi there");
+        m.text = "**bold** and `code`\n- item".into();
+        assert_eq!(preview(&m, Some(PEER)), "bold and code item");
         m.text = String::new();
         m.image = Some("/api/media/x".into());
         assert_eq!(preview(&m, None), "📷 Photo");
@@ -1318,7 +1339,7 @@ mod tests {
         // The same page again changes nothing.
         assert!(!apply_summary(&mut reads, CONV, "01B", 2, None, false));
         // A live message after it counts on top…
-        assert!(live_message(&mut reads, CONV, "01C", true, true, false));
+        assert!(live_message(&mut reads, CONV, "01C", true, true, false, false));
         assert_eq!(unread_in(&reads, CONV), 3);
         // …and a page fetched before it arrived does not undo that.
         assert!(!apply_summary(&mut reads, CONV, "01B", 2, None, false));
@@ -1358,33 +1379,65 @@ mod tests {
     #[test]
     fn live_messages_count_only_when_new_from_others_and_not_on_screen() {
         let mut reads = Reads::new();
-        assert!(live_message(&mut reads, CONV, "01A", true, true, false));
+        assert!(live_message(&mut reads, CONV, "01A", true, true, false, false));
         assert_eq!(unread_in(&reads, CONV), 1);
         // Own messages (another tab), repeats, and messages on screen do not count.
-        live_message(&mut reads, CONV, "01B", false, true, false);
-        live_message(&mut reads, CONV, "01A", true, false, false);
-        live_message(&mut reads, CONV, "01C", true, true, true);
+        live_message(&mut reads, CONV, "01B", false, true, false, false);
+        live_message(&mut reads, CONV, "01A", true, false, false, false);
+        live_message(&mut reads, CONV, "01C", true, true, true, false);
         assert_eq!(unread_in(&reads, CONV), 1);
         assert_eq!(reads[CONV].newest.as_deref(), Some("01C"));
         // Nor does one this user has already read (in another tab).
         apply_read(&mut reads, CONV, ME, "01E", ME);
         assert_eq!(unread_in(&reads, CONV), 0);
-        live_message(&mut reads, CONV, "01D", true, true, false);
+        live_message(&mut reads, CONV, "01D", true, true, false, false);
         assert_eq!(unread_in(&reads, CONV), 0);
         // Other conversations keep their own counts; the title adds them up.
-        live_message(&mut reads, CONV, "01F", true, true, false);
-        live_message(&mut reads, "dm:me:zed", "01G", true, true, false);
-        live_message(&mut reads, "dm:me:zed", "01H", true, true, false);
+        live_message(&mut reads, CONV, "01F", true, true, false, false);
+        live_message(&mut reads, "dm:me:zed", "01G", true, true, false, false);
+        live_message(&mut reads, "dm:me:zed", "01H", true, true, false, false);
         assert_eq!(unread_in(&reads, "dm:me:zed"), 2);
         assert_eq!(unread_total(&reads), 3);
         assert_eq!(unread_in(&reads, "dm:me:nobody"), 0);
     }
 
     #[test]
+    fn a_mention_shows_until_the_unread_count_clears() {
+        let mut reads = Reads::new();
+        // Mentions in messages that do not count as unread show nothing.
+        live_message(&mut reads, CONV, "01A", true, true, true, true);
+        live_message(&mut reads, CONV, "01B", false, true, false, true);
+        assert!(!mentioned_in(&reads, CONV));
+        live_message(&mut reads, CONV, "01C", true, true, false, false);
+        assert!(!mentioned_in(&reads, CONV));
+        assert!(live_message(&mut reads, CONV, "01D", true, true, false, true));
+        assert!(mentioned_in(&reads, CONV));
+        // A later message without one keeps it; so does a list page still
+        // counting unread messages.
+        live_message(&mut reads, CONV, "01E", true, true, false, false);
+        apply_summary(&mut reads, CONV, "01E", 2, None, false);
+        assert!(mentioned_in(&reads, CONV));
+        assert!(!mentioned_in(&reads, "dm:me:zed"));
+        // Looking at the conversation clears both badges at once.
+        assert!(clear_unread(&mut reads, CONV));
+        assert_eq!((unread_in(&reads, CONV), mentioned_in(&reads, CONV)), (0, false));
+        // So does a read from another tab, and a list page with nothing unread.
+        live_message(&mut reads, CONV, "01F", true, true, false, true);
+        assert!(apply_read(&mut reads, CONV, ME, "01F", ME));
+        assert!(!mentioned_in(&reads, CONV));
+        live_message(&mut reads, CONV, "01G", true, true, false, true);
+        assert!(apply_summary(&mut reads, CONV, "01G", 0, None, false));
+        assert!(!mentioned_in(&reads, CONV));
+        // A message already read elsewhere mentions nobody here.
+        live_message(&mut reads, CONV, "01G", true, true, false, true);
+        assert!(!mentioned_in(&reads, CONV));
+    }
+
+    #[test]
     fn a_read_from_another_tab_clears_the_count_once_it_covers_the_newest_message() {
         let mut reads = Reads::new();
-        live_message(&mut reads, CONV, "01A", true, true, false);
-        live_message(&mut reads, CONV, "01B", true, true, false);
+        live_message(&mut reads, CONV, "01A", true, true, false, false);
+        live_message(&mut reads, CONV, "01B", true, true, false, false);
         // Read up to 01A only: 01B is still unread.
         assert!(apply_read(&mut reads, CONV, ME, "01A", ME));
         assert_eq!(unread_in(&reads, CONV), 2);
@@ -1393,7 +1446,7 @@ mod tests {
         assert_eq!(reads[CONV].mine.as_deref(), Some("01B"));
         assert!(!apply_read(&mut reads, CONV, ME, "01A", ME), "markers never go back");
         // The peer's read is the "Seen" marker, and leaves the count alone.
-        live_message(&mut reads, CONV, "01C", true, true, false);
+        live_message(&mut reads, CONV, "01C", true, true, false, false);
         assert!(apply_read(&mut reads, CONV, PEER, "01C", ME));
         assert_eq!(reads[CONV].peer.as_deref(), Some("01C"));
         assert_eq!(unread_in(&reads, CONV), 1);
@@ -1408,7 +1461,7 @@ mod tests {
         assert_eq!(read_to_send(&reads, CONV, "01A", None), None);
         // The marker is the newest message, even when it is our own.
         assert_eq!(read_to_send(&reads, CONV, "01C", Some("01B")).as_deref(), Some("01C"));
-        live_message(&mut reads, CONV, "01B", true, true, false);
+        live_message(&mut reads, CONV, "01B", true, true, false, false);
         assert!(mark_read(&mut reads, CONV, "01C"));
         assert_eq!(unread_in(&reads, CONV), 0);
         assert_eq!(read_to_send(&reads, CONV, "01C", Some("01B")), None, "sent already");
