@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use charcha::{
     api::{
         auth::{CurrentUser, Login, Logout, Signup, UpdateProfile},
-        chat::{Conversation, GetContact, ListConversations, SearchUsers, SendMessage, UploadImage},
+        chat::{Conversation, GetContact, ListConversations, SearchMessages, SearchUsers, SendMessage, UploadImage},
         dto::direct_conversation_id,
     },
     protocol::ClientEvent,
@@ -243,6 +243,14 @@ fn rest_rows() -> Vec<Row> {
             |w, c| c.get(w.url("/api/messages/users")),
             [Unauthorized, Is(200), Is(200)],
         ),
+        // Searching for the secret: only a member of the conversation finds it.
+        row(
+            "GET",
+            "/api/messages/search",
+            "search messages for Ann and Bob's secret",
+            |w, c| c.get(w.url("/api/messages/search")).query(&[("q", w.secret.as_str())]),
+            [Unauthorized, Own(200), Sees(200)],
+        ),
         row(
             "GET",
             "/api/conversations",
@@ -392,6 +400,12 @@ fn server_fn_rows() -> Vec<Row> {
         sfn(CurrentUser::PATH, "who am I", |_| vec![], [Is(200), Own(200), Own(200)]),
         sfn(ListConversations::PATH, "my conversations", |_| vec![], [Unauthorized, Own(200), Sees(200)]),
         sfn(SearchUsers::PATH, "people", |_| vec![("q", String::new())], [Unauthorized, Is(200), Is(200)]),
+        sfn(
+            SearchMessages::PATH,
+            "search messages for Ann and Bob's secret",
+            |w| vec![("q", w.secret.clone())],
+            [Unauthorized, Own(200), Sees(200)],
+        ),
         sfn(
             GetContact::PATH,
             "Bob's contact card",

@@ -7,7 +7,7 @@ use leptos::server_fn::codec::{MultipartData, MultipartFormData};
 
 use super::{
     AppError,
-    dto::{ChatMessage, Contact, ContactPage, ConversationPage, MessagePage},
+    dto::{ChatMessage, Contact, ContactPage, ConversationPage, MessagePage, MessageSearchPage},
 };
 
 /// One page of the signed-in user's conversations, most recent first;
@@ -42,6 +42,25 @@ pub async fn search_users(
             let state = web::state()?;
             let auth = web::request_auth(&state).await?;
             state.chat.search_contacts(&auth.user.id, &q, cursor.as_deref(), limit.map(|l| l as usize)).await
+        }
+        .await,
+    )
+}
+
+/// Messages of the signed-in user's conversations with every word of `q`
+/// (the last as a prefix), newest first, one page at a time.
+#[server(prefix = "/api/fn")]
+pub async fn search_messages(
+    q: String,
+    #[server(default)] cursor: Option<String>,
+    #[server(default)] limit: Option<u32>,
+) -> Result<MessageSearchPage, AppError> {
+    crate::server::web::finish(
+        async move {
+            use crate::server::web;
+            let state = web::state()?;
+            let auth = web::request_auth(&state).await?;
+            state.chat.search_messages(&auth.user.id, &q, cursor.as_deref(), limit.map(|l| l as usize)).await
         }
         .await,
     )

@@ -147,6 +147,26 @@ pub const MAX_LIST_PAGE: usize = 100;
 /// Longest search query, in characters.
 pub const MAX_QUERY_CHARS: usize = 100;
 
+/// One message found by a message search, with the other member of its
+/// conversation (the one to open it with: `/chat/<peer id>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSearchHit {
+    pub message: ChatMessage,
+    pub peer: Contact,
+}
+
+/// One page of a message search, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSearchPage {
+    pub results: Vec<MessageSearchHit>,
+    /// Pass back as `cursor` for the next (older) page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Message search results per page unless asked otherwise, and at most.
+pub const DEFAULT_SEARCH_PAGE: usize = 20;
+pub const MAX_SEARCH_PAGE: usize = 50;
+
 /// Deterministic id of the conversation between `a` and `b`: the same for
 /// both orders, so a pair always lands in the same conversation (and, with
 /// Kafka, the same partition).

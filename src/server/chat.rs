@@ -27,14 +27,17 @@ use super::{
     presence::Presence,
     quota::Quotas,
     ratelimit::{self, RateLimiter},
-    store::{MediaInfo, MediaRecord, ReadState, Store, UserCursor, UserRecord, media_url},
+    store::{
+        MAX_SEARCH_TERMS, MediaInfo, MediaRecord, ReadState, Store, UserCursor, UserRecord, media_url, search_words,
+    },
 };
 use crate::{
     api::{
         AppError,
         dto::{
             ChatMessage, Contact, ContactPage, ConversationPage, ConversationSummary, DEFAULT_LIST_PAGE, DEFAULT_PAGE,
-            MAX_LIST_PAGE, MAX_PAGE, MAX_QUERY_CHARS, MessagePage, direct_conversation_id,
+            DEFAULT_SEARCH_PAGE, MAX_LIST_PAGE, MAX_PAGE, MAX_QUERY_CHARS, MAX_SEARCH_PAGE, MessagePage,
+            MessageSearchHit, MessageSearchPage, direct_conversation_id,
         },
         error::wait_phrase,
     },
@@ -200,6 +203,63 @@ impl ChatService {
         let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
         let online = self.online_among(&ids).await;
         Ok(ContactPage { contacts: users.iter().map(|u| u.to_contact(online.contains(&u.id))).collect(), next_cursor })
+    }
+
+    /// One page of the messages of `me`'s conversations whose text has
+    /// every word of `query` (the last one as a prefix; case and diacritics
+    /// ignored), newest first, each with the other member. `cursor` is the
+    /// previous page's `next_cursor` (a message id). Rate limited with
+    /// [`Self::search_contacts`] (one budget for both search boxes).
+    pub async fn search_messages(
+        &self,
+        me: &str,
+        query: &str,
+        cursor: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<MessageSearchPage, AppError> {
+        let key = format!("search:{me}");
+        ratelimit::check(self.limiter.as_ref(), &key, SEARCH_RATE_PER_MINUTE, std::time::Duration::from_secs(60))
+            .await
+            .map_err(|retry_after| AppError {
+                message: format!("Searching too fast; try again {}", wait_phrase(retry_after)),
+                ..AppError::rate_limited(retry_after)
+            })?;
+        let chars = query.trim().chars().count();
+        if chars == 0 || chars > MAX_QUERY_CHARS {
+            return Err(AppError::field("q", format!("Search for 1 to {MAX_QUERY_CHARS} characters")));
+        }
+        let before = match cursor.filter(|c| !c.is_empty()) {
+            Some(c) => Some(canonical_id(c).ok_or_else(|| AppError::bad_request("Invalid `cursor`"))?),
+            None => None,
+        };
+        let limit = limit.unwrap_or(DEFAULT_SEARCH_PAGE).clamp(1, MAX_SEARCH_PAGE);
+        let mut terms = search_words(query);
+        terms.truncate(MAX_SEARCH_TERMS);
+        // Only punctuation: no word to find.
+        if terms.is_empty() {
+            return Ok(MessageSearchPage { results: Vec::new(), next_cursor: None });
+        }
+        let mut found = self.store.search_messages(me, &terms, before.as_deref(), limit + 1).await?;
+        let next_cursor = (found.len() > limit).then(|| found[limit - 1].id.clone());
+        found.truncate(limit);
+        let peer_of = |m: &ChatMessage| if m.sender_id == me { m.recipient_id.clone() } else { m.sender_id.clone() };
+        let mut peer_ids: Vec<String> = found.iter().map(peer_of).collect();
+        peer_ids.sort();
+        peer_ids.dedup();
+        let peers: std::collections::HashMap<String, UserRecord> =
+            self.store.users_by_ids(&peer_ids).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
+        let online = self.online_among(&peer_ids).await;
+        let results = found
+            .into_iter()
+            // A store answer about someone else's conversation is never shown.
+            .filter(|m| m.sender_id == me || m.recipient_id == me)
+            .filter_map(|m| {
+                let peer_id = peer_of(&m);
+                let peer = peers.get(&peer_id)?.to_contact(online.contains(&peer_id));
+                Some(MessageSearchHit { message: m, peer })
+            })
+            .collect();
+        Ok(MessageSearchPage { results, next_cursor })
     }
 
     /// One user as a contact (opening a chat with someone not listed yet).

@@ -92,6 +92,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/auth/get-user", get(get_user))
         .route("/api/auth/check-auth", get(check_auth))
         .route("/api/messages/users", get(users))
+        // A static segment: matched before `/api/messages/{id}` (a peer's history).
+        .route("/api/messages/search", get(search_messages))
         .route("/api/conversations", get(conversations))
         .route("/api/conversations/{id}/read", post(mark_read).layer(json_limit))
         .route(
@@ -241,6 +243,18 @@ async fn users(
         }
     }
     Ok(response)
+}
+
+/// Searches the caller's conversations: `?q=` (1 to 100 characters),
+/// `cursor` (the previous page's `next_cursor`), `limit`. A
+/// [`MessageSearchPage`](crate::api::dto::MessageSearchPage), newest first.
+async fn search_messages(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, AppError> {
+    let Query(q) = query.map_err(|e| AppError::bad_request(format!("Invalid query: {}", e.body_text())))?;
+    Ok(Json(state.chat.search_messages(&auth.user.id, &q.q, q.cursor.as_deref(), q.limit).await?).into_response())
 }
 
 /// `text` with everything but unreserved URL characters percent-encoded.

@@ -19,6 +19,39 @@ use super::{
 const STICK_PX: i32 = 48;
 /// Within this many pixels of the top starts loading the older page.
 const TOP_PX: i32 = 64;
+/// Pages of history a jump to a search result loads, at most, looking for
+/// its message.
+const JUMP_MAX_PAGES: u32 = 40;
+
+/// Scrolls the row of message `id` into the middle of the log and marks it
+/// (`data-search-hit`, a ring) as the one a search led to; the mark moves
+/// with the next jump.
+fn reveal(scroller: NodeRef<html::Div>, id: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        const HIT: [&str; 3] = ["ring-2", "ring-warning", "rounded-box"];
+        let Some(log) = scroller.get_untracked() else { return };
+        // Each pass unmarks one, so this ends.
+        while let Ok(Some(old)) = log.query_selector("[data-search-hit]") {
+            let _ = old.remove_attribute("data-search-hit");
+            for class in HIT {
+                let _ = old.class_list().remove_1(class);
+            }
+        }
+        let Ok(Some(row)) = log.query_selector(&format!("[data-message-id=\"{id}\"]")) else { return };
+        let options = web_sys::ScrollIntoViewOptions::new();
+        options.set_block(web_sys::ScrollLogicalPosition::Center);
+        row.scroll_into_view_with_scroll_into_view_options(&options);
+        let _ = row.set_attribute("data-search-hit", "true");
+        for class in HIT {
+            let _ = row.class_list().add_1(class);
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = (scroller, id);
+    }
+}
 
 #[component]
 pub fn Conversation(peer: String) -> impl IntoView {
@@ -177,6 +210,37 @@ pub fn Conversation(peer: String) -> impl IntoView {
                 }
             });
             (count, first, last)
+        });
+    }
+
+    // A message search result picked in this conversation ([`Chat::jump`]):
+    // page older history in until the message is there (bounded), then
+    // scroll it into the middle of the log and highlight it.
+    {
+        let load_older = load_older.clone();
+        let peer = peer.clone();
+        let pages = StoredValue::new(0u32);
+        Effect::new(move |_| {
+            let target = chat.jump.with(|j| j.as_ref().filter(|(p, _)| *p == peer).map(|(_, id)| id.clone()));
+            let Some(target) = target else { return };
+            let (loaded, has_more, _) = meta.get();
+            if !loaded || loading_older.get() {
+                return;
+            }
+            let present = items.with(|items| items.iter().any(|i| matches!(i, Item::Confirmed(m) if m.id == target)));
+            if present {
+                chat.jump.set(None);
+                pages.set_value(0);
+                // After the rows' own scrolling (first fill, kept position).
+                request_animation_frame(move || request_animation_frame(move || reveal(scroller, &target)));
+            } else if has_more && pages.get_value() < JUMP_MAX_PAGES {
+                pages.update_value(|n| *n += 1);
+                load_older();
+            } else {
+                chat.jump.set(None);
+                pages.set_value(0);
+                chat.notify_error("That message is not in this conversation's history any more");
+            }
         });
     }
 

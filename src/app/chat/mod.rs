@@ -23,6 +23,7 @@ mod composer;
 mod conversation;
 mod message;
 mod rich_text;
+mod search;
 mod sidebar;
 pub mod socket;
 pub mod state;
@@ -92,6 +93,11 @@ pub struct Chat {
     pub unknown_people: RwSignal<Vec<String>>,
     /// The search box's results; `None` while the box is empty.
     pub search: RwSignal<Option<SearchResults>>,
+    /// A message to show once its conversation is open (a message search
+    /// result was picked): (peer id, message id). The conversation view
+    /// pages history back until it has the message, scrolls to it and
+    /// highlights it, then clears this.
+    pub jump: RwSignal<Option<(String, String)>>,
     pub timelines: RwSignal<HashMap<String, Timeline>>,
     /// Unread counts and read markers, by conversation id.
     pub reads: RwSignal<Reads>,
@@ -198,6 +204,7 @@ pub fn ChatPage() -> impl IntoView {
         people: RwSignal::new(HashMap::new()),
         unknown_people: RwSignal::new(Vec::new()),
         search,
+        jump: RwSignal::new(None),
         timelines: RwSignal::new(HashMap::new()),
         reads: RwSignal::new(HashMap::new()),
         typing: RwSignal::new(Typing::default()),

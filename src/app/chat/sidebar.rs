@@ -1,12 +1,17 @@
 //! The left pane: the conversation list (most recent first, with the last
 //! message and its time, paged with "Load more") or, while the search box
-//! has text, the people matching it on the server. Presence dots, unread
+//! has text, the people matching it on the server (while the "Search
+//! messages" box has text, the messages found: see [`super::search`]). Presence dots, unread
 //! and mention badges and a "typing…" hint on both. On small screens it is the whole page at
 //! `/chat` and hidden while a conversation is open.
 
 use leptos::prelude::*;
 
-use super::{Chat, local_hhmm, state, use_chat};
+use super::{
+    Chat, local_hhmm,
+    search::{MessageResultsList, MessageSearch, MessageSearchBox},
+    state, use_chat,
+};
 use crate::{
     api::dto::ChatMessage,
     app::avatar::{Avatar as AppAvatar, AvatarSize},
@@ -43,6 +48,7 @@ pub fn Sidebar() -> impl IntoView {
         );
     };
     let searching = move || !query.with(|q| q.trim().is_empty());
+    let messages = MessageSearch::new();
 
     view! {
         <aside
@@ -70,9 +76,18 @@ pub fn Sidebar() -> impl IntoView {
                         on:input=on_input
                     />
                 </label>
+                <MessageSearchBox search=messages />
             </div>
             <nav class="min-h-0 flex-1 overflow-y-auto p-2" aria-label="Conversations">
-                {move || if searching() { view! { <SearchResultsList /> }.into_any() } else { view! { <ConversationList /> }.into_any() }}
+                {move || {
+                    if messages.active() {
+                        view! { <MessageResultsList search=messages /> }.into_any()
+                    } else if searching() {
+                        view! { <SearchResultsList /> }.into_any()
+                    } else {
+                        view! { <ConversationList /> }.into_any()
+                    }
+                }}
             </nav>
         </aside>
     }

@@ -120,6 +120,39 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 "#;
 
+/// Created by [`migrate`], once `messages` has every column the triggers name.
+const SEARCH_SCHEMA: &str = r#"
+-- Message search (SearchStore): an FTS5 index of each stored message's
+-- text and its members' ids, kept in step with `messages` by the triggers
+-- below (an edit replaces the indexed text, a delete empties it). Contentless:
+-- it keeps no copy of the text. Its rows are keyed by
+-- message_search_ids.fts_rowid, an explicit INTEGER PRIMARY KEY, which VACUUM
+-- keeps (unlike the implicit rowid of `messages`).
+CREATE TABLE IF NOT EXISTS message_search_ids (
+    fts_rowid INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL UNIQUE
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS message_search USING fts5(
+    text, members, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS message_search_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO message_search_ids (message_id) VALUES (new.id);
+    INSERT INTO message_search (rowid, text, members)
+        SELECT fts_rowid, CASE WHEN new.deleted THEN '' ELSE new.text END, new.sender_id || ' ' || new.recipient_id
+          FROM message_search_ids WHERE message_id = new.id;
+END;
+CREATE TRIGGER IF NOT EXISTS message_search_update AFTER UPDATE OF text, deleted ON messages BEGIN
+    UPDATE message_search
+       SET text = CASE WHEN new.deleted THEN '' ELSE new.text END,
+           members = new.sender_id || ' ' || new.recipient_id
+     WHERE rowid = (SELECT fts_rowid FROM message_search_ids WHERE message_id = new.id);
+END;
+CREATE TRIGGER IF NOT EXISTS message_search_delete AFTER DELETE ON messages BEGIN
+    DELETE FROM message_search WHERE rowid = (SELECT fts_rowid FROM message_search_ids WHERE message_id = old.id);
+    DELETE FROM message_search_ids WHERE message_id = old.id;
+END;
+"#;
+
 #[derive(Clone)]
 pub struct EmbeddedStore {
     conn: Arc<Mutex<Connection>>,
@@ -244,6 +277,28 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         for user in &users {
             index_user(conn, user)?;
         }
+    }
+    // Message search: index the messages stored before it existed (the
+    // triggers index everything written since).
+    conn.execute_batch(SEARCH_SCHEMA).map_err(unavailable)?;
+    let (messages, indexed): (i64, i64) = conn
+        .query_row("SELECT (SELECT COUNT(*) FROM messages), (SELECT COUNT(*) FROM message_search_ids)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(unavailable)?;
+    if indexed < messages {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TEMP TABLE unindexed AS
+               SELECT id FROM messages WHERE id NOT IN (SELECT message_id FROM message_search_ids);
+             INSERT INTO message_search_ids (message_id) SELECT id FROM unindexed ORDER BY id;
+             INSERT INTO message_search (rowid, text, members)
+               SELECT s.fts_rowid, CASE WHEN m.deleted THEN '' ELSE m.text END, m.sender_id || ' ' || m.recipient_id
+                 FROM unindexed u JOIN message_search_ids s ON s.message_id = u.id JOIN messages m ON m.id = u.id;
+             DROP TABLE unindexed;
+             COMMIT;",
+        )
+        .map_err(unavailable)?;
     }
     let inbox: i64 = conn.query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0)).map_err(unavailable)?;
     if inbox == 0 {
@@ -747,6 +802,52 @@ impl MessageStore for EmbeddedStore {
             let rows = stmt
                 .query_map(params![conversation_id, before, limit as i64], message_from_row)
                 .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+}
+
+/// The FTS5 query for `terms` (see [`SearchStore`]) in the messages of
+/// `user_id`: each term a quoted string (never FTS syntax, whatever the
+/// user typed), the last one a prefix, all required.
+fn fts_query(user_id: &str, terms: &[String]) -> String {
+    let quote = |t: &str| format!("\"{}\"", t.replace('"', "\"\""));
+    let words: Vec<String> = terms.iter().map(|t| quote(t)).collect();
+    format!("{{members}} : {} AND {{text}} : ({}*)", quote(user_id), words.join(" "))
+}
+
+#[async_trait]
+impl SearchStore for EmbeddedStore {
+    async fn search_messages(
+        &self,
+        user_id: &str,
+        terms: &[String],
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query = fts_query(user_id, terms);
+        let (user_id, before) = (user_id.to_string(), before.map(str::to_string));
+        self.call(move |c| {
+            // The index narrows to the user's messages with every word; the
+            // membership test is repeated on the stored message all the same.
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT m.id, m.conversation_id, m.sender_id, m.recipient_id, m.text, m.image, m.created_at,
+                            m.client_msg_id, m.edited_at, m.deleted
+                       FROM message_search s
+                       JOIN message_search_ids i ON i.fts_rowid = s.rowid
+                       JOIN messages m ON m.id = i.message_id
+                      WHERE message_search MATCH ?1 AND (m.sender_id = ?2 OR m.recipient_id = ?2)
+                        AND m.deleted = 0 AND (?3 IS NULL OR m.id < ?3)
+                      ORDER BY m.id DESC LIMIT ?4",
+                )
+                .map_err(unavailable)?;
+            let rows =
+                stmt.query_map(params![query, user_id, before, limit as i64], message_from_row).map_err(unavailable)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
         })
         .await

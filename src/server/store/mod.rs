@@ -356,9 +356,57 @@ pub trait CheckpointStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// Full-text search over history. Every driver finds a message when each
+/// of the query's [`search_words`] is a word of its text (the last one as a
+/// prefix), ignoring case and diacritics; kept in step with
+/// [`MessageStore::save_messages`] (an edit is found by its new words
+/// only, a deleted message not at all).
+#[async_trait]
+pub trait SearchStore: Send + Sync {
+    /// Up to `limit` messages sent or received by `user_id` (the
+    /// conversations they are a member of; every one is direct), not
+    /// deleted, whose text matches `terms` (non-empty, from
+    /// [`search_words`]), with id < `before` (all when `None`), newest first.
+    async fn search_messages(
+        &self,
+        user_id: &str,
+        terms: &[String],
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError>;
+}
+
+/// Words of a query used at most; the rest are ignored.
+pub const MAX_SEARCH_TERMS: usize = 8;
+
+/// The words of `text` as search compares them: runs of letters, digits
+/// and combining marks, lowercase, with the diacritics of Latin-script
+/// letters removed ("Crème" → "creme"; other scripts keep their marks, as
+/// SQLite's `unicode61` tokenizer does). Never FTS or regex syntax: anything
+/// else is a separator.
+pub fn search_words(text: &str) -> Vec<String> {
+    use unicode_normalization::{UnicodeNormalization, char::is_combining_mark};
+    // The combining diacritical mark blocks (accents, not Indic vowel signs).
+    let diacritic = |c: char| matches!(c, '\u{0300}'..='\u{036F}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}' | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}');
+    let folded: String = text.nfd().filter(|c| !diacritic(*c)).nfc().collect::<String>().to_lowercase();
+    folded
+        .split(|c: char| !(c.is_alphanumeric() || is_combining_mark(c)))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Everything Charcha persists.
 pub trait Store:
-    UserStore + TokenStore + MediaStore + ConversationStore + MessageStore + ReadStore + ReactionStore + CheckpointStore
+    UserStore
+    + TokenStore
+    + MediaStore
+    + ConversationStore
+    + MessageStore
+    + SearchStore
+    + ReadStore
+    + ReactionStore
+    + CheckpointStore
 {
 }
 
@@ -368,6 +416,7 @@ impl<T> Store for T where
         + MediaStore
         + ConversationStore
         + MessageStore
+        + SearchStore
         + ReadStore
         + ReactionStore
         + CheckpointStore
@@ -385,6 +434,14 @@ mod tests {
         for junk in ["", "zz", "abc", "41", "ff00"] {
             assert_eq!(UserCursor::decode(junk), None, "{junk}");
         }
+    }
+
+    #[test]
+    fn search_words_fold_case_and_diacritics_and_drop_syntax() {
+        assert_eq!(search_words("Crème BRÛLÉE, s'il-vous"), ["creme", "brulee", "s", "il", "vous"]);
+        assert_eq!(search_words(r#""a*" NEAR(b -c) ^d:"#), ["a", "near", "b", "c", "d"]);
+        assert!(search_words(" *()\"-").is_empty());
+        assert_eq!(search_words("नमस्ते, 한국"), ["नमस्ते", "한국"], "other scripts as they are");
     }
 
     #[test]

@@ -36,11 +36,15 @@ fn command_code(e: &MongoError) -> Option<i32> {
 /// field as null) and partial indexes are not available on every
 /// MongoDB-compatible server, so the key is spelled out: sender and client
 /// id, or, without a client id, the message id.
+///
+/// `search_words`: the text's [`search_words`] (none once deleted), what
+/// message search matches (see [`MongoStore::search_messages`]).
 #[derive(Serialize)]
 struct MessageDoc<'a> {
     #[serde(flatten)]
     message: &'a ChatMessage,
     send_key: String,
+    search_words: Vec<String>,
 }
 
 impl<'a> MessageDoc<'a> {
@@ -49,13 +53,27 @@ impl<'a> MessageDoc<'a> {
             Some(c) => format!("c:{}:{c}", message.sender_id),
             None => format!("m:{}", message.id),
         };
-        Self { message, send_key }
+        Self { message, send_key, search_words: indexed_words(message) }
     }
+}
+
+/// The distinct [`search_words`] a message is found by.
+fn indexed_words(message: &ChatMessage) -> Vec<String> {
+    if message.deleted {
+        return Vec::new();
+    }
+    let mut words = search_words(&message.text);
+    words.sort();
+    words.dedup();
+    words
 }
 
 #[derive(Clone)]
 pub struct MongoStore {
     db: Database,
+    /// Whether the server has text indexes (MongoDB does, FerretDB 1.x does
+    /// not): message search then narrows by `$text` too.
+    text_index: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -127,9 +145,59 @@ impl MongoStore {
         options.server_selection_timeout = Some(std::time::Duration::from_secs(5));
         let db_name = options.default_database.clone().unwrap_or_else(|| "charcha".into());
         let client = Client::with_options(options).map_err(unavailable)?;
-        let store = Self { db: client.database(&db_name) };
+        let mut store = Self { db: client.database(&db_name), text_index: false };
         store.create_indexes().await?;
+        store.text_index = store.create_text_index().await?;
+        store.index_unsearchable_messages().await?;
         Ok(store)
+    }
+
+    /// A text index on the messages' `text` where the server has text
+    /// indexes; whether it does. No language: chat is in any language, so
+    /// no stemming or stop words (a word is found as written, ignoring
+    /// case and diacritics).
+    async fn create_text_index(&self) -> Result<bool, StoreError> {
+        let options =
+            IndexOptions::builder().name("message_text".to_string()).default_language("none".to_string()).build();
+        let created = self
+            .messages()
+            .create_index(IndexModel::builder().keys(doc! { "text": "text" }).options(options).build())
+            .await;
+        match created {
+            Ok(_) => Ok(true),
+            // FerretDB 1.x refuses it (its answer is IndexNotFound, code
+            // 27, rather than NotImplemented): search matches
+            // `search_words` alone there. Any refusal by the server means
+            // the same; a connection failure is an error.
+            Err(e) if command_code(&e).is_some() => {
+                tracing::info!("no text index on messages ({e}); message search matches words by regex instead");
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Gives the messages stored before search existed their
+    /// `search_words`, a batch at a time.
+    async fn index_unsearchable_messages(&self) -> Result<(), StoreError> {
+        let messages = self.messages();
+        loop {
+            let batch: Vec<ChatMessage> = messages
+                .find(doc! { "search_words": { "$exists": false } })
+                .limit(500)
+                .await
+                .map_err(unavailable)?
+                .try_collect()
+                .await
+                .map_err(unavailable)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for m in &batch {
+                let set = doc! { "search_words": indexed_words(m) };
+                messages.update_one(doc! { "_id": &m.id }, doc! { "$set": set }).await.map_err(unavailable)?;
+            }
+        }
     }
 
     async fn create_indexes(&self) -> Result<(), StoreError> {
@@ -179,6 +247,12 @@ impl MongoStore {
             .create_index(IndexModel::builder().keys(doc! { "message_id": 1 }).build())
             .await
             .map_err(unavailable)?;
+        // Message search: a user's messages by word (sent and received).
+        for keys in
+            [doc! { "search_words": 1 }, doc! { "sender_id": 1, "_id": -1 }, doc! { "recipient_id": 1, "_id": -1 }]
+        {
+            self.messages().create_index(IndexModel::builder().keys(keys).build()).await.map_err(unavailable)?;
+        }
         let ttl = IndexOptions::builder().expire_after(std::time::Duration::ZERO).build();
         let created = self
             .docs("revoked_tokens")
@@ -527,7 +601,10 @@ impl MongoStore {
                 ],
             };
             let image = m.image.as_ref().map_or(Bson::Null, |i| Bson::String(i.clone()));
-            let set = doc! { "text": &m.text, "image": image, "edited_at": edited_at, "deleted": m.deleted };
+            let set = doc! {
+                "text": &m.text, "image": image, "edited_at": edited_at, "deleted": m.deleted,
+                "search_words": indexed_words(m),
+            };
             self.messages().update_one(filter, doc! { "$set": set }).await.map_err(unavailable)?;
         }
         Ok(())
@@ -666,6 +743,39 @@ impl ReactionStore for MongoStore {
             .iter()
             .filter_map(|id| by_message.remove(id).map(|rows| group_reactions(id.clone(), rows)))
             .collect())
+    }
+}
+
+#[async_trait]
+impl SearchStore for MongoStore {
+    /// Every term must be one of the message's `search_words`, the last
+    /// as a prefix (an anchored, escaped regex: served by the multikey
+    /// index, never regex syntax from the user). Where the server has a
+    /// text index, the complete terms also go through `$text` (as quoted
+    /// phrases, all required), which narrows through that index first.
+    async fn search_messages(
+        &self,
+        user_id: &str,
+        terms: &[String],
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let Some((last, complete)) = terms.split_last() else { return Ok(Vec::new()) };
+        let mut all: Vec<Document> = complete.iter().map(|t| doc! { "search_words": t }).collect();
+        all.push(doc! { "search_words": { "$regex": format!("^{}", regex_escape(last)) } });
+        all.push(doc! { "$or": [{ "sender_id": user_id }, { "recipient_id": user_id }] });
+        all.push(doc! { "deleted": { "$ne": true } });
+        if let Some(b) = before {
+            all.push(doc! { "_id": { "$lt": b } });
+        }
+        let mut filter = doc! { "$and": all };
+        if self.text_index && !complete.is_empty() {
+            let phrases: Vec<String> = complete.iter().map(|t| format!("\"{t}\"")).collect();
+            filter.insert("$text", doc! { "$search": phrases.join(" "), "$diacriticSensitive": false });
+        }
+        let cursor =
+            self.messages().find(filter).sort(doc! { "_id": -1 }).limit(limit as i64).await.map_err(unavailable)?;
+        cursor.try_collect().await.map_err(unavailable)
     }
 }
 
