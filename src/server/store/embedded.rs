@@ -837,7 +837,7 @@ impl SearchStore for EmbeddedStore {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT m.id, m.conversation_id, m.sender_id, m.recipient_id, m.text, m.image, m.created_at,
-                            m.client_msg_id, m.edited_at, m.deleted
+                            m.client_msg_id, m.edited_at, m.deleted, m.reply_to
                        FROM message_search s
                        JOIN message_search_ids i ON i.fts_rowid = s.rowid
                        JOIN messages m ON m.id = i.message_id
