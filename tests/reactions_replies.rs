@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use charcha::api::dto::direct_conversation_id;
-use common::{TestServer, TestUser, Ws, eventually, get, post_json};
+use common::{TestServer, TestUser, eventually, get, post_json};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -21,13 +21,6 @@ async fn page_when(server: &TestServer, user: &TestUser, peer: &str, ready: impl
         ready(&page).then_some(page)
     })
     .await
-}
-
-/// Whether `ws` gets an event matching `pred` before the answer to a ping.
-async fn gets_before_pong(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> bool {
-    ws.send_json(json!({ "type": "ping", "nonce": 4242 })).await;
-    let seen = ws.next_where(WAIT, |e| pred(e) || (e["type"] == "pong" && e["nonce"] == 4242)).await;
-    seen.is_some_and(|e| e["type"] != "pong")
 }
 
 #[tokio::test]
@@ -95,11 +88,11 @@ async fn reactions_are_toggled_counted_and_live() {
             json!({ "type": "reaction", "conversation_id": conversation, "message_id": id, "user_id": bob.id, "emoji": "🎉", "on": true })
         );
     }
-    assert!(!gets_before_pong(&mut bob_tab1, |e| e["type"] == "reaction" || e["type"] == "error").await);
+    assert!(!bob_tab1.gets_before_pong(|e| e["type"] == "reaction" || e["type"] == "error").await);
     // A repeat changes nothing and tells nobody.
     bob_tab1.send_json(json!({ "type": "react", "message_id": id, "emoji": "🎉", "on": true })).await;
-    assert!(!gets_before_pong(&mut bob_tab1, |e| e["type"] == "error").await);
-    assert!(!gets_before_pong(&mut ann_ws, |e| e["type"] == "reaction").await);
+    assert!(!bob_tab1.gets_before_pong(|e| e["type"] == "error").await);
+    assert!(!ann_ws.gets_before_pong(|e| e["type"] == "reaction").await);
     // Ann adds the same emoji and another over REST.
     for emoji in ["🎉", "👍"] {
         let path = format!("/api/conversations/{conversation}/messages/{id}/reactions");

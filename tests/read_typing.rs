@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use charcha::api::dto::direct_conversation_id;
-use common::{TestServer, TestUser, Ws, eventually, get, post_json};
+use common::{TestServer, TestUser, eventually, get, post_json};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -28,20 +28,6 @@ async fn entry(server: &TestServer, user: &TestUser, conversation_id: &str, last
             .cloned()
     })
     .await
-}
-
-/// Whether `ws` gets an event matching `pred` before the answer to a ping
-/// it sends now (frames are handled in order, and events published before
-/// the ping are queued before its pong on a single instance).
-async fn gets_before_pong(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> bool {
-    let nonce = rand_nonce();
-    ws.send_json(json!({ "type": "ping", "nonce": nonce })).await;
-    let seen = ws.next_where(WAIT, |e| pred(e) || (e["type"] == "pong" && e["nonce"] == nonce)).await;
-    seen.is_some_and(|e| e["type"] != "pong")
-}
-
-fn rand_nonce() -> u64 {
-    ulid::Ulid::new().random() as u64
 }
 
 #[tokio::test]
@@ -78,7 +64,7 @@ async fn read_markers_clear_unread_counts_and_reach_every_member() {
             json!({ "type": "read", "conversation_id": conversation, "user_id": bob.id, "message_id": sent[1] })
         );
     }
-    assert!(!gets_before_pong(&mut bob_tab1, |e| e["type"] == "read").await, "the reading tab is not told");
+    assert!(!bob_tab1.gets_before_pong(|e| e["type"] == "read").await, "the reading tab is not told");
     let bob_entry = entry(&server, &bob, &conversation, &last).await;
     assert_eq!(bob_entry["unread"], 1, "one of Ann's messages is after the marker: {bob_entry}");
     let ann_entry = entry(&server, &ann, &conversation, &last).await;
@@ -87,8 +73,8 @@ async fn read_markers_clear_unread_counts_and_reach_every_member() {
     // Markers never move back, and a repeat is silent.
     bob_tab1.send_json(json!({ "type": "read", "conversation_id": conversation, "message_id": sent[0] })).await;
     bob_tab1.send_json(json!({ "type": "read", "conversation_id": conversation, "message_id": sent[1] })).await;
-    assert!(!gets_before_pong(&mut bob_tab1, |e| e["type"] == "error").await);
-    assert!(!gets_before_pong(&mut ann_ws, |e| e["type"] == "read").await, "no event for a marker that did not move");
+    assert!(!bob_tab1.gets_before_pong(|e| e["type"] == "error").await);
+    assert!(!ann_ws.gets_before_pong(|e| e["type"] == "read").await, "no event for a marker that did not move");
 
     // The REST route moves it too; history shows the peer's marker ("Seen").
     let (status, body) = post_json(
@@ -121,7 +107,7 @@ async fn typing_reaches_the_other_member_only() {
     assert_eq!(typing, json!({ "type": "typing", "conversation_id": conversation, "user_id": ann.id }));
     for ws in [&mut ann_tab1, &mut ann_tab2] {
         assert!(
-            !gets_before_pong(ws, |e| e["type"] == "typing" || e["type"] == "error").await,
+            !ws.gets_before_pong(|e| e["type"] == "typing" || e["type"] == "error").await,
             "the typist's tabs hear nothing"
         );
     }
@@ -134,7 +120,7 @@ async fn typing_reaches_the_other_member_only() {
     for _ in 0..rate + 5 {
         ann_tab1.send_json(json!({ "type": "typing", "conversation_id": conversation })).await;
     }
-    assert!(!gets_before_pong(&mut ann_tab1, |e| e["type"] == "error").await);
+    assert!(!ann_tab1.gets_before_pong(|e| e["type"] == "error").await);
     let mut forwarded = 0;
     while bob_ws.next_where(Duration::from_millis(500), |e| e["type"] == "typing").await.is_some() {
         forwarded += 1;
@@ -195,7 +181,7 @@ async fn outsiders_and_bad_input_are_refused() {
     .await;
     assert!(status.is_client_error(), "{status}");
     // Nothing Cat or the bad frames did reached Bob, or moved a marker.
-    assert!(!gets_before_pong(&mut bob_ws, |e| e["type"] == "typing" || e["type"] == "read").await);
+    assert!(!bob_ws.gets_before_pong(|e| e["type"] == "typing" || e["type"] == "read").await);
     let ann_entry = entry(&server, &ann, &conversation, &message_id).await;
     assert_eq!(ann_entry["unread"], 1, "{ann_entry}");
     assert!(ann_entry.get("peer_read").is_none(), "{ann_entry}");

@@ -156,6 +156,18 @@ impl ChatService {
         }
     }
 
+    /// Counts one hit of `key` against `limit` a minute (shared across
+    /// instances in the scaled mode); over it, a 429 that says what was done
+    /// `too_fast` and when to retry.
+    async fn per_minute(&self, key: String, limit: u32, too_fast: &str) -> Result<(), AppError> {
+        ratelimit::check(self.limiter.as_ref(), &key, limit, std::time::Duration::from_secs(60)).await.map_err(
+            |retry_after| AppError {
+                message: format!("{too_fast}; try again {}", wait_phrase(retry_after)),
+                ..AppError::rate_limited(retry_after)
+            },
+        )
+    }
+
     fn next_id(&self) -> String {
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
         // Overflow needs 2^80 ids in one millisecond; fall back to a fresh one.
@@ -182,13 +194,7 @@ impl ChatService {
         cursor: Option<&str>,
         limit: Option<usize>,
     ) -> Result<ContactPage, AppError> {
-        let key = format!("search:{me}");
-        ratelimit::check(self.limiter.as_ref(), &key, SEARCH_RATE_PER_MINUTE, std::time::Duration::from_secs(60))
-            .await
-            .map_err(|retry_after| AppError {
-                message: format!("Searching too fast; try again {}", wait_phrase(retry_after)),
-                ..AppError::rate_limited(retry_after)
-            })?;
+        self.per_minute(format!("search:{me}"), SEARCH_RATE_PER_MINUTE, "Searching too fast").await?;
         if query.chars().count() > MAX_QUERY_CHARS {
             return Err(AppError::field("q", format!("Searches are limited to {MAX_QUERY_CHARS} characters")));
         }
@@ -217,13 +223,7 @@ impl ChatService {
         cursor: Option<&str>,
         limit: Option<usize>,
     ) -> Result<MessageSearchPage, AppError> {
-        let key = format!("search:{me}");
-        ratelimit::check(self.limiter.as_ref(), &key, SEARCH_RATE_PER_MINUTE, std::time::Duration::from_secs(60))
-            .await
-            .map_err(|retry_after| AppError {
-                message: format!("Searching too fast; try again {}", wait_phrase(retry_after)),
-                ..AppError::rate_limited(retry_after)
-            })?;
+        self.per_minute(format!("search:{me}"), SEARCH_RATE_PER_MINUTE, "Searching too fast").await?;
         let chars = query.trim().chars().count();
         if chars == 0 || chars > MAX_QUERY_CHARS {
             return Err(AppError::field("q", format!("Search for 1 to {MAX_QUERY_CHARS} characters")));
@@ -397,13 +397,7 @@ impl ChatService {
         message_id: &str,
         origin: Option<SessionRef>,
     ) -> Result<(), AppError> {
-        let key = format!("read:{me}");
-        ratelimit::check(self.limiter.as_ref(), &key, READ_RATE_PER_MINUTE, std::time::Duration::from_secs(60))
-            .await
-            .map_err(|retry_after| AppError {
-            message: format!("Marking read too fast; try again {}", wait_phrase(retry_after)),
-            ..AppError::rate_limited(retry_after)
-        })?;
+        self.per_minute(format!("read:{me}"), READ_RATE_PER_MINUTE, "Marking read too fast").await?;
         let members = self.members_for(me, conversation_id).await?;
         let message_id = canonical_id(message_id)
             .filter(|id| {
@@ -464,13 +458,7 @@ impl ChatService {
     pub async fn submit(&self, sender: &str, req: SendRequest) -> Result<PendingSend, AppError> {
         // Per user, across sessions and instances (the limiter is shared in
         // the scaled mode).
-        let key = format!("send:{sender}");
-        ratelimit::check(self.limiter.as_ref(), &key, self.send_rate_per_minute, std::time::Duration::from_secs(60))
-            .await
-            .map_err(|retry_after| AppError {
-                message: format!("You are sending too fast; try again {}", wait_phrase(retry_after)),
-                ..AppError::rate_limited(retry_after)
-            })?;
+        self.per_minute(format!("send:{sender}"), self.send_rate_per_minute, "You are sending too fast").await?;
         let text = req.text;
         if text.chars().count() > MAX_TEXT_CHARS {
             return Err(AppError::field("text", format!("Messages are limited to {MAX_TEXT_CHARS} characters")));
@@ -580,13 +568,7 @@ impl ChatService {
         change: MessageChange,
         client_msg_id: Option<String>,
     ) -> Result<SentMessage, AppError> {
-        let key = format!("send:{sender}");
-        ratelimit::check(self.limiter.as_ref(), &key, self.send_rate_per_minute, std::time::Duration::from_secs(60))
-            .await
-            .map_err(|retry_after| AppError {
-                message: format!("You are sending too fast; try again {}", wait_phrase(retry_after)),
-                ..AppError::rate_limited(retry_after)
-            })?;
+        self.per_minute(format!("send:{sender}"), self.send_rate_per_minute, "You are sending too fast").await?;
         let client_msg_id = match client_msg_id {
             Some(id) if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_BYTES => {
                 return Err(AppError::field("client_msg_id", "Must be 1 to 64 bytes"));
@@ -651,13 +633,7 @@ impl ChatService {
         on: bool,
         origin: Option<SessionRef>,
     ) -> Result<(), AppError> {
-        let key = format!("react:{me}");
-        ratelimit::check(self.limiter.as_ref(), &key, REACT_RATE_PER_MINUTE, std::time::Duration::from_secs(60))
-            .await
-            .map_err(|retry_after| AppError {
-                message: format!("Reacting too fast; try again {}", wait_phrase(retry_after)),
-                ..AppError::rate_limited(retry_after)
-            })?;
+        self.per_minute(format!("react:{me}"), REACT_RATE_PER_MINUTE, "Reacting too fast").await?;
         if !crate::api::dto::REACTION_EMOJI.contains(&emoji) {
             return Err(AppError::field("emoji", format!("One of {}", crate::api::dto::REACTION_EMOJI.join(" "))));
         }

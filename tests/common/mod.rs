@@ -334,6 +334,18 @@ impl Ws {
 
     /// The first event matching `pred` within `within`, skipping others;
     /// `None` on timeout or close (also for asserting absence).
+    /// Whether an event matching `pred` comes before the answer to a ping
+    /// sent now: the server handles a connection's frames in order, so on
+    /// one instance whatever an earlier frame caused is queued before that
+    /// pong. A cheap "nothing happened" check that needs no sleep.
+    pub async fn gets_before_pong(&mut self, pred: impl Fn(&Value) -> bool) -> bool {
+        let nonce = ulid::Ulid::new().random() as u64;
+        self.send_json(json!({ "type": "ping", "nonce": nonce })).await;
+        let seen =
+            self.next_where(Duration::from_secs(5), |e| pred(e) || (e["type"] == "pong" && e["nonce"] == nonce)).await;
+        seen.is_some_and(|e| e["type"] != "pong")
+    }
+
     pub async fn next_where(&mut self, within: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
