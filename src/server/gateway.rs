@@ -56,6 +56,9 @@ pub const MAX_IN_FLIGHT: usize = 32;
 /// Replies (acks, errors, pongs) waiting for the writer, per connection:
 /// room for every in-flight ack plus a few errors and pongs.
 const REPLY_QUEUE: usize = 2 * MAX_IN_FLIGHT;
+/// How long an ack may wait for room in a full reply queue before the
+/// client counts as not reading (the session then ends).
+const REPLY_WAIT: Duration = Duration::from_secs(10);
 
 pub mod close {
     pub const GOING_AWAY: u16 = 1001;
@@ -372,7 +375,12 @@ async fn read_loop(
                 let answered = match result {
                     Ok(sent) => {
                         state.chat.deliver(&sent, Some(origin)).await;
-                        replies.try_send(Outgoing::Text(ServerEvent::ack_frame(&client_msg_id, &sent.json).into())).is_ok()
+                        // Waits for room (bounded): each ack frees a slot for
+                        // another send, so a client pipelining many sends can
+                        // run ahead of a writer the scheduler runs late. Only
+                        // a client that stops reading for `REPLY_WAIT` is cut.
+                        let ack = Outgoing::Text(ServerEvent::ack_frame(&client_msg_id, &sent.json).into());
+                        matches!(tokio::time::timeout(REPLY_WAIT, replies.send(ack)).await, Ok(Ok(())))
                     }
                     Err(e) => reply(send_error(e, client_msg_id)),
                 };
