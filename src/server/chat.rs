@@ -542,11 +542,35 @@ impl ChatService {
         // Live delivery is best effort: anyone who misses it gets the
         // message from history. The frame wraps the record's JSON, so the
         // message is not serialised again.
-        let frame: bytes::Bytes = ServerEvent::message_frame(&sent.json).into();
-        let users = vec![sent.message.sender_id.clone(), sent.message.recipient_id.clone()];
-        if let Err(e) = self.bus.publish(Audience::Members { users, except: origin }, frame).await {
+        self.publish_to_members(&sent.message, ServerEvent::message_frame(&sent.json), origin).await;
+    }
+
+    /// Publishes `frame` about `message` to its conversation's members'
+    /// sessions but `origin`. Best effort: history has what is missed.
+    async fn publish_to_members(&self, message: &ChatMessage, frame: String, origin: Option<SessionRef>) {
+        let users = vec![message.sender_id.clone(), message.recipient_id.clone()];
+        if let Err(e) = self.bus.publish(Audience::Members { users, except: origin }, frame.into()).await {
             tracing::warn!("live delivery failed (history will have it): {e}");
         }
+    }
+
+    /// The stored message `message_id` when `me` is a member of its
+    /// conversation (and it is `conversation_id`'s, when given); "not
+    /// found" otherwise, so an outsider learns nothing.
+    async fn member_message(
+        &self,
+        me: &str,
+        message_id: &str,
+        conversation_id: Option<&str>,
+    ) -> Result<ChatMessage, AppError> {
+        let not_found = || AppError::not_found("No such message");
+        let id = canonical_id(message_id).ok_or_else(not_found)?;
+        let message = self.store.message_by_id(&id).await?.ok_or_else(not_found)?;
+        let member = message.sender_id == me || message.recipient_id == me;
+        if !member || conversation_id.is_some_and(|c| c != message.conversation_id) {
+            return Err(not_found());
+        }
+        Ok(message)
     }
 
     /// Edits or deletes one of `sender`'s messages: the new version goes
@@ -576,13 +600,7 @@ impl ChatService {
             Some(id) => id,
             None => self.next_id(),
         };
-        let not_found = || AppError::not_found("No such message");
-        let id = canonical_id(message_id).ok_or_else(not_found)?;
-        let stored = self.store.message_by_id(&id).await?.ok_or_else(not_found)?;
-        let member = stored.sender_id == sender || stored.recipient_id == sender;
-        if !member || conversation_id.is_some_and(|c| c != stored.conversation_id) {
-            return Err(not_found());
-        }
+        let stored = self.member_message(sender, message_id, conversation_id).await?;
         if stored.sender_id != sender {
             return Err(AppError::forbidden("You can only change your own messages"));
         }
@@ -637,41 +655,28 @@ impl ChatService {
         if !crate::api::dto::REACTION_EMOJI.contains(&emoji) {
             return Err(AppError::field("emoji", format!("One of {}", crate::api::dto::REACTION_EMOJI.join(" "))));
         }
-        let not_found = || AppError::not_found("No such message");
-        let id = canonical_id(message_id).ok_or_else(not_found)?;
-        let message = self.store.message_by_id(&id).await?.ok_or_else(not_found)?;
-        let member = message.sender_id == me || message.recipient_id == me;
-        if !member || conversation_id.is_some_and(|c| c != message.conversation_id) {
-            return Err(not_found());
-        }
+        let message = self.member_message(me, message_id, conversation_id).await?;
         if message.deleted {
             return Err(AppError::conflict("This message was deleted"));
         }
-        if !self.store.set_reaction(&id, me, emoji, on).await? {
+        if !self.store.set_reaction(&message.id, me, emoji, on).await? {
             return Ok(());
         }
         let event = ServerEvent::Reaction {
             conversation_id: message.conversation_id.clone(),
-            message_id: id,
+            message_id: message.id.clone(),
             user_id: me.to_string(),
             emoji: emoji.to_string(),
             on,
         };
-        let users = vec![message.sender_id, message.recipient_id];
-        if let Err(e) = self.bus.publish(Audience::Members { users, except: origin }, event.to_json().into()).await {
-            tracing::warn!("reaction broadcast failed (history has it): {e}");
-        }
+        self.publish_to_members(&message, event.to_json(), origin).await;
         Ok(())
     }
 
     /// Publishes a durable edit or delete live to the members' sessions but
     /// `origin` (answered with the same event and its `client_msg_id`).
     pub async fn deliver_change(&self, sent: &SentMessage, origin: Option<SessionRef>) {
-        let frame: bytes::Bytes = ServerEvent::updated_frame(&sent.json).into();
-        let users = vec![sent.message.sender_id.clone(), sent.message.recipient_id.clone()];
-        if let Err(e) = self.bus.publish(Audience::Members { users, except: origin }, frame).await {
-            tracing::warn!("live delivery of a change failed (history will have it): {e}");
-        }
+        self.publish_to_members(&sent.message, ServerEvent::updated_frame(&sent.json), origin).await;
     }
 
     /// A message image must be the sender's upload for this conversation.

@@ -1004,8 +1004,13 @@ impl Chat {
                 .unwrap_or(false);
         self.typing.maybe_update(|t| t.stopped(&conversation_id, &message.sender_id));
         self.bump(&peer, &message);
-        // Kept for a browser notification (the timeline takes the message).
-        let notified = incoming.then(|| message.clone());
+        let shown = self.on_screen(&conversation_id);
+        // Kept for a browser notification (the timeline takes the message);
+        // cloned only when one may be raised.
+        let notified = {
+            use crate::app::notify::{enabled, permission, should_notify};
+            should_notify(enabled(), permission(), incoming, shown).then(|| message.clone())
+        };
         // Notifies only if the timeline is held and changed: the echo of our
         // own message after its ack, or a repeat, changes nothing.
         let inserted = self
@@ -1021,16 +1026,8 @@ impl Chat {
         // New unless the message was held already (`None`: the
         // conversation is not held, so it is new to us).
         let new = matches!(inserted, None | Some(Inserted::New));
-        let shown = self.on_screen(&conversation_id);
         self.reads.maybe_update(|r| state::live_message(r, &conversation_id, &id, incoming, new, shown, mentions_me));
-        let wanted = {
-            use crate::app::notify::{enabled, permission, should_notify};
-            should_notify(enabled(), permission(), incoming, shown)
-        };
-        if new
-            && wanted
-            && let Some(message) = notified
-        {
+        if new && let Some(message) = notified {
             self.notify_message(peer, message);
         }
     }

@@ -227,40 +227,34 @@ pub fn open_sqlite(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Adds `columns` (comma-separated definitions) to `table` unless its
+/// column `probe`, the first of them, is there already.
+fn add_columns(conn: &Connection, table: &str, probe: &str, columns: &str) -> Result<(), StoreError> {
+    if conn.prepare(&format!("SELECT {probe} FROM {table} LIMIT 0")).is_ok() {
+        return Ok(());
+    }
+    let statements: String =
+        columns.split(", ").map(|column| format!("ALTER TABLE {table} ADD COLUMN {column};")).collect();
+    conn.execute_batch(&statements).map_err(unavailable)
+}
+
 /// Brings a database made by an older Charcha up to this schema: adds
 /// `users.name_key` and fills the search terms and the inbox from what is
 /// stored. Each step runs once (it checks for its own result first).
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    // Whether the search terms must be filled too (checked before adding the column).
     let has_name_key = conn.prepare("SELECT name_key FROM users LIMIT 0").is_ok();
-    if !has_name_key {
-        conn.execute_batch("ALTER TABLE users ADD COLUMN name_key TEXT NOT NULL DEFAULT ''").map_err(unavailable)?;
-    }
+    add_columns(conn, "users", "name_key", "name_key TEXT NOT NULL DEFAULT ''")?;
     conn.execute_batch("CREATE INDEX IF NOT EXISTS users_by_name ON users(name_key, id);").map_err(unavailable)?;
+    // Edits and deletes (a message's version and tombstone) and replies, in
+    // history and in each conversation's preview.
+    add_columns(conn, "messages", "edited_at", "edited_at TEXT, deleted INTEGER NOT NULL DEFAULT 0")?;
+    add_columns(conn, "messages", "reply_to", "reply_to TEXT")?;
+    add_columns(conn, "inbox", "last_edited_at", "last_edited_at TEXT, last_deleted INTEGER NOT NULL DEFAULT 0")?;
     // The media clean-up: `kept` marks uploads found referenced (never
     // looked at again); the partial indexes find references without
     // scanning users or history, and cost nothing for text-only messages.
-    // Edits and deletes (a message's version and tombstone), in history
-    // and in each conversation's preview.
-    if conn.prepare("SELECT edited_at FROM messages LIMIT 0").is_err() {
-        conn.execute_batch(
-            "ALTER TABLE messages ADD COLUMN edited_at TEXT;
-             ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;",
-        )
-        .map_err(unavailable)?;
-    }
-    if conn.prepare("SELECT reply_to FROM messages LIMIT 0").is_err() {
-        conn.execute_batch("ALTER TABLE messages ADD COLUMN reply_to TEXT;").map_err(unavailable)?;
-    }
-    if conn.prepare("SELECT last_edited_at FROM inbox LIMIT 0").is_err() {
-        conn.execute_batch(
-            "ALTER TABLE inbox ADD COLUMN last_edited_at TEXT;
-             ALTER TABLE inbox ADD COLUMN last_deleted INTEGER NOT NULL DEFAULT 0;",
-        )
-        .map_err(unavailable)?;
-    }
-    if conn.prepare("SELECT kept FROM media LIMIT 0").is_err() {
-        conn.execute_batch("ALTER TABLE media ADD COLUMN kept INTEGER NOT NULL DEFAULT 0").map_err(unavailable)?;
-    }
+    add_columns(conn, "media", "kept", "kept INTEGER NOT NULL DEFAULT 0")?;
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS media_unexamined ON media(created_at_ms) WHERE kept = 0;
          CREATE INDEX IF NOT EXISTS users_by_avatar ON users(avatar_media_id) WHERE avatar_media_id IS NOT NULL;
