@@ -15,9 +15,9 @@
 use leptos::prelude::*;
 use leptos_meta::{Link, Meta, MetaTags, Title, provide_meta_context};
 use leptos_router::{
-    SsrMode,
+    Lazy, LazyRoute, SsrMode,
     components::{Route, Router, Routes},
-    path,
+    lazy_route, path,
 };
 
 mod auth_pages;
@@ -136,11 +136,15 @@ pub fn App() -> impl IntoView {
                 <Navbar/>
                 <main id="main" class="flex-1" tabindex="-1">
                     <Routes fallback=NotFoundPage>
-                        <Route path=path!("/") view=LandingPage ssr=SsrMode::Async/>
-                        <Route path=path!("/signup") view=GuestSignup ssr=SsrMode::Async/>
-                        <Route path=path!("/login") view=GuestLogin ssr=SsrMode::Async/>
-                        <Route path=path!("/profile") view=UserProfile ssr=SsrMode::Async/>
-                        <Route path=path!("/settings") view=SettingsPage ssr=SsrMode::Async/>
+                        // Every page but the chat is a split point: a release
+                        // build with `--split` loads its code when it is
+                        // visited, so the first download of the chat page
+                        // holds the chat alone (BENCHMARKS.md, "Client size").
+                        <Route path=path!("/") view={Lazy::<LandingRoute>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("/signup") view={Lazy::<SignupRoute>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("/login") view={Lazy::<LoginRoute>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("/profile") view={Lazy::<ProfileRoute>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("/settings") view={Lazy::<SettingsRoute>::new()} ssr=SsrMode::Async/>
                         // One route for `/chat` and `/chat/:peer_id`, so switching
                         // conversations keeps the chat page (and its socket) alive.
                         <Route path=path!("/chat/:peer_id?") view=UserChat ssr=SsrMode::Async/>
@@ -152,6 +156,31 @@ pub fn App() -> impl IntoView {
         </Router>
     }
 }
+
+/// Lazily loaded pages: no data of their own (they fetch what they need
+/// inside), just the view behind a split point.
+macro_rules! lazy_page {
+    ($route:ident, $page:ident) => {
+        struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                view! { <$page/> }.into_any()
+            }
+        }
+    };
+}
+
+lazy_page!(LandingRoute, LandingPage);
+lazy_page!(SignupRoute, GuestSignup);
+lazy_page!(LoginRoute, GuestLogin);
+lazy_page!(ProfileRoute, UserProfile);
+lazy_page!(SettingsRoute, SettingsPage);
 
 #[component]
 fn GuestSignup() -> impl IntoView {
