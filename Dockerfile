@@ -16,7 +16,7 @@ RUN cargo install cargo-leptos --version 0.3.11 --locked \
 COPY package.json package-lock.json ./
 RUN PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 COPY . .
-RUN cargo leptos build --release \
+RUN cargo leptos build --release --split --lib-features hydrate,split \
  && target/release/charcha precompress target/site
 
 # --- run ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ use leptos_meta::{Link, Meta, MetaTags, Title, provide_meta_context};
 use leptos_router::{
     Lazy, LazyRoute, SsrMode,
     components::{Route, Router, Routes},
-    lazy_route, path,
+    path,
 };
 
 mod auth_pages;
@@ -158,18 +158,34 @@ pub fn App() -> impl IntoView {
 }
 
 /// Lazily loaded pages: no data of their own (they fetch what they need
-/// inside), just the view behind a split point.
+/// inside), just the view behind a split point. With feature `split` (and
+/// `cargo leptos build --split`) each page's code is a wasm module of its
+/// own, fetched when the page is first shown; without it the same routes
+/// resolve at once, so the server's HTML and the client's hydration take
+/// the same path in every build.
 macro_rules! lazy_page {
     ($route:ident, $page:ident) => {
         struct $route;
 
-        #[lazy_route]
+        #[cfg(feature = "split")]
+        #[leptos_router::lazy_route]
         impl LazyRoute for $route {
             fn data() -> Self {
                 $route
             }
 
             fn view(_this: Self) -> AnyView {
+                view! { <$page/> }.into_any()
+            }
+        }
+
+        #[cfg(not(feature = "split"))]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            async fn view(_this: Self) -> AnyView {
                 view! { <$page/> }.into_any()
             }
         }

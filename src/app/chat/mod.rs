@@ -629,37 +629,7 @@ impl Chat {
             }
             s.loading = true;
         });
-        spawn_local(async move {
-            let result = search_users(query.clone(), cursor, None).await;
-            // Answers to a query the box no longer holds are dropped.
-            if self.search.with_untracked(|s| s.as_ref().map(|s| s.query != query).unwrap_or(true)) {
-                return;
-            }
-            match result {
-                Ok(page) => {
-                    let ids: Vec<String> = page.contacts.iter().map(|c| c.id.clone()).collect();
-                    self.learn_people(page.contacts, false);
-                    self.search.update(|s| {
-                        if let Some(s) = s {
-                            if more {
-                                s.ids.extend(ids.into_iter().filter(|id| !s.ids.contains(id)).collect::<Vec<_>>());
-                            } else {
-                                s.ids = ids;
-                            }
-                            s.next_cursor = page.next_cursor;
-                            s.loading = false;
-                            s.error = None;
-                        }
-                    });
-                }
-                Err(e) => self.search.update(|s| {
-                    if let Some(s) = s {
-                        s.loading = false;
-                        s.error = Some(e.message);
-                    }
-                }),
-            }
-        });
+        spawn_local(fetch_people(self, query, cursor, more));
     }
 
     /// Moves the conversation of `message` to the top of the list.
@@ -1051,23 +1021,68 @@ impl Chat {
     /// Uploads the image kept for `cid`; returns its URL.
     #[cfg(feature = "hydrate")]
     async fn upload(self, peer: &str, cid: &str) -> Result<String, AppError> {
-        use leptos::server_fn::codec::MultipartData;
-
-        use crate::api::chat::upload_image;
-
         let file = self.files.try_with_value(|f| f.get(cid).cloned()).flatten();
         let Some(file) = file else {
             return Err(AppError::bad_request("The image is no longer available; attach it again."));
         };
-        let form = web_sys::FormData::new().map_err(|_| AppError::internal())?;
-        form.append_with_str("to", peer).map_err(|_| AppError::internal())?;
-        form.append_with_blob_and_filename("image", &file, &file.name()).map_err(|_| AppError::internal())?;
-        upload_image(MultipartData::from(form)).await
+        upload_file(peer.to_string(), file).await
     }
 
     #[cfg(not(feature = "hydrate"))]
     async fn upload(self, _peer: &str, _cid: &str) -> Result<String, AppError> {
         Err(AppError::internal())
+    }
+}
+
+/// Posts an image for a message to `peer` (multipart); returns its URL.
+/// Behind a split point (feature `split`): the multipart upload code is
+/// fetched the first time someone attaches an image.
+#[cfg(feature = "hydrate")]
+#[cfg_attr(feature = "split", leptos::lazy)]
+async fn upload_file(peer: String, file: web_sys::File) -> Result<String, AppError> {
+    use leptos::server_fn::codec::MultipartData;
+
+    use crate::api::chat::upload_image;
+
+    let form = web_sys::FormData::new().map_err(|_| AppError::internal())?;
+    form.append_with_str("to", &peer).map_err(|_| AppError::internal())?;
+    form.append_with_blob_and_filename("image", &file, &file.name()).map_err(|_| AppError::internal())?;
+    upload_image(MultipartData::from(form)).await
+}
+
+/// Fetches one page of the people search for `query` into `chat.search`.
+/// Behind a split point (feature `split`): fetched the first time someone
+/// searches for people.
+#[cfg_attr(feature = "split", leptos::lazy)]
+async fn fetch_people(chat: Chat, query: String, cursor: Option<String>, more: bool) {
+    let result = search_users(query.clone(), cursor, None).await;
+    // Answers to a query the box no longer holds are dropped.
+    if chat.search.with_untracked(|s| s.as_ref().map(|s| s.query != query).unwrap_or(true)) {
+        return;
+    }
+    match result {
+        Ok(page) => {
+            let ids: Vec<String> = page.contacts.iter().map(|c| c.id.clone()).collect();
+            chat.learn_people(page.contacts, false);
+            chat.search.update(|s| {
+                if let Some(s) = s {
+                    if more {
+                        s.ids.extend(ids.into_iter().filter(|id| !s.ids.contains(id)).collect::<Vec<_>>());
+                    } else {
+                        s.ids = ids;
+                    }
+                    s.next_cursor = page.next_cursor;
+                    s.loading = false;
+                    s.error = None;
+                }
+            });
+        }
+        Err(e) => chat.search.update(|s| {
+            if let Some(s) = s {
+                s.loading = false;
+                s.error = Some(e.message);
+            }
+        }),
     }
 }
 

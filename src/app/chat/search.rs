@@ -93,27 +93,47 @@ impl MessageSearch {
             }
             r.loading = true;
         });
-        spawn_local(async move {
-            let result = search_messages(query.clone(), cursor, None).await;
-            // Answers to a query the box no longer holds are dropped.
-            if self.results.try_with_untracked(|r| r.as_ref().is_none_or(|r| r.query != query)).unwrap_or(true) {
-                return;
-            }
-            self.results.update(|r| {
-                let Some(r) = r else { return };
-                r.loading = false;
-                match result {
-                    Ok(MessageSearchPage { results, next_cursor }) => {
-                        let hits = results.into_iter().filter(|h| !r.hits.iter().any(|x| x.message.id == h.message.id));
-                        r.hits.extend(hits.collect::<Vec<_>>());
-                        r.next_cursor = next_cursor;
-                        r.error = None;
-                    }
-                    Err(e) => r.error = Some(e.message),
-                }
-            });
-        });
+        spawn_local(fetch_page(self, query, cursor));
     }
+}
+
+/// Fetches one page of results for `query` into `search`. Behind a split
+/// point (feature `split`), with the results list: the search's code is
+/// fetched the first time someone searches, not with the chat page.
+#[cfg_attr(feature = "split", leptos::lazy)]
+async fn fetch_page(search: MessageSearch, query: String, cursor: Option<String>) {
+    let result = search_messages(query.clone(), cursor, None).await;
+    // Answers to a query the box no longer holds are dropped.
+    if search.results.try_with_untracked(|r| r.as_ref().is_none_or(|r| r.query != query)).unwrap_or(true) {
+        return;
+    }
+    search.results.update(|r| {
+        let Some(r) = r else { return };
+        r.loading = false;
+        match result {
+            Ok(MessageSearchPage { results, next_cursor }) => {
+                let hits = results.into_iter().filter(|h| !r.hits.iter().any(|x| x.message.id == h.message.id));
+                r.hits.extend(hits.collect::<Vec<_>>());
+                r.next_cursor = next_cursor;
+                r.error = None;
+            }
+            Err(e) => r.error = Some(e.message),
+        }
+    });
+}
+
+/// What the message search found (see [`fetch_page`] on the split point).
+pub fn message_results(search: MessageSearch) -> impl IntoView {
+    view! {
+        <Suspense fallback=|| view! { <Searching /> }>
+            {Suspend::new(results_list(search))}
+        </Suspense>
+    }
+}
+
+#[cfg_attr(feature = "split", leptos::lazy)]
+async fn results_list(search: MessageSearch) -> AnyView {
+    view! { <MessageResultsList search /> }.into_any()
 }
 
 /// The "Search messages" box.
@@ -140,7 +160,7 @@ pub fn MessageSearchBox(search: MessageSearch) -> impl IntoView {
 
 /// What the message search found, a page at a time.
 #[component]
-pub fn MessageResultsList(search: MessageSearch) -> impl IntoView {
+fn MessageResultsList(search: MessageSearch) -> impl IntoView {
     let chat = use_chat();
     move || {
         let Some(results) = search.results.get() else { return view! { <Searching /> }.into_any() };

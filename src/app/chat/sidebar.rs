@@ -9,7 +9,7 @@ use leptos::prelude::*;
 
 use super::{
     Chat, local_hhmm,
-    search::{MessageResultsList, MessageSearch, MessageSearchBox},
+    search::{MessageSearch, MessageSearchBox, message_results},
     state, use_chat,
 };
 use crate::{
@@ -81,7 +81,7 @@ pub fn Sidebar() -> impl IntoView {
             <nav class="min-h-0 flex-1 overflow-y-auto p-2" aria-label="Conversations">
                 {move || {
                     if messages.active() {
-                        view! { <MessageResultsList search=messages /> }.into_any()
+                        message_results(messages).into_any()
                     } else if searching() {
                         view! { <SearchResultsList /> }.into_any()
                     } else {
