@@ -274,6 +274,7 @@ async fn protocol_round_trips_every_variant() {
             ClientEvent::Send {
                 client_msg_id: "c-1".into(),
                 to: user.id.clone(),
+                conversation_id: None,
                 text: "hi".into(),
                 image: None,
                 reply_to: None,
@@ -284,6 +285,7 @@ async fn protocol_round_trips_every_variant() {
             ClientEvent::Send {
                 client_msg_id: "c-2".into(),
                 to: user.id.clone(),
+                conversation_id: None,
                 text: String::new(),
                 image: Some("/api/media/x".into()),
                 reply_to: None,
@@ -359,6 +361,7 @@ async fn protocol_round_trips_every_variant() {
         ClientEvent::Send {
             client_msg_id: "c-7".into(),
             to: "01J0000000000000000000000B".into(),
+            conversation_id: None,
             text: "hi".into(),
             image: None,
             reply_to: None
@@ -371,6 +374,7 @@ async fn protocol_round_trips_every_variant() {
         ClientEvent::Send {
             client_msg_id: "c-8".into(),
             to: "x".into(),
+            conversation_id: None,
             text: String::new(),
             image: Some("/api/media/y".into()),
             reply_to: None

@@ -101,9 +101,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             patch(edit_message).delete(delete_message).layer(json_limit),
         )
         .route("/api/conversations/{id}/messages/{message_id}/reactions", post(react).layer(json_limit))
-        .route("/api/groups", post(create_group).layer(json_limit.clone()))
-        .route("/api/groups/{id}", get(group).patch(rename_group).layer(json_limit.clone()))
-        .route("/api/groups/{id}/members", post(add_members).layer(json_limit.clone()))
+        .route("/api/groups", post(create_group).layer(json_limit))
+        .route("/api/groups/{id}", get(group).patch(rename_group).layer(json_limit))
+        .route("/api/groups/{id}/members", post(add_members).layer(json_limit))
         .route("/api/groups/{id}/members/{user_id}", delete(remove_member))
         // `{id}`: a user (the direct chat with them) or a group (`grp:…`).
         .route("/api/messages/send/{id}", post(send).layer(json_limit))
