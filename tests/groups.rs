@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use charcha::api::dto::MAX_GROUP_MEMBERS;
-use common::{TestServer, TestUser, Ws, eventually, get, post_json};
+use common::{TestServer, TestUser, Ws, conversation_entry, eventually, get, post_json};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -37,6 +37,18 @@ async fn servers() -> Vec<TestServer> {
 /// The server for the `i`-th member.
 fn on(servers: &[TestServer], i: usize) -> &TestServer {
     &servers[i % servers.len()]
+}
+
+/// Signs up `names`, the i-th on the i-th instance, each with a socket there.
+async fn members<const N: usize>(servers: &[TestServer], names: [&str; N]) -> ([TestUser; N], [Ws; N]) {
+    let (mut users, mut sockets) = (Vec::new(), Vec::new());
+    for (i, name) in names.into_iter().enumerate() {
+        let user = TestUser::signup(on(servers, i), name).await;
+        sockets.push(user.ws(on(servers, i)).await);
+        users.push(user);
+    }
+    let (Ok(users), Ok(sockets)) = (users.try_into(), sockets.try_into()) else { unreachable!("one of each per name") };
+    (users, sockets)
 }
 
 async fn delete(user: &TestUser, base: &str, path: &str) -> (StatusCode, Value) {
@@ -71,20 +83,6 @@ fn is_message(e: &Value, text: &str) -> bool {
     e["type"] == "message" && e["message"]["text"] == text
 }
 
-/// `user`'s conversation list entry for `group` once its last message is `last_id`.
-async fn entry(server: &TestServer, user: &TestUser, group: &str, last_id: &str) -> Value {
-    eventually(|| async {
-        let (status, page) = get(&user.http, &server.url, "/api/conversations").await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        page["conversations"]
-            .as_array()?
-            .iter()
-            .find(|c| c["conversation_id"] == group && c["last_message"]["_id"] == last_id)
-            .cloned()
-    })
-    .await
-}
-
 /// History of `group` as `user`, once it holds `id` (the worker stores shortly after the ack).
 async fn history_with(server: &TestServer, user: &TestUser, group: &str, id: &str) -> Value {
     eventually(|| async {
@@ -98,12 +96,7 @@ async fn history_with(server: &TestServer, user: &TestUser, group: &str, id: &st
 #[tokio::test]
 async fn a_group_of_three_chats_live_with_history_unread_and_seen_by() {
     let servers = servers().await;
-    let ann = TestUser::signup(on(&servers, 0), "Ann").await;
-    let bob = TestUser::signup(on(&servers, 1), "Bob").await;
-    let cat = TestUser::signup(on(&servers, 2), "Cat").await;
-    let mut ann_ws = ann.ws(on(&servers, 0)).await;
-    let mut bob_ws = bob.ws(on(&servers, 1)).await;
-    let mut cat_ws = cat.ws(on(&servers, 2)).await;
+    let ([ann, bob, cat], [mut ann_ws, mut bob_ws, mut cat_ws]) = members(&servers, ["Ann", "Bob", "Cat"]).await;
 
     let group = create_group(on(&servers, 0), &ann, "  Launch crew  ", &[&bob, &cat, &bob]).await;
     let gid = id_of(&group);
@@ -149,13 +142,13 @@ async fn a_group_of_three_chats_live_with_history_unread_and_seen_by() {
     }
 
     // Unread: messages from others after my marker.
-    let cat_entry = entry(on(&servers, 2), &cat, &gid, second_id).await;
+    let cat_entry = conversation_entry(on(&servers, 2), &cat, &gid, second_id).await;
     assert_eq!(cat_entry["unread"], 2, "{cat_entry}");
     assert!(cat_entry.get("peer").is_none(), "a group entry has no peer: {cat_entry}");
     assert_eq!(cat_entry["group"]["name"], "Launch crew");
     assert_eq!(cat_entry["group"]["member_count"], 3);
     assert_eq!(cat_entry["seen_by"], 0);
-    let bob_entry = entry(on(&servers, 1), &bob, &gid, second_id).await;
+    let bob_entry = conversation_entry(on(&servers, 1), &bob, &gid, second_id).await;
     assert_eq!(bob_entry["unread"], 1, "Bob's own message is not unread for him: {bob_entry}");
 
     // Cat reads everything: the others hear it, Cat's count clears, and
@@ -166,14 +159,14 @@ async fn a_group_of_three_chats_live_with_history_unread_and_seen_by() {
         assert_eq!(e["user_id"], cat.id.as_str());
         assert_eq!(e["message_id"], second_id);
     }
-    let cat_entry = entry(on(&servers, 2), &cat, &gid, second_id).await;
+    let cat_entry = conversation_entry(on(&servers, 2), &cat, &gid, second_id).await;
     assert_eq!(cat_entry["unread"], 0, "{cat_entry}");
-    let ann_entry = entry(on(&servers, 0), &ann, &gid, second_id).await;
+    let ann_entry = conversation_entry(on(&servers, 0), &ann, &gid, second_id).await;
     assert_eq!(ann_entry["seen_by"], 1, "Cat has read the newest message: {ann_entry}");
     assert_eq!(ann_entry["unread"], 1, "Bob's message: {ann_entry}");
     bob_ws.send_json(json!({ "type": "read", "conversation_id": gid, "message_id": first_id })).await;
     ann_ws.next_where(WAIT, |e| e["type"] == "read" && e["user_id"] == bob.id.as_str()).await.expect("read");
-    let ann_entry = entry(on(&servers, 0), &ann, &gid, second_id).await;
+    let ann_entry = conversation_entry(on(&servers, 0), &ann, &gid, second_id).await;
     assert_eq!(ann_entry["seen_by"], 1, "Bob has read only the first message: {ann_entry}");
     let page = history_with(on(&servers, 0), &ann, &gid, second_id).await;
     let mut markers: Vec<(String, String)> = page["read_markers"]
@@ -221,13 +214,8 @@ async fn a_group_of_three_chats_live_with_history_unread_and_seen_by() {
 #[tokio::test]
 async fn edit_delete_and_react_in_a_group_reach_every_member() {
     let servers = servers().await;
-    let ann = TestUser::signup(on(&servers, 0), "Ann").await;
-    let bob = TestUser::signup(on(&servers, 1), "Bob").await;
-    let cat = TestUser::signup(on(&servers, 2), "Cat").await;
+    let ([ann, bob, cat], [mut ann_ws, mut bob_ws, mut cat_ws]) = members(&servers, ["Ann", "Bob", "Cat"]).await;
     let gid = id_of(&create_group(on(&servers, 0), &ann, "Edits", &[&bob, &cat]).await);
-    let mut ann_ws = ann.ws(on(&servers, 0)).await;
-    let mut bob_ws = bob.ws(on(&servers, 1)).await;
-    let mut cat_ws = cat.ws(on(&servers, 2)).await;
     let m = send_to_group(&mut ann_ws, &gid, "typo here").await.expect("acked");
     let mid = m["_id"].as_str().unwrap().to_string();
     history_with(on(&servers, 1), &bob, &gid, &mid).await;
@@ -278,15 +266,9 @@ async fn edit_delete_and_react_in_a_group_reach_every_member() {
 #[tokio::test]
 async fn membership_changes_are_live_and_a_removed_member_stops_at_once() {
     let servers = servers().await;
-    let ann = TestUser::signup(on(&servers, 0), "Ann").await;
-    let bob = TestUser::signup(on(&servers, 1), "Bob").await;
-    let cat = TestUser::signup(on(&servers, 2), "Cat").await;
-    let dan = TestUser::signup(on(&servers, 0), "Dan").await;
+    let ([ann, bob, cat, dan], [mut ann_ws, mut bob_ws, mut cat_ws, mut dan_ws]) =
+        members(&servers, ["Ann", "Bob", "Cat", "Dan"]).await;
     let gid = id_of(&create_group(on(&servers, 0), &ann, "Core", &[&bob, &cat]).await);
-    let mut ann_ws = ann.ws(on(&servers, 0)).await;
-    let mut bob_ws = bob.ws(on(&servers, 1)).await;
-    let mut cat_ws = cat.ws(on(&servers, 2)).await;
-    let mut dan_ws = dan.ws(on(&servers, 0)).await;
     let base = |i: usize| on(&servers, i).url.clone();
 
     // Rename: live to every member.

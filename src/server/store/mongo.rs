@@ -295,6 +295,11 @@ impl MongoStore {
     fn docs(&self, name: &str) -> Collection<Document> {
         self.db.collection(name)
     }
+
+    /// Every document of collection `name` matching `filter`.
+    async fn find_docs(&self, name: &str, filter: Document) -> Result<Vec<Document>, StoreError> {
+        self.docs(name).find(filter).await.map_err(unavailable)?.try_collect().await.map_err(unavailable)
+    }
 }
 
 #[async_trait]
@@ -858,9 +863,7 @@ impl ReadStore for MongoStore {
     }
 
     async fn read_markers(&self, conversation_id: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let cursor =
-            self.docs("read_markers").find(doc! { "conversation_id": conversation_id }).await.map_err(unavailable)?;
-        let docs: Vec<Document> = cursor.try_collect().await.map_err(unavailable)?;
+        let docs = self.find_docs("read_markers", doc! { "conversation_id": conversation_id }).await?;
         Ok(docs
             .into_iter()
             .filter_map(|d| Some((d.get_str("user_id").ok()?.to_string(), d.get_str("message_id").ok()?.to_string())))
@@ -898,22 +901,8 @@ impl GroupStore for MongoStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let groups: Vec<Document> = self
-            .docs("groups")
-            .find(doc! { "_id": { "$in": ids } })
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
-        let memberships: Vec<Document> = self
-            .docs("group_members")
-            .find(doc! { "group_id": { "$in": ids } })
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let groups = self.find_docs("groups", doc! { "_id": { "$in": ids } }).await?;
+        let memberships = self.find_docs("group_members", doc! { "group_id": { "$in": ids } }).await?;
         let corrupt = |what: &str| StoreError::Corrupt(format!("group document without {what}"));
         let mut members: std::collections::HashMap<String, Vec<GroupMemberRecord>> = Default::default();
         for d in memberships {
@@ -991,14 +980,7 @@ impl GroupStore for MongoStore {
     }
 
     async fn groups_of(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
-        let docs: Vec<Document> = self
-            .docs("group_members")
-            .find(doc! { "user_id": user_id })
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let docs = self.find_docs("group_members", doc! { "user_id": user_id }).await?;
         Ok(docs.into_iter().filter_map(|d| d.get_str("group_id").ok().map(str::to_string)).collect())
     }
 }
