@@ -118,7 +118,7 @@ fn parse_conns(args: Vec<String>) -> Result<Option<ConnsOpts>, String> {
 
 /// What every subcommand does before its work: parse its options (or print
 /// its help) and start a runtime. `Err` is the exit code to end with.
-fn prepare<O>(
+pub fn prepare<O>(
     name: &str,
     help: &str,
     args: Vec<String>,
@@ -144,7 +144,11 @@ fn prepare<O>(
     }
 }
 
-fn finish(result: Result<serde_json::Value, String>, json_out: bool, text: impl Fn(&serde_json::Value)) -> ExitCode {
+pub fn finish(
+    result: Result<serde_json::Value, String>,
+    json_out: bool,
+    text: impl Fn(&serde_json::Value),
+) -> ExitCode {
     match result {
         Ok(report) => {
             if json_out {
