@@ -487,3 +487,39 @@ async fn group_changes_are_rate_limited() {
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn group_images_are_visible_to_current_members_only() {
+    let server = TestServer::start().await;
+    let ann = TestUser::signup(&server, "Ann").await;
+    let bob = TestUser::signup(&server, "Bob").await;
+    let eve = TestUser::signup(&server, "Eve").await;
+    let gid = id_of(&create_group(&server, &ann, "Pictures", &[&bob]).await);
+    let part = reqwest::multipart::Part::bytes(common::png()).file_name("dot.png").mime_str("image/png").expect("mime");
+    let form = reqwest::multipart::Form::new().text("to", gid.clone()).part("image", part);
+    let resp = ann.http.post(format!("{}/api/media", server.url)).multipart(form).send().await.expect("upload");
+    let (status, body) = common::body_json(resp).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let image = body["url"].as_str().expect("url").to_string();
+    let (status, sent) =
+        post_json(&ann.http, &server.url, &format!("/api/messages/send/{gid}"), json!({ "image": image })).await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let fetch = |user: &TestUser| {
+        let req = user.http.get(format!("{}{image}", server.url));
+        async move { req.send().await.expect("media").status() }
+    };
+    assert_eq!(fetch(&bob).await, StatusCode::OK, "a member sees it");
+    assert_eq!(fetch(&eve).await, StatusCode::NOT_FOUND, "an outsider does not");
+    // Eve may not upload for the group, nor send its image.
+    let part = reqwest::multipart::Part::bytes(common::png()).file_name("dot.png").mime_str("image/png").expect("mime");
+    let form = reqwest::multipart::Form::new().text("to", gid.clone()).part("image", part);
+    let resp = eve.http.post(format!("{}/api/media", server.url)).multipart(form).send().await.expect("upload");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let (status, _) =
+        post_json(&eve.http, &server.url, &format!("/api/messages/send/{}", bob.id), json!({ "image": image })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "another conversation's image is refused");
+    // Once removed, Bob no longer sees it.
+    let (status, _) = delete(&ann, &server.url, &format!("/api/groups/{gid}/members/{}", bob.id)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fetch(&bob).await, StatusCode::NOT_FOUND, "a former member does not");
+}
