@@ -8,7 +8,6 @@
 
 use std::{
     collections::HashSet,
-    path::PathBuf,
     process::ExitCode,
     sync::{
         Arc, Mutex,
@@ -23,9 +22,9 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
-    conns::{finish, prepare},
+    conns::{UserOpts, finish, prepare},
     http::{self, Base},
-    load::{self, AuthPlan},
+    load,
     stats::Latency,
 };
 
@@ -48,11 +47,7 @@ struct Opts {
     messages: usize,
     window: usize,
     drain: f64,
-    tokens: Option<PathBuf>,
-    tokens_key: Option<String>,
-    signup_concurrency: usize,
-    label: String,
-    json: bool,
+    who: UserOpts,
 }
 
 fn parse(args: Vec<String>) -> Result<Option<Opts>, String> {
@@ -63,24 +58,18 @@ fn parse(args: Vec<String>) -> Result<Option<Opts>, String> {
         messages: 200,
         window: 1,
         drain: 5.0,
-        tokens: None,
-        tokens_key: None,
-        signup_concurrency: 16,
-        label: "group".into(),
-        json: false,
+        who: UserOpts::new("group"),
     };
     while let Some(flag) = a.next_flag() {
+        if o.who.parse_flag(&flag, &mut a)? {
+            continue;
+        }
         match flag.as_str() {
             "--url" => o.url = a.value("--url")?,
             "--members" => o.members = a.parse("--members")?,
             "--messages" => o.messages = a.parse("--messages")?,
             "--window" => o.window = a.parse("--window")?,
             "--drain" => o.drain = a.parse("--drain")?,
-            "--tokens" => o.tokens = Some(PathBuf::from(a.value("--tokens")?)),
-            "--tokens-key" => o.tokens_key = Some(a.value("--tokens-key")?),
-            "--signup-concurrency" => o.signup_concurrency = a.parse("--signup-concurrency")?,
-            "--label" => o.label = a.value("--label")?,
-            "--json" => o.json = true,
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -96,7 +85,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
         Ok(prepared) => prepared,
         Err(code) => return code,
     };
-    finish(rt.block_on(run(&o)), o.json, |r| {
+    finish(rt.block_on(run(&o)), o.who.json, |r| {
         println!("{}: 1 sender, {} members, {} messages", r["label"], r["members"], r["messages"]);
         println!(
             "  delivered      {} of {} frames, {} frames/s ({} msg/s acked)",
@@ -122,14 +111,7 @@ struct Seen {
 
 async fn run(o: &Opts) -> Result<Value, String> {
     let base = Base::parse(&o.url)?;
-    let plan = AuthPlan {
-        key: o.tokens_key.clone().unwrap_or_else(|| o.url.clone()),
-        tokens: o.tokens.clone(),
-        users: o.members,
-        label: o.label.clone(),
-        signup_concurrency: o.signup_concurrency,
-    };
-    let creds = load::obtain_creds_for(&plan, std::slice::from_ref(&base)).await?;
+    let creds = load::obtain_creds_for(&o.who.plan(&o.url, o.members), std::slice::from_ref(&base)).await?;
     let creds: Vec<http::Cred> = creds.creds.into_iter().collect::<Option<_>>().ok_or("a member has no credentials")?;
 
     // The group: the first member creates it with all the others.
@@ -229,7 +211,7 @@ async fn run(o: &Opts) -> Result<Value, String> {
     let latency = Latency::of(std::mem::take(&mut *seen.latency_us.lock().unwrap_or_else(|p| p.into_inner())));
     let duplicated = seen.duplicated.load(Ordering::Relaxed);
     Ok(json!({
-        "label": o.label,
+        "label": o.who.label,
         "mode": "group",
         "members": o.members,
         "messages": o.messages,
