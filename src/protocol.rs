@@ -6,12 +6,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::dto::{ChatMessage, Contact, User};
+use crate::api::dto::{ChatMessage, Contact, Group, User};
 
 /// Bumped on any incompatible change to the frames below.
 /// 2: `hello` no longer lists everyone online; clients `watch` the users
 /// they show and get their presence (`presence_batch`, then `presence`).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: group conversations: `send` names a group by `conversation_id`,
+/// messages may belong to a group (`recipient_id` is then the group id),
+/// and the `group` and `group_removed` events.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Close code when the session's token was revoked (a logout) or expired:
 /// the client should not reconnect with it, but ask the user to log in.
@@ -37,13 +40,18 @@ pub const TYPING_EVERY_MS: u64 = 3_000;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientEvent {
-    /// Send a message to `to` (a user id). The sender is the authenticated
-    /// user of the connection, never a field of the frame.
+    /// Send a message to `to` (a user id: a direct chat) or to the group
+    /// `conversation_id` (exactly one of the two). The sender is the
+    /// authenticated user of the connection, never a field of the frame.
     Send {
         /// Chosen by the client; a retry with the same id never creates a
         /// second message and is answered with the same ack.
         client_msg_id: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         to: String,
+        /// A group's id (`grp:…`), instead of `to`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<String>,
         #[serde(default)]
         text: String,
         /// URL of an image uploaded beforehand through `/api/media`.
@@ -160,6 +168,18 @@ pub enum ServerEvent {
         emoji: String,
         on: bool,
     },
+    /// A group the user is a member of was created or changed (renamed,
+    /// members added or removed, roles): its whole new state, to every
+    /// current member's sessions.
+    Group {
+        group: Group,
+    },
+    /// The user is no longer a member of the group `conversation_id`
+    /// (removed by an admin, or left from another tab): drop it. No other
+    /// frame about it follows.
+    GroupRemoved {
+        conversation_id: String,
+    },
 }
 
 /// Machine-readable error codes of [`ServerEvent::Error`]. New codes may
@@ -267,6 +287,14 @@ impl ServerEvent {
             on: bool,
         }
         #[derive(Deserialize)]
+        struct GroupFrame {
+            group: Group,
+        }
+        #[derive(Deserialize)]
+        struct GroupRemoved {
+            conversation_id: String,
+        }
+        #[derive(Deserialize)]
         struct Updated {
             message: ChatMessage,
             #[serde(default)]
@@ -284,6 +312,9 @@ impl ServerEvent {
             "read",
             "typing",
             "updated",
+            "reaction",
+            "group",
+            "group_removed",
         ];
 
         let tag: Tag = from_str(text)?;
@@ -317,6 +348,10 @@ impl ServerEvent {
             "reaction" => from_str(text).map(|Reaction { conversation_id, message_id, user_id, emoji, on }| {
                 Self::Reaction { conversation_id, message_id, user_id, emoji, on }
             })?,
+            "group" => from_str(text).map(|GroupFrame { group }| Self::Group { group })?,
+            "group_removed" => {
+                from_str(text).map(|GroupRemoved { conversation_id }| Self::GroupRemoved { conversation_id })?
+            }
             other => return Err(serde_json::Error::unknown_variant(other, TYPES)),
         })
     }
@@ -348,6 +383,7 @@ impl ServerEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::dto::{GroupMember, GroupRole};
 
     #[test]
     fn message_frame_is_the_serialised_event() {
@@ -396,6 +432,30 @@ mod tests {
         assert_eq!(refused.to_json(), r#"{"type":"error","code":"too_many_connections","message":"m"}"#);
     }
 
+    #[test]
+    fn a_send_names_either_a_user_or_a_group() {
+        let dm = r#"{"type":"send","client_msg_id":"c","to":"u2","text":"hi"}"#;
+        let Ok(ClientEvent::Send { to, conversation_id, .. }) = serde_json::from_str::<ClientEvent>(dm) else {
+            panic!("a direct send parses")
+        };
+        assert_eq!((to.as_str(), conversation_id), ("u2", None));
+        let group = r#"{"type":"send","client_msg_id":"c","conversation_id":"grp:x","text":"hi"}"#;
+        let Ok(ClientEvent::Send { to, conversation_id, .. }) = serde_json::from_str::<ClientEvent>(group) else {
+            panic!("a group send parses")
+        };
+        assert_eq!((to.as_str(), conversation_id.as_deref()), ("", Some("grp:x")));
+        let event = ClientEvent::Send {
+            client_msg_id: "c".into(),
+            to: "u2".into(),
+            conversation_id: None,
+            text: "hi".into(),
+            image: None,
+            reply_to: None,
+        };
+        let json = serde_json::to_string(&event).expect("json");
+        assert!(!json.contains("conversation_id"), "a direct send's frame is what it was: {json}");
+    }
+
     /// The client's lean parser agrees with serde's derive on every variant,
     /// on the tag's position, on unknown fields and on bad frames.
     #[test]
@@ -428,6 +488,16 @@ mod tests {
             bio: String::new(),
             online: false,
         };
+        let group = Group {
+            id: "grp:01J00000000000000000000000".into(),
+            name: "Team \"core\"".into(),
+            creator_id: "u1".into(),
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            members: vec![
+                GroupMember { contact: contact.clone(), role: GroupRole::Admin },
+                GroupMember { contact: Contact { id: "u3".into(), ..contact.clone() }, role: GroupRole::Member },
+            ],
+        };
         let events = [
             ServerEvent::Hello { protocol_version: PROTOCOL_VERSION, user },
             ServerEvent::Ack { client_msg_id: "c1".into(), message: message.clone() },
@@ -435,6 +505,15 @@ mod tests {
             ServerEvent::Presence { user_id: "u2".into(), online: true },
             ServerEvent::PresenceBatch { online: vec!["u3".into()], offline: vec![] },
             ServerEvent::Contact { contact },
+            ServerEvent::Group { group },
+            ServerEvent::GroupRemoved { conversation_id: "grp:01J00000000000000000000000".into() },
+            ServerEvent::Message {
+                message: ChatMessage {
+                    conversation_id: "grp:01J00000000000000000000000".into(),
+                    recipient_id: "grp:01J00000000000000000000000".into(),
+                    ..message.clone()
+                },
+            },
             ServerEvent::Error {
                 code: ErrorCode::RateLimited,
                 message: "slow down".into(),

@@ -26,7 +26,10 @@ use std::collections::BTreeSet;
 use charcha::{
     api::{
         auth::{CurrentUser, Login, Logout, Signup, UpdateProfile},
-        chat::{Conversation, GetContact, ListConversations, SearchMessages, SearchUsers, SendMessage, UploadImage},
+        chat::{
+            AddGroupMembers, Conversation, CreateGroup, GetContact, GetGroup, LeaveGroup, ListConversations,
+            RemoveGroupMember, RenameGroup, SearchMessages, SearchUsers, SendMessage, UploadImage,
+        },
         dto::direct_conversation_id,
     },
     protocol::ClientEvent,
@@ -64,8 +67,10 @@ enum Expect {
 }
 
 /// The people and data every row is about. Ann (the member) and Bob have a
-/// conversation with a secret message and a private image; Cat is the
-/// outsider; Dave is the account the log-in rows log in to.
+/// conversation with a secret message and a private image, and a group
+/// (Ann its creator) with a secret message of its own; Cat is the
+/// outsider; Dave is the account the log-in rows log in to (and the one the
+/// group rows add and remove).
 struct World {
     server: TestServer,
     ann: TestUser,
@@ -81,6 +86,11 @@ struct World {
     private_image: String,
     /// `/api/media/<id>` of Ann's avatar (public).
     avatar: String,
+    /// Ann and Bob's group, its secret message and a second one (deleted by a row).
+    group_id: String,
+    group_secret: String,
+    group_secret_id: String,
+    group_spare_id: String,
 }
 
 impl World {
@@ -119,7 +129,46 @@ impl World {
         })
         .await;
         let conversation_id = direct_conversation_id(&ann.id, &bob.id);
-        Self { server, ann, bob, cat, dave, secret, secret_id, spare_id, conversation_id, private_image, avatar }
+        let (status, group) = common::post_json(
+            &ann.http,
+            &server.url,
+            "/api/groups",
+            json!({ "name": "Ann and Bob", "member_ids": [bob.id] }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{group}");
+        let group_id = group["_id"].as_str().expect("group id").to_string();
+        let group_secret = format!("groupsecret-{}", ulid::Ulid::new());
+        let mut group_sent = Vec::new();
+        for text in [group_secret.clone(), format!("spare {group_secret}")] {
+            let path = format!("/api/messages/send/{group_id}");
+            let (status, body) = common::post_json(&ann.http, &server.url, &path, json!({ "text": text })).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            group_sent.push(body["_id"].as_str().expect("message id").to_string());
+        }
+        let group_history = format!("/api/messages/{group_id}");
+        common::eventually(|| async {
+            let (_, page) = common::get(&ann.http, &server.url, &group_history).await;
+            page.to_string().contains(&format!("spare {group_secret}")).then_some(())
+        })
+        .await;
+        Self {
+            server,
+            ann,
+            bob,
+            cat,
+            dave,
+            secret,
+            secret_id,
+            spare_id,
+            conversation_id,
+            private_image,
+            avatar,
+            group_id,
+            group_secret,
+            group_secret_id: group_sent[0].clone(),
+            group_spare_id: group_sent[1].clone(),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -135,10 +184,14 @@ impl World {
         }
     }
 
-    /// Whether `body` shows anything of Ann and Bob's conversation.
+    /// Whether `body` shows anything of Ann and Bob's conversation or group.
     fn leaks(&self, body: &str) -> bool {
         let image_id = self.private_image.rsplit('/').next().unwrap_or(&self.private_image);
-        body.contains(&self.secret) || body.contains(&self.conversation_id) || body.contains(image_id)
+        body.contains(&self.secret)
+            || body.contains(&self.conversation_id)
+            || body.contains(image_id)
+            || body.contains(&self.group_id)
+            || body.contains(&self.group_secret)
     }
 }
 
@@ -342,6 +395,112 @@ fn rest_rows() -> Vec<Row> {
             [Denied, Denied, Is(200)],
         ),
         row("GET", "/api/media/{id}", "an avatar (public)", |w, c| c.get(w.url(&w.avatar)), [Is(200); 3]),
+        // Groups: an outsider can do nothing with Ann and Bob's group.
+        row(
+            "POST",
+            "/api/groups",
+            "create a group with Bob",
+            |w, c| c.post(w.url("/api/groups")).json(&json!({ "name": "Mine", "member_ids": [w.bob.id] })),
+            [Unauthorized, Is(201), Is(201)],
+        ),
+        row(
+            "GET",
+            "/api/groups/{id}",
+            "Ann and Bob's group",
+            |w, c| c.get(w.url(&format!("/api/groups/{}", w.group_id))),
+            [Unauthorized, Denied, Sees(200)],
+        ),
+        row(
+            "PATCH",
+            "/api/groups/{id}",
+            "rename Ann and Bob's group",
+            |w, c| c.patch(w.url(&format!("/api/groups/{}", w.group_id))).json(&json!({ "name": "Renamed" })),
+            [Unauthorized, Denied, Sees(200)],
+        ),
+        row(
+            "POST",
+            "/api/groups/{id}/members",
+            "add Dave to Ann and Bob's group",
+            |w, c| {
+                c.post(w.url(&format!("/api/groups/{}/members", w.group_id))).json(&json!({ "user_ids": [w.dave.id] }))
+            },
+            [Unauthorized, Denied, Sees(200)],
+        ),
+        row(
+            "DELETE",
+            "/api/groups/{id}/members/{user_id}",
+            "remove Dave from Ann and Bob's group",
+            |w, c| c.delete(w.url(&format!("/api/groups/{}/members/{}", w.group_id, w.dave.id))),
+            [Unauthorized, Denied, Sees(200)],
+        ),
+        row(
+            "GET",
+            "/api/messages/{id}",
+            "history of Ann and Bob's group",
+            |w, c| c.get(w.url(&format!("/api/messages/{}", w.group_id))),
+            [Unauthorized, Denied, Sees(200)],
+        ),
+        row(
+            "POST",
+            "/api/messages/send/{id}",
+            "send to Ann and Bob's group",
+            |w, c| c.post(w.url(&format!("/api/messages/send/{}", w.group_id))).json(&json!({ "text": "hi" })),
+            [Unauthorized, Denied, Is(201)],
+        ),
+        row(
+            "GET",
+            "/api/messages/search",
+            "search messages for the group's secret",
+            |w, c| c.get(w.url("/api/messages/search")).query(&[("q", w.group_secret.as_str())]),
+            [Unauthorized, Own(200), Sees(200)],
+        ),
+        row(
+            "POST",
+            "/api/conversations/{id}/read",
+            "mark Ann and Bob's group read",
+            |w, c| {
+                let body = json!({ "message_id": w.group_secret_id });
+                c.post(w.url(&format!("/api/conversations/{}/read", w.group_id))).json(&body)
+            },
+            [Unauthorized, Denied, Is(204)],
+        ),
+        row(
+            "PATCH",
+            "/api/conversations/{id}/messages/{message_id}",
+            "edit Ann's group message",
+            |w, c| {
+                let url = w.url(&format!("/api/conversations/{}/messages/{}", w.group_id, w.group_secret_id));
+                c.patch(url).json(&json!({ "text": format!("{} (edited)", w.group_secret) }))
+            },
+            [Unauthorized, Denied, Sees(200)],
+        ),
+        row(
+            "POST",
+            "/api/conversations/{id}/messages/{message_id}/reactions",
+            "react to Ann's group message",
+            |w, c| {
+                let url = w.url(&format!("/api/conversations/{}/messages/{}/reactions", w.group_id, w.group_secret_id));
+                c.post(url).json(&json!({ "emoji": "👍", "on": true }))
+            },
+            [Unauthorized, Denied, Is(204)],
+        ),
+        row(
+            "DELETE",
+            "/api/conversations/{id}/messages/{message_id}",
+            "delete Ann's group message",
+            |w, c| c.delete(w.url(&format!("/api/conversations/{}/messages/{}", w.group_id, w.group_spare_id))),
+            [Unauthorized, Denied, Is(200)],
+        ),
+        row(
+            "POST",
+            "/api/media",
+            "upload an image for Ann and Bob's group",
+            |w, c| {
+                c.post(w.url("/api/media"))
+                    .multipart(multipart::Form::new().text("to", w.group_id.clone()).part("image", image_part()))
+            },
+            [Unauthorized, Denied, Is(201)],
+        ),
         // The upgrade handshake over plain HTTP (101 without reading on);
         // the WebSocket matrix below talks over real sockets.
         row(
@@ -440,6 +599,61 @@ fn server_fn_rows() -> Vec<Row> {
                     ("image", w.private_image.clone()),
                 ]
             },
+            [Unauthorized, Denied, Is(200)],
+        ),
+        sfn(
+            Conversation::PATH,
+            "history of Ann and Bob's group",
+            |w| vec![("peer_id", w.group_id.clone())],
+            [Unauthorized, Denied, Sees(200)],
+        ),
+        sfn(
+            SendMessage::PATH,
+            "send to Ann and Bob's group",
+            |w| {
+                vec![
+                    ("peer_id", w.group_id.clone()),
+                    ("client_msg_id", ulid::Ulid::new().to_string()),
+                    ("text", "hi".into()),
+                ]
+            },
+            [Unauthorized, Denied, Is(200)],
+        ),
+        sfn(
+            CreateGroup::PATH,
+            "create a group with Bob",
+            |w| vec![("name", "Mine".into()), ("member_ids[0]", w.bob.id.clone())],
+            [Unauthorized, Is(200), Is(200)],
+        ),
+        sfn(
+            GetGroup::PATH,
+            "Ann and Bob's group",
+            |w| vec![("id", w.group_id.clone())],
+            [Unauthorized, Denied, Sees(200)],
+        ),
+        sfn(
+            RenameGroup::PATH,
+            "rename Ann and Bob's group",
+            |w| vec![("id", w.group_id.clone()), ("name", "Renamed".into())],
+            [Unauthorized, Denied, Sees(200)],
+        ),
+        sfn(
+            AddGroupMembers::PATH,
+            "add Dave to Ann and Bob's group",
+            |w| vec![("id", w.group_id.clone()), ("user_ids[0]", w.dave.id.clone())],
+            [Unauthorized, Denied, Sees(200)],
+        ),
+        sfn(
+            RemoveGroupMember::PATH,
+            "remove Dave from Ann and Bob's group",
+            |w| vec![("id", w.group_id.clone()), ("user_id", w.dave.id.clone())],
+            [Unauthorized, Denied, Sees(200)],
+        ),
+        // Last of the group rows: the member leaves.
+        sfn(
+            LeaveGroup::PATH,
+            "leave Ann and Bob's group",
+            |w| vec![("id", w.group_id.clone())],
             [Unauthorized, Denied, Is(200)],
         ),
         sfn_multipart(
@@ -638,6 +852,8 @@ enum WsExpect {
     Silent,
     /// An `updated` answer: the caller changed its own message.
     Updated,
+    /// An ack of a message from the caller to Ann and Bob's group.
+    GroupAck,
 }
 
 /// What a client event may name.
@@ -649,6 +865,10 @@ struct Ids {
     secret: String,
     secret_id: String,
     spare_id: String,
+    group: String,
+    group_secret: String,
+    group_secret_id: String,
+    group_spare_id: String,
 }
 
 impl World {
@@ -661,6 +881,10 @@ impl World {
             secret: self.secret.clone(),
             secret_id: self.secret_id.clone(),
             spare_id: self.spare_id.clone(),
+            group: self.group_id.clone(),
+            group_secret: self.group_secret.clone(),
+            group_secret_id: self.group_secret_id.clone(),
+            group_spare_id: self.group_spare_id.clone(),
         }
     }
 }
@@ -679,6 +903,7 @@ fn ws_rows() -> Vec<WsRow> {
             event: |w| ClientEvent::Send {
                 client_msg_id: ulid::Ulid::new().to_string(),
                 to: w.bob.clone(),
+                conversation_id: None,
                 text: "hi".into(),
                 image: None,
                 reply_to: None,
@@ -690,6 +915,7 @@ fn ws_rows() -> Vec<WsRow> {
             event: |w| ClientEvent::Send {
                 client_msg_id: ulid::Ulid::new().to_string(),
                 to: w.bob.clone(),
+                conversation_id: None,
                 text: String::new(),
                 image: Some(w.private_image.clone()),
                 reply_to: None,
@@ -737,6 +963,50 @@ fn ws_rows() -> Vec<WsRow> {
             event: |w| ClientEvent::Typing { conversation_id: w.conversation.clone() },
             expect: [WsExpect::Refused, WsExpect::Silent],
         },
+        WsRow {
+            what: "send to Ann and Bob's group",
+            event: |w| ClientEvent::Send {
+                client_msg_id: ulid::Ulid::new().to_string(),
+                to: String::new(),
+                conversation_id: Some(w.group.clone()),
+                text: "hi".into(),
+                image: None,
+                reply_to: None,
+            },
+            expect: [WsExpect::Refused, WsExpect::GroupAck],
+        },
+        WsRow {
+            what: "mark Ann and Bob's group read",
+            event: |w| ClientEvent::Read { conversation_id: w.group.clone(), message_id: w.group_secret_id.clone() },
+            expect: [WsExpect::Refused, WsExpect::Silent],
+        },
+        WsRow {
+            what: "edit Ann's group message",
+            event: |w| ClientEvent::Edit {
+                client_msg_id: ulid::Ulid::new().to_string(),
+                message_id: w.group_secret_id.clone(),
+                text: format!("{} (edited)", w.group_secret),
+            },
+            expect: [WsExpect::Refused, WsExpect::Updated],
+        },
+        WsRow {
+            what: "delete Ann's group message",
+            event: |w| ClientEvent::Delete {
+                client_msg_id: ulid::Ulid::new().to_string(),
+                message_id: w.group_spare_id.clone(),
+            },
+            expect: [WsExpect::Refused, WsExpect::Updated],
+        },
+        WsRow {
+            what: "react to Ann's group message",
+            event: |w| ClientEvent::React { message_id: w.group_secret_id.clone(), emoji: "🎉".into(), on: true },
+            expect: [WsExpect::Refused, WsExpect::Silent],
+        },
+        WsRow {
+            what: "typing in Ann and Bob's group",
+            event: |w| ClientEvent::Typing { conversation_id: w.group.clone() },
+            expect: [WsExpect::Refused, WsExpect::Silent],
+        },
     ]
 }
 
@@ -750,6 +1020,10 @@ fn every_client_event_has_a_row() {
         secret: "s".into(),
         secret_id: "m1".into(),
         spare_id: "m2".into(),
+        group: "grp:g".into(),
+        group_secret: "gs".into(),
+        group_secret_id: "m3".into(),
+        group_spare_id: "m4".into(),
     };
     let covered: BTreeSet<&str> = ws_rows().iter().map(|r| event_type(&(r.event)(&ids))).collect();
     assert_eq!(covered, ALL_EVENTS.into_iter().collect::<BTreeSet<_>>(), "client events without a row in ws_rows()");
@@ -806,6 +1080,13 @@ async fn every_client_event_as_anonymous_outsider_and_member() {
                 WsExpect::Refused => (answer["type"] != "error" || answer["code"] != "invalid")
                     .then(|| "want an invalid error".to_string()),
                 WsExpect::Silent => (answer["type"] != "pong").then(|| "want no answer (then the pong)".to_string()),
+                WsExpect::GroupAck => {
+                    let m = &answer["message"];
+                    (answer["type"] != "ack"
+                        || m["sender_id"] != user.id.as_str()
+                        || m["conversation_id"] != w.group_id)
+                        .then(|| "want an ack of the caller's own group message".to_string())
+                }
                 WsExpect::Updated => (answer["type"] != "updated"
                     || answer["message"]["sender_id"] != user.id.as_str())
                 .then(|| "want the caller's own message, updated".to_string()),

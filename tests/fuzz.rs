@@ -198,15 +198,20 @@ enum Body {
 /// server is healthy afterwards.
 #[test]
 fn rest_json_bodies_never_get_a_5xx() {
-    const ROUTES: [(&str, &str, &[&str]); 5] = [
+    const ROUTES: [(&str, &str, &[&str]); 9] = [
         ("POST", "/api/auth/signup", &["email", "password", "full_name", "bio"]),
         ("POST", "/api/auth/login", &["email", "password"]),
         ("PUT", "/api/auth/update-profile", &["full_name", "bio"]),
         ("POST", "/api/auth/update-profile", &["full_name", "bio"]),
         ("POST", "/api/messages/send/{peer}", &["text", "image", "client_msg_id"]),
+        ("POST", "/api/messages/send/{group}", &["text", "image", "client_msg_id"]),
+        // Group changes are rate limited (30 a minute): later cases get 429s, never a 5xx.
+        ("POST", "/api/groups", &["name", "member_ids"]),
+        ("PATCH", "/api/groups/{group}", &["name"]),
+        ("POST", "/api/groups/{group}/members", &["user_ids"]),
     ];
     let rt = runtime();
-    let (server, ann, bob) = rt.block_on(async {
+    let (server, ann, bob, group) = rt.block_on(async {
         let server = TestServer::start_with(|c| {
             c.limits.auth_rate_per_minute = 1_000_000;
             c.limits.send_rate_per_minute = 1_000_000;
@@ -214,21 +219,38 @@ fn rest_json_bodies_never_get_a_5xx() {
         .await;
         let ann = TestUser::signup(&server, "Ann").await;
         let bob = TestUser::signup(&server, "Bob").await;
-        (server, ann, bob)
+        let body = json!({ "name": "Fuzz", "member_ids": [bob.id] });
+        let (status, group) = common::post_json(&ann.http, &server.url, "/api/groups", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{group}");
+        let group = group["_id"].as_str().expect("group id").to_string();
+        (server, ann, bob, group)
     });
     let bodies = prop_oneof![
         json_value().prop_map(Body::Json),
         prop::collection::vec(any::<u8>(), 0..300).prop_map(Body::Bytes),
         object_with(ROUTES[0].2).prop_map(Body::Json),
-        object_with(&["email", "password", "full_name", "bio", "text", "image", "client_msg_id"]).prop_map(Body::Json),
+        object_with(&[
+            "email",
+            "password",
+            "full_name",
+            "bio",
+            "text",
+            "image",
+            "client_msg_id",
+            "name",
+            "member_ids",
+            "user_ids"
+        ])
+        .prop_map(Body::Json),
     ];
     let mut runner = TestRunner::new(config(300));
     let result = runner.run(&(0..ROUTES.len(), bodies), |(route, body)| {
         let (method, path, _) = ROUTES[route];
-        let url = format!("{}{}", server.url, path.replace("{peer}", &bob.id));
+        let url = format!("{}{}", server.url, path.replace("{peer}", &bob.id).replace("{group}", &group));
         rt.block_on(async {
             let req = match method {
                 "PUT" => ann.http.put(&url),
+                "PATCH" => ann.http.patch(&url),
                 _ => ann.http.post(&url),
             };
             let req = match &body {

@@ -274,6 +274,7 @@ async fn protocol_round_trips_every_variant() {
             ClientEvent::Send {
                 client_msg_id: "c-1".into(),
                 to: user.id.clone(),
+                conversation_id: None,
                 text: "hi".into(),
                 image: None,
                 reply_to: None,
@@ -284,6 +285,7 @@ async fn protocol_round_trips_every_variant() {
             ClientEvent::Send {
                 client_msg_id: "c-2".into(),
                 to: user.id.clone(),
+                conversation_id: None,
                 text: String::new(),
                 image: Some("/api/media/x".into()),
                 reply_to: None,
@@ -359,6 +361,7 @@ async fn protocol_round_trips_every_variant() {
         ClientEvent::Send {
             client_msg_id: "c-7".into(),
             to: "01J0000000000000000000000B".into(),
+            conversation_id: None,
             text: "hi".into(),
             image: None,
             reply_to: None
@@ -371,6 +374,7 @@ async fn protocol_round_trips_every_variant() {
         ClientEvent::Send {
             client_msg_id: "c-8".into(),
             to: "x".into(),
+            conversation_id: None,
             text: String::new(),
             image: Some("/api/media/y".into()),
             reply_to: None
@@ -388,10 +392,13 @@ async fn protocol_round_trips_every_variant() {
         )
         .is_ok()
     );
-    // What the gateway must reject as bad frames.
+    // What the gateway must reject as bad frames. (A send naming neither
+    // `to` nor `conversation_id` parses since protocol 4, which made each
+    // optional: the gateway refuses it as `invalid`, see
+    // bad_frames_get_errors_and_the_connection_survives.)
     for bad in [
         r#"{"type":"explode"}"#,
-        r#"{"type":"send","client_msg_id":"c","text":"t"}"#,
+        r#"{"type":"send","text":"t"}"#,
         r#"{"to":"x"}"#,
         "not json",
         r#"{"type":"ping","nonce":"7"}"#,
@@ -1031,10 +1038,15 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
     assert_eq!(error_frame(&mut wa).await["code"], "bad_frame");
     ping_pong(&mut wa, 7).await;
 
+    // Neither `to` nor `conversation_id` (protocol 4: one of the two).
     wa.send_json(json!({ "type": "send", "client_msg_id": "no-to", "text": "where to?" })).await;
     let err = error_frame(&mut wa).await;
-    assert_eq!(err["code"], "bad_frame");
-    assert_eq!(err["client_msg_id"], "no-to", "best-effort client_msg_id of an unparsable send: {err}");
+    assert_eq!(err["code"], "invalid");
+    assert_eq!(err["client_msg_id"], "no-to", "the refused send is named: {err}");
+    ping_pong(&mut wa, 7).await;
+
+    wa.send_json(json!({ "type": "send", "to": b.id, "text": "no client_msg_id" })).await;
+    assert_eq!(error_frame(&mut wa).await["code"], "bad_frame");
     ping_pong(&mut wa, 7).await;
 
     wa.send_json(json!({ "type": "send", "client_msg_id": 5, "to": b.id, "text": "x" })).await;

@@ -9,26 +9,11 @@ mod common;
 use std::time::Duration;
 
 use charcha::api::dto::direct_conversation_id;
-use common::{TestServer, TestUser, eventually, get, post_json};
+use common::{TestServer, TestUser, conversation_entry, get, post_json};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(5);
-
-/// `user`'s conversation list entry for `conversation_id`, once history has
-/// caught up to `last_id` (the worker stores messages shortly after the ack).
-async fn entry(server: &TestServer, user: &TestUser, conversation_id: &str, last_id: &str) -> Value {
-    eventually(|| async {
-        let (status, page) = get(&user.http, &server.url, "/api/conversations").await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        page["conversations"]
-            .as_array()?
-            .iter()
-            .find(|c| c["conversation_id"] == conversation_id && c["last_message"]["_id"] == last_id)
-            .cloned()
-    })
-    .await
-}
 
 #[tokio::test]
 async fn read_markers_clear_unread_counts_and_reach_every_member() {
@@ -49,9 +34,9 @@ async fn read_markers_clear_unread_counts_and_reach_every_member() {
     let own = bob_tab1.send_acked(&ann.id, "mine", WAIT).await.expect("acked");
     let last = own["_id"].as_str().expect("id").to_string();
 
-    let bob_entry = entry(&server, &bob, &conversation, &last).await;
+    let bob_entry = conversation_entry(&server, &bob, &conversation, &last).await;
     assert_eq!(bob_entry["unread"], 3, "{bob_entry}");
-    let ann_entry = entry(&server, &ann, &conversation, &last).await;
+    let ann_entry = conversation_entry(&server, &ann, &conversation, &last).await;
     assert_eq!(ann_entry["unread"], 1, "Bob's message is unread for Ann: {ann_entry}");
     assert!(bob_entry.get("peer_read").is_none(), "nobody has read anything yet: {bob_entry}");
 
@@ -65,9 +50,9 @@ async fn read_markers_clear_unread_counts_and_reach_every_member() {
         );
     }
     assert!(!bob_tab1.gets_before_pong(|e| e["type"] == "read").await, "the reading tab is not told");
-    let bob_entry = entry(&server, &bob, &conversation, &last).await;
+    let bob_entry = conversation_entry(&server, &bob, &conversation, &last).await;
     assert_eq!(bob_entry["unread"], 1, "one of Ann's messages is after the marker: {bob_entry}");
-    let ann_entry = entry(&server, &ann, &conversation, &last).await;
+    let ann_entry = conversation_entry(&server, &ann, &conversation, &last).await;
     assert_eq!(ann_entry["peer_read"], sent[1].as_str(), "{ann_entry}");
 
     // Markers never move back, and a repeat is silent.
@@ -87,7 +72,7 @@ async fn read_markers_clear_unread_counts_and_reach_every_member() {
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let read = ann_ws.next_where(WAIT, |e| e["type"] == "read").await.expect("read event");
     assert_eq!(read["message_id"], last.as_str());
-    assert_eq!(entry(&server, &bob, &conversation, &last).await["unread"], 0);
+    assert_eq!(conversation_entry(&server, &bob, &conversation, &last).await["unread"], 0);
     let (_, page) = get(&ann.http, &server.url, &format!("/api/messages/{}", bob.id)).await;
     assert_eq!(page["peer_read"], last.as_str(), "{page}");
 }
@@ -182,7 +167,7 @@ async fn outsiders_and_bad_input_are_refused() {
     assert!(status.is_client_error(), "{status}");
     // Nothing Cat or the bad frames did reached Bob, or moved a marker.
     assert!(!bob_ws.gets_before_pong(|e| e["type"] == "typing" || e["type"] == "read").await);
-    let ann_entry = entry(&server, &ann, &conversation, &message_id).await;
+    let ann_entry = conversation_entry(&server, &ann, &conversation, &message_id).await;
     assert_eq!(ann_entry["unread"], 1, "{ann_entry}");
     assert!(ann_entry.get("peer_read").is_none(), "{ann_entry}");
 }

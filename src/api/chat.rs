@@ -7,7 +7,7 @@ use leptos::server_fn::codec::{MultipartData, MultipartFormData};
 
 use super::{
     AppError,
-    dto::{ChatMessage, Contact, ContactPage, ConversationPage, MessagePage, MessageSearchPage},
+    dto::{ChatMessage, Contact, ContactPage, ConversationPage, Group, MessagePage, MessageSearchPage},
 };
 
 /// One page of the signed-in user's conversations, most recent first;
@@ -80,7 +80,8 @@ pub async fn get_contact(id: String) -> Result<Contact, AppError> {
     )
 }
 
-/// One page of the conversation with `peer_id`: the newest `limit` messages
+/// One page of the conversation with `peer_id` (a user, or a group id of
+/// which the user is a member): the newest `limit` messages
 /// before `before` (a message id), oldest to newest.
 #[server(prefix = "/api/fn")]
 pub async fn conversation(
@@ -99,7 +100,8 @@ pub async fn conversation(
     )
 }
 
-/// Sends a message through the same pipeline as the WebSocket.
+/// Sends a message through the same pipeline as the WebSocket; `peer_id`
+/// is a user or a group id.
 #[server(prefix = "/api/fn")]
 pub async fn send_message(
     peer_id: String,
@@ -138,6 +140,91 @@ pub async fn upload_image(data: MultipartData) -> Result<String, AppError> {
             let multipart = web::multipart(data)?;
             let upload = crate::server::media::read_image_form(multipart, state.config.limits.image_max_bytes).await?;
             state.chat.upload_image(&auth.user.id, upload).await
+        }
+        .await,
+    )
+}
+
+/// Creates a group named `name` with the signed-in user (its admin) and
+/// `member_ids`; every member hears of it live.
+#[server(prefix = "/api/fn")]
+pub async fn create_group(name: String, #[server(default)] member_ids: Vec<String>) -> Result<Group, AppError> {
+    crate::server::web::finish(
+        async move {
+            use crate::server::web;
+            let state = web::state()?;
+            let auth = web::request_auth(&state).await?;
+            state.chat.create_group(&auth.user.id, &name, &member_ids).await
+        }
+        .await,
+    )
+}
+
+/// A group's name and members with their roles (members only).
+#[server(prefix = "/api/fn")]
+pub async fn get_group(id: String) -> Result<Group, AppError> {
+    crate::server::web::finish(
+        async move {
+            use crate::server::web;
+            let state = web::state()?;
+            let auth = web::request_auth(&state).await?;
+            state.chat.group(&auth.user.id, &id).await
+        }
+        .await,
+    )
+}
+
+/// Renames a group (admins only).
+#[server(prefix = "/api/fn")]
+pub async fn rename_group(id: String, name: String) -> Result<Group, AppError> {
+    crate::server::web::finish(
+        async move {
+            use crate::server::web;
+            let state = web::state()?;
+            let auth = web::request_auth(&state).await?;
+            state.chat.rename_group(&auth.user.id, &id, &name).await
+        }
+        .await,
+    )
+}
+
+/// Adds members to a group (admins only).
+#[server(prefix = "/api/fn")]
+pub async fn add_group_members(id: String, user_ids: Vec<String>) -> Result<Group, AppError> {
+    crate::server::web::finish(
+        async move {
+            use crate::server::web;
+            let state = web::state()?;
+            let auth = web::request_auth(&state).await?;
+            state.chat.add_members(&auth.user.id, &id, &user_ids).await
+        }
+        .await,
+    )
+}
+
+/// Removes a member from a group (admins only; never its creator).
+#[server(prefix = "/api/fn")]
+pub async fn remove_group_member(id: String, user_id: String) -> Result<Group, AppError> {
+    crate::server::web::finish(
+        async move {
+            use crate::server::web;
+            let state = web::state()?;
+            let auth = web::request_auth(&state).await?;
+            state.chat.remove_member(&auth.user.id, &id, &user_id).await
+        }
+        .await,
+    )
+}
+
+/// The signed-in user leaves a group.
+#[server(prefix = "/api/fn")]
+pub async fn leave_group(id: String) -> Result<(), AppError> {
+    crate::server::web::finish(
+        async move {
+            use crate::server::web;
+            let state = web::state()?;
+            let auth = web::request_auth(&state).await?;
+            state.chat.leave_group(&auth.user.id, &id).await
         }
         .await,
     )

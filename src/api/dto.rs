@@ -81,6 +81,17 @@ pub struct MessagePage {
     /// Reactions to the messages of this page (only those that have some).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<Reactions>,
+    /// Groups only: how far each other current member has read, for
+    /// "Seen by N" under any message (kept current by `read` events).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_markers: Vec<ReadMarker>,
+}
+
+/// How far one member has read a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadMarker {
+    pub user_id: String,
+    pub message_id: String,
 }
 
 /// The reactions to one message: who reacted with which emoji.
@@ -112,11 +123,18 @@ pub struct ContactPage {
     pub next_cursor: Option<String>,
 }
 
-/// One entry of the conversation list.
+/// One entry of the conversation list: a direct chat (`peer` set) or a
+/// group (`group` set). A direct chat's JSON is what it was before groups.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationSummary {
     pub conversation_id: String,
-    pub peer: Contact,
+    /// The other member of a direct chat; `None` for a group (it has no
+    /// single other member; see `group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<Contact>,
+    /// The group, for a group conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupSummary>,
     /// The newest message; its text is cut to a preview length.
     pub last_message: ChatMessage,
     /// Messages from others after the user's read marker, counted up to
@@ -127,6 +145,83 @@ pub struct ConversationSummary {
     /// own messages up to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_read: Option<String>,
+    /// Groups only: how many of the other current members have read up to
+    /// `last_message` ("Seen by N").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_by: Option<u32>,
+}
+
+/// What the conversation list shows of a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSummary {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub name: String,
+    pub member_count: u32,
+}
+
+/// A member's role in a group: admins (the creator is one) may rename it
+/// and add or remove members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupRole {
+    Admin,
+    Member,
+}
+
+impl GroupRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+
+    /// `None` for anything [`Self::as_str`] did not make.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "admin" => Some(Self::Admin),
+            "member" => Some(Self::Member),
+            _ => None,
+        }
+    }
+}
+
+/// One member of a group, as its members see them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    pub contact: Contact,
+    pub role: GroupRole,
+}
+
+/// A group conversation as its members see it (`GET /api/groups/{id}`, and
+/// the `group` event after every change). Its id is also its
+/// conversation id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub name: String,
+    pub creator_id: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Oldest member first.
+    pub members: Vec<GroupMember>,
+}
+
+/// Longest group name, in characters (after trimming).
+pub const MAX_GROUP_NAME_CHARS: usize = 80;
+
+/// Most members a group may have, its creator included: every message is
+/// one frame per member session, so this bounds a send's fan-out.
+pub const MAX_GROUP_MEMBERS: usize = 256;
+
+/// Group ids are `grp:<ulid>`; they are also the group's conversation id.
+pub const GROUP_PREFIX: &str = "grp:";
+
+/// Whether `id` names a group (by its shape; it may not exist).
+pub fn is_group_id(id: &str) -> bool {
+    id.starts_with(GROUP_PREFIX)
 }
 
 /// Unread messages are counted up to this many per conversation.
@@ -148,11 +243,15 @@ pub const MAX_LIST_PAGE: usize = 100;
 pub const MAX_QUERY_CHARS: usize = 100;
 
 /// One message found by a message search, with the other member of its
-/// conversation (the one to open it with: `/chat/<peer id>`).
+/// conversation (the one to open it with: `/chat/<peer id>`), or its group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageSearchHit {
     pub message: ChatMessage,
-    pub peer: Contact,
+    /// `None` for a group message (see `group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<Contact>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupSummary>,
 }
 
 /// One page of a message search, newest first.

@@ -14,6 +14,10 @@
 //! charcha-bench conns [options] / charcha-bench signup [options]
 //!     Connection benchmarks (many users connecting and idling; sign-up and
 //!     log-in bursts): see conns.rs.
+//! charcha-bench group [options]
+//!     One message at a time (or a window of them) to a group of 100
+//!     members, all connected: delivered frames/s and send→receive p50/p99
+//!     of the fan-out (group.rs).
 //! charcha-bench table FILE.jsonl
 //!     The comparison table of a scripts/bench.sh run, from its JSON lines.
 //! ```
@@ -26,6 +30,8 @@
 // The crate root is src/bin/charcha-bench.rs; its modules live beside it.
 #[path = "charcha-bench/conns.rs"]
 mod conns;
+#[path = "charcha-bench/group.rs"]
+mod group;
 #[path = "charcha-bench/http.rs"]
 mod http;
 #[path = "charcha-bench/load.rs"]
@@ -48,6 +54,8 @@ USAGE:
     charcha-bench conns [OPTIONS]        N users connect at once and idle: time to hello, presence
                                          frames per connect, server RSS per connection
     charcha-bench signup [OPTIONS]       sign-ups then log-ins at a concurrency: statuses, server RSS
+    charcha-bench group [OPTIONS]        messages to a group of 100 connected members: delivered frames/s,
+                                         send→recv p50/p99 of the fan-out
     charcha-bench table FILE.jsonl       comparison table of a scripts/bench.sh run
 ";
 
@@ -60,6 +68,7 @@ fn main() -> ExitCode {
         "run" => load::main(rest),
         "conns" => conns::main_conns(rest),
         "signup" => conns::main_signup(rest),
+        "group" => group::main(rest),
         "table" => table::main(rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");

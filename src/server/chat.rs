@@ -8,10 +8,14 @@
 //!    the bus to the conversation's members ([`ChatService::complete`]);
 //! 4. the worker (see `worker`) stores what the log holds as history.
 //!
-//! No store call is on this path for a conversation already seen: the
-//! recipient's existence is cached (users are never deleted) and the
-//! worker records conversations as it stores their messages. So sends keep
-//! working, acked and live, while MongoDB is down.
+//! No store call is on this path for a direct conversation already seen:
+//! the recipient's existence is cached (users are never deleted) and the
+//! worker records conversations as it stores their messages. So direct
+//! sends keep working, acked and live, while MongoDB is down. A group send
+//! reads the group's members from the store twice: to check that the
+//! sender is a member, and again to deliver to the members as they are
+//! then, so a removal takes effect on every instance at once (no cache to
+//! invalidate; see "Groups" in the README).
 
 use std::sync::{Arc, Mutex};
 
@@ -28,7 +32,8 @@ use super::{
     quota::Quotas,
     ratelimit::{self, RateLimiter},
     store::{
-        MAX_SEARCH_TERMS, MediaInfo, MediaRecord, ReadState, Store, UserCursor, UserRecord, media_url, search_words,
+        GroupMemberRecord, GroupRecord, MAX_SEARCH_TERMS, MediaInfo, MediaRecord, ReadState, Store, UserCursor,
+        UserRecord, media_url, search_words,
     },
 };
 use crate::{
@@ -36,8 +41,9 @@ use crate::{
         AppError,
         dto::{
             ChatMessage, Contact, ContactPage, ConversationPage, ConversationSummary, DEFAULT_LIST_PAGE, DEFAULT_PAGE,
-            DEFAULT_SEARCH_PAGE, MAX_LIST_PAGE, MAX_PAGE, MAX_QUERY_CHARS, MAX_SEARCH_PAGE, MessagePage,
-            MessageSearchHit, MessageSearchPage, direct_conversation_id,
+            DEFAULT_SEARCH_PAGE, GROUP_PREFIX, Group, GroupMember, GroupRole, GroupSummary, MAX_GROUP_MEMBERS,
+            MAX_GROUP_NAME_CHARS, MAX_LIST_PAGE, MAX_PAGE, MAX_QUERY_CHARS, MAX_SEARCH_PAGE, MessagePage,
+            MessageSearchHit, MessageSearchPage, ReadMarker, direct_conversation_id, is_group_id,
         },
         error::wait_phrase,
     },
@@ -51,6 +57,7 @@ pub const MAX_CLIENT_MSG_ID_BYTES: usize = 64;
 pub struct SendRequest {
     /// Idempotency key; generated when a REST client gives none.
     pub client_msg_id: Option<String>,
+    /// A user id (the direct chat with them) or a group id (`grp:…`).
     pub to: String,
     pub text: String,
     pub image: Option<String>,
@@ -128,6 +135,11 @@ pub const TYPING_RATE_PER_MINUTE: u32 = (2 * 60_000 / TYPING_EVERY_MS) as u32;
 
 /// Reactions one user may add or remove per minute.
 pub const REACT_RATE_PER_MINUTE: u32 = 120;
+
+/// Group creations and changes (rename, add, remove, leave) one user may
+/// make per minute, all groups together: each one reads and writes the
+/// store and announces the group to every member.
+pub const GROUP_RATE_PER_MINUTE: u32 = 30;
 
 /// How far in the future (by its ULID time) a read marker may point: a
 /// marker past every message would hide the unread count of later ones.
@@ -239,24 +251,38 @@ impl ChatService {
         if terms.is_empty() {
             return Ok(MessageSearchPage { results: Vec::new(), next_cursor: None });
         }
-        let mut found = self.store.search_messages(me, &terms, before.as_deref(), limit + 1).await?;
+        let my_groups = self.store.groups_of(me).await?;
+        let mut found = self.store.search_messages(me, &my_groups, &terms, before.as_deref(), limit + 1).await?;
         let next_cursor = (found.len() > limit).then(|| found[limit - 1].id.clone());
         found.truncate(limit);
         let peer_of = |m: &ChatMessage| if m.sender_id == me { m.recipient_id.clone() } else { m.sender_id.clone() };
-        let mut peer_ids: Vec<String> = found.iter().map(peer_of).collect();
+        let mut peer_ids: Vec<String> =
+            found.iter().filter(|m| !is_group_id(&m.conversation_id)).map(peer_of).collect();
         peer_ids.sort();
         peer_ids.dedup();
         let peers: std::collections::HashMap<String, UserRecord> =
             self.store.users_by_ids(&peer_ids).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
         let online = self.online_among(&peer_ids).await;
+        let mut group_ids: Vec<String> =
+            found.iter().filter(|m| is_group_id(&m.conversation_id)).map(|m| m.conversation_id.clone()).collect();
+        group_ids.sort();
+        group_ids.dedup();
+        let groups = self.group_summaries(me, &group_ids).await?;
         let results = found
             .into_iter()
-            // A store answer about someone else's conversation is never shown.
-            .filter(|m| m.sender_id == me || m.recipient_id == me)
             .filter_map(|m| {
+                if is_group_id(&m.conversation_id) {
+                    // Only groups `me` is a member of now.
+                    let group = groups.get(&m.conversation_id)?.clone();
+                    return Some(MessageSearchHit { message: m, peer: None, group: Some(group) });
+                }
+                // A store answer about someone else's conversation is never shown.
+                if m.sender_id != me && m.recipient_id != me {
+                    return None;
+                }
                 let peer_id = peer_of(&m);
                 let peer = peers.get(&peer_id)?.to_contact(online.contains(&peer_id));
-                Some(MessageSearchHit { message: m, peer })
+                Some(MessageSearchHit { message: m, peer: Some(peer), group: None })
             })
             .collect();
         Ok(MessageSearchPage { results, next_cursor })
@@ -287,30 +313,86 @@ impl ChatService {
         let mut entries = self.store.inbox(me, before.as_deref(), limit + 1).await?;
         let next_cursor = (entries.len() > limit).then(|| entries[limit - 1].last.id.clone());
         entries.truncate(limit);
-        let peer_ids: Vec<String> = entries.iter().map(|e| e.peer_id.clone()).collect();
+        let (group_entries, direct): (Vec<_>, Vec<_>) = entries.iter().partition(|e| is_group_id(&e.conversation_id));
+        let peer_ids: Vec<String> = direct.iter().map(|e| e.peer_id.clone()).collect();
         let peers: std::collections::HashMap<String, UserRecord> =
             self.store.users_by_ids(&peer_ids).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
         let online = self.online_among(&peer_ids).await;
+        let group_ids: Vec<String> = group_entries.iter().map(|e| e.conversation_id.clone()).collect();
+        let groups: std::collections::HashMap<String, GroupRecord> =
+            self.store.groups_by_ids(&group_ids).await?.into_iter().map(|g| (g.id.clone(), g)).collect();
         let pairs: Vec<(String, String)> =
             entries.iter().map(|e| (e.conversation_id.clone(), e.peer_id.clone())).collect();
         let reads = self.store.read_states(me, &pairs).await?;
-        let conversations = entries
-            .into_iter()
-            .zip(reads)
-            .filter_map(|(e, ReadState { unread, peer_read })| {
-                // Users are never deleted; an entry without its user is a
-                // store inconsistency, left out rather than shown broken.
-                let peer = peers.get(&e.peer_id)?.to_contact(online.contains(&e.peer_id));
-                Some(ConversationSummary {
+        let mut conversations = Vec::with_capacity(entries.len());
+        for (e, ReadState { unread, peer_read }) in entries.into_iter().zip(reads) {
+            if is_group_id(&e.conversation_id) {
+                // A group `me` was removed from (or left) keeps its old
+                // entry in the store; it is not shown.
+                let Some(group) = groups.get(&e.conversation_id).filter(|g| g.member(me).is_some()) else {
+                    continue;
+                };
+                let seen_by = self.seen_by(me, group, &e.last.id).await?;
+                conversations.push(ConversationSummary {
                     conversation_id: e.conversation_id,
-                    peer,
+                    peer: None,
+                    group: Some(group_summary(group)),
                     last_message: e.last,
                     unread,
-                    peer_read,
-                })
-            })
-            .collect();
+                    peer_read: None,
+                    seen_by: Some(seen_by),
+                });
+                continue;
+            }
+            // Users are never deleted; an entry without its user is a
+            // store inconsistency, left out rather than shown broken.
+            let Some(peer) = peers.get(&e.peer_id).map(|p| p.to_contact(online.contains(&e.peer_id))) else {
+                continue;
+            };
+            conversations.push(ConversationSummary {
+                conversation_id: e.conversation_id,
+                peer: Some(peer),
+                group: None,
+                last_message: e.last,
+                unread,
+                peer_read,
+                seen_by: None,
+            });
+        }
         Ok(ConversationPage { conversations, next_cursor })
+    }
+
+    /// The read markers of `group`'s current members but `me`.
+    async fn group_read_markers(&self, me: &str, group: &GroupRecord) -> Result<Vec<ReadMarker>, AppError> {
+        let markers = self.store.read_markers(&group.id).await?;
+        Ok(markers
+            .into_iter()
+            .filter(|(user, _)| user != me && group.member(user).is_some())
+            .map(|(user_id, message_id)| ReadMarker { user_id, message_id })
+            .collect())
+    }
+
+    /// "Seen by N": how many of `group`'s current members but `me` have
+    /// read up to `message_id`.
+    async fn seen_by(&self, me: &str, group: &GroupRecord, message_id: &str) -> Result<u32, AppError> {
+        let markers = self.group_read_markers(me, group).await?;
+        Ok(markers.iter().filter(|m| m.message_id.as_str() >= message_id).count() as u32)
+    }
+
+    /// Summaries of those of `ids` that `me` is a member of, by id.
+    async fn group_summaries(
+        &self,
+        me: &str,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, GroupSummary>, AppError> {
+        Ok(self
+            .store
+            .groups_by_ids(ids)
+            .await?
+            .iter()
+            .filter(|g| g.member(me).is_some())
+            .map(|g| (g.id.clone(), group_summary(g)))
+            .collect())
     }
 
     async fn peer_conversation(&self, me: &str, peer: &str) -> Result<String, AppError> {
@@ -351,7 +433,11 @@ impl ChatService {
         before: Option<&str>,
         limit: Option<usize>,
     ) -> Result<MessagePage, AppError> {
-        let conversation_id = self.peer_conversation(me, peer).await?;
+        let group = if is_group_id(peer) { Some(self.group_for(me, peer).await?) } else { None };
+        let conversation_id = match &group {
+            Some(g) => g.id.clone(),
+            None => self.peer_conversation(me, peer).await?,
+        };
         let before = match before {
             Some(b) => Some(canonical_id(b).ok_or_else(|| AppError::bad_request("`before` must be a message id"))?),
             None => None,
@@ -361,18 +447,27 @@ impl ChatService {
         let has_more = messages.len() > limit;
         messages.truncate(limit);
         messages.reverse();
-        let peer_read =
-            self.store.read_states(me, &[(conversation_id, peer.to_string())]).await?.pop().and_then(|r| r.peer_read);
+        let (peer_read, read_markers) = match &group {
+            Some(g) => (None, self.group_read_markers(me, g).await?),
+            None => {
+                let pairs = [(conversation_id, peer.to_string())];
+                (self.store.read_states(me, &pairs).await?.pop().and_then(|r| r.peer_read), Vec::new())
+            }
+        };
         let ids: Vec<String> = messages.iter().filter(|m| !m.deleted).map(|m| m.id.clone()).collect();
         let reactions = self.store.reactions_for(&ids).await?;
-        Ok(MessagePage { messages, has_more, peer_read, reactions })
+        Ok(MessagePage { messages, has_more, peer_read, reactions, read_markers })
     }
 
     /// The members of `conversation_id` when `me` is one of them; "not
     /// found" otherwise, whether it exists or not (an outsider learns
-    /// nothing). Every conversation is direct today: `dm:<a>:<b>`, whose
-    /// members are in its id and need no store read.
+    /// nothing). A direct chat is `dm:<a>:<b>`, whose members are in its id
+    /// and need no store read; a group (`grp:<ulid>`) has its current
+    /// members read from the store.
     pub async fn members_for(&self, me: &str, conversation_id: &str) -> Result<Vec<String>, AppError> {
+        if is_group_id(conversation_id) {
+            return Ok(self.group_for(me, conversation_id).await?.member_ids());
+        }
         let not_found = || AppError::not_found("No such conversation");
         let (a, b) = conversation_id.strip_prefix("dm:").and_then(|pair| pair.split_once(':')).ok_or_else(not_found)?;
         let peer = match me {
@@ -474,7 +569,7 @@ impl ChatService {
             Some(id) => id,
             None => self.next_id(),
         };
-        let conversation_id = self.peer_conversation(sender, &req.to).await?;
+        let conversation_id = self.conversation_for(sender, &req.to).await?;
         if let Some(url) = &image {
             self.check_image_reference(sender, &conversation_id, url).await?;
         }
@@ -494,6 +589,8 @@ impl ChatService {
             id,
             conversation_id,
             sender_id: sender.to_string(),
+            // A group message's recipient is the group (its id): members
+            // come and go, and a message is the group's, not a member's.
             recipient_id: req.to,
             text,
             image,
@@ -546,9 +643,27 @@ impl ChatService {
     }
 
     /// Publishes `frame` about `message` to its conversation's members'
-    /// sessions but `origin`. Best effort: history has what is missed.
+    /// sessions but `origin`. Best effort: history has what is missed. A
+    /// group's members are read as they are now, so a member removed a
+    /// moment ago gets nothing more.
     async fn publish_to_members(&self, message: &ChatMessage, frame: String, origin: Option<SessionRef>) {
-        let users = vec![message.sender_id.clone(), message.recipient_id.clone()];
+        let users = if is_group_id(&message.conversation_id) {
+            match self.store.groups_by_ids(std::slice::from_ref(&message.conversation_id)).await {
+                Ok(mut found) => found.pop().map(|g| g.member_ids()).unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!("group members unavailable, live delivery skipped (history will have it): {e}");
+                    return;
+                }
+            }
+        } else {
+            vec![message.sender_id.clone(), message.recipient_id.clone()]
+        };
+        self.publish(users, origin, frame).await;
+    }
+
+    /// Publishes `frame` to every session of `users` but `origin`; best
+    /// effort (a failure is logged: what it carried is stored).
+    async fn publish(&self, users: Vec<String>, origin: Option<SessionRef>, frame: String) {
         if let Err(e) = self.bus.publish(Audience::Members { users, except: origin }, frame.into()).await {
             tracing::warn!("live delivery failed (history will have it): {e}");
         }
@@ -566,8 +681,16 @@ impl ChatService {
         let not_found = || AppError::not_found("No such message");
         let id = canonical_id(message_id).ok_or_else(not_found)?;
         let message = self.store.message_by_id(&id).await?.ok_or_else(not_found)?;
-        let member = message.sender_id == me || message.recipient_id == me;
-        if !member || conversation_id.is_some_and(|c| c != message.conversation_id) {
+        if conversation_id.is_some_and(|c| c != message.conversation_id) {
+            return Err(not_found());
+        }
+        let member = if is_group_id(&message.conversation_id) {
+            // Members as they are now: a former member may no longer touch it.
+            self.is_member(me, &message.conversation_id).await?
+        } else {
+            message.sender_id == me || message.recipient_id == me
+        };
+        if !member {
             return Err(not_found());
         }
         Ok(message)
@@ -694,9 +817,11 @@ impl ChatService {
 
     /// Stores an image for a message to `form.to`; returns its URL.
     pub async fn upload_image(&self, sender: &str, form: ImageForm) -> Result<String, AppError> {
-        let conversation_id = self.peer_conversation(sender, &form.to).await?;
+        let conversation_id = self.conversation_for(sender, &form.to).await?;
         self.quotas.upload(sender, form.image.data.len()).await?;
-        self.ensure_conversation(&conversation_id, [sender, &form.to]).await?;
+        if !is_group_id(&conversation_id) {
+            self.ensure_conversation(&conversation_id, [sender, &form.to]).await?;
+        }
         let media = MediaRecord {
             id: self.next_id(),
             owner_id: sender.to_string(),
@@ -726,8 +851,12 @@ impl ChatService {
         let info = self.store.media_info(id).await?.ok_or_else(not_found)?;
         if let Some(conversation_id) = &info.conversation_id {
             let viewer = viewer().await.ok_or_else(not_found)?;
-            let members = self.store.conversation_members(conversation_id).await?;
-            if !members.contains(&viewer) {
+            let member = if is_group_id(conversation_id) {
+                self.is_member(&viewer, conversation_id).await?
+            } else {
+                self.store.conversation_members(conversation_id).await?.contains(&viewer)
+            };
+            if !member {
                 return Err(not_found());
             }
         }
@@ -740,6 +869,269 @@ impl ChatService {
         let media = self.store.get_media(id).await?.ok_or_else(|| AppError::not_found("No such media"))?;
         Ok(media.data)
     }
+}
+
+/// Group conversations: creation, membership and roles. Authorization is
+/// checked here on every call against the store's current state: a
+/// non-member gets "not found" (an outsider learns nothing, as for direct
+/// chats), a member who is not an admin 403. Every change is announced
+/// live: [`ServerEvent::Group`] (the new state) to the members, and
+/// [`ServerEvent::GroupRemoved`] to a member removed or leaving.
+impl ChatService {
+    /// The group `id` when `me` is a member of it now. 400 for an id that
+    /// is not `grp:<ulid>`; 404 ("No such group") when it does not exist or
+    /// `me` is not a member.
+    async fn group_for(&self, me: &str, id: &str) -> Result<GroupRecord, AppError> {
+        let malformed = || AppError::bad_request("Malformed group id");
+        let ulid = id.strip_prefix(GROUP_PREFIX).ok_or_else(malformed)?;
+        if canonical_id(ulid).as_deref() != Some(ulid) {
+            return Err(malformed());
+        }
+        let not_found = || AppError::not_found("No such group");
+        let group = self.store.groups_by_ids(&[id.to_string()]).await?.pop().ok_or_else(not_found)?;
+        if group.member(me).is_none() {
+            return Err(not_found());
+        }
+        Ok(group)
+    }
+
+    /// Whether `me` is a member of group `id` now (false for a malformed
+    /// or unknown id; an unavailable store is an error, not a "no").
+    async fn is_member(&self, me: &str, id: &str) -> Result<bool, AppError> {
+        match self.group_for(me, id).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status == 400 || e.status == 404 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The conversation `me` names by `target`: a user id (their direct
+    /// chat, which needs no store read once the user is known) or a group
+    /// id `me` is a member of.
+    async fn conversation_for(&self, me: &str, target: &str) -> Result<String, AppError> {
+        if is_group_id(target) {
+            return Ok(self.group_for(me, target).await?.id);
+        }
+        self.peer_conversation(me, target).await
+    }
+
+    /// The group `me` may administer: a member who is not an admin gets 403.
+    async fn admin_group(&self, me: &str, id: &str, what: &str) -> Result<GroupRecord, AppError> {
+        let group = self.group_for(me, id).await?;
+        match group.member(me) {
+            Some(m) if m.role == GroupRole::Admin => Ok(group),
+            _ => Err(AppError::forbidden(format!("Only the group's admins can {what}"))),
+        }
+    }
+
+    /// A group's details: its name and members with their roles (as
+    /// contacts, with presence), for members only.
+    pub async fn group(&self, me: &str, id: &str) -> Result<Group, AppError> {
+        let group = self.group_for(me, id).await?;
+        self.group_view(&group).await
+    }
+
+    /// Creates a group named `name` (trimmed, 1 to 80 characters) with
+    /// `me` (its creator and first admin) and `member_ids` (existing users;
+    /// at most [`MAX_GROUP_MEMBERS`] members in all) and tells them all.
+    pub async fn create_group(&self, me: &str, name: &str, member_ids: &[String]) -> Result<Group, AppError> {
+        self.group_rate(me).await?;
+        let name = group_name(name)?;
+        let mut others = self.new_members(member_ids, 1).await?;
+        others.retain(|id| id != me);
+        let now = clock::now_ms();
+        // The creator first (joined a millisecond earlier): "oldest member"
+        // then means the creator, and the others in id order.
+        let mut members =
+            vec![GroupMemberRecord { user_id: me.to_string(), role: GroupRole::Admin, joined_at_ms: now }];
+        members.extend(others.into_iter().map(|user_id| GroupMemberRecord {
+            user_id,
+            role: GroupRole::Member,
+            joined_at_ms: now + 1,
+        }));
+        let group = GroupRecord {
+            id: format!("{GROUP_PREFIX}{}", self.next_id()),
+            name,
+            creator_id: me.to_string(),
+            created_at_ms: now,
+            members,
+        };
+        self.store.create_group(&group).await?;
+        self.announce(&group, None).await
+    }
+
+    /// Renames a group (admins only).
+    pub async fn rename_group(&self, me: &str, id: &str, name: &str) -> Result<Group, AppError> {
+        self.group_rate(me).await?;
+        let name = group_name(name)?;
+        let group = self.admin_group(me, id, "rename it").await?;
+        if !self.store.rename_group(&group.id, &name).await? {
+            return Err(AppError::not_found("No such group"));
+        }
+        self.announce_current(&group.id, None).await
+    }
+
+    /// Adds existing users to a group (admins only; members already in it
+    /// are left as they are), up to [`MAX_GROUP_MEMBERS`] in all.
+    pub async fn add_members(&self, me: &str, id: &str, user_ids: &[String]) -> Result<Group, AppError> {
+        self.group_rate(me).await?;
+        let group = self.admin_group(me, id, "add members").await?;
+        let mut new = self.new_members(user_ids, 0).await?;
+        new.retain(|u| group.member(u).is_none());
+        if group.members.len() + new.len() > MAX_GROUP_MEMBERS {
+            return Err(AppError::field("user_ids", format!("A group has at most {MAX_GROUP_MEMBERS} members")));
+        }
+        let now = clock::now_ms();
+        let records: Vec<GroupMemberRecord> = new
+            .into_iter()
+            .map(|user_id| GroupMemberRecord { user_id, role: GroupRole::Member, joined_at_ms: now })
+            .collect();
+        self.store.add_group_members(&group.id, &records).await?;
+        self.announce_current(&group.id, None).await
+    }
+
+    /// Removes `user_id` (not `me`: that is [`Self::leave_group`]) from a
+    /// group: its admins may remove anyone but the creator. The removed
+    /// member's sessions are told at once and get nothing more of the group.
+    pub async fn remove_member(&self, me: &str, id: &str, user_id: &str) -> Result<Group, AppError> {
+        self.group_rate(me).await?;
+        if user_id == me {
+            return Err(AppError::bad_request("To leave a group, leave it"));
+        }
+        if !is_valid_id(user_id) {
+            return Err(AppError::bad_request("Malformed user id"));
+        }
+        let group = self.admin_group(me, id, "remove members").await?;
+        if group.member(user_id).is_none() {
+            return Err(AppError::not_found("Not a member of this group"));
+        }
+        if user_id == group.creator_id {
+            return Err(AppError::forbidden("The group's creator cannot be removed"));
+        }
+        self.store.remove_group_member(&group.id, user_id).await?;
+        self.tell_removed(&group.id, user_id).await;
+        self.announce_current(&group.id, None).await
+    }
+
+    /// `me` leaves a group. When no admin is left, the oldest remaining
+    /// member (earliest joined) becomes one, so a group never ends up with
+    /// members and nobody to manage it. The last member leaving leaves an
+    /// empty group that nobody can see.
+    pub async fn leave_group(&self, me: &str, id: &str) -> Result<(), AppError> {
+        self.group_rate(me).await?;
+        let group = self.group_for(me, id).await?;
+        self.store.remove_group_member(&group.id, me).await?;
+        let rest: Vec<&GroupMemberRecord> = group.members.iter().filter(|m| m.user_id != me).collect();
+        if !rest.iter().any(|m| m.role == GroupRole::Admin)
+            && let Some(oldest) = rest.first()
+        {
+            self.store.set_group_role(&group.id, &oldest.user_id, GroupRole::Admin).await?;
+        }
+        self.tell_removed(&group.id, me).await;
+        if !rest.is_empty() {
+            self.announce_current(&group.id, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn group_rate(&self, me: &str) -> Result<(), AppError> {
+        self.per_minute(format!("group:{me}"), GROUP_RATE_PER_MINUTE, "Changing groups too fast").await
+    }
+
+    /// `ids` checked (well-formed, existing users, within the member cap
+    /// with `extra` more), deduplicated, in order.
+    async fn new_members(&self, ids: &[String], extra: usize) -> Result<Vec<String>, AppError> {
+        let field = if extra > 0 { "member_ids" } else { "user_ids" };
+        if ids.len() + extra > MAX_GROUP_MEMBERS {
+            return Err(AppError::field(field, format!("A group has at most {MAX_GROUP_MEMBERS} members")));
+        }
+        let mut unique: Vec<String> = Vec::with_capacity(ids.len());
+        for id in ids {
+            let id = canonical_id(id)
+                .ok_or_else(|| AppError::field(field, format!("Malformed user id: {:?}", truncate(id, 40))))?;
+            if !unique.contains(&id) {
+                unique.push(id);
+            }
+        }
+        let found: std::collections::HashSet<String> =
+            self.store.users_by_ids(&unique).await?.into_iter().map(|u| u.id).collect();
+        if let Some(unknown) = unique.iter().find(|id| !found.contains(*id)) {
+            return Err(AppError::field(field, format!("No such user: {unknown}")));
+        }
+        Ok(unique)
+    }
+
+    /// Tells every session of `user_id` that they are no longer in `group_id`.
+    async fn tell_removed(&self, group_id: &str, user_id: &str) {
+        let event = ServerEvent::GroupRemoved { conversation_id: group_id.to_string() };
+        self.publish(vec![user_id.to_string()], None, event.to_json()).await;
+    }
+
+    /// Reads `id` again (after a change) and announces it.
+    async fn announce_current(&self, id: &str, origin: Option<SessionRef>) -> Result<Group, AppError> {
+        let group = self
+            .store
+            .groups_by_ids(&[id.to_string()])
+            .await?
+            .pop()
+            .ok_or_else(|| AppError::not_found("No such group"))?;
+        self.announce(&group, origin).await
+    }
+
+    /// Sends `group`'s state to its members' sessions; returns it.
+    async fn announce(&self, group: &GroupRecord, origin: Option<SessionRef>) -> Result<Group, AppError> {
+        let view = self.group_view(group).await?;
+        let event = ServerEvent::Group { group: view.clone() };
+        self.publish(group.member_ids(), origin, event.to_json()).await;
+        Ok(view)
+    }
+
+    /// `group` as its members see it: members as contacts, with presence.
+    async fn group_view(&self, group: &GroupRecord) -> Result<Group, AppError> {
+        let ids = group.member_ids();
+        let users: std::collections::HashMap<String, UserRecord> =
+            self.store.users_by_ids(&ids).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
+        let online = self.online_among(&ids).await;
+        let members = group
+            .members
+            .iter()
+            .filter_map(|m| {
+                let contact = users.get(&m.user_id)?.to_contact(online.contains(&m.user_id));
+                Some(GroupMember { contact, role: m.role })
+            })
+            .collect();
+        Ok(Group {
+            id: group.id.clone(),
+            name: group.name.clone(),
+            creator_id: group.creator_id.clone(),
+            created_at: clock::rfc3339(group.created_at_ms),
+            members,
+        })
+    }
+}
+
+/// What the conversation list and search results show of a group.
+fn group_summary(group: &GroupRecord) -> GroupSummary {
+    GroupSummary { id: group.id.clone(), name: group.name.clone(), member_count: group.members.len() as u32 }
+}
+
+/// A group name as stored: trimmed, 1 to [`MAX_GROUP_NAME_CHARS`]
+/// characters, no control characters (it is shown in lists and titles).
+fn group_name(name: &str) -> Result<String, AppError> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_GROUP_NAME_CHARS {
+        return Err(AppError::field("name", format!("A group name has 1 to {MAX_GROUP_NAME_CHARS} characters")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AppError::field("name", "A group name is one line of text"));
+    }
+    Ok(name.to_string())
+}
+
+/// At most `max` characters of `text`, for error messages.
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
 }
 
 fn log_unavailable(e: crate::server::log::LogError) -> AppError {

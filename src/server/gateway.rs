@@ -32,7 +32,7 @@ use super::{
     state::AppState,
 };
 use crate::{
-    api::AppError,
+    api::{AppError, dto::is_group_id},
     protocol::{
         CLOSE_SESSION_ENDED, ClientEvent, ErrorCode, MAX_FRAME_BYTES, MAX_WATCHED, PROTOCOL_VERSION, ServerEvent,
     },
@@ -475,7 +475,16 @@ async fn handle_text(
     };
     match event {
         ClientEvent::Ping { nonce } => reply(ServerEvent::Pong { nonce }),
-        ClientEvent::Send { client_msg_id, to, text, image, reply_to } => {
+        ClientEvent::Send { client_msg_id, to, conversation_id, text, image, reply_to } => {
+            // A user (`to`) or a group (`conversation_id`), exactly one.
+            let to = match (to.is_empty(), conversation_id) {
+                (false, None) => to,
+                (true, Some(group)) if is_group_id(&group) => group,
+                _ => {
+                    let e = AppError::field("to", "Name either a user (`to`) or a group (`conversation_id`)");
+                    return reply(send_error(e, client_msg_id));
+                }
+            };
             let req = SendRequest { client_msg_id: Some(client_msg_id.clone()), to, text, image, reply_to };
             match state.chat.submit(user_id, req).await {
                 Ok(pending) => {

@@ -1,5 +1,5 @@
 //! JSON REST API, route for route the original's `/api/auth` and
-//! `/api/messages`, plus media and health. Handlers are thin: they parse,
+//! `/api/messages`, plus conversations, groups, media and health. Handlers are thin: they parse,
 //! call the same services as the server functions, and render `AppError`.
 
 use axum::{
@@ -11,7 +11,7 @@ use axum::{
     },
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
-    routing::{get, patch, post},
+    routing::{delete, get, patch, post},
 };
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
@@ -101,6 +101,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             patch(edit_message).delete(delete_message).layer(json_limit),
         )
         .route("/api/conversations/{id}/messages/{message_id}/reactions", post(react).layer(json_limit))
+        .route("/api/groups", post(create_group).layer(json_limit))
+        .route("/api/groups/{id}", get(group).patch(rename_group).layer(json_limit))
+        .route("/api/groups/{id}/members", post(add_members).layer(json_limit))
+        .route("/api/groups/{id}/members/{user_id}", delete(remove_member))
+        // `{id}`: a user (the direct chat with them) or a group (`grp:…`).
         .route("/api/messages/send/{id}", post(send).layer(json_limit))
         .route("/api/messages/{id}", get(history))
         .route("/api/media", post(upload_media).layer(image_limit))
@@ -399,6 +404,76 @@ async fn send(
     let sent = state.chat.send(&auth.user.id, req).await?;
     // The log record's JSON is the message's JSON: no second serialisation.
     Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], sent.json).into_response())
+}
+
+#[derive(Deserialize)]
+struct CreateGroupBody {
+    name: String,
+    #[serde(default)]
+    member_ids: Vec<String>,
+}
+
+/// Creates a group with the caller as its creator and admin: 201 with the
+/// [`Group`](crate::api::dto::Group); every member hears of it live.
+async fn create_group(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    body: Result<ApiJson<CreateGroupBody>, AppError>,
+) -> Result<Response, AppError> {
+    let ApiJson(b) = body?;
+    let group = state.chat.create_group(&auth.user.id, &b.name, &b.member_ids).await?;
+    Ok((StatusCode::CREATED, Json(group)).into_response())
+}
+
+/// A group's name and members with their roles (members only; 404 otherwise).
+async fn group(State(state): State<AppState>, auth: AuthUser, Path(id): Path<String>) -> Result<Response, AppError> {
+    Ok(Json(state.chat.group(&auth.user.id, &id).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct RenameGroupBody {
+    name: String,
+}
+
+/// Renames a group (admins only): 200 with the group.
+async fn rename_group(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    body: Result<ApiJson<RenameGroupBody>, AppError>,
+) -> Result<Response, AppError> {
+    let ApiJson(b) = body?;
+    Ok(Json(state.chat.rename_group(&auth.user.id, &id, &b.name).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct AddMembersBody {
+    user_ids: Vec<String>,
+}
+
+/// Adds members to a group (admins only): 200 with the group.
+async fn add_members(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    body: Result<ApiJson<AddMembersBody>, AppError>,
+) -> Result<Response, AppError> {
+    let ApiJson(b) = body?;
+    Ok(Json(state.chat.add_members(&auth.user.id, &id, &b.user_ids).await?).into_response())
+}
+
+/// Removes a member (admins only; not the creator): 200 with the group.
+/// The caller's own id leaves the group instead: 204.
+async fn remove_member(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((id, user_id)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    if user_id == auth.user.id {
+        state.chat.leave_group(&auth.user.id, &id).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(Json(state.chat.remove_member(&auth.user.id, &id, &user_id).await?).into_response())
 }
 
 async fn upload_media(State(state): State<AppState>, auth: AuthUser, req: Request) -> Result<Response, AppError> {

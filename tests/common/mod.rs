@@ -416,6 +416,21 @@ pub fn png() -> Vec<u8> {
     ]
 }
 
+/// `user`'s conversation list entry for `conversation_id`, once the worker
+/// has stored up to `last_id` (its last message).
+pub async fn conversation_entry(server: &TestServer, user: &TestUser, conversation_id: &str, last_id: &str) -> Value {
+    eventually(|| async {
+        let (status, page) = get(&user.http, &server.url, "/api/conversations").await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        page["conversations"]
+            .as_array()?
+            .iter()
+            .find(|c| c["conversation_id"] == conversation_id && c["last_message"]["_id"] == last_id)
+            .cloned()
+    })
+    .await
+}
+
 /// Polls `f` until it returns `Some`, up to 5 s (history is written by
 /// the worker shortly after the ack).
 pub async fn eventually<T, F, Fut>(f: F) -> T

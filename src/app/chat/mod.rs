@@ -41,7 +41,7 @@ use crate::{
     api::{
         AppError,
         chat::{conversation, get_contact, list_conversations, search_users, send_message},
-        dto::{ChatMessage, Contact, ConversationPage, direct_conversation_id},
+        dto::{ChatMessage, Contact, ConversationPage, direct_conversation_id, is_group_id},
     },
     app::Toasts,
     protocol::{ClientEvent, ErrorCode, MAX_WATCHED, ServerEvent, TYPING_EVERY_MS, TYPING_SHOWN_MS},
@@ -579,10 +579,12 @@ impl Chat {
         let mut peers = Vec::with_capacity(conversations.len());
         let mut counts = Vec::with_capacity(conversations.len());
         for c in conversations {
+            // Groups have no UI yet: their entries (no `peer`) are skipped.
+            let Some(peer) = c.peer else { continue };
             let shown = self.on_screen(&c.conversation_id);
             counts.push((c.conversation_id, c.last_message.id.clone(), c.unread, c.peer_read, shown));
-            entries.push(ConversationEntry { peer_id: c.peer.id.clone(), last: c.last_message });
-            peers.push(c.peer);
+            entries.push(ConversationEntry { peer_id: peer.id.clone(), last: c.last_message });
+            peers.push(peer);
         }
         self.learn_people(peers, false);
         self.reads.maybe_update(|r| {
@@ -768,6 +770,7 @@ impl Chat {
             let frame = ClientEvent::Send {
                 client_msg_id: cid.clone(),
                 to: peer.clone(),
+                conversation_id: None,
                 text: out.text.clone(),
                 image: out.image.clone(),
                 reply_to: out.reply_to.clone(),
@@ -911,6 +914,8 @@ impl Chat {
             ServerEvent::Reaction { message_id, user_id, emoji, on, .. } => {
                 self.reactions.maybe_update(|r| state::apply_reaction(r, &message_id, &user_id, &emoji, on));
             }
+            // Groups have no UI yet.
+            ServerEvent::Group { .. } | ServerEvent::GroupRemoved { .. } => {}
         }
     }
 
@@ -929,6 +934,10 @@ impl Chat {
     /// later) and, when it is the newest of its conversation, the preview.
     fn on_updated(self, message: ChatMessage) {
         let Some(me) = self.me.try_get_untracked().flatten() else { return };
+        // Groups have no UI yet (their messages must not land in a direct chat).
+        if is_group_id(&message.conversation_id) {
+            return;
+        }
         let peer = state::peer_of(&message, &me).to_string();
         self.conversations.maybe_update(|list| match list {
             Some(list) => list.iter().position(|e| e.peer_id == peer).is_some_and(|at| {
@@ -963,6 +972,10 @@ impl Chat {
     /// no longer typing there.
     fn on_message(self, message: ChatMessage) {
         let Some(me) = self.me.try_get_untracked().flatten() else { return };
+        // Groups have no UI yet (their messages must not land in a direct chat).
+        if is_group_id(&message.conversation_id) {
+            return;
+        }
         let peer = state::peer_of(&message, &me).to_string();
         let incoming = message.sender_id != me;
         let conversation_id = message.conversation_id.clone();

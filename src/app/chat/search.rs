@@ -112,7 +112,10 @@ async fn fetch_page(search: MessageSearch, query: String, cursor: Option<String>
         r.loading = false;
         match result {
             Ok(MessageSearchPage { results, next_cursor }) => {
-                let hits = results.into_iter().filter(|h| !r.hits.iter().any(|x| x.message.id == h.message.id));
+                // Group hits (no `peer`) have no UI yet.
+                let hits = results
+                    .into_iter()
+                    .filter(|h| h.peer.is_some() && !r.hits.iter().any(|x| x.message.id == h.message.id));
                 r.hits.extend(hits.collect::<Vec<_>>());
                 r.next_cursor = next_cursor;
                 r.error = None;
@@ -186,22 +189,23 @@ fn MessageResultsList(search: MessageSearch) -> impl IntoView {
                 {results
                     .hits
                     .into_iter()
-                    .map(|hit| {
+                    .filter_map(|hit| {
+                        let peer = hit.peer.clone()?;
                         let sender = if me.as_deref() == Some(hit.message.sender_id.as_str()) {
                             "You".to_string()
                         } else {
-                            hit.peer.full_name.clone()
+                            peer.full_name.clone()
                         };
                         let with = if me.as_deref() == Some(hit.message.sender_id.as_str()) {
-                            format!("to {}", hit.peer.full_name)
+                            format!("to {}", peer.full_name)
                         } else {
                             String::new()
                         };
                         let (before, matched, after) = snippet(&hit.message.text, &words);
                         let time = local_hhmm(&hit.message.created_at);
-                        let (peer_id, message_id) = (hit.peer.id.clone(), hit.message.id.clone());
+                        let (peer_id, message_id) = (peer.id.clone(), hit.message.id.clone());
                         let jump = (peer_id.clone(), message_id.clone());
-                        view! {
+                        Some(view! {
                             <li>
                                 <a
                                     href=format!("/chat/{peer_id}")
@@ -226,7 +230,7 @@ fn MessageResultsList(search: MessageSearch) -> impl IntoView {
                                     </span>
                                 </a>
                             </li>
-                        }
+                        })
                     })
                     .collect_view()}
             </ul>

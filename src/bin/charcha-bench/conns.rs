@@ -60,6 +60,48 @@ charcha-bench signup [OPTIONS]
   --label NAME, --json  as in `run`
 ";
 
+/// The options of the commands that connect bench users (`conns`,
+/// `group`): where their tokens are cached, how fast they sign up, and
+/// how the report is labelled and printed.
+pub struct UserOpts {
+    pub tokens: Option<PathBuf>,
+    pub tokens_key: Option<String>,
+    pub signup_concurrency: usize,
+    pub label: String,
+    pub json: bool,
+}
+
+impl UserOpts {
+    pub fn new(label: &str) -> Self {
+        Self { tokens: None, tokens_key: None, signup_concurrency: 16, label: label.into(), json: false }
+    }
+
+    /// Takes `flag` (and its value) when it is one of these options;
+    /// whether it was.
+    pub fn parse_flag(&mut self, flag: &str, a: &mut crate::Args) -> Result<bool, String> {
+        match flag {
+            "--tokens" => self.tokens = Some(PathBuf::from(a.value("--tokens")?)),
+            "--tokens-key" => self.tokens_key = Some(a.value("--tokens-key")?),
+            "--signup-concurrency" => self.signup_concurrency = a.parse("--signup-concurrency")?,
+            "--label" => self.label = a.value("--label")?,
+            "--json" => self.json = true,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Bench users 0..`users` of the server at `url`.
+    pub fn plan(&self, url: &str, users: usize) -> AuthPlan {
+        AuthPlan {
+            key: self.tokens_key.clone().unwrap_or_else(|| url.to_string()),
+            tokens: self.tokens.clone(),
+            users,
+            label: self.label.clone(),
+            signup_concurrency: self.signup_concurrency,
+        }
+    }
+}
+
 struct ConnsOpts {
     url: String,
     users: usize,
@@ -69,11 +111,7 @@ struct ConnsOpts {
     server_pid: Option<String>,
     /// The server's CHARCHA_METRICS_TOKEN: /metrics is not public.
     metrics_token: Option<String>,
-    tokens: Option<PathBuf>,
-    tokens_key: Option<String>,
-    signup_concurrency: usize,
-    label: String,
-    json: bool,
+    who: UserOpts,
 }
 
 fn parse_conns(args: Vec<String>) -> Result<Option<ConnsOpts>, String> {
@@ -86,13 +124,12 @@ fn parse_conns(args: Vec<String>) -> Result<Option<ConnsOpts>, String> {
         hold: 20.0,
         server_pid: None,
         metrics_token: std::env::var("CHARCHA_METRICS_TOKEN").ok().filter(|t| !t.is_empty()),
-        tokens: None,
-        tokens_key: None,
-        signup_concurrency: 16,
-        label: "conns".into(),
-        json: false,
+        who: UserOpts::new("conns"),
     };
     while let Some(flag) = a.next_flag() {
+        if o.who.parse_flag(&flag, &mut a)? {
+            continue;
+        }
         match flag.as_str() {
             "--url" => o.url = a.value("--url")?,
             "--users" => o.users = a.parse("--users")?,
@@ -101,11 +138,6 @@ fn parse_conns(args: Vec<String>) -> Result<Option<ConnsOpts>, String> {
             "--hold" => o.hold = a.parse("--hold")?,
             "--server-pid" => o.server_pid = Some(a.value("--server-pid")?),
             "--metrics-token" => o.metrics_token = Some(a.value("--metrics-token")?),
-            "--tokens" => o.tokens = Some(PathBuf::from(a.value("--tokens")?)),
-            "--tokens-key" => o.tokens_key = Some(a.value("--tokens-key")?),
-            "--signup-concurrency" => o.signup_concurrency = a.parse("--signup-concurrency")?,
-            "--label" => o.label = a.value("--label")?,
-            "--json" => o.json = true,
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -118,7 +150,7 @@ fn parse_conns(args: Vec<String>) -> Result<Option<ConnsOpts>, String> {
 
 /// What every subcommand does before its work: parse its options (or print
 /// its help) and start a runtime. `Err` is the exit code to end with.
-fn prepare<O>(
+pub fn prepare<O>(
     name: &str,
     help: &str,
     args: Vec<String>,
@@ -144,7 +176,11 @@ fn prepare<O>(
     }
 }
 
-fn finish(result: Result<serde_json::Value, String>, json_out: bool, text: impl Fn(&serde_json::Value)) -> ExitCode {
+pub fn finish(
+    result: Result<serde_json::Value, String>,
+    json_out: bool,
+    text: impl Fn(&serde_json::Value),
+) -> ExitCode {
     match result {
         Ok(report) => {
             if json_out {
@@ -166,7 +202,7 @@ pub fn main_conns(args: Vec<String>) -> ExitCode {
         Ok(prepared) => prepared,
         Err(code) => return code,
     };
-    finish(rt.block_on(conns(&o)), o.json, |r| {
+    finish(rt.block_on(conns(&o)), o.who.json, |r| {
         println!("{}: {} of {} users connected", r["label"], r["connected"], r["users"]);
         println!(
             "  all hello after     {} s (connect p50 {} ms, p99 {} ms)",
@@ -215,14 +251,7 @@ fn rss_kb(pid: Option<&str>) -> Option<u64> {
 
 async fn conns(o: &ConnsOpts) -> Result<serde_json::Value, String> {
     let base = Base::parse(&o.url)?;
-    let plan = AuthPlan {
-        key: o.tokens_key.clone().unwrap_or_else(|| o.url.clone()),
-        tokens: o.tokens.clone(),
-        users: o.users,
-        label: o.label.clone(),
-        signup_concurrency: o.signup_concurrency,
-    };
-    let creds = load::obtain_creds_for(&plan, std::slice::from_ref(&base)).await?;
+    let creds = load::obtain_creds_for(&o.who.plan(&o.url, o.users), std::slice::from_ref(&base)).await?;
     let ids: Vec<String> =
         creds.creds.iter().map(|c| c.as_ref().map(|c| c.user_id.clone()).unwrap_or_default()).collect();
     let tokens: Vec<String> =
@@ -232,7 +261,7 @@ async fn conns(o: &ConnsOpts) -> Result<serde_json::Value, String> {
     let rss_base = rss_kb(o.server_pid.as_deref());
     let frames_before = watch_frames(&base, o.metrics_token.as_deref()).await;
 
-    eprintln!("[{}] connecting {} users, {} upgrades in flight", o.label, o.users, o.batch);
+    eprintln!("[{}] connecting {} users, {} upgrades in flight", o.who.label, o.users, o.batch);
     let seen = Arc::new(Seen::default());
     let stop = CancellationToken::new();
     let permits = Arc::new(Semaphore::new(o.batch));
@@ -299,13 +328,13 @@ async fn conns(o: &ConnsOpts) -> Result<serde_json::Value, String> {
         }
     }
     let connected = connect_us.len();
-    eprintln!("[{}] {connected} connected in {:.2} s, {failed} failed", o.label, last_hello.as_secs_f64());
+    eprintln!("[{}] {connected} connected in {:.2} s, {failed} failed", o.who.label, last_hello.as_secs_f64());
     // Presence frames of the connects have been queued by the time the
     // last watch was answered; give the clients a moment to read them.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let frames_after = watch_frames(&base, o.metrics_token.as_deref()).await;
     let closed_before_idle = seen.closed.load(Ordering::Relaxed);
-    eprintln!("[{}] holding {connected} idle connections for {} s", o.label, o.hold);
+    eprintln!("[{}] holding {connected} idle connections for {} s", o.who.label, o.hold);
     tokio::time::sleep(Duration::from_secs_f64(o.hold)).await;
     let rss_idle = rss_kb(o.server_pid.as_deref());
     let dropped = seen.closed.load(Ordering::Relaxed) - closed_before_idle;
@@ -324,7 +353,7 @@ async fn conns(o: &ConnsOpts) -> Result<serde_json::Value, String> {
     };
     let connect = Latency::of(connect_us);
     Ok(json!({
-        "label": o.label,
+        "label": o.who.label,
         "mode": "conns",
         "users": o.users,
         "batch": o.batch,

@@ -53,7 +53,7 @@ impl HttpResponse {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    fn body_text(&self) -> String {
+    pub fn body_text(&self) -> String {
         let text = String::from_utf8_lossy(&self.body);
         text.chars().take(300).collect()
     }
@@ -62,9 +62,15 @@ impl HttpResponse {
 const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn post_json(base: &Base, path: &str, body: &str) -> Result<HttpResponse, String> {
+    post_json_with(base, path, body, "").await
+}
+
+/// `POST path` with a JSON body and extra header lines (each ending in
+/// `\r\n`), e.g. a bearer token.
+pub async fn post_json_with(base: &Base, path: &str, body: &str, extra_headers: &str) -> Result<HttpResponse, String> {
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         {extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         base.authority,
         body.len()
     );

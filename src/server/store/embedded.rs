@@ -103,6 +103,22 @@ CREATE TABLE IF NOT EXISTS read_markers (
     message_id TEXT NOT NULL,
     PRIMARY KEY (user_id, conversation_id)
 ) WITHOUT ROWID;
+-- Group conversations (GroupStore): the group, and one row per current
+-- member with their role. A group's id is its conversation id.
+CREATE TABLE IF NOT EXISTS groups (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    creator_id TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS group_members (
+    group_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    joined_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS group_members_by_user ON group_members(user_id, group_id);
 CREATE TABLE IF NOT EXISTS log_offsets (
     stream TEXT NOT NULL,
     partition INTEGER NOT NULL,
@@ -240,7 +256,9 @@ fn add_columns(conn: &Connection, table: &str, probe: &str, columns: &str) -> Re
 
 /// Brings a database made by an older Charcha up to this schema: adds
 /// `users.name_key` and fills the search terms and the inbox from what is
-/// stored. Each step runs once (it checks for its own result first).
+/// stored. Each step runs once (it checks for its own result first). New
+/// tables (groups, `group_members`) need no step: [`SCHEMA`] creates them
+/// if missing.
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     // Whether the search terms must be filled too (checked before adding the column).
     let has_name_key = conn.prepare("SELECT name_key FROM users LIMIT 0").is_ok();
@@ -296,7 +314,8 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     }
     let inbox: i64 = conn.query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0)).map_err(unavailable)?;
     if inbox == 0 {
-        // Each conversation's newest message, for both of its members.
+        // Each direct conversation's newest message, for both of its
+        // members (databases from before the inbox predate groups).
         conn.execute_batch(
             "INSERT OR IGNORE INTO inbox (user_id, conversation_id, peer_id, last_id, last_sender_id,
                                           last_recipient_id, last_text, last_image, last_created_at,
@@ -304,10 +323,12 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
                SELECT m.sender_id, m.conversation_id, m.recipient_id, m.id, m.sender_id, m.recipient_id,
                       substr(m.text, 1, 160), m.image, m.created_at, m.client_msg_id, m.edited_at, m.deleted
                  FROM messages m WHERE m.id = (SELECT MAX(id) FROM messages WHERE conversation_id = m.conversation_id)
+                  AND m.conversation_id NOT LIKE 'grp:%'
              UNION ALL
                SELECT m.recipient_id, m.conversation_id, m.sender_id, m.id, m.sender_id, m.recipient_id,
                       substr(m.text, 1, 160), m.image, m.created_at, m.client_msg_id, m.edited_at, m.deleted
-                 FROM messages m WHERE m.id = (SELECT MAX(id) FROM messages WHERE conversation_id = m.conversation_id);",
+                 FROM messages m WHERE m.id = (SELECT MAX(id) FROM messages WHERE conversation_id = m.conversation_id)
+                  AND m.conversation_id NOT LIKE 'grp:%';",
         )
         .map_err(unavailable)?;
     }
@@ -743,7 +764,13 @@ impl MessageStore for EmbeddedStore {
                                 AND COALESCE(excluded.last_edited_at, '') > COALESCE(inbox.last_edited_at, ''))",
                     )
                     .map_err(unavailable)?;
-                for (user, e) in inbox_updates(&messages) {
+                // A group's entries go to its members as they are now.
+                let mut group_members = std::collections::HashMap::new();
+                for id in group_ids_of(&messages) {
+                    let members = group_member_ids(&tx, &id)?;
+                    group_members.insert(id, members);
+                }
+                for (user, e) in inbox_updates(&messages, &group_members) {
                     let m = &e.last;
                     inbox
                         .execute(params![
@@ -803,12 +830,15 @@ impl MessageStore for EmbeddedStore {
 }
 
 /// The FTS5 query for `terms` (see [`SearchStore`]) in the messages of
-/// `user_id`: each term a quoted string (never FTS syntax, whatever the
-/// user typed), the last one a prefix, all required.
-fn fts_query(user_id: &str, terms: &[String]) -> String {
+/// `user_id` and of `groups` (the members column holds the sender's and
+/// the recipient's ids; a group message's recipient is the group): each
+/// term a quoted string (never FTS syntax, whatever the user typed), the
+/// last one a prefix, all required.
+fn fts_query(user_id: &str, groups: &[String], terms: &[String]) -> String {
     let quote = |t: &str| format!("\"{}\"", t.replace('"', "\"\""));
     let words: Vec<String> = terms.iter().map(|t| quote(t)).collect();
-    format!("{{members}} : {} AND {{text}} : ({}*)", quote(user_id), words.join(" "))
+    let members: Vec<String> = std::iter::once(user_id).chain(groups.iter().map(String::as_str)).map(quote).collect();
+    format!("{{members}} : ({}) AND {{text}} : ({}*)", members.join(" OR "), words.join(" "))
 }
 
 #[async_trait]
@@ -816,6 +846,7 @@ impl SearchStore for EmbeddedStore {
     async fn search_messages(
         &self,
         user_id: &str,
+        groups: &[String],
         terms: &[String],
         before: Option<&str>,
         limit: usize,
@@ -823,7 +854,8 @@ impl SearchStore for EmbeddedStore {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        let query = fts_query(user_id, terms);
+        let query = fts_query(user_id, groups, terms);
+        let groups = serde_json::to_string(groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let (user_id, before) = (user_id.to_string(), before.map(str::to_string));
         self.call(move |c| {
             // The index narrows to the user's messages with every word; the
@@ -835,13 +867,16 @@ impl SearchStore for EmbeddedStore {
                        FROM message_search s
                        JOIN message_search_ids i ON i.fts_rowid = s.rowid
                        JOIN messages m ON m.id = i.message_id
-                      WHERE message_search MATCH ?1 AND (m.sender_id = ?2 OR m.recipient_id = ?2)
+                      WHERE message_search MATCH ?1
+                        AND ((m.conversation_id NOT LIKE 'grp:%' AND (m.sender_id = ?2 OR m.recipient_id = ?2))
+                             OR m.conversation_id IN (SELECT value FROM json_each(?5)))
                         AND m.deleted = 0 AND (?3 IS NULL OR m.id < ?3)
                       ORDER BY m.id DESC LIMIT ?4",
                 )
                 .map_err(unavailable)?;
-            let rows =
-                stmt.query_map(params![query, user_id, before, limit as i64], message_from_row).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![query, user_id, before, limit as i64, groups], message_from_row)
+                .map_err(unavailable)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
         })
         .await
@@ -954,6 +989,158 @@ impl ReadStore for EmbeddedStore {
         })
         .await
     }
+
+    async fn read_markers(&self, conversation_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let conversation_id = conversation_id.to_string();
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT user_id, message_id FROM read_markers WHERE conversation_id = ?1")
+                .map_err(unavailable)?;
+            let rows = stmt.query_map([conversation_id], |r| Ok((r.get(0)?, r.get(1)?))).map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+}
+
+/// The current members of group `id`, oldest first.
+fn group_member_ids(c: &Connection, id: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = c
+        .prepare_cached("SELECT user_id FROM group_members WHERE group_id = ?1 ORDER BY joined_at_ms, user_id")
+        .map_err(unavailable)?;
+    let rows = stmt.query_map([id], |r| r.get(0)).map_err(unavailable)?;
+    rows.collect::<Result<Vec<String>, _>>().map_err(unavailable)
+}
+
+#[async_trait]
+impl GroupStore for EmbeddedStore {
+    async fn create_group(&self, group: &GroupRecord) -> Result<(), StoreError> {
+        let group = group.clone();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            tx.execute(
+                "INSERT INTO groups (id, name, creator_id, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![group.id, group.name, group.creator_id, group.created_at_ms],
+            )
+            .map_err(|e| if is_unique_violation(&e) { StoreError::Duplicate("group id") } else { unavailable(e) })?;
+            insert_group_members(&tx, &group.id, &group.members)?;
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn groups_by_ids(&self, ids: &[String]) -> Result<Vec<GroupRecord>, StoreError> {
+        let ids = ids.to_vec();
+        self.call(move |c| {
+            let mut group = c
+                .prepare_cached("SELECT name, creator_id, created_at_ms FROM groups WHERE id = ?1")
+                .map_err(unavailable)?;
+            let mut members = c
+                .prepare_cached(
+                    "SELECT user_id, role, joined_at_ms FROM group_members WHERE group_id = ?1
+                      ORDER BY joined_at_ms, user_id",
+                )
+                .map_err(unavailable)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let Some((name, creator_id, created_at_ms)) = group
+                    .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+                    .map_err(unavailable)?
+                else {
+                    continue;
+                };
+                let rows = members
+                    .query_map([&id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)))
+                    .map_err(unavailable)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(unavailable)?;
+                let members = rows
+                    .into_iter()
+                    .map(|(user_id, role, joined_at_ms)| {
+                        let role = GroupRole::parse(&role)
+                            .ok_or_else(|| StoreError::Corrupt(format!("group role {role:?}")))?;
+                        Ok(GroupMemberRecord { user_id, role, joined_at_ms })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                out.push(GroupRecord { id, name, creator_id, created_at_ms, members });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn rename_group(&self, id: &str, name: &str) -> Result<bool, StoreError> {
+        let (id, name) = (id.to_string(), name.to_string());
+        self.call(move |c| {
+            let changed =
+                c.execute("UPDATE groups SET name = ?2 WHERE id = ?1", params![id, name]).map_err(unavailable)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn add_group_members(&self, id: &str, members: &[GroupMemberRecord]) -> Result<u64, StoreError> {
+        let (id, members) = (id.to_string(), members.to_vec());
+        self.call(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            let added = insert_group_members(&tx, &id, &members)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(added)
+        })
+        .await
+    }
+
+    async fn remove_group_member(&self, id: &str, user_id: &str) -> Result<bool, StoreError> {
+        let (id, user_id) = (id.to_string(), user_id.to_string());
+        self.call(move |c| {
+            let removed = c
+                .execute("DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2", params![id, user_id])
+                .map_err(unavailable)?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    async fn set_group_role(&self, id: &str, user_id: &str, role: GroupRole) -> Result<bool, StoreError> {
+        let (id, user_id) = (id.to_string(), user_id.to_string());
+        self.call(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE group_members SET role = ?3 WHERE group_id = ?1 AND user_id = ?2",
+                    params![id, user_id, role.as_str()],
+                )
+                .map_err(unavailable)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn groups_of(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let user_id = user_id.to_string();
+        self.call(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT group_id FROM group_members WHERE user_id = ?1").map_err(unavailable)?;
+            let rows = stmt.query_map([user_id], |r| r.get(0)).map_err(unavailable)?;
+            rows.collect::<Result<Vec<String>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+}
+
+/// Inserts the memberships not there yet; returns how many were new.
+fn insert_group_members(c: &Connection, id: &str, members: &[GroupMemberRecord]) -> Result<u64, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "INSERT INTO group_members (group_id, user_id, role, joined_at_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+        )
+        .map_err(unavailable)?;
+    let mut added = 0u64;
+    for m in members {
+        added += stmt.execute(params![id, m.user_id, m.role.as_str(), m.joined_at_ms]).map_err(unavailable)? as u64;
+    }
+    Ok(added)
 }
 
 #[async_trait]

@@ -1,5 +1,5 @@
 //! Persistence port. One trait per storage concern (users, tokens, media,
-//! conversations, messages, log checkpoints); [`Store`] is all of them.
+//! conversations, groups, messages, log checkpoints); [`Store`] is all of them.
 //! Drivers, one file each: [`embedded`] (SQLite under the data dir) and,
 //! for the scaled mode, MongoDB.
 
@@ -8,7 +8,7 @@ pub mod mongo;
 
 use async_trait::async_trait;
 
-use crate::api::dto::{ChatMessage, Contact, ReactionCount, Reactions, User};
+use crate::api::dto::{ChatMessage, Contact, GroupRole, ReactionCount, Reactions, User, is_group_id};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -193,10 +193,17 @@ pub struct InboxEntry {
 pub const PREVIEW_CHARS: usize = 160;
 
 /// For each conversation of `messages`, its newest message (by id), as
-/// the inbox entries of both members; texts cut to the preview length.
-/// Drivers apply these with "only if newer than what is stored", so a
-/// replayed or out-of-order batch never moves a preview back.
-pub fn inbox_updates(messages: &[ChatMessage]) -> Vec<(String, InboxEntry)> {
+/// the inbox entries of its members; texts cut to the preview length. A
+/// direct chat's members are its sender and recipient (the entry's peer is
+/// the other one); a group's are its current members in `group_members`
+/// (read by the driver when it stores the batch; the entry's peer is the
+/// group id), so a member removed before the message was stored does not
+/// get it in their list. Drivers apply these with "only if newer than what
+/// is stored", so a replayed or out-of-order batch never moves a preview back.
+pub fn inbox_updates(
+    messages: &[ChatMessage],
+    group_members: &std::collections::HashMap<String, Vec<String>>,
+) -> Vec<(String, InboxEntry)> {
     let mut newest: std::collections::HashMap<&str, &ChatMessage> = std::collections::HashMap::new();
     for m in messages {
         let e = newest.entry(m.conversation_id.as_str()).or_insert(m);
@@ -210,6 +217,17 @@ pub fn inbox_updates(messages: &[ChatMessage]) -> Vec<(String, InboxEntry)> {
         if let Some((cut, _)) = last.text.char_indices().nth(PREVIEW_CHARS) {
             last.text.truncate(cut);
         }
+        if is_group_id(&m.conversation_id) {
+            for user in group_members.get(&m.conversation_id).into_iter().flatten() {
+                let entry = InboxEntry {
+                    conversation_id: m.conversation_id.clone(),
+                    peer_id: m.conversation_id.clone(),
+                    last: last.clone(),
+                };
+                out.push((user.clone(), entry));
+            }
+            continue;
+        }
         for (user, peer) in [(&m.sender_id, &m.recipient_id), (&m.recipient_id, &m.sender_id)] {
             let entry =
                 InboxEntry { conversation_id: m.conversation_id.clone(), peer_id: peer.clone(), last: last.clone() };
@@ -217,6 +235,75 @@ pub fn inbox_updates(messages: &[ChatMessage]) -> Vec<(String, InboxEntry)> {
         }
     }
     out
+}
+
+/// The groups among the conversations of `messages` (for [`inbox_updates`]).
+pub fn group_ids_of(messages: &[ChatMessage]) -> Vec<String> {
+    let mut ids: Vec<String> =
+        messages.iter().filter(|m| is_group_id(&m.conversation_id)).map(|m| m.conversation_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// A group as stored. Its id (`grp:<ulid>`) is also its conversation id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub id: String,
+    /// Trimmed, 1 to [`crate::api::dto::MAX_GROUP_NAME_CHARS`] characters.
+    pub name: String,
+    pub creator_id: String,
+    pub created_at_ms: i64,
+    /// Oldest member first (by `joined_at_ms`, then user id).
+    pub members: Vec<GroupMemberRecord>,
+}
+
+impl GroupRecord {
+    pub fn member(&self, user_id: &str) -> Option<&GroupMemberRecord> {
+        self.members.iter().find(|m| m.user_id == user_id)
+    }
+
+    pub fn member_ids(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.user_id.clone()).collect()
+    }
+}
+
+/// One membership of a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupMemberRecord {
+    pub user_id: String,
+    pub role: GroupRole,
+    pub joined_at_ms: i64,
+}
+
+/// Orders members oldest first, as [`GroupRecord::members`] promises.
+pub fn sort_members(members: &mut [GroupMemberRecord]) {
+    members.sort_by(|a, b| (a.joined_at_ms, &a.user_id).cmp(&(b.joined_at_ms, &b.user_id)));
+}
+
+/// Group conversations: names, members and their roles. Written directly
+/// (not through the log): membership is checked on every read and write of
+/// the group, so it must be current the moment a change is acknowledged.
+/// Authorization (who may change what) is the chat service's; drivers only
+/// store.
+#[async_trait]
+pub trait GroupStore: Send + Sync {
+    /// Stores a new group with its members.
+    async fn create_group(&self, group: &GroupRecord) -> Result<(), StoreError>;
+    /// The groups with these ids that exist, each with its members, in no
+    /// particular order.
+    async fn groups_by_ids(&self, ids: &[String]) -> Result<Vec<GroupRecord>, StoreError>;
+    /// Renames a group; false when it does not exist.
+    async fn rename_group(&self, id: &str, name: &str) -> Result<bool, StoreError>;
+    /// Adds those of `members` who are not members yet (existing members
+    /// keep their role); returns how many were added.
+    async fn add_group_members(&self, id: &str, members: &[GroupMemberRecord]) -> Result<u64, StoreError>;
+    /// Removes one member; false when they were not one.
+    async fn remove_group_member(&self, id: &str, user_id: &str) -> Result<bool, StoreError>;
+    /// Changes one member's role; false when they are not a member.
+    async fn set_group_role(&self, id: &str, user_id: &str, role: GroupRole) -> Result<bool, StoreError>;
+    /// The ids of the groups `user_id` is a member of now.
+    async fn groups_of(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
 }
 
 #[async_trait]
@@ -302,6 +389,9 @@ pub trait ReadStore: Send + Sync {
         user_id: &str,
         conversations: &[(String, String)],
     ) -> Result<Vec<ReadState>, StoreError>;
+    /// Every marker of `conversation_id`: `(user_id, message_id)`, in any
+    /// order ("Seen by N" in groups; the caller keeps current members only).
+    async fn read_markers(&self, conversation_id: &str) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 /// Reactions under messages: who chose which emoji. Written directly, not
@@ -363,13 +453,17 @@ pub trait CheckpointStore: Send + Sync {
 /// only, a deleted message not at all).
 #[async_trait]
 pub trait SearchStore: Send + Sync {
-    /// Up to `limit` messages sent or received by `user_id` (the
-    /// conversations they are a member of; every one is direct), not
-    /// deleted, whose text matches `terms` (non-empty, from
-    /// [`search_words`]), with id < `before` (all when `None`), newest first.
+    /// Up to `limit` messages of `user_id`'s conversations — the direct
+    /// chats they sent or received in, and the groups `groups` (those they
+    /// are a member of now) — not deleted, whose text matches `terms`
+    /// (non-empty, from [`search_words`]), with id < `before` (all when
+    /// `None`), newest first. A group's messages are found through
+    /// `groups` only, never by their sender, so a former member finds
+    /// nothing of it.
     async fn search_messages(
         &self,
         user_id: &str,
+        groups: &[String],
         terms: &[String],
         before: Option<&str>,
         limit: usize,
@@ -402,6 +496,7 @@ pub trait Store:
     + TokenStore
     + MediaStore
     + ConversationStore
+    + GroupStore
     + MessageStore
     + SearchStore
     + ReadStore
@@ -415,6 +510,7 @@ impl<T> Store for T where
         + TokenStore
         + MediaStore
         + ConversationStore
+        + GroupStore
         + MessageStore
         + SearchStore
         + ReadStore
@@ -474,12 +570,24 @@ mod tests {
             reply_to: None,
         };
         let long = "é".repeat(PREVIEW_CHARS + 10);
-        let updates = inbox_updates(&[
-            m("2", "c1", "a", "b", "new"),
-            m("1", "c1", "b", "a", "old"),
-            m("3", "c2", "a", "c", &long),
-        ]);
-        assert_eq!(updates.len(), 4);
+        let groups = std::collections::HashMap::from([("grp:g".to_string(), vec!["a".to_string(), "d".to_string()])]);
+        let updates = inbox_updates(
+            &[
+                m("2", "c1", "a", "b", "new"),
+                m("1", "c1", "b", "a", "old"),
+                m("3", "c2", "a", "c", &long),
+                m("4", "grp:g", "b", "grp:g", "to the group"),
+            ],
+            &groups,
+        );
+        assert_eq!(updates.len(), 6);
+        // A group's entries go to its current members (the sender "b" was removed), the peer is the group.
+        let in_group: Vec<(&str, &str)> = updates
+            .iter()
+            .filter(|(_, e)| e.conversation_id == "grp:g")
+            .map(|(u, e)| (u.as_str(), e.peer_id.as_str()))
+            .collect();
+        assert_eq!(in_group, [("a", "grp:g"), ("d", "grp:g")]);
         let of = |user: &str, conv: &str| {
             updates.iter().find(|(u, e)| u == user && e.conversation_id == conv).map(|(_, e)| e)
         };

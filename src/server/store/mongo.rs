@@ -5,6 +5,8 @@
 //! insert is idempotent), `conversations`, `revoked_tokens` (TTL index on
 //! `expires_at`), `media` (binary documents; images are capped at a few
 //! MiB, far below the 16 MiB document limit, so GridFS is not needed),
+//! `groups` and `group_members` (one document per membership, `_id`
+//! `<group>|<user>`: plain inserts and deletes, no array updates),
 //! `log_offsets` and `dead_letters` for the worker.
 //! Duplicate keys are recognised by error code 11000, never by text.
 
@@ -247,6 +249,13 @@ impl MongoStore {
             .create_index(IndexModel::builder().keys(doc! { "message_id": 1 }).build())
             .await
             .map_err(unavailable)?;
+        // A group's members oldest first; a user's groups.
+        for keys in [doc! { "group_id": 1, "joined_at_ms": 1 }, doc! { "user_id": 1 }] {
+            self.docs("group_members")
+                .create_index(IndexModel::builder().keys(keys).build())
+                .await
+                .map_err(unavailable)?;
+        }
         // Message search: a user's messages by word (sent and received).
         for keys in
             [doc! { "search_words": 1 }, doc! { "sender_id": 1, "_id": -1 }, doc! { "recipient_id": 1, "_id": -1 }]
@@ -285,6 +294,11 @@ impl MongoStore {
 
     fn docs(&self, name: &str) -> Collection<Document> {
         self.db.collection(name)
+    }
+
+    /// Every document of collection `name` matching `filter`.
+    async fn find_docs(&self, name: &str, filter: Document) -> Result<Vec<Document>, StoreError> {
+        self.docs(name).find(filter).await.map_err(unavailable)?.try_collect().await.map_err(unavailable)
     }
 }
 
@@ -617,7 +631,14 @@ impl MongoStore {
     async fn update_inbox(&self, messages: &[ChatMessage]) -> Result<(), StoreError> {
         use futures_util::StreamExt;
         let inbox = self.db.collection::<Document>("inbox");
-        let updates = inbox_updates(messages).into_iter().map(|(user, e)| {
+        // A group's entries go to its members as they are now.
+        let group_members: std::collections::HashMap<String, Vec<String>> = self
+            .groups_by_ids(&group_ids_of(messages))
+            .await?
+            .into_iter()
+            .map(|g| (g.id.clone(), g.member_ids()))
+            .collect();
+        let updates = inbox_updates(messages, &group_members).into_iter().map(|(user, e)| {
             let inbox = inbox.clone();
             async move {
                 let id = format!("{user}|{}", e.conversation_id);
@@ -756,6 +777,7 @@ impl SearchStore for MongoStore {
     async fn search_messages(
         &self,
         user_id: &str,
+        groups: &[String],
         terms: &[String],
         before: Option<&str>,
         limit: usize,
@@ -763,7 +785,14 @@ impl SearchStore for MongoStore {
         let Some((last, complete)) = terms.split_last() else { return Ok(Vec::new()) };
         let mut all: Vec<Document> = complete.iter().map(|t| doc! { "search_words": t }).collect();
         all.push(doc! { "search_words": { "$regex": format!("^{}", regex_escape(last)) } });
-        all.push(doc! { "$or": [{ "sender_id": user_id }, { "recipient_id": user_id }] });
+        // Direct chats by the user's id (the recipient of a group message
+        // is the group, so `recipient_id` = user is always direct); groups
+        // by the ids the caller found the user a member of.
+        all.push(doc! { "$or": [
+            { "sender_id": user_id, "conversation_id": { "$regex": "^dm:" } },
+            { "recipient_id": user_id },
+            { "conversation_id": { "$in": groups } },
+        ] });
         all.push(doc! { "deleted": { "$ne": true } });
         if let Some(b) = before {
             all.push(doc! { "_id": { "$lt": b } });
@@ -831,6 +860,128 @@ impl ReadStore for MongoStore {
             out.push(ReadState { unread: u32::try_from(count).unwrap_or(u32::MAX), peer_read });
         }
         Ok(out)
+    }
+
+    async fn read_markers(&self, conversation_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let docs = self.find_docs("read_markers", doc! { "conversation_id": conversation_id }).await?;
+        Ok(docs
+            .into_iter()
+            .filter_map(|d| Some((d.get_str("user_id").ok()?.to_string(), d.get_str("message_id").ok()?.to_string())))
+            .collect())
+    }
+}
+
+/// One membership as stored in `group_members`.
+fn membership_doc(group_id: &str, m: &GroupMemberRecord) -> Document {
+    doc! {
+        "_id": format!("{group_id}|{}", m.user_id), "group_id": group_id, "user_id": &m.user_id,
+        "role": m.role.as_str(), "joined_at_ms": m.joined_at_ms,
+    }
+}
+
+#[async_trait]
+impl GroupStore for MongoStore {
+    /// Members first, then the group: a group document is only ever seen
+    /// with its members (a failure in between leaves memberships of a
+    /// group that does not exist, which nothing reads).
+    async fn create_group(&self, group: &GroupRecord) -> Result<(), StoreError> {
+        self.add_group_members(&group.id, &group.members).await?;
+        let d = doc! {
+            "_id": &group.id, "name": &group.name, "creator_id": &group.creator_id,
+            "created_at_ms": group.created_at_ms,
+        };
+        match self.docs("groups").insert_one(d).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate(&e) => Err(StoreError::Duplicate("group id")),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn groups_by_ids(&self, ids: &[String]) -> Result<Vec<GroupRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups = self.find_docs("groups", doc! { "_id": { "$in": ids } }).await?;
+        let memberships = self.find_docs("group_members", doc! { "group_id": { "$in": ids } }).await?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("group document without {what}"));
+        let mut members: std::collections::HashMap<String, Vec<GroupMemberRecord>> = Default::default();
+        for d in memberships {
+            let group_id = d.get_str("group_id").map_err(|_| corrupt("group_id"))?;
+            let role = d.get_str("role").ok().and_then(GroupRole::parse).ok_or_else(|| corrupt("a role"))?;
+            members.entry(group_id.to_string()).or_default().push(GroupMemberRecord {
+                user_id: d.get_str("user_id").map_err(|_| corrupt("user_id"))?.to_string(),
+                role,
+                joined_at_ms: d.get_i64("joined_at_ms").map_err(|_| corrupt("joined_at_ms"))?,
+            });
+        }
+        groups
+            .into_iter()
+            .map(|d| {
+                let id = d.get_str("_id").map_err(|_| corrupt("_id"))?.to_string();
+                let mut members = members.remove(&id).unwrap_or_default();
+                sort_members(&mut members);
+                Ok(GroupRecord {
+                    name: d.get_str("name").map_err(|_| corrupt("name"))?.to_string(),
+                    creator_id: d.get_str("creator_id").map_err(|_| corrupt("creator_id"))?.to_string(),
+                    created_at_ms: d.get_i64("created_at_ms").map_err(|_| corrupt("created_at_ms"))?,
+                    id,
+                    members,
+                })
+            })
+            .collect()
+    }
+
+    async fn rename_group(&self, id: &str, name: &str) -> Result<bool, StoreError> {
+        let r = self
+            .docs("groups")
+            .update_one(doc! { "_id": id }, doc! { "$set": { "name": name } })
+            .await
+            .map_err(unavailable)?;
+        Ok(r.matched_count > 0)
+    }
+
+    async fn add_group_members(&self, id: &str, members: &[GroupMemberRecord]) -> Result<u64, StoreError> {
+        if members.is_empty() {
+            return Ok(0);
+        }
+        // Unordered: an existing membership (duplicate `_id`) keeps its
+        // role and must not stop the others.
+        let docs: Vec<Document> = members.iter().map(|m| membership_doc(id, m)).collect();
+        match self.docs("group_members").insert_many(docs).ordered(false).await {
+            Ok(r) => Ok(r.inserted_ids.len() as u64),
+            Err(e) => match e.kind.as_ref() {
+                ErrorKind::InsertMany(im)
+                    if im.write_concern_error.is_none()
+                        && im.write_errors.as_ref().is_some_and(|w| w.iter().all(|w| w.code == DUPLICATE_KEY)) =>
+                {
+                    Ok((members.len() - im.write_errors.as_ref().map_or(0, Vec::len)) as u64)
+                }
+                _ => Err(unavailable(e)),
+            },
+        }
+    }
+
+    async fn remove_group_member(&self, id: &str, user_id: &str) -> Result<bool, StoreError> {
+        let r = self
+            .docs("group_members")
+            .delete_one(doc! { "_id": format!("{id}|{user_id}") })
+            .await
+            .map_err(unavailable)?;
+        Ok(r.deleted_count > 0)
+    }
+
+    async fn set_group_role(&self, id: &str, user_id: &str, role: GroupRole) -> Result<bool, StoreError> {
+        let r = self
+            .docs("group_members")
+            .update_one(doc! { "_id": format!("{id}|{user_id}") }, doc! { "$set": { "role": role.as_str() } })
+            .await
+            .map_err(unavailable)?;
+        Ok(r.matched_count > 0)
+    }
+
+    async fn groups_of(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let docs = self.find_docs("group_members", doc! { "user_id": user_id }).await?;
+        Ok(docs.into_iter().filter_map(|d| d.get_str("group_id").ok().map(str::to_string)).collect())
     }
 }
 
