@@ -1,4 +1,7 @@
-//! The open conversation: header, message log and composer.
+//! The open conversation: header, message log and composer. A group's
+//! header names it and counts its members, and opens its details panel
+//! ([`super::groups`]); once the user is no longer a member, the composer
+//! gives way to a note saying so.
 //!
 //! Scrolling rules: the log sticks to the bottom while the user is there;
 //! new messages then scroll into view. Once the user scrolls up they stay
@@ -9,11 +12,13 @@ use leptos::{html, prelude::*, task::spawn_local};
 
 use super::{
     composer::Composer,
+    groups,
     message::{Bubble, MessageSkeletons},
-    sidebar::Avatar,
+    sidebar::{Avatar, member_count},
     state::{self, Item},
     use_chat,
 };
+use crate::api::dto::is_group_id;
 
 /// Within this many pixels of the bottom counts as "at the bottom".
 const STICK_PX: i32 = 48;
@@ -65,9 +70,26 @@ pub fn Conversation(peer: String) -> impl IntoView {
         let peer = peer.clone();
         Memo::new(move |_| chat.contact(&peer))
     };
+    let group = is_group_id(&peer);
+    // A group's name, member count and whether the user is still in it.
+    let group_info = {
+        let peer = peer.clone();
+        Memo::new(move |_| {
+            chat.groups.with(|g| g.get(&peer).map(|g| (g.name.clone(), g.member_count, g.removed)))
+        })
+    };
+    let removed = Memo::new(move |_| group_info.with(|g| g.as_ref().is_some_and(|g| g.2)));
+    let details = RwSignal::new(false);
+    // A group's rows wait for the user's id: only it tells own messages
+    // from the others'.
     let items = {
         let peer = peer.clone();
-        Memo::new(move |_| chat.timelines.with(|m| m.get(&peer).map(|t| t.items()).unwrap_or_default()))
+        Memo::new(move |_| {
+            if group && chat.me.with(Option::is_none) {
+                return Vec::new();
+            }
+            chat.timelines.with(|m| m.get(&peer).map(|t| t.items()).unwrap_or_default())
+        })
     };
     let meta = {
         let peer = peer.clone();
@@ -80,6 +102,9 @@ pub fn Conversation(peer: String) -> impl IntoView {
     let name = {
         let peer = peer.clone();
         move || {
+            if let Some((name, ..)) = group_info.get().filter(|_| group) {
+                return name;
+            }
             contact.with(|c| match c {
                 Some(c) => c.full_name.clone(),
                 None if chat.unknown_people.with(|u| u.contains(&peer)) => "Unknown user".to_string(),
@@ -92,16 +117,29 @@ pub fn Conversation(peer: String) -> impl IntoView {
         let peer = peer.clone();
         Memo::new(move |_| chat.conversation_with(&peer))
     };
-    // The own message to show "Seen" under, if the peer has reached it.
+    // The own message to show "Seen" under, if the peer has reached it,
+    // with what to say: "Seen", or in a group "Seen by N" (N current
+    // members but the user have read up to it).
     let seen = {
         let peer = peer.clone();
         Memo::new(move |_| {
-            let peer_read = conversation_id
-                .with(|c| c.as_deref().and_then(|c| chat.reads.with(|r| r.get(c).and_then(|r| r.peer.clone()))));
-            chat.timelines.with(|m| {
-                let own = m.get(&peer).and_then(|t| t.newest_own_id());
-                state::seen_message(own, peer_read.as_deref()).map(str::to_string)
-            })
+            let me = chat.me.get()?;
+            let conversation_id = conversation_id.get()?;
+            let own = chat.timelines.with(|m| m.get(&peer).and_then(|t| t.newest_own_id(&me).map(str::to_string)))?;
+            if !group {
+                let peer_read = chat.reads.with(|r| r.get(&conversation_id).and_then(|r| r.peer.clone()));
+                return state::seen_message(Some(&own), peer_read.as_deref()).map(|id| (id.to_string(), "Seen".into()));
+            }
+            let n = chat.groups.with(|g| {
+                chat.reads.with(|r| match g.get(&peer).and_then(|g| g.members.as_ref()) {
+                    Some(members) => {
+                        let ids = members.iter().map(|m| m.contact.id.as_str()).filter(|id| *id != me);
+                        state::seen_by(r, &conversation_id, &own, ids)
+                    }
+                    None => r.get(&conversation_id).map_or(0, |r| r.members.values().filter(|at| **at >= own).count()),
+                })
+            });
+            (n > 0).then(|| (own, format!("Seen by {n}")))
         })
     };
     // "Ada is typing…" while the peer types (its own line for screen readers).
@@ -178,11 +216,12 @@ pub fn Conversation(peer: String) -> impl IntoView {
         let load_older = load_older.clone();
         let peer = peer.clone();
         Effect::new(move |prev: Option<(usize, Option<String>, Option<String>)>| {
+            let me = chat.me.get_untracked();
             let (count, first, last, last_own) = items.with(|items| {
                 let last = items.last();
                 let own = match last {
                     Some(Item::Outgoing(_)) => true,
-                    Some(Item::Confirmed(m)) => m.sender_id != peer,
+                    Some(Item::Confirmed(m)) => state::is_own(&peer, me.as_deref(), &m.sender_id),
                     None => false,
                 };
                 (items.len(), items.first().map(Item::render_key), last.map(Item::render_key), own)
@@ -301,21 +340,58 @@ pub fn Conversation(peer: String) -> impl IntoView {
                         <path stroke-linecap="round" stroke-linejoin="round" d="M15 19l-7-7 7-7" />
                     </svg>
                 </a>
-                {move || {
-                    contact
-                        .get()
-                        .map(|c| view! { <Avatar name=c.full_name picture=c.profile_picture online=c.online /> })
-                }}
-                <div class="min-w-0">
+                {
+                    let name = name.clone();
+                    move || {
+                        if group {
+                            return Some(view! { <Avatar name=name() picture=String::new() /> });
+                        }
+                        contact
+                            .get()
+                            .map(|c| view! { <Avatar name=c.full_name picture=c.profile_picture online=c.online /> })
+                    }
+                }
+                <div class="min-w-0 flex-1">
                     <h2 class="truncate font-semibold" data-testid="peer-name">{name}</h2>
-                    <p
-                        class=move || if online() { "text-xs text-success" } else { "text-xs text-base-content/60" }
-                        data-testid="peer-status"
-                    >
-                        {move || if online() { "Online" } else { "Offline" }}
-                    </p>
+                    {if group {
+                        view! {
+                            <p class="text-xs text-base-content/60" data-testid="member-count">
+                                {move || group_info.get().map(|(_, n, _)| member_count(n)).unwrap_or_default()}
+                            </p>
+                        }
+                        .into_any()
+                    } else {
+                        view! {
+                            <p
+                                class=move || if online() { "text-xs text-success" } else { "text-xs text-base-content/60" }
+                                data-testid="peer-status"
+                            >
+                                {move || if online() { "Online" } else { "Offline" }}
+                            </p>
+                        }
+                        .into_any()
+                    }}
                 </div>
+                {group.then(|| view! {
+                    <button
+                        type="button"
+                        class="btn btn-ghost btn-sm"
+                        aria-expanded=move || if details.get() { "true" } else { "false" }
+                        on:click=move |_| details.update(|d| *d = !*d)
+                    >
+                        "Group details"
+                    </button>
+                })}
             </header>
+            {
+                let peer = peer.clone();
+                move || {
+                    let peer = peer.clone();
+                    (details.get() && !removed.get()).then(move || view! {
+                        <Suspense>{Suspend::new(groups::group_details(chat, peer.clone(), details))}</Suspense>
+                    })
+                }
+            }
             <div class="relative min-h-0 flex-1">
                 <div
                     node_ref=scroller
@@ -364,7 +440,21 @@ pub fn Conversation(peer: String) -> impl IntoView {
                     </button>
                 </Show>
             </div>
-            <Composer peer=peer.clone() />
+            {
+                let peer = peer.clone();
+                move || {
+                    if removed.get() {
+                        view! {
+                            <div role="status" class="alert m-3 text-sm" data-testid="not-a-member">
+                                "You are no longer a member of this group."
+                            </div>
+                        }
+                        .into_any()
+                    } else {
+                        view! { <Composer peer=peer.clone() /> }.into_any()
+                    }
+                }
+            }
         </section>
     }
 }

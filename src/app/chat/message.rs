@@ -5,19 +5,30 @@ use leptos::prelude::*;
 use super::{
     local_hhmm,
     rich_text::{self, Block, Inline},
-    state::{Delivery, Item},
+    sidebar::Avatar,
+    state::{self, Delivery, Item},
     use_chat,
 };
+use crate::api::dto::is_group_id;
 
 /// A message row. Own messages sit on the right (`chat-end`). Every row
 /// carries `data-message-id` (the server id, or the `client_msg_id` while
 /// unconfirmed); own rows carry `data-status` = pending | sent | failed.
-/// The own message whose id `seen` holds says "Seen" instead of "Sent".
+/// The own message whose id `seen` holds says what `seen` says ("Seen",
+/// "Seen by 2") instead of "Sent". In a group, others' messages show their
+/// sender's name and avatar.
 #[component]
-pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_load: Callback<()>) -> impl IntoView {
+pub fn Bubble(
+    item: Item,
+    peer: String,
+    seen: Memo<Option<(String, String)>>,
+    on_image_load: Callback<()>,
+) -> impl IntoView {
     let chat = use_chat();
+    let me = chat.me.get_untracked();
     struct Row {
         id: String,
+        sender_id: String,
         client_msg_id: Option<String>,
         own: bool,
         text: String,
@@ -31,9 +42,10 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
     }
     let row = match item {
         Item::Confirmed(m) => {
-            let own = m.sender_id != peer;
+            let own = state::is_own(&peer, me.as_deref(), &m.sender_id);
             Row {
                 id: m.id,
+                sender_id: m.sender_id,
                 client_msg_id: m.client_msg_id,
                 own,
                 text: m.text,
@@ -48,6 +60,7 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
         }
         Item::Outgoing(o) => Row {
             id: o.client_msg_id.clone(),
+            sender_id: me.clone().unwrap_or_default(),
             image: o.shown_image(),
             client_msg_id: Some(o.client_msg_id),
             own: true,
@@ -67,8 +80,14 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
     let author = if row.own {
         "you".to_string()
     } else {
-        chat.contact_untracked(&peer).map(|c| c.full_name).unwrap_or_else(|| "your contact".into())
+        chat.contact_untracked(&row.sender_id).map(|c| c.full_name).unwrap_or_else(|| "your contact".into())
     };
+    // A group names who wrote each message of the others (reactive: a
+    // sender may become known after the row is drawn).
+    let sender = (!row.own && is_group_id(&peer)).then(|| {
+        let id = row.sender_id.clone();
+        Memo::new(move |_| chat.contact(&id).map(|c| (c.full_name, c.profile_picture)).unwrap_or_default())
+    });
     let image = row.image.map(|src| {
         let alt = format!("Image from {author}");
         view! {
@@ -119,7 +138,7 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
         }
     });
     let reactions = (confirmed && !row.deleted).then(|| reaction_chips(row.id.clone()));
-    let quote = row.reply_to.clone().map(|target| reply_quote(target, peer.clone()));
+    let quote = row.reply_to.clone().map(|target| reply_quote(target, peer.clone(), me.clone()));
     let footer = match row.status {
         Some("pending") => view! {
             <span class="flex items-center gap-1" title="Sending">
@@ -148,14 +167,11 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
         }
         Some(_) => {
             let id = row.id.clone();
-            let is_seen = move || seen.with(|s| s.as_deref() == Some(id.as_str()));
+            let label = move || seen.with(|s| s.as_ref().filter(|(at, _)| *at == id).map(|(_, label)| label.clone()));
             view! {
-                {move || {
-                    if is_seen() {
-                        view! { <span class="opacity-60" data-testid="seen-marker">"Seen"</span> }.into_any()
-                    } else {
-                        view! { <span class="opacity-60">"Sent"</span> }.into_any()
-                    }
+                {move || match label() {
+                    Some(label) => view! { <span class="opacity-60" data-testid="seen-marker">{label}</span> }.into_any(),
+                    None => view! { <span class="opacity-60">"Sent"</span> }.into_any(),
                 }}
             }
             .into_any()
@@ -172,7 +188,15 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
             data-status=row.status
             data-own={if row.own { "true" } else { "false" }}
         >
+            {sender.map(|s| view! {
+                <div class="chat-image">
+                    {move || { let (name, picture) = s.get(); view! { <Avatar name picture /> } }}
+                </div>
+            })}
             <div class="chat-header text-xs opacity-60">
+                {sender.map(|s| view! {
+                    <span class="mr-1 font-semibold" data-testid="sender-name">{move || s.get().0}</span>
+                })}
                 <time datetime=row.created_at>{time}</time>
                 {(row.edited && !row.deleted).then(|| view! { <span class="ml-1" data-testid="edited-mark">"(edited)"</span> })}
             </div>
@@ -194,15 +218,15 @@ pub fn Bubble(item: Item, peer: String, seen: Memo<Option<String>>, on_image_loa
 /// The message a reply answers, quoted from what this page holds; a click
 /// scrolls to it. One not loaded (older than the history shown) is named
 /// without its text.
-fn reply_quote(target: String, peer: String) -> impl IntoView {
+fn reply_quote(target: String, peer: String, me: Option<String>) -> impl IntoView {
     let chat = use_chat();
     let quoted = chat.timelines.with_untracked(|m| m.get(&peer).and_then(|t| t.get(&target).cloned()));
     let (author, body) = match &quoted {
-        Some(q) if q.sender_id == peer => (
-            chat.contact_untracked(&peer).map(|c| c.full_name).unwrap_or_else(|| "Them".into()),
-            super::state::snippet(q, 100),
+        Some(q) if !state::is_own(&peer, me.as_deref(), &q.sender_id) => (
+            chat.contact_untracked(&q.sender_id).map(|c| c.full_name).unwrap_or_else(|| "Them".into()),
+            state::snippet(q, 100),
         ),
-        Some(q) => ("You".to_string(), super::state::snippet(q, 100)),
+        Some(q) => ("You".to_string(), state::snippet(q, 100)),
         None => ("An earlier message".to_string(), String::new()),
     };
     let jump = move |_| scroll_to_message(&target);

@@ -1,6 +1,9 @@
 //! The chat page: conversations (or people search results) on the left,
 //! the open conversation on the right (`/chat` has none open,
-//! `/chat/:peer_id` opens one).
+//! `/chat/:peer_id` opens one). A conversation is keyed by its "target":
+//! the other member's user id for a direct chat, or the group's id
+//! (`grp:…`) for a group, so `/chat/grp:…` opens a group and every map
+//! below holds both kinds.
 //!
 //! State lives in one `Copy` handle, [`Chat`], provided as context: the
 //! conversation list (paged, most recent first), the people the page knows
@@ -21,6 +24,7 @@
 
 mod composer;
 mod conversation;
+mod groups;
 mod message;
 mod rich_text;
 mod search;
@@ -40,8 +44,8 @@ use state::{ConversationEntry, Inserted, Outgoing, Reads, Timeline, Typing, Typi
 use crate::{
     api::{
         AppError,
-        chat::{conversation, get_contact, list_conversations, search_users, send_message},
-        dto::{ChatMessage, Contact, ConversationPage, direct_conversation_id, is_group_id},
+        chat::{conversation, get_contact, get_group, list_conversations, search_users, send_message},
+        dto::{ChatMessage, Contact, ConversationPage, Group, is_group_id},
     },
     app::Toasts,
     protocol::{ClientEvent, ErrorCode, MAX_WATCHED, ServerEvent, TYPING_EVERY_MS, TYPING_SHOWN_MS},
@@ -78,7 +82,7 @@ pub type BrowserStorage = SyncStorage;
 /// The chat page's state and actions. `Copy`: every field is an arena handle.
 #[derive(Clone, Copy)]
 pub struct Chat {
-    /// The open conversation's peer id, from the route.
+    /// The open conversation's target (peer or group id), from the route.
     pub peer: Memo<Option<String>>,
     /// The conversation list, newest first; `None` until the first page.
     pub conversations: RwSignal<Option<Vec<ConversationEntry>>>,
@@ -91,6 +95,9 @@ pub struct Chat {
     pub people: RwSignal<HashMap<String, Contact>>,
     /// Peers the server said do not exist (a stale or mistyped URL).
     pub unknown_people: RwSignal<Vec<String>>,
+    /// The groups the page knows of (names, members, whether the user is
+    /// still in them), by id.
+    pub groups: RwSignal<state::Groups>,
     /// The search box's results; `None` while the box is empty.
     pub search: RwSignal<Option<SearchResults>>,
     /// A message to show once its conversation is open (a message search
@@ -190,9 +197,11 @@ pub fn ChatPage() -> impl IntoView {
         let open = peer.get();
         conversations.with(|cs| {
             search.with(|s| {
-                let listed = cs.iter().flatten().map(|e| e.peer_id.as_str());
+                // Presence is about people: group targets are left out.
+                let listed = cs.iter().flatten().map(|e| e.peer_id.as_str()).filter(|id| !is_group_id(id));
                 let found = s.iter().flat_map(|s| s.ids.iter().map(String::as_str));
-                state::watch_set(open.as_deref(), listed, found, MAX_WATCHED)
+                let open = open.as_deref().filter(|id| !is_group_id(id));
+                state::watch_set(open, listed, found, MAX_WATCHED)
             })
         })
     });
@@ -203,6 +212,7 @@ pub fn ChatPage() -> impl IntoView {
         conversations_error: RwSignal::new(None),
         people: RwSignal::new(HashMap::new()),
         unknown_people: RwSignal::new(Vec::new()),
+        groups: RwSignal::new(HashMap::new()),
         search,
         jump: RwSignal::new(None),
         timelines: RwSignal::new(HashMap::new()),
@@ -245,12 +255,13 @@ pub fn ChatPage() -> impl IntoView {
     // (conversation id, newest message, newest message from the peer).
     let open_newest = Memo::new(move |_| {
         let p = peer.get()?;
+        let me = chat.me.get()?;
         chat.timelines.with(|m| {
             let t = m.get(&p).filter(|t| t.loaded)?;
             Some((
                 t.conversation_id()?.to_string(),
                 t.newest_id()?.to_string(),
-                t.newest_incoming_id().map(str::to_string),
+                t.newest_incoming_id(&me).map(str::to_string),
             ))
         })
     });
@@ -457,12 +468,12 @@ impl Chat {
     /// The id of the conversation with `peer` (reactive; `None` until the
     /// socket's `Hello` says who we are).
     pub fn conversation_with(self, peer: &str) -> Option<String> {
-        self.me.with(|me| me.as_deref().map(|me| direct_conversation_id(me, peer)))
+        self.me.with(|me| me.as_deref().map(|me| state::conversation_of(me, peer)))
     }
 
     /// [`Chat::conversation_with`], read once.
     fn conversation_with_untracked(self, peer: &str) -> Option<String> {
-        self.me.try_with_untracked(|me| me.as_deref().map(|me| direct_conversation_id(me, peer))).flatten()
+        self.me.try_with_untracked(|me| me.as_deref().map(|me| state::conversation_of(me, peer))).flatten()
     }
 
     /// Whether the user is looking at `conversation_id` right now: it is
@@ -545,6 +556,9 @@ impl Chat {
     /// Fetches a person the page does not know yet (a conversation opened
     /// by URL, or a message from someone new).
     pub fn ensure_person(self, id: &str) {
+        if is_group_id(id) {
+            return self.ensure_group(id);
+        }
         let known = self.people.try_with_untracked(|p| p.contains_key(id)).unwrap_or(true);
         let unknown = self.unknown_people.try_with_untracked(|u| u.iter().any(|x| x == id)).unwrap_or(false);
         if known || unknown {
@@ -558,6 +572,61 @@ impl Chat {
                 Err(e) => leptos::logging::warn!("chat: could not load user {id}: {}", e.message),
             }
         });
+    }
+
+    /// Fetches a group the page knows nothing of yet (opened by URL, or a
+    /// message in it before the list said so). Once: a placeholder marks
+    /// it asked for. The server answering "no such group" for this user
+    /// means they are not (or no longer) a member.
+    fn ensure_group(self, id: &str) {
+        let asked = self.groups.try_maybe_update(|g| {
+            let new = !g.contains_key(id);
+            if new {
+                g.insert(id.to_string(), state::GroupInfo::default());
+            }
+            (new, new)
+        });
+        if asked != Some(true) {
+            return;
+        }
+        let id = id.to_string();
+        spawn_local(async move {
+            match get_group(id.clone()).await {
+                Ok(group) => self.on_group(group),
+                Err(e) if matches!(e.status, 400 | 403 | 404) => {
+                    self.groups.maybe_update(|g| state::group_removed(g, &id));
+                }
+                Err(e) => leptos::logging::warn!("chat: could not load group {id}: {}", e.message),
+            }
+        });
+    }
+
+    /// A group's new state (created, renamed, members changed; also what
+    /// this page's own change answered): its members become known people,
+    /// and a group new to the list shows there at once, before its first
+    /// message.
+    pub fn on_group(self, group: Group) {
+        let contacts = group.members.iter().map(|m| m.contact.clone()).collect();
+        self.learn_people(contacts, true);
+        self.groups.maybe_update(|g| state::apply_group(g, group));
+    }
+
+    /// The user is no longer a member of `group_id` (removed, or left in
+    /// any tab): it leaves the list and the badge count; an open view says
+    /// so and cannot send. A toast tells the user, once.
+    pub fn on_group_removed(self, group_id: &str) {
+        let news = self.groups.try_maybe_update(|g| {
+            let news = state::group_removed(g, group_id);
+            (news, news)
+        });
+        self.conversations.maybe_update(|list| list.as_mut().is_some_and(|l| state::remove_conversation(l, group_id)));
+        self.reads.maybe_update(|r| r.remove(group_id).is_some());
+        if news == Some(true) {
+            let name = self.groups.with_untracked(|g| g.get(group_id).map(|g| g.name.clone())).unwrap_or_default();
+            if let Some(toasts) = self.toasts {
+                toasts.info(format!("You are no longer a member of “{name}”."));
+            }
+        }
     }
 
     /// Loads a page of the conversation list: the first (`None`), or the
@@ -578,15 +647,31 @@ impl Chat {
         let mut entries = Vec::with_capacity(conversations.len());
         let mut peers = Vec::with_capacity(conversations.len());
         let mut counts = Vec::with_capacity(conversations.len());
+        let mut groups = Vec::new();
         for c in conversations {
-            // Groups have no UI yet: their entries (no `peer`) are skipped.
-            let Some(peer) = c.peer else { continue };
+            let target = match (c.peer, c.group) {
+                (Some(peer), _) => {
+                    let id = peer.id.clone();
+                    peers.push(peer);
+                    id
+                }
+                (None, Some(group)) => {
+                    let id = group.id.clone();
+                    groups.push(group);
+                    id
+                }
+                (None, None) => continue,
+            };
+            // A group's preview names the sender of its newest message.
+            if is_group_id(&target) {
+                self.ensure_person(&c.last_message.sender_id);
+            }
             let shown = self.on_screen(&c.conversation_id);
             counts.push((c.conversation_id, c.last_message.id.clone(), c.unread, c.peer_read, shown));
-            entries.push(ConversationEntry { peer_id: peer.id.clone(), last: c.last_message });
-            peers.push(peer);
+            entries.push(ConversationEntry { peer_id: target, last: c.last_message });
         }
         self.learn_people(peers, false);
+        self.groups.maybe_update(|known| groups.iter().fold(false, |ch, g| state::apply_group_summary(known, g) | ch));
         self.reads.maybe_update(|r| {
             let mut changed = false;
             for (conversation_id, last_id, unread, peer_read, shown) in &counts {
@@ -656,9 +741,15 @@ impl Chat {
                     if let Some(newest) = page.messages.last() {
                         let (conversation_id, newest) = (newest.conversation_id.clone(), newest.id.clone());
                         self.reads.maybe_update(|r| {
-                            let seen =
-                                page.peer_read.as_deref().is_some_and(|p| state::peer_read(r, &conversation_id, p));
-                            state::note_message(r, &conversation_id, &newest) || seen
+                            let seen = page
+                                .peer_read
+                                .as_deref()
+                                .is_some_and(|p| state::peer_read(r, &conversation_id, "", p));
+                            // Groups: every other member's marker ("Seen by N").
+                            let members = page.read_markers.iter().fold(false, |ch, m| {
+                                state::peer_read(r, &conversation_id, &m.user_id, &m.message_id) | ch
+                            });
+                            state::note_message(r, &conversation_id, &newest) || seen || members
                         });
                     }
                     let ids: Vec<String> = page.messages.iter().map(|m| m.id.clone()).collect();
@@ -767,10 +858,13 @@ impl Chat {
                 }
             }
             self.start_ack_timer(peer.clone(), cid.clone(), out.attempt);
+            // A group is addressed by its conversation id, a person by `to`.
+            let (to, conversation_id) =
+                if is_group_id(&peer) { (String::new(), Some(peer.clone())) } else { (peer.clone(), None) };
             let frame = ClientEvent::Send {
                 client_msg_id: cid.clone(),
-                to: peer.clone(),
-                conversation_id: None,
+                to,
+                conversation_id,
                 text: out.text.clone(),
                 image: out.image.clone(),
                 reply_to: out.reply_to.clone(),
@@ -914,8 +1008,8 @@ impl Chat {
             ServerEvent::Reaction { message_id, user_id, emoji, on, .. } => {
                 self.reactions.maybe_update(|r| state::apply_reaction(r, &message_id, &user_id, &emoji, on));
             }
-            // Groups have no UI yet.
-            ServerEvent::Group { .. } | ServerEvent::GroupRemoved { .. } => {}
+            ServerEvent::Group { group } => self.on_group(group),
+            ServerEvent::GroupRemoved { conversation_id } => self.on_group_removed(&conversation_id),
         }
     }
 
@@ -934,10 +1028,6 @@ impl Chat {
     /// later) and, when it is the newest of its conversation, the preview.
     fn on_updated(self, message: ChatMessage) {
         let Some(me) = self.me.try_get_untracked().flatten() else { return };
-        // Groups have no UI yet (their messages must not land in a direct chat).
-        if is_group_id(&message.conversation_id) {
-            return;
-        }
         let peer = state::peer_of(&message, &me).to_string();
         self.conversations.maybe_update(|list| match list {
             Some(list) => list.iter().position(|e| e.peer_id == peer).is_some_and(|at| {
@@ -972,11 +1062,11 @@ impl Chat {
     /// no longer typing there.
     fn on_message(self, message: ChatMessage) {
         let Some(me) = self.me.try_get_untracked().flatten() else { return };
-        // Groups have no UI yet (their messages must not land in a direct chat).
-        if is_group_id(&message.conversation_id) {
-            return;
-        }
         let peer = state::peer_of(&message, &me).to_string();
+        // A group message names its sender: they must be known.
+        if is_group_id(&peer) {
+            self.ensure_person(&message.sender_id);
+        }
         let incoming = message.sender_id != me;
         let conversation_id = message.conversation_id.clone();
         let id = message.id.clone();
@@ -1011,12 +1101,13 @@ impl Chat {
         let new = matches!(inserted, None | Some(Inserted::New));
         self.reads.maybe_update(|r| state::live_message(r, &conversation_id, &id, incoming, new, shown, mentions_me));
         if new && let Some(message) = notified {
-            self.notify_message(peer, message);
+            self.notify_message(message.sender_id.clone(), message);
         }
     }
 
-    /// A browser notification for `message` from `peer`, titled with the
-    /// sender's name (looked up first when this page does not know them).
+    /// A browser notification for `message` from `peer` (its sender),
+    /// titled with the sender's name (looked up first when this page does
+    /// not know them).
     fn notify_message(self, peer: String, message: ChatMessage) {
         let show = move |sender: &str| {
             let (title, body) = crate::app::notify::notification_text(sender, &message);

@@ -112,10 +112,7 @@ async fn fetch_page(search: MessageSearch, query: String, cursor: Option<String>
         r.loading = false;
         match result {
             Ok(MessageSearchPage { results, next_cursor }) => {
-                // Group hits (no `peer`) have no UI yet.
-                let hits = results
-                    .into_iter()
-                    .filter(|h| h.peer.is_some() && !r.hits.iter().any(|x| x.message.id == h.message.id));
+                let hits = results.into_iter().filter(|h| !r.hits.iter().any(|x| x.message.id == h.message.id));
                 r.hits.extend(hits.collect::<Vec<_>>());
                 r.next_cursor = next_cursor;
                 r.error = None;
@@ -190,20 +187,29 @@ fn MessageResultsList(search: MessageSearch) -> impl IntoView {
                     .hits
                     .into_iter()
                     .filter_map(|hit| {
-                        let peer = hit.peer.clone()?;
-                        let sender = if me.as_deref() == Some(hit.message.sender_id.as_str()) {
-                            "You".to_string()
-                        } else {
-                            peer.full_name.clone()
-                        };
-                        let with = if me.as_deref() == Some(hit.message.sender_id.as_str()) {
-                            format!("to {}", peer.full_name)
-                        } else {
-                            String::new()
+                        let own = me.as_deref() == Some(hit.message.sender_id.as_str());
+                        // A direct chat's hit names the other member; a
+                        // group's names the group (and the sender, once known).
+                        let (peer_id, sender, with) = match (&hit.peer, &hit.group) {
+                            (Some(peer), _) => (
+                                peer.id.clone(),
+                                if own { "You".to_string() } else { peer.full_name.clone() },
+                                if own { format!("to {}", peer.full_name) } else { String::new() },
+                            ),
+                            (None, Some(group)) => {
+                                let sender = if own {
+                                    "You".to_string()
+                                } else {
+                                    chat.ensure_person(&hit.message.sender_id);
+                                    chat.contact(&hit.message.sender_id).map(|c| c.full_name).unwrap_or_default()
+                                };
+                                (group.id.clone(), sender, format!("in {}", group.name))
+                            }
+                            (None, None) => return None,
                         };
                         let (before, matched, after) = snippet(&hit.message.text, &words);
                         let time = local_hhmm(&hit.message.created_at);
-                        let (peer_id, message_id) = (peer.id.clone(), hit.message.id.clone());
+                        let message_id = hit.message.id.clone();
                         let jump = (peer_id.clone(), message_id.clone());
                         Some(view! {
                             <li>

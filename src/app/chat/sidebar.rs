@@ -4,16 +4,20 @@
 //! messages" box has text, the messages found: see [`super::search`]). Presence dots, unread
 //! and mention badges and a "typing…" hint on both. On small screens it is the whole page at
 //! `/chat` and hidden while a conversation is open.
+//!
+//! Groups are listed with the direct chats (name, member count, the
+//! sender's name in the preview); "New group" opens the dialog that
+//! creates one (see [`super::groups`]).
 
 use leptos::prelude::*;
 
 use super::{
-    Chat, local_hhmm,
+    Chat, groups, local_hhmm,
     search::{MessageSearch, MessageSearchBox, message_results},
     state, use_chat,
 };
 use crate::{
-    api::dto::ChatMessage,
+    api::dto::{ChatMessage, is_group_id},
     app::avatar::{Avatar as AppAvatar, AvatarSize},
 };
 
@@ -49,6 +53,7 @@ pub fn Sidebar() -> impl IntoView {
     };
     let searching = move || !query.with(|q| q.trim().is_empty());
     let messages = MessageSearch::new();
+    let new_group = RwSignal::new(false);
 
     view! {
         <aside
@@ -62,7 +67,15 @@ pub fn Sidebar() -> impl IntoView {
             aria-labelledby="chats-heading"
         >
             <div class="space-y-2 border-b border-base-300 p-3">
-                <h2 id="chats-heading" class="text-lg font-bold">"Chats"</h2>
+                <div class="flex items-center justify-between gap-2">
+                    <h2 id="chats-heading" class="text-lg font-bold">"Chats"</h2>
+                    <button type="button" class="btn btn-ghost btn-sm" on:click=move |_| new_group.set(true)>
+                        "New group"
+                    </button>
+                </div>
+                {move || new_group.get().then(|| view! {
+                    <Suspense>{Suspend::new(groups::new_group_dialog(chat, new_group))}</Suspense>
+                })}
                 <label class="input input-sm w-full">
                     <svg class="size-4 opacity-60" xmlns="http://www.w3.org/2000/svg" fill="none" viewBox="0 0 24 24" stroke="currentColor" stroke-width="2" aria-hidden="true">
                         <path stroke-linecap="round" stroke-linejoin="round" d="m21 21-4.3-4.3M10.5 18a7.5 7.5 0 1 1 0-15 7.5 7.5 0 0 1 0 15Z" />
@@ -104,8 +117,21 @@ fn ConversationList() -> impl IntoView {
             cs.as_ref().map(|cs| {
                 let mut rows: Vec<(String, Option<ChatMessage>)> =
                     cs.iter().map(|e| (e.peer_id.clone(), Some(e.last.clone()))).collect();
+                // Groups without a message yet (just created, or just
+                // joined) are listed too, by when they were made.
+                chat.groups.with(|groups| {
+                    for (id, g) in groups {
+                        if !g.removed && g.members.is_some() && !rows.iter().any(|(p, _)| p == id) {
+                            rows.push((id.clone(), None));
+                        }
+                    }
+                });
+                rows.sort_by(|(a, la), (b, lb)| state::recency(b, lb.as_ref()).cmp(state::recency(a, la.as_ref())));
+                // A group the user is no longer in is not listed, open or not.
+                let gone = |id: &str| chat.groups.with(|g| g.get(id).is_some_and(|g| g.removed));
                 if let Some(open) = open
                     && !rows.iter().any(|(p, _)| *p == open)
+                    && !gone(&open)
                 {
                     rows.insert(0, (open, None));
                 }
@@ -225,7 +251,16 @@ fn PersonRow(peer_id: String, last: Option<ChatMessage>) -> impl IntoView {
         conversation_id.with(|c| c.as_deref().is_some_and(|c| chat.typing.with(|t| !t.typers(c).is_empty())))
     });
     let online = move || person.with(|p| p.as_ref().is_some_and(|p| p.online));
-    let name = move || person.with(|p| p.as_ref().map(|p| p.full_name.clone()).unwrap_or_default());
+    let group = is_group_id(&peer_id);
+    let group_info = {
+        let id = peer_id.clone();
+        Memo::new(move |_| chat.groups.with(|g| g.get(&id).map(|g| (g.name.clone(), g.member_count))))
+    };
+    let name = move || match group_info.get() {
+        Some((name, _)) if group => name,
+        _ => person.with(|p| p.as_ref().map(|p| p.full_name.clone()).unwrap_or_default()),
+    };
+    let members = move || group_info.with(|g| g.as_ref().map(|(_, n)| *n)).filter(|_| group);
     let preview = row_subtitle(chat, last.clone());
     let sub = move || if typing.get() { "typing…".to_string() } else { preview() };
     let time = last.as_ref().map(|m| local_hhmm(&m.created_at));
@@ -237,16 +272,25 @@ fn PersonRow(peer_id: String, last: Option<ChatMessage>) -> impl IntoView {
                 aria-current=move || selected.get().then_some("page")
                 data-testid="contact"
                 data-contact-id=peer_id.clone()
-                data-online=move || if online() { "true" } else { "false" }
+                data-online=move || (!group).then(|| if online() { "true" } else { "false" })
+                data-group=group.then_some("true")
             >
                 {move || {
+                    if group {
+                        return view! { <Avatar name=name() picture=String::new() /> };
+                    }
                     let (n, picture) = person
                         .with(|p| p.as_ref().map(|p| (p.full_name.clone(), p.profile_picture.clone())).unwrap_or_default());
                     view! { <Avatar name=n picture=picture online=online() /> }
                 }}
                 <span class="min-w-0 flex-1">
                     <span class="flex items-baseline gap-2">
-                        <span class="min-w-0 flex-1 truncate font-medium">{name}</span>
+                        <span class="min-w-0 flex-1 truncate font-medium" data-testid="contact-name">{name.clone()}</span>
+                        {move || members().map(|n| view! {
+                            <span class="shrink-0 text-xs text-base-content/60" data-testid="member-count">
+                                {member_count(n)}
+                            </span>
+                        })}
                         {time.map(|t| view! { <time class="shrink-0 text-xs text-base-content/60">{t}</time> })}
                     </span>
                     <span class="block truncate text-xs text-base-content/60" data-testid="conversation-preview">{sub}</span>
@@ -280,9 +324,18 @@ fn PersonRow(peer_id: String, last: Option<ChatMessage>) -> impl IntoView {
 /// bio in search results.
 fn row_subtitle(chat: Chat, last: Option<ChatMessage>) -> impl Fn() -> String + Send + Sync + 'static {
     move || match &last {
-        Some(m) => state::preview(m, chat.me.get().as_deref()),
+        Some(m) => {
+            // A group's preview says who wrote it.
+            let sender = is_group_id(&m.conversation_id).then(|| chat.contact(&m.sender_id)).flatten();
+            state::preview(m, chat.me.get().as_deref(), sender.as_ref().map(|c| c.full_name.as_str()))
+        }
         None => String::new(),
     }
+}
+
+/// "3 members".
+pub fn member_count(n: u32) -> String {
+    if n == 1 { "1 member".to_string() } else { format!("{n} members") }
 }
 
 /// Placeholder rows while a list loads.

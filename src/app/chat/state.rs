@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::api::dto::{ChatMessage, Contact, UNREAD_COUNT_CAP};
+use crate::api::dto::{ChatMessage, Contact, GROUP_PREFIX, Group, GroupMember, GroupRole, GroupSummary, UNREAD_COUNT_CAP, is_group_id};
 
 /// Where one of our own, not yet confirmed, messages stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,7 +127,8 @@ impl Inserted {
 /// The messages of one conversation as this client knows them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Timeline {
-    /// The other participant; a message whose sender is not the peer is ours.
+    /// The conversation target: the other participant of a direct chat,
+    /// or the group's id.
     pub peer_id: String,
     /// Confirmed messages, sorted by id, unique by id.
     messages: Vec<ChatMessage>,
@@ -146,8 +147,12 @@ impl Timeline {
         Self { peer_id: peer_id.into(), ..Self::default() }
     }
 
-    fn is_own(&self, m: &ChatMessage) -> bool {
-        m.sender_id != self.peer_id
+    /// Whether `m` may be one of ours: in a direct chat, any message not
+    /// from the peer; in a group any message may be (the timeline does not
+    /// know who we are, and a `client_msg_id` is a random UUID, so a match
+    /// with a pending one of ours is ours).
+    fn may_be_own(&self, m: &ChatMessage) -> bool {
+        is_group_id(&self.peer_id) || m.sender_id != self.peer_id
     }
 
     /// The confirmed message `id`, if held (a reply's quote).
@@ -167,7 +172,7 @@ impl Timeline {
     /// pending own message with the same `client_msg_id` is replaced by it.
     pub fn insert(&mut self, message: ChatMessage) -> Inserted {
         let dropped = match message.client_msg_id.as_deref() {
-            Some(cid) if self.is_own(&message) => self.drop_outgoing(cid),
+            Some(cid) if self.may_be_own(&message) => self.drop_outgoing(cid),
             _ => false,
         };
         match self.messages.binary_search_by(|m| m.id.as_str().cmp(message.id.as_str())) {
@@ -254,14 +259,14 @@ impl Timeline {
         self.messages.last().map(|m| m.id.as_str())
     }
 
-    /// Id of the newest confirmed message from the peer.
-    pub fn newest_incoming_id(&self) -> Option<&str> {
-        self.messages.iter().rev().find(|m| !self.is_own(m)).map(|m| m.id.as_str())
+    /// Id of the newest confirmed message from someone other than `me`.
+    pub fn newest_incoming_id(&self, me: &str) -> Option<&str> {
+        self.messages.iter().rev().find(|m| m.sender_id != me).map(|m| m.id.as_str())
     }
 
-    /// Id of the newest confirmed message of our own.
-    pub fn newest_own_id(&self) -> Option<&str> {
-        self.messages.iter().rev().find(|m| self.is_own(m)).map(|m| m.id.as_str())
+    /// Id of the newest confirmed message `me` sent.
+    pub fn newest_own_id(&self, me: &str) -> Option<&str> {
+        self.messages.iter().rev().find(|m| m.sender_id == me).map(|m| m.id.as_str())
     }
 
     /// Whether a confirmed message with this id is held.
@@ -346,9 +351,110 @@ pub fn ensure_timeline(timelines: &mut HashMap<String, Timeline>, peer: &str) ->
     true
 }
 
-/// The conversation a message belongs to, seen from `me`: the other side.
+/// The conversation a message belongs to, seen from `me`: the other side
+/// of a direct chat, or the group (a group message's recipient).
 pub fn peer_of<'a>(message: &'a ChatMessage, me: &str) -> &'a str {
-    if message.sender_id == me { &message.recipient_id } else { &message.sender_id }
+    if message.sender_id == me || is_group_id(&message.recipient_id) {
+        &message.recipient_id
+    } else {
+        &message.sender_id
+    }
+}
+
+/// Whether a message from `sender` in the conversation with `target` is
+/// the user's own: in a direct chat anything not from the peer is (known
+/// before the socket says who the user is); in a group, only the user's.
+pub fn is_own(target: &str, me: Option<&str>, sender: &str) -> bool {
+    if is_group_id(target) { me == Some(sender) } else { sender != target }
+}
+
+/// The conversation id of a target: a group's id is its conversation id;
+/// a direct chat's is made of both members' ids.
+pub fn conversation_of(me: &str, target: &str) -> String {
+    if is_group_id(target) { target.to_string() } else { crate::api::dto::direct_conversation_id(me, target) }
+}
+
+/// What the page knows of one group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub name: String,
+    pub member_count: u32,
+    /// Members with their roles, once fetched or heard in a `group` event
+    /// (the conversation list only gives the count).
+    pub members: Option<Vec<GroupMember>>,
+    /// Who made it (empty until the members are known): it cannot be removed.
+    pub creator_id: String,
+    /// The user is no longer a member (removed, or left): the group leaves
+    /// the list, and its open view cannot send.
+    pub removed: bool,
+}
+
+impl GroupInfo {
+    /// Whether `user_id` is an admin (false while the members are unknown).
+    pub fn is_admin(&self, user_id: &str) -> bool {
+        self.members.iter().flatten().any(|m| m.contact.id == user_id && m.role == GroupRole::Admin)
+    }
+}
+
+/// Groups by id.
+pub type Groups = HashMap<String, GroupInfo>;
+
+/// A group's full state (a `group` event, or a fetch): it replaces what was
+/// known, and the user is a member again. Returns whether anything changed.
+pub fn apply_group(groups: &mut Groups, group: Group) -> bool {
+    let info = GroupInfo {
+        name: group.name,
+        member_count: u32::try_from(group.members.len()).unwrap_or(u32::MAX),
+        members: Some(group.members),
+        creator_id: group.creator_id,
+        removed: false,
+    };
+    if groups.get(&group.id) == Some(&info) {
+        return false;
+    }
+    groups.insert(group.id, info);
+    true
+}
+
+/// A group as the conversation list or a search result names it: name and
+/// member count. Members known from before stay unless the count shows
+/// they are out of date. Returns whether anything changed.
+pub fn apply_group_summary(groups: &mut Groups, summary: &GroupSummary) -> bool {
+    let info = groups.entry(summary.id.clone()).or_default();
+    let stale = info.members.as_ref().is_some_and(|m| m.len() != summary.member_count as usize);
+    if info.name == summary.name && info.member_count == summary.member_count && !stale {
+        return false;
+    }
+    info.name.clone_from(&summary.name);
+    info.member_count = summary.member_count;
+    if stale {
+        info.members = None;
+    }
+    true
+}
+
+/// The user is no longer a member of `group_id`. Returns whether that is news.
+pub fn group_removed(groups: &mut Groups, group_id: &str) -> bool {
+    let info = groups.entry(group_id.to_string()).or_default();
+    !std::mem::replace(&mut info.removed, true)
+}
+
+/// Drops the conversation with `peer_id` from the list. Returns whether it
+/// was listed.
+pub fn remove_conversation(list: &mut Vec<ConversationEntry>, peer_id: &str) -> bool {
+    let before = list.len();
+    list.retain(|e| e.peer_id != peer_id);
+    list.len() != before
+}
+
+/// When a conversation was last active, as a ULID-ordered key: its newest
+/// message's id, or for a group without messages the ULID in its id (its
+/// creation).
+pub fn recency<'a>(peer_id: &'a str, last: Option<&'a ChatMessage>) -> &'a str {
+    match last {
+        Some(m) => &m.id,
+        None => peer_id.strip_prefix(GROUP_PREFIX).unwrap_or(""),
+    }
 }
 
 /// One row of the conversation list: the other member and the newest
@@ -395,7 +501,7 @@ pub fn merge_conversations(list: &mut Vec<ConversationEntry>, page: Vec<Conversa
 /// What a conversation row shows under the name: the newest message's text
 /// (a photo placeholder for an image without text), "You: " first when it
 /// is our own.
-pub fn preview(last: &ChatMessage, me: Option<&str>) -> String {
+pub fn preview(last: &ChatMessage, me: Option<&str>, sender: Option<&str>) -> String {
     if last.deleted {
         return "Message deleted".to_string();
     }
@@ -403,7 +509,11 @@ pub fn preview(last: &ChatMessage, me: Option<&str>) -> String {
         ("", Some(_)) => "📷 Photo".to_string(),
         (text, _) => super::rich_text::plain_text(text).split_whitespace().collect::<Vec<_>>().join(" "),
     };
-    if me == Some(last.sender_id.as_str()) { format!("You: {body}") } else { body }
+    match sender {
+        _ if me == Some(last.sender_id.as_str()) => format!("You: {body}"),
+        Some(name) => format!("{}: {body}", first_name(name)),
+        None => body,
+    }
 }
 
 /// Reactions under the messages this page holds, by message id.
@@ -543,9 +653,11 @@ pub struct ReadState {
     /// sent, markers its other tabs sent, and what a list page's zero implies.
     /// Kept so the same marker is never sent twice.
     pub mine: Option<String>,
-    /// How far the other member has read: "Seen" under own messages up to it.
-    /// (A group chat would keep one per member.)
+    /// How far the other member has read: "Seen" under own messages up to
+    /// it. In a group, how far any other member has.
     pub peer: Option<String>,
+    /// Groups: how far each other member has read, by user id ("Seen by N").
+    pub members: HashMap<String, String>,
     /// A live message counted in `unread` mentions this user: the row
     /// shows "@" until the count clears. Only live messages set it (the
     /// server's list does not know about mentions), so it is gone after a
@@ -649,7 +761,7 @@ pub fn live_message(
 /// anything changed.
 pub fn apply_read(reads: &mut Reads, conversation_id: &str, user_id: &str, message_id: &str, me: &str) -> bool {
     if user_id != me {
-        return peer_read(reads, conversation_id, message_id);
+        return peer_read(reads, conversation_id, user_id, message_id);
     }
     let r = read_state(reads, conversation_id);
     let mut changed = advance(&mut r.mine, message_id);
@@ -661,11 +773,28 @@ pub fn apply_read(reads: &mut Reads, conversation_id: &str, user_id: &str, messa
     changed
 }
 
-/// The other member has read `conversation_id` up to `message_id` (a
-/// history page says so, or a live `read`). Returns whether that is
-/// further than known.
-pub fn peer_read(reads: &mut Reads, conversation_id: &str, message_id: &str) -> bool {
-    advance(&mut read_state(reads, conversation_id).peer, message_id)
+/// Another member (`user_id`, empty when a direct chat's page does not say
+/// who: the peer) has read `conversation_id` up to `message_id` (a history
+/// page says so, or a live `read`). Returns whether that is further than
+/// known.
+pub fn peer_read(reads: &mut Reads, conversation_id: &str, user_id: &str, message_id: &str) -> bool {
+    let r = read_state(reads, conversation_id);
+    let mut changed = advance(&mut r.peer, message_id);
+    if !user_id.is_empty() {
+        let marker = r.members.entry(user_id.to_string()).or_default();
+        if marker.as_str() < message_id {
+            *marker = message_id.to_string();
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// How many of `members` (other than the user) have read
+/// `conversation_id` up to `message_id`: a group's "Seen by N".
+pub fn seen_by<'a>(reads: &Reads, conversation_id: &str, message_id: &str, members: impl Iterator<Item = &'a str>) -> usize {
+    let Some(r) = reads.get(conversation_id) else { return 0 };
+    members.filter(|m| r.members.get(*m).is_some_and(|at| at.as_str() >= message_id)).count()
 }
 
 /// The marker to send for a conversation the user is looking at, whose
@@ -811,19 +940,17 @@ impl Typing {
 /// The line shown while others type, from their names (a first name is
 /// enough; a name without one stays whole). `None` while nobody types.
 pub fn typing_text(names: &[String]) -> Option<String> {
-    fn short(name: &str) -> &str {
-        let name = name.trim();
-        match name.split_whitespace().next() {
-            Some(first) => first,
-            None => "Someone",
-        }
-    }
     match names {
         [] => None,
-        [one] => Some(format!("{} is typing…", short(one))),
-        [a, b] => Some(format!("{} and {} are typing…", short(a), short(b))),
-        _ => Some("Several people are typing…".to_string()),
+        [one] => Some(format!("{} is typing…", first_name(one))),
+        [a, b] => Some(format!("{} and {} are typing…", first_name(a), first_name(b))),
+        _ => Some(format!("{} people are typing…", names.len())),
     }
+}
+
+/// A person's first name, as short lines name them ("Someone" for a blank one).
+pub fn first_name(name: &str) -> &str {
+    name.split_whitespace().next().unwrap_or("Someone")
 }
 
 /// When this client last told the server the user is typing, per
@@ -1282,13 +1409,17 @@ mod tests {
     #[test]
     fn preview_marks_own_messages_and_photos() {
         let mut m = msg("01A", ME, "  hi\n there ", None);
-        assert_eq!(preview(&m, Some(ME)), "You: hi there");
-        assert_eq!(preview(&m, Some(PEER)), "hi there");
+        assert_eq!(preview(&m, Some(ME), None), "You: hi there");
+        assert_eq!(preview(&m, Some(PEER), None), "hi there");
         m.text = "**bold** and `code`\n- item".into();
-        assert_eq!(preview(&m, Some(PEER)), "bold and code item");
+        assert_eq!(preview(&m, Some(PEER), None), "bold and code item");
         m.text = String::new();
         m.image = Some("/api/media/x".into());
-        assert_eq!(preview(&m, None), "📷 Photo");
+        assert_eq!(preview(&m, None, None), "📷 Photo");
+        // A group's preview names the sender by first name.
+        m.text = "hi".into();
+        assert_eq!(preview(&m, Some(PEER), Some("Asha Rao")), "Asha: hi");
+        assert_eq!(preview(&m, Some(ME), Some("Me Myself")), "You: hi");
     }
 
     #[test]
@@ -1320,6 +1451,70 @@ mod tests {
         timeline_mut(&mut m, PEER).add_outgoing(out("c1", "hello"));
         assert!(!ensure_timeline(&mut m, PEER));
         assert_eq!(keys(&m[PEER]), ["pending:c1"], "the existing timeline is kept");
+    }
+
+    #[test]
+    fn groups_are_their_own_conversation_and_learn_state() {
+        const G: &str = "grp:01GROUP";
+        let mut m = msg("01A", PEER, "x", None);
+        m.recipient_id = G.into();
+        m.conversation_id = G.into();
+        assert_eq!(peer_of(&m, ME), G);
+        m.sender_id = ME.into();
+        assert_eq!(peer_of(&m, ME), G);
+        assert_eq!(conversation_of(ME, G), G);
+        assert_eq!(conversation_of(ME, PEER), crate::api::dto::direct_conversation_id(ME, PEER));
+        // A group timeline takes any sender's confirmed copy of a pending id.
+        let mut t = Timeline::new(G);
+        t.add_outgoing(out("c1", "hi"));
+        let mut mine = msg("01B", ME, "hi", Some("c1"));
+        mine.recipient_id = G.into();
+        assert_eq!(t.insert(mine), Inserted::New);
+        assert!(t.pending().is_empty());
+
+        let member = |id: &str, role| GroupMember { contact: contact(id, id, false), role };
+        let group = Group {
+            id: G.into(),
+            name: "Team".into(),
+            creator_id: ME.into(),
+            created_at: String::new(),
+            members: vec![member(ME, GroupRole::Admin), member(PEER, GroupRole::Member)],
+        };
+        let mut groups = Groups::new();
+        assert!(apply_group(&mut groups, group.clone()));
+        assert!(!apply_group(&mut groups, group.clone()));
+        assert!(groups[G].is_admin(ME) && !groups[G].is_admin(PEER));
+        // A summary with the same count keeps the members; another count drops them.
+        let summary = GroupSummary { id: G.into(), name: "Team 2".into(), member_count: 2 };
+        assert!(apply_group_summary(&mut groups, &summary));
+        assert!(groups[G].members.is_some());
+        assert!(apply_group_summary(&mut groups, &GroupSummary { member_count: 3, ..summary }));
+        assert_eq!((groups[G].members.as_ref(), groups[G].name.as_str()), (None, "Team 2"));
+        assert!(group_removed(&mut groups, G));
+        assert!(!group_removed(&mut groups, G));
+        assert!(apply_group(&mut groups, group), "added again");
+        assert!(!groups[G].removed);
+
+        let mut list = vec![ConversationEntry { peer_id: G.into(), last: msg("01C", PEER, "x", None) }];
+        assert!(remove_conversation(&mut list, G));
+        assert!(!remove_conversation(&mut list, G));
+        assert_eq!(recency(G, None), "01GROUP");
+        assert_eq!(recency(G, Some(&m)), "01A");
+    }
+
+    #[test]
+    fn seen_by_counts_members_who_reached_the_message() {
+        const G: &str = "grp:01G";
+        let mut reads = Reads::new();
+        assert_eq!(seen_by(&reads, G, "01B", ["a", "b"].into_iter()), 0);
+        assert!(apply_read(&mut reads, G, "a", "01B", ME));
+        assert!(apply_read(&mut reads, G, "b", "01A", ME));
+        assert!(!apply_read(&mut reads, G, "a", "01A", ME), "markers never go back");
+        assert_eq!(seen_by(&reads, G, "01B", ["a", "b"].into_iter()), 1);
+        assert!(peer_read(&mut reads, G, "b", "01C"));
+        assert_eq!(seen_by(&reads, G, "01B", ["a", "b"].into_iter()), 2);
+        // Only current members count.
+        assert_eq!(seen_by(&reads, G, "01B", ["a"].into_iter()), 1);
     }
 
     #[test]
@@ -1498,7 +1693,7 @@ mod tests {
 
         let mut t = Timeline::new(PEER);
         assert_eq!(
-            (t.newest_id(), t.newest_incoming_id(), t.newest_own_id(), t.conversation_id()),
+            (t.newest_id(), t.newest_incoming_id(ME), t.newest_own_id(ME), t.conversation_id()),
             (None, None, None, None)
         );
         t.merge_latest(
@@ -1507,8 +1702,8 @@ mod tests {
         );
         t.add_outgoing(out("c1", "pending"));
         assert_eq!(t.newest_id(), Some("01C"));
-        assert_eq!(t.newest_incoming_id(), Some("01C"));
-        assert_eq!(t.newest_own_id(), Some("01B"));
+        assert_eq!(t.newest_incoming_id(ME), Some("01C"));
+        assert_eq!(t.newest_own_id(ME), Some("01B"));
         assert_eq!(t.conversation_id(), Some(CONV));
     }
 
@@ -1552,7 +1747,7 @@ mod tests {
         assert_eq!(typing_text(&["Ada Lovelace".into()]).as_deref(), Some("Ada is typing…"));
         assert_eq!(typing_text(&["  ".into()]).as_deref(), Some("Someone is typing…"));
         assert_eq!(typing_text(&["Ada L".into(), "Bob".into()]).as_deref(), Some("Ada and Bob are typing…"));
-        assert_eq!(typing_text(&["a".into(), "b".into(), "c".into()]).as_deref(), Some("Several people are typing…"));
+        assert_eq!(typing_text(&["a".into(), "b".into(), "c".into()]).as_deref(), Some("3 people are typing…"));
     }
 
     #[test]
