@@ -42,24 +42,36 @@ export async function chatter(browser: Browser, baseURL: string, first: string, 
 }
 
 /**
- * Runs `body` with Alice and Bob, fresh users in browser contexts of their
- * own; afterwards closes both and checks that neither browser logged a
- * client bug.
+ * Runs `body` with fresh users named `firsts` in browser contexts of their
+ * own, the i-th on `baseURLs[i]` (one URL: all on it); afterwards closes
+ * them all and checks that no browser logged a client bug.
  */
+export async function withChatters(
+  browser: Browser,
+  baseURLs: string | string[],
+  firsts: string[],
+  body: (chatters: Chatter[]) => Promise<void>,
+  initScripts: string[] = [],
+): Promise<void> {
+  const urls = typeof baseURLs === 'string' ? firsts.map(() => baseURLs) : baseURLs;
+  const all: Chatter[] = [];
+  try {
+    for (const [i, first] of firsts.entries()) all.push(await chatter(browser, urls[i], first, initScripts));
+    await body(all);
+  } finally {
+    for (const c of all) await c.context.close();
+    for (const c of all) expect(c.bugs, `client errors in ${c.name}'s browser`).toEqual([]);
+  }
+}
+
+/** {@link withChatters} with Alice and Bob on one server. */
 export async function withPair(
   browser: Browser,
   baseURL: string,
   body: (a: Chatter, b: Chatter) => Promise<void>,
   initScripts: string[] = [],
 ): Promise<void> {
-  const a = await chatter(browser, baseURL, 'Alice', initScripts);
-  const b = await chatter(browser, baseURL, 'Bob', initScripts);
-  try {
-    await body(a, b);
-  } finally {
-    for (const c of [a, b]) await c.context.close();
-    for (const c of [a, b]) expect(c.bugs, `client errors in ${c.name}'s browser`).toEqual([]);
-  }
+  await withChatters(browser, baseURL, ['Alice', 'Bob'], ([a, b]) => body(a, b), initScripts);
 }
 
 /** Waits until the chat page's socket is greeted. */
@@ -77,6 +89,12 @@ export async function openPage(page: Page, path: string): Promise<void> {
 export async function openChat(me: Chatter, peer: Chatter, page: Page = me.page): Promise<void> {
   await openPage(page, `/chat/${peer.id}`);
   await expect(page.getByTestId('peer-name')).toHaveText(peer.name);
+}
+
+/** Opens the group `id` named `name` (in `me`'s first tab by default). */
+export async function openGroup(me: Chatter, id: string, name: string, page: Page = me.page): Promise<void> {
+  await openPage(page, `/chat/${id}`);
+  await expect(page.getByTestId('peer-name')).toHaveText(name);
 }
 
 export function composer(page: Page): Locator {

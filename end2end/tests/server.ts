@@ -266,6 +266,37 @@ export async function startServer(options: ServerOptions = {}): Promise<CharchaS
   return { url, port, dataDir, logs, stop, restart, dispose };
 }
 
+/**
+ * `n` servers sharing one set of backends, for specs whose users must be on
+ * different instances. In the scaled mode (CHARCHA_E2E_SCALED=1) these are
+ * `n` instances on the same Redis prefix, Kafka topic and database, with one
+ * JWT secret, as a deployment runs them (only the first runs the history
+ * worker, like one dedicated worker). In the embedded mode instances cannot
+ * share a store, so it is one server, listed `n` times. Started one after
+ * another, so only the first creates the Kafka topic; `dispose` stops each
+ * server once.
+ */
+export async function startServers(
+  n: number,
+  options: ServerOptions = {},
+): Promise<{ servers: CharchaServer[]; dispose(): Promise<void> }> {
+  const scaled = process.env.CHARCHA_E2E_SCALED === '1';
+  const shared = { ...backendEnv(), JWT_SECRET: randomBytes(36).toString('base64url'), ...options.env };
+  const started: CharchaServer[] = [];
+  const dispose = async () => {
+    for (const s of started) await s.dispose();
+  };
+  try {
+    for (let i = 0; i < (scaled ? n : 1); i++) {
+      started.push(await startServer({ env: { ...shared, CHARCHA_WORKER: i === 0 ? 'on' : 'off', ...options.env } }));
+    }
+  } catch (e) {
+    await dispose();
+    throw e;
+  }
+  return { servers: Array.from({ length: n }, (_, i) => started[i % started.length]), dispose };
+}
+
 // ---------------------------------------------------------------------------
 // Hydration
 // ---------------------------------------------------------------------------

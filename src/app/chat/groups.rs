@@ -69,9 +69,10 @@ fn NewGroupDialog(chat: Chat, open: RwSignal<bool>) -> impl IntoView {
                     open.set(false);
                     navigate(&path, NavigateOptions::default());
                 }
+                // The dialog may have been closed meanwhile.
                 Err(e) => {
-                    busy.set(false);
-                    error.set(Some(e.message));
+                    busy.try_set(false);
+                    error.try_set(Some(e.message));
                 }
             }
         });
@@ -156,7 +157,7 @@ fn PeoplePicker(label: &'static str, exclude: Signal<Vec<String>>, on_pick: Call
                     if let Ok(page) = search_users(q.trim().to_string(), None, None).await
                         && typed.try_get_value() == n
                     {
-                        found.set(page.contacts);
+                        found.try_set(page.contacts);
                     }
                 });
             },
@@ -236,11 +237,12 @@ fn GroupDetails(chat: Chat, group_id: String, open: RwSignal<bool>) -> impl Into
     let navigate = use_navigate();
     let leave = move |_| {
         let navigate = navigate.clone();
+        // Read now: the panel (and its values) goes once the user has left.
+        let group_id = id.get_value();
         spawn_local(async move {
-            match leave_group(id.get_value()).await {
+            match leave_group(group_id.clone()).await {
                 Ok(()) => {
-                    open.set(false);
-                    chat.on_group_removed(&id.get_value());
+                    chat.on_group_removed(&group_id);
                     navigate("/chat", NavigateOptions::default());
                 }
                 Err(e) => chat.notify_error(e.message),
@@ -255,6 +257,9 @@ fn GroupDetails(chat: Chat, group_id: String, open: RwSignal<bool>) -> impl Into
             aria-label="Group details"
             data-testid="group-details"
         >
+            <div class="flex justify-end">
+                <button type="button" class="btn btn-ghost btn-xs" on:click=move |_| open.set(false)>"Close"</button>
+            </div>
             <Show when=move || admin.get()>
                 <form
                     class="flex items-end gap-2"
