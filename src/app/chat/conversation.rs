@@ -74,9 +74,7 @@ pub fn Conversation(peer: String) -> impl IntoView {
     // A group's name, member count and whether the user is still in it.
     let group_info = {
         let peer = peer.clone();
-        Memo::new(move |_| {
-            chat.groups.with(|g| g.get(&peer).map(|g| (g.name.clone(), g.member_count, g.removed)))
-        })
+        Memo::new(move |_| chat.groups.with(|g| g.get(&peer).map(|g| (g.name.clone(), g.member_count, g.removed))))
     };
     let removed = Memo::new(move |_| group_info.with(|g| g.as_ref().is_some_and(|g| g.2)));
     let details = RwSignal::new(false);

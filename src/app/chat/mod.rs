@@ -741,10 +741,8 @@ impl Chat {
                     if let Some(newest) = page.messages.last() {
                         let (conversation_id, newest) = (newest.conversation_id.clone(), newest.id.clone());
                         self.reads.maybe_update(|r| {
-                            let seen = page
-                                .peer_read
-                                .as_deref()
-                                .is_some_and(|p| state::peer_read(r, &conversation_id, "", p));
+                            let seen =
+                                page.peer_read.as_deref().is_some_and(|p| state::peer_read(r, &conversation_id, "", p));
                             // Groups: every other member's marker ("Seen by N").
                             let members = page.read_markers.iter().fold(false, |ch, m| {
                                 state::peer_read(r, &conversation_id, &m.user_id, &m.message_id) | ch

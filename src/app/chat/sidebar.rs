@@ -285,7 +285,7 @@ fn PersonRow(peer_id: String, last: Option<ChatMessage>) -> impl IntoView {
                 }}
                 <span class="min-w-0 flex-1">
                     <span class="flex items-baseline gap-2">
-                        <span class="min-w-0 flex-1 truncate font-medium" data-testid="contact-name">{name.clone()}</span>
+                        <span class="min-w-0 flex-1 truncate font-medium" data-testid="contact-name">{name}</span>
                         {move || members().map(|n| view! {
                             <span class="shrink-0 text-xs text-base-content/60" data-testid="member-count">
                                 {member_count(n)}

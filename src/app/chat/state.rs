@@ -13,7 +13,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::api::dto::{ChatMessage, Contact, GROUP_PREFIX, Group, GroupMember, GroupRole, GroupSummary, UNREAD_COUNT_CAP, is_group_id};
+use crate::api::dto::{
+    ChatMessage, Contact, GROUP_PREFIX, Group, GroupMember, GroupRole, GroupSummary, UNREAD_COUNT_CAP, is_group_id,
+};
 
 /// Where one of our own, not yet confirmed, messages stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -792,7 +794,12 @@ pub fn peer_read(reads: &mut Reads, conversation_id: &str, user_id: &str, messag
 
 /// How many of `members` (other than the user) have read
 /// `conversation_id` up to `message_id`: a group's "Seen by N".
-pub fn seen_by<'a>(reads: &Reads, conversation_id: &str, message_id: &str, members: impl Iterator<Item = &'a str>) -> usize {
+pub fn seen_by<'a>(
+    reads: &Reads,
+    conversation_id: &str,
+    message_id: &str,
+    members: impl Iterator<Item = &'a str>,
+) -> usize {
     let Some(r) = reads.get(conversation_id) else { return 0 };
     members.filter(|m| r.members.get(*m).is_some_and(|at| at.as_str() >= message_id)).count()
 }
@@ -1237,7 +1244,7 @@ mod tests {
             ..list[1].last.clone()
         };
         assert!(bump_conversation(&mut list, "c", gone.clone()));
-        assert_eq!(preview(&gone, None), "Message deleted");
+        assert_eq!(preview(&gone, None, None), "Message deleted");
     }
 
     #[test]
