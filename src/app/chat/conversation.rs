@@ -16,7 +16,7 @@ use super::{
     message::{Bubble, MessageSkeletons},
     sidebar::{Avatar, member_count},
     state::{self, Item},
-    use_chat,
+    toggle_button, use_chat,
 };
 use crate::api::dto::is_group_id;
 
@@ -370,16 +370,7 @@ pub fn Conversation(peer: String) -> impl IntoView {
                         .into_any()
                     }}
                 </div>
-                {group.then(|| view! {
-                    <button
-                        type="button"
-                        class="btn btn-ghost btn-sm"
-                        aria-expanded=move || if details.get() { "true" } else { "false" }
-                        on:click=move |_| details.update(|d| *d = !*d)
-                    >
-                        "Group details"
-                    </button>
-                })}
+                {group.then(|| toggle_button(details, "btn btn-ghost btn-sm", "Group details"))}
             </header>
             {
                 let peer = peer.clone();

@@ -9,15 +9,12 @@
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::{NavigateOptions, hooks::use_navigate};
 
-use super::{Chat, sidebar::Avatar};
+use super::{Chat, debounce, sidebar::Avatar, toggle_button};
 use crate::api::{
     AppError,
     chat::{add_group_members, create_group, get_group, leave_group, remove_group_member, rename_group, search_users},
     dto::{Contact, Group, GroupRole, MAX_GROUP_NAME_CHARS},
 };
-
-/// The people search runs this long after the last keystroke.
-const DEBOUNCE_MS: u64 = 250;
 
 /// The "New group" dialog while `open` holds.
 #[cfg_attr(feature = "split", leptos::lazy)]
@@ -88,17 +85,7 @@ fn NewGroupDialog(chat: Chat, open: RwSignal<bool>) -> impl IntoView {
                 }
             >
                 <h3 id="new-group-title" class="text-lg font-bold">"New group"</h3>
-                <label class="floating-label block">
-                    <span>"Group name"</span>
-                    <input
-                        class="input w-full"
-                        placeholder="Group name"
-                        aria-label="Group name"
-                        maxlength=MAX_GROUP_NAME_CHARS
-                        prop:value=move || name.get()
-                        on:input=move |ev| name.set(event_target_value(&ev))
-                    />
-                </label>
+                {name_field(name)}
                 <PeoplePicker
                     label="Members"
                     exclude=picked
@@ -129,6 +116,22 @@ fn NewGroupDialog(chat: Chat, open: RwSignal<bool>) -> impl IntoView {
     }
 }
 
+/// The "Group name" field (creating a group, renaming one).
+fn name_field(name: RwSignal<String>) -> impl IntoView {
+    view! {
+        <label class="block space-y-1">
+            <span class="text-sm font-medium">"Group name"</span>
+            <input
+                class="input input-sm w-full"
+                aria-label="Group name"
+                maxlength=MAX_GROUP_NAME_CHARS
+                prop:value=move || name.get()
+                on:input=move |ev| name.set(event_target_value(&ev))
+            />
+        </label>
+    }
+}
+
 /// A people search box ("Search people" under `label`): matching people
 /// not in `exclude`, each a button that hands them to `on_pick`.
 #[component]
@@ -139,30 +142,18 @@ fn PeoplePicker(label: &'static str, exclude: Signal<Vec<String>>, on_pick: Call
     let on_input = move |ev| {
         let q = event_target_value(&ev);
         query.set(q.clone());
-        let n = typed.try_update_value(|n| {
-            *n += 1;
-            *n
-        });
-        if q.trim().is_empty() {
-            found.set(Vec::new());
-            return;
-        }
-        set_timeout(
-            move || {
-                if typed.try_get_value() != n {
-                    return;
+        let search = move |q: String| {
+            let n = typed.try_get_value();
+            spawn_local(async move {
+                // Only the answer to what the box still holds is shown.
+                if let Ok(page) = search_users(q.trim().to_string(), None, None).await
+                    && typed.try_get_value() == n
+                {
+                    found.try_set(page.contacts);
                 }
-                spawn_local(async move {
-                    // Only the answer to what the box still holds is shown.
-                    if let Ok(page) = search_users(q.trim().to_string(), None, None).await
-                        && typed.try_get_value() == n
-                    {
-                        found.try_set(page.contacts);
-                    }
-                });
-            },
-            std::time::Duration::from_millis(DEBOUNCE_MS),
-        );
+            });
+        };
+        debounce(typed, q, || found.set(Vec::new()), search);
     };
     let shown = move || {
         let exclude = exclude.get();
@@ -268,16 +259,7 @@ fn GroupDetails(chat: Chat, group_id: String, open: RwSignal<bool>) -> impl Into
                         rename();
                     }
                 >
-                    <label class="min-w-0 flex-1 space-y-1">
-                        <span class="text-sm font-medium">"Group name"</span>
-                        <input
-                            class="input input-sm w-full"
-                            aria-label="Group name"
-                            maxlength=MAX_GROUP_NAME_CHARS
-                            prop:value=move || name.get()
-                            on:input=move |ev| name.set(event_target_value(&ev))
-                        />
-                    </label>
+                    <div class="min-w-0 flex-1">{name_field(name)}</div>
                     <button type="submit" class="btn btn-sm">"Rename"</button>
                 </form>
             </Show>
@@ -318,9 +300,7 @@ fn GroupDetails(chat: Chat, group_id: String, open: RwSignal<bool>) -> impl Into
                 </For>
             </ul>
             <Show when=move || admin.get()>
-                <button type="button" class="btn btn-sm" on:click=move |_| adding.update(|a| *a = !*a)>
-                    "Add member"
-                </button>
+                {toggle_button(adding, "btn btn-sm", "Add member")}
                 <Show when=move || adding.get()>
                     <PeoplePicker label="Add member" exclude=picked on_pick=add />
                 </Show>

@@ -7,7 +7,7 @@ use super::{
     rich_text::{self, Block, Inline},
     sidebar::Avatar,
     state::{self, Delivery, Item},
-    use_chat,
+    toggle_button, use_chat,
 };
 use crate::api::dto::is_group_id;
 
@@ -311,14 +311,7 @@ fn reaction_picker(message_id: String) -> impl IntoView {
     let open = RwSignal::new(false);
     view! {
         <span class="relative">
-            <button
-                type="button"
-                class="link link-hover opacity-60 hover:opacity-100"
-                aria-expanded=move || if open.get() { "true" } else { "false" }
-                on:click=move |_| open.update(|o| *o = !*o)
-            >
-                "React"
-            </button>
+            {toggle_button(open, "link link-hover opacity-60 hover:opacity-100", "React")}
             {move || open.get().then(|| {
                 let id = message_id.clone();
                 view! {

@@ -60,6 +60,9 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(8);
 /// latest set, so a user stays far below the server's rate (240 a minute
 /// by default, all tabs together).
 pub const WATCH_PACE: Duration = Duration::from_millis(500);
+/// Search boxes (people, messages, a group's people picker) search this
+/// long after the last keystroke.
+pub const SEARCH_DEBOUNCE: Duration = Duration::from_millis(250);
 /// When a `watch` was rate limited without saying for how long.
 const WATCH_RETRY_DEFAULT_SECS: u64 = 10;
 
@@ -1185,6 +1188,43 @@ async fn fetch_people(chat: Chat, query: String, cursor: Option<String>, more: b
                 s.error = Some(e.message);
             }
         }),
+    }
+}
+
+/// A search box now holds `text`: `run(text)` once typing pauses for
+/// [`SEARCH_DEBOUNCE`] (only if no keystroke came since: `typed` counts
+/// them), or `clear()` at once when the box is blank.
+pub fn debounce(typed: StoredValue<u64>, text: String, clear: impl FnOnce(), run: impl FnOnce(String) + 'static) {
+    let n = typed.try_update_value(|n| {
+        *n += 1;
+        *n
+    });
+    if text.trim().is_empty() {
+        clear();
+        return;
+    }
+    set_timeout(
+        move || {
+            if typed.try_get_value() == n {
+                run(text);
+            }
+        },
+        SEARCH_DEBOUNCE,
+    );
+}
+
+/// A button that shows and hides something (`open`), telling assistive
+/// technology which (`aria-expanded`).
+pub fn toggle_button(open: RwSignal<bool>, class: &'static str, label: &'static str) -> impl IntoView {
+    view! {
+        <button
+            type="button"
+            class=class
+            aria-expanded=move || if open.get() { "true" } else { "false" }
+            on:click=move |_| open.update(|o| *o = !*o)
+        >
+            {label}
+        </button>
     }
 }
 

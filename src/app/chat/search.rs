@@ -5,14 +5,12 @@
 
 use leptos::{prelude::*, task::spawn_local};
 
-use super::{local_hhmm, use_chat};
+use super::{debounce, local_hhmm, use_chat};
 use crate::api::{
     chat::search_messages,
     dto::{MessageSearchHit, MessageSearchPage},
 };
 
-/// The search runs this long after the last keystroke.
-const DEBOUNCE_MS: u64 = 250;
 /// Characters of context kept before the match in a snippet, and in all.
 const SNIPPET_BEFORE: usize = 30;
 const SNIPPET_CHARS: usize = 120;
@@ -49,22 +47,7 @@ impl MessageSearch {
     /// The box changed: search once typing pauses.
     fn typed(self, q: String) {
         self.query.set(q.clone());
-        let n = self.typed.try_update_value(|n| {
-            *n += 1;
-            *n
-        });
-        if q.trim().is_empty() {
-            self.results.set(None);
-            return;
-        }
-        set_timeout(
-            move || {
-                if self.typed.try_get_value() == n {
-                    self.run(q, false);
-                }
-            },
-            std::time::Duration::from_millis(DEBOUNCE_MS),
-        );
+        debounce(self.typed, q, || self.results.set(None), move |q| self.run(q, false));
     }
 
     /// Runs a search (a new one replaces the old), or loads its next page

@@ -12,7 +12,7 @@
 use leptos::prelude::*;
 
 use super::{
-    Chat, groups, local_hhmm,
+    Chat, debounce, groups, local_hhmm,
     search::{MessageSearch, MessageSearchBox, message_results},
     state, use_chat,
 };
@@ -20,9 +20,6 @@ use crate::{
     api::dto::{ChatMessage, is_group_id},
     app::avatar::{Avatar as AppAvatar, AvatarSize},
 };
-
-/// The search runs this long after the last keystroke.
-const SEARCH_DEBOUNCE_MS: u64 = 250;
 
 #[component]
 pub fn Sidebar() -> impl IntoView {
@@ -34,22 +31,7 @@ pub fn Sidebar() -> impl IntoView {
     let on_input = move |ev| {
         let q = event_target_value(&ev);
         query.set(q.clone());
-        let n = typed.try_update_value(|n| {
-            *n += 1;
-            *n
-        });
-        if q.trim().is_empty() {
-            chat.search_people(String::new(), false);
-            return;
-        }
-        set_timeout(
-            move || {
-                if typed.try_get_value() == n {
-                    chat.search_people(q, false);
-                }
-            },
-            std::time::Duration::from_millis(SEARCH_DEBOUNCE_MS),
-        );
+        debounce(typed, q, || chat.search_people(String::new(), false), move |q| chat.search_people(q, false));
     };
     let searching = move || !query.with(|q| q.trim().is_empty());
     let messages = MessageSearch::new();
