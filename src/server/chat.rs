@@ -46,11 +46,10 @@ use crate::{
             MessageSearchHit, MessageSearchPage, ReadMarker, direct_conversation_id, is_group_id,
         },
         error::wait_phrase,
+        rules,
     },
-    protocol::{MAX_TEXT_CHARS, ServerEvent, TYPING_EVERY_MS},
+    protocol::{ServerEvent, TYPING_EVERY_MS},
 };
-
-pub const MAX_CLIENT_MSG_ID_BYTES: usize = 64;
 
 /// A message as a client asks to send it.
 #[derive(Clone, Debug)]
@@ -178,6 +177,18 @@ impl ChatService {
                 ..AppError::rate_limited(retry_after)
             },
         )
+    }
+
+    /// The `client_msg_id` a send or change goes by: the client's, checked,
+    /// or a new one.
+    fn client_msg_id(&self, chosen: Option<String>) -> Result<String, AppError> {
+        match chosen {
+            Some(id) => match rules::client_msg_id(&id) {
+                Some(problem) => Err(AppError::field("client_msg_id", problem)),
+                None => Ok(id),
+            },
+            None => Ok(self.next_id()),
+        }
     }
 
     fn next_id(&self) -> String {
@@ -555,20 +566,14 @@ impl ChatService {
         // the scaled mode).
         self.per_minute(format!("send:{sender}"), self.send_rate_per_minute, "You are sending too fast").await?;
         let text = req.text;
-        if text.chars().count() > MAX_TEXT_CHARS {
-            return Err(AppError::field("text", format!("Messages are limited to {MAX_TEXT_CHARS} characters")));
+        if let Some(problem) = rules::message_text(&text) {
+            return Err(AppError::field("text", problem));
         }
         let image = req.image.filter(|i| !i.trim().is_empty());
         if text.trim().is_empty() && image.is_none() {
             return Err(AppError::field("text", "A message needs text or an image"));
         }
-        let client_msg_id = match req.client_msg_id {
-            Some(id) if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_BYTES => {
-                return Err(AppError::field("client_msg_id", "Must be 1 to 64 bytes"));
-            }
-            Some(id) => id,
-            None => self.next_id(),
-        };
+        let client_msg_id = self.client_msg_id(req.client_msg_id)?;
         let conversation_id = self.conversation_for(sender, &req.to).await?;
         if let Some(url) = &image {
             self.check_image_reference(sender, &conversation_id, url).await?;
@@ -716,13 +721,7 @@ impl ChatService {
         client_msg_id: Option<String>,
     ) -> Result<SentMessage, AppError> {
         self.per_minute(format!("send:{sender}"), self.send_rate_per_minute, "You are sending too fast").await?;
-        let client_msg_id = match client_msg_id {
-            Some(id) if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_BYTES => {
-                return Err(AppError::field("client_msg_id", "Must be 1 to 64 bytes"));
-            }
-            Some(id) => id,
-            None => self.next_id(),
-        };
+        let client_msg_id = self.client_msg_id(client_msg_id)?;
         let stored = self.member_message(sender, message_id, conversation_id).await?;
         if stored.sender_id != sender {
             return Err(AppError::forbidden("You can only change your own messages"));
@@ -736,11 +735,8 @@ impl ChatService {
         let edited_at = Some(clock::stamp(now.max(after)));
         let updated = match change {
             MessageChange::Edit { text } => {
-                if text.chars().count() > MAX_TEXT_CHARS {
-                    return Err(AppError::field(
-                        "text",
-                        format!("Messages are limited to {MAX_TEXT_CHARS} characters"),
-                    ));
+                if let Some(problem) = rules::message_text(&text) {
+                    return Err(AppError::field("text", problem));
                 }
                 if text.trim().is_empty() && stored.image.is_none() {
                     return Err(AppError::field("text", "A message needs text or an image; delete it instead"));
