@@ -48,6 +48,7 @@ use crate::{
         error::wait_phrase,
         rules,
     },
+    app::chat::rich_text,
     protocol::{ServerEvent, TYPING_EVERY_MS},
 };
 
@@ -335,8 +336,17 @@ impl ChatService {
         let pairs: Vec<(String, String)> =
             entries.iter().map(|e| (e.conversation_id.clone(), e.peer_id.clone())).collect();
         let reads = self.store.read_states(me, &pairs).await?;
+        // The user's name, for mentions, only when something is unread.
+        let my_name = match reads.iter().any(|r| r.unread > 0) {
+            true => self.store.user_by_id(me).await?.map(|u| u.full_name),
+            false => None,
+        };
         let mut conversations = Vec::with_capacity(entries.len());
         for (e, ReadState { unread, peer_read }) in entries.into_iter().zip(reads) {
+            let mentioned = match &my_name {
+                Some(name) if unread > 0 => self.unread_mentions(me, name, &e.conversation_id, unread).await?,
+                _ => false,
+            };
             if is_group_id(&e.conversation_id) {
                 // A group `me` was removed from (or left) keeps its old
                 // entry in the store; it is not shown.
@@ -352,6 +362,7 @@ impl ChatService {
                     unread,
                     peer_read: None,
                     seen_by: Some(seen_by),
+                    mentioned,
                 });
                 continue;
             }
@@ -368,9 +379,29 @@ impl ChatService {
                 unread,
                 peer_read,
                 seen_by: None,
+                mentioned,
             });
         }
         Ok(ConversationPage { conversations, next_cursor })
+    }
+
+    /// Whether one of a conversation's `unread` messages (the newest ones
+    /// from others) mentions `my_name`, by the rule the client highlights
+    /// mentions with. Looks at most one page back: the user's own messages
+    /// in between count against it, which only matters past a page of them.
+    async fn unread_mentions(
+        &self,
+        me: &str,
+        my_name: &str,
+        conversation_id: &str,
+        unread: u32,
+    ) -> Result<bool, AppError> {
+        let newest = self.store.messages_before(conversation_id, None, MAX_PAGE).await?;
+        Ok(newest
+            .iter()
+            .filter(|m| m.sender_id != me)
+            .take(unread as usize)
+            .any(|m| !m.deleted && rich_text::mentions(&m.text, my_name)))
     }
 
     /// The read markers of `group`'s current members but `me`.

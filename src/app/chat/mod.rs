@@ -22,7 +22,7 @@
 mod composer;
 mod conversation;
 mod message;
-mod rich_text;
+pub mod rich_text;
 mod search;
 mod sidebar;
 pub mod socket;
