@@ -324,6 +324,7 @@ scaled_run() {
 full() {
   build
   : > "$JSONL"
+  : > "$OUT/group.jsonl"
   local emb="$OUT/embedded"
   # A fresh store every run: history accumulated over earlier runs changes
   # the figures (see BENCHMARKS.md), and each run must be comparable.
@@ -344,6 +345,7 @@ full() {
   [ "${RATE:-0}" -gt 0 ] 2>/dev/null || RATE=""
   [ -n "$RATE" ] && say "(e) rate: half of Charcha embedded's (b) = $RATE msg/s"
   load_e embedded charcha "${tokens[@]}"
+  group_fanout embedded "${tokens[@]}"
   stop "$SERVER_PIDS"
 
   start_relay
@@ -359,12 +361,24 @@ full() {
   echo
   "$BENCH" table "$JSONL"
   echo
-  say "raw figures: $JSONL"
+  say "raw figures: $JSONL (group fan-out: $OUT/group.jsonl)"
   if [ ${#NOT_OK[@]} -gt 0 ]; then
     printf '\n!!! count failures (lost, duplicated, reordered, unacked or errors; see the table): %s\n' "${NOT_OK[*]}" >&2
   fi
   if [ ${#FAILED[@]} -gt 0 ]; then die "failed runs: ${FAILED[*]}"; fi
   [ ${#NOT_OK[@]} -eq 0 ] || exit 1
+}
+
+# group_fanout COLUMN [options] — one message at a time, then 8 in flight,
+# to a 100-member group on the running server (issue 9's fan-out row);
+# JSON lines in $OUT/group.jsonl, kept apart from the 1:1 table.
+group_fanout() {
+  local col=$1 window line; shift
+  for window in 1 8; do
+    line="$("$BENCH" group --json --url "$URL" --members 100 --messages 300 --window "$window" \
+      --label "$col/group-w$window" "$@")" || FAILED+=("$col/group-w$window")
+    printf '%s\n' "$line" | tee -a "$OUT/group.jsonl"
+  done
 }
 
 # The connection benchmarks. The data dir and token cache are kept between

@@ -314,6 +314,15 @@ async fn update_profile_with_avatar_then_replace_it() {
     assert_eq!(me["user"]["bio"], "json bio");
     assert_eq!(me["user"]["full_name"], "New Name");
     assert_eq!(me["user"]["profile_picture"], second.as_str());
+
+    // A control character in the bio is a 400 naming the field, and the
+    // profile stays as it was (some stores refuse a NUL outright).
+    let r = u.http.put(&url).json(&json!({ "bio": "nul \u{0} here" })).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert!(body.to_string().contains("bio"), "{body}");
+    let me: Value = u.http.get(format!("{}/api/auth/get-user", s.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["user"]["bio"], "json bio");
     s.stop().await;
 }
 

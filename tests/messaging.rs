@@ -1063,6 +1063,19 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
     let longest = send_ws(&mut wa, "longest", &b.id, &"é".repeat(MAX_TEXT_CHARS)).await;
     assert_eq!(longest["text"].as_str().unwrap().chars().count(), MAX_TEXT_CHARS);
 
+    // Control characters (a NUL, an escape) are refused before the log, so
+    // no acked message is one a store refuses; line breaks and tabs pass.
+    for (cid, text) in [("nul", "a\u{0}b"), ("escape", "\u{1b}[2J")] {
+        wa.send_text(cid, &b.id, text).await;
+        let err = error_frame(&mut wa).await;
+        assert_eq!(err["code"], "invalid", "{cid}: {err}");
+        assert_eq!(err["client_msg_id"], cid);
+        ping_pong(&mut wa, 7).await;
+    }
+    wa.send_json(json!({ "type": "send", "client_msg_id": "a\u{0}", "to": b.id, "text": "x" })).await;
+    assert_eq!(error_frame(&mut wa).await["code"], "invalid");
+    ping_pong(&mut wa, 7).await;
+
     for (cid, text) in [("empty", ""), ("blank", "  \n\t ")] {
         wa.send_text(cid, &b.id, text).await;
         let err = error_frame(&mut wa).await;
@@ -1088,6 +1101,9 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
             .await
             .is_none()
     );
+    // Line breaks and tabs are text, not control characters to refuse.
+    let lines = send_ws(&mut wa, "lines", &b.id, "two\nlines\tand a tab").await;
+    assert_eq!(lines["text"], "two\nlines\tand a tab");
 
     // Closing ones: binary → 1003, oversized text → 1009. Either way the
     // session is torn down fully: B sees A (whose only tab it was) go offline.

@@ -77,6 +77,52 @@ async fn read_markers_clear_unread_counts_and_reach_every_member() {
     assert_eq!(page["peer_read"], last.as_str(), "{page}");
 }
 
+/// The "@" badge comes from the server's list too (so it is back after a
+/// reload): set while an unread message from someone else mentions the
+/// user, gone once it is read; a mention in code or of another name is not
+/// one, and neither is the user's own.
+#[tokio::test]
+async fn the_list_says_when_an_unread_message_mentions_the_user() {
+    let server = TestServer::start().await;
+    let ann = TestUser::signup(&server, "Ann").await;
+    let bob = TestUser::signup_as(&server.url, "bob", "Bob Marsh").await;
+    let conversation = direct_conversation_id(&ann.id, &bob.id);
+    let mut ann_ws = ann.ws(&server).await;
+    let mut bob_ws = bob.ws(&server).await;
+
+    let mut last = String::new();
+    for text in ["hello", "`@Bob Marsh` in code", "@Bobby who?"] {
+        last = ann_ws.send_acked(&bob.id, text, WAIT).await.expect("acked")["_id"].as_str().expect("id").to_string();
+    }
+    let entry = conversation_entry(&server, &bob, &conversation, &last).await;
+    assert_eq!(entry["unread"], 3, "{entry}");
+    assert!(entry.get("mentioned").is_none(), "no mention of Bob yet: {entry}");
+
+    let mention = ann_ws.send_acked(&bob.id, "**@Bob Marsh** can you look?", WAIT).await.expect("acked");
+    let mention_id = mention["_id"].as_str().expect("id").to_string();
+    // Bob's own message after it (mentioning himself) changes nothing.
+    last = bob_ws.send_acked(&ann.id, "on it @Bob Marsh", WAIT).await.expect("acked")["_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let entry = conversation_entry(&server, &bob, &conversation, &last).await;
+    assert_eq!(entry["mentioned"], true, "{entry}");
+    let ann_entry = conversation_entry(&server, &ann, &conversation, &last).await;
+    assert!(ann_entry.get("mentioned").is_none(), "Ann is not mentioned: {ann_entry}");
+
+    let (status, body) = post_json(
+        &bob.http,
+        &server.url,
+        &format!("/api/conversations/{conversation}/read"),
+        json!({ "message_id": mention_id }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let entry = conversation_entry(&server, &bob, &conversation, &last).await;
+    assert_eq!(entry["unread"], 0, "{entry}");
+    assert!(entry.get("mentioned").is_none(), "read: no badge: {entry}");
+}
+
 #[tokio::test]
 async fn typing_reaches_the_other_member_only() {
     let server = TestServer::start().await;

@@ -149,6 +149,10 @@ pub struct ConversationSummary {
     /// `last_message` ("Seen by N").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen_by: Option<u32>,
+    /// One of the unread messages `@mentions` the user: the "@" badge, also
+    /// after a reload.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mentioned: bool,
 }
 
 /// What the conversation list shows of a group.

@@ -1,10 +1,13 @@
-//! The account rules — sign-up and profile fields — in one place, compiled
+//! The rules for what people type — sign-up and profile fields, message
+//! text — in one place, compiled
 //! into both builds: the server enforces them (`server::auth`), the wasm
 //! client runs the very same checks before a round trip (`app::validate`).
 //!
 //! Each check takes the value as typed and answers `None` when it is fine,
 //! else the message to show under the field. Values are checked as the
 //! server stores them: trimmed (names, bio) or normalised (email).
+
+use crate::protocol::MAX_TEXT_CHARS;
 
 /// Password minimum, in characters.
 pub const PASSWORD_MIN_CHARS: usize = 8;
@@ -95,10 +98,48 @@ pub fn full_name(value: &str) -> Option<String> {
     }
 }
 
-/// Optional; at most [`BIO_MAX_CHARS`] characters after trimming.
-pub fn bio(value: &str) -> Option<String> {
-    (value.trim().chars().count() > BIO_MAX_CHARS).then(|| format!("Bio must be at most {BIO_MAX_CHARS} characters"))
+/// Control characters other than tab, line feed and carriage return. They
+/// never belong in text people write, and U+0000 is refused outright by some
+/// MongoDB-compatible stores (FerretDB on PostgreSQL): accepted, it would
+/// become a message the worker cannot store or a profile update that fails.
+pub fn is_hidden_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
 }
+
+/// Optional; at most [`BIO_MAX_CHARS`] characters after trimming, no
+/// control characters but line breaks and tabs.
+pub fn bio(value: &str) -> Option<String> {
+    if value.trim().chars().count() > BIO_MAX_CHARS {
+        Some(format!("Bio must be at most {BIO_MAX_CHARS} characters"))
+    } else if value.chars().any(is_hidden_control) {
+        Some("Bio cannot contain control characters".into())
+    } else {
+        None
+    }
+}
+
+/// A message's text (empty is allowed here: an image alone is a message):
+/// at most [`MAX_TEXT_CHARS`] characters, no control characters but line
+/// breaks and tabs.
+pub fn message_text(text: &str) -> Option<String> {
+    if text.chars().count() > MAX_TEXT_CHARS {
+        Some(format!("Messages are limited to {MAX_TEXT_CHARS} characters"))
+    } else if text.chars().any(is_hidden_control) {
+        Some("Messages cannot contain control characters".into())
+    } else {
+        None
+    }
+}
+
+/// A client-chosen message id: 1 to [`MAX_CLIENT_MSG_ID_BYTES`] bytes, no
+/// control characters (it is stored with the message).
+pub fn client_msg_id(id: &str) -> Option<String> {
+    (id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_BYTES || id.chars().any(char::is_control))
+        .then(|| format!("Must be 1 to {MAX_CLIENT_MSG_ID_BYTES} bytes, without control characters"))
+}
+
+/// Longest `client_msg_id`, in bytes.
+pub const MAX_CLIENT_MSG_ID_BYTES: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -131,6 +172,23 @@ mod tests {
         // 8 characters but 32 bytes: fine; 43 four-byte chars = 172 bytes: too long.
         assert!(password("🦀🦀🦀🦀🦀🦀🦀🦀").is_none());
         assert!(password(&"🦀".repeat(43)).is_some());
+    }
+
+    #[test]
+    fn text_rules_refuse_hidden_control_characters_but_keep_line_breaks() {
+        assert!(message_text("two\nlines\twith a tab\r\n").is_none());
+        assert!(message_text("").is_none());
+        assert!(message_text("nul \u{0}").is_some_and(|m| m.contains("control")));
+        assert!(message_text("escape \u{1b}[31m").is_some());
+        assert!(message_text("c1 \u{85}").is_some());
+        assert!(message_text(&"x".repeat(MAX_TEXT_CHARS)).is_none());
+        assert!(message_text(&"x".repeat(MAX_TEXT_CHARS + 1)).is_some_and(|m| m.contains("limited")));
+        assert!(bio("line\nbreak").is_none());
+        assert!(bio("nul\u{0}").is_some());
+        assert!(client_msg_id("c-1").is_none());
+        assert!(client_msg_id("").is_some());
+        assert!(client_msg_id("a\u{0}").is_some());
+        assert!(client_msg_id(&"x".repeat(MAX_CLIENT_MSG_ID_BYTES + 1)).is_some());
     }
 
     #[test]

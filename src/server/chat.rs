@@ -46,11 +46,11 @@ use crate::{
             MessageSearchHit, MessageSearchPage, ReadMarker, direct_conversation_id, is_group_id,
         },
         error::wait_phrase,
+        rules,
     },
-    protocol::{MAX_TEXT_CHARS, ServerEvent, TYPING_EVERY_MS},
+    app::chat::rich_text,
+    protocol::{ServerEvent, TYPING_EVERY_MS},
 };
-
-pub const MAX_CLIENT_MSG_ID_BYTES: usize = 64;
 
 /// A message as a client asks to send it.
 #[derive(Clone, Debug)]
@@ -178,6 +178,18 @@ impl ChatService {
                 ..AppError::rate_limited(retry_after)
             },
         )
+    }
+
+    /// The `client_msg_id` a send or change goes by: the client's, checked,
+    /// or a new one.
+    fn client_msg_id(&self, chosen: Option<String>) -> Result<String, AppError> {
+        match chosen {
+            Some(id) => match rules::client_msg_id(&id) {
+                Some(problem) => Err(AppError::field("client_msg_id", problem)),
+                None => Ok(id),
+            },
+            None => Ok(self.next_id()),
+        }
     }
 
     fn next_id(&self) -> String {
@@ -324,8 +336,17 @@ impl ChatService {
         let pairs: Vec<(String, String)> =
             entries.iter().map(|e| (e.conversation_id.clone(), e.peer_id.clone())).collect();
         let reads = self.store.read_states(me, &pairs).await?;
+        // The user's name, for mentions, only when something is unread.
+        let my_name = match reads.iter().any(|r| r.unread > 0) {
+            true => self.store.user_by_id(me).await?.map(|u| u.full_name),
+            false => None,
+        };
         let mut conversations = Vec::with_capacity(entries.len());
         for (e, ReadState { unread, peer_read }) in entries.into_iter().zip(reads) {
+            let mentioned = match &my_name {
+                Some(name) if unread > 0 => self.unread_mentions(me, name, &e.conversation_id, unread).await?,
+                _ => false,
+            };
             if is_group_id(&e.conversation_id) {
                 // A group `me` was removed from (or left) keeps its old
                 // entry in the store; it is not shown.
@@ -341,6 +362,7 @@ impl ChatService {
                     unread,
                     peer_read: None,
                     seen_by: Some(seen_by),
+                    mentioned,
                 });
                 continue;
             }
@@ -357,9 +379,29 @@ impl ChatService {
                 unread,
                 peer_read,
                 seen_by: None,
+                mentioned,
             });
         }
         Ok(ConversationPage { conversations, next_cursor })
+    }
+
+    /// Whether one of a conversation's `unread` messages (the newest ones
+    /// from others) mentions `my_name`, by the rule the client highlights
+    /// mentions with. Looks at most one page back: the user's own messages
+    /// in between count against it, which only matters past a page of them.
+    async fn unread_mentions(
+        &self,
+        me: &str,
+        my_name: &str,
+        conversation_id: &str,
+        unread: u32,
+    ) -> Result<bool, AppError> {
+        let newest = self.store.messages_before(conversation_id, None, MAX_PAGE).await?;
+        Ok(newest
+            .iter()
+            .filter(|m| m.sender_id != me)
+            .take(unread as usize)
+            .any(|m| !m.deleted && rich_text::mentions(&m.text, my_name)))
     }
 
     /// The read markers of `group`'s current members but `me`.
@@ -555,20 +597,14 @@ impl ChatService {
         // the scaled mode).
         self.per_minute(format!("send:{sender}"), self.send_rate_per_minute, "You are sending too fast").await?;
         let text = req.text;
-        if text.chars().count() > MAX_TEXT_CHARS {
-            return Err(AppError::field("text", format!("Messages are limited to {MAX_TEXT_CHARS} characters")));
+        if let Some(problem) = rules::message_text(&text) {
+            return Err(AppError::field("text", problem));
         }
         let image = req.image.filter(|i| !i.trim().is_empty());
         if text.trim().is_empty() && image.is_none() {
             return Err(AppError::field("text", "A message needs text or an image"));
         }
-        let client_msg_id = match req.client_msg_id {
-            Some(id) if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_BYTES => {
-                return Err(AppError::field("client_msg_id", "Must be 1 to 64 bytes"));
-            }
-            Some(id) => id,
-            None => self.next_id(),
-        };
+        let client_msg_id = self.client_msg_id(req.client_msg_id)?;
         let conversation_id = self.conversation_for(sender, &req.to).await?;
         if let Some(url) = &image {
             self.check_image_reference(sender, &conversation_id, url).await?;
@@ -716,13 +752,7 @@ impl ChatService {
         client_msg_id: Option<String>,
     ) -> Result<SentMessage, AppError> {
         self.per_minute(format!("send:{sender}"), self.send_rate_per_minute, "You are sending too fast").await?;
-        let client_msg_id = match client_msg_id {
-            Some(id) if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_BYTES => {
-                return Err(AppError::field("client_msg_id", "Must be 1 to 64 bytes"));
-            }
-            Some(id) => id,
-            None => self.next_id(),
-        };
+        let client_msg_id = self.client_msg_id(client_msg_id)?;
         let stored = self.member_message(sender, message_id, conversation_id).await?;
         if stored.sender_id != sender {
             return Err(AppError::forbidden("You can only change your own messages"));
@@ -736,11 +766,8 @@ impl ChatService {
         let edited_at = Some(clock::stamp(now.max(after)));
         let updated = match change {
             MessageChange::Edit { text } => {
-                if text.chars().count() > MAX_TEXT_CHARS {
-                    return Err(AppError::field(
-                        "text",
-                        format!("Messages are limited to {MAX_TEXT_CHARS} characters"),
-                    ));
+                if let Some(problem) = rules::message_text(&text) {
+                    return Err(AppError::field("text", problem));
                 }
                 if text.trim().is_empty() && stored.image.is_none() {
                     return Err(AppError::field("text", "A message needs text or an image; delete it instead"));

@@ -26,7 +26,7 @@ mod composer;
 mod conversation;
 mod groups;
 mod message;
-mod rich_text;
+pub mod rich_text;
 mod search;
 mod sidebar;
 pub mod socket;
