@@ -219,7 +219,12 @@ impl ServerEvent {
     /// small, the client's binary is what is scarce (BENCHMARKS.md).
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
         use serde::de::Error as _;
-        use serde_json::from_str;
+        // `from_slice`, as server functions decode their results: the
+        // decoder of a type both use (`ChatMessage`, `Contact`, `User`,
+        // `Group`) is then one instantiation, not one per input kind.
+        fn from_str<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, serde_json::Error> {
+            serde_json::from_slice(text.as_bytes())
+        }
 
         #[derive(Deserialize)]
         struct Tag {

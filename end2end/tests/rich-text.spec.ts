@@ -95,6 +95,11 @@ test.describe('rich text', () => {
       await expect(badge).toHaveAttribute('aria-label', 'You were mentioned');
       await expect(contactRow(b.page, a).getByTestId('unread-badge')).toHaveText('2');
 
+      // It is back after a reload: the server's list says so too.
+      await openPage(b.page, '/chat');
+      await expect(contactRow(b.page, a).getByTestId('unread-badge')).toHaveText('2');
+      await expect(contactRow(b.page, a).getByTestId('mention-badge')).toHaveText('@');
+
       // Reading the conversation clears it with the unread count.
       await contactRow(b.page, a).click();
       await expect(b.page).toHaveURL(new RegExp(`/chat/${a.id}$`));

@@ -670,15 +670,23 @@ impl Chat {
                 self.ensure_person(&c.last_message.sender_id);
             }
             let shown = self.on_screen(&c.conversation_id);
-            counts.push((c.conversation_id, c.last_message.id.clone(), c.unread, c.peer_read, shown));
+            counts.push((c.conversation_id, c.last_message.id.clone(), c.unread, c.mentioned, c.peer_read, shown));
             entries.push(ConversationEntry { peer_id: target, last: c.last_message });
         }
         self.learn_people(peers, false);
         self.groups.maybe_update(|known| groups.iter().fold(false, |ch, g| state::apply_group_summary(known, g) | ch));
         self.reads.maybe_update(|r| {
             let mut changed = false;
-            for (conversation_id, last_id, unread, peer_read, shown) in &counts {
-                changed |= state::apply_summary(r, conversation_id, last_id, *unread, peer_read.as_deref(), *shown);
+            for (conversation_id, last_id, unread, mentioned, peer_read, shown) in &counts {
+                changed |= state::apply_summary(
+                    r,
+                    conversation_id,
+                    last_id,
+                    *unread,
+                    *mentioned,
+                    peer_read.as_deref(),
+                    *shown,
+                );
             }
             changed
         });

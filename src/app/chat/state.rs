@@ -660,10 +660,9 @@ pub struct ReadState {
     pub peer: Option<String>,
     /// Groups: how far each other member has read, by user id ("Seen by N").
     pub members: HashMap<String, String>,
-    /// A live message counted in `unread` mentions this user: the row
-    /// shows "@" until the count clears. Only live messages set it (the
-    /// server's list does not know about mentions), so it is gone after a
-    /// reload.
+    /// An unread message mentions this user: the row shows "@" until the
+    /// count clears. Set by live messages and by the server's list (which
+    /// checks the unread messages), so it is back after a reload.
     pub mentioned: bool,
 }
 
@@ -684,7 +683,8 @@ fn read_state<'a>(reads: &'a mut Reads, conversation_id: &str) -> &'a mut ReadSt
     reads.entry(conversation_id.to_string()).or_default()
 }
 
-/// A conversation-list entry: its unread count and the peer's marker.
+/// A conversation-list entry: its unread count, whether one of those
+/// messages mentions the user, and the peer's marker.
 /// `shown`: the conversation is open in a visible tab, so nothing in it is
 /// unread. The count is taken only from a page at least as new as what the
 /// client knows (a live message counted since an older page was fetched
@@ -696,6 +696,7 @@ pub fn apply_summary(
     conversation_id: &str,
     last_id: &str,
     unread: u32,
+    mentioned: bool,
     peer_read: Option<&str>,
     shown: bool,
 ) -> bool {
@@ -718,8 +719,9 @@ pub fn apply_summary(
             r.unread = count;
             changed = true;
         }
-        if count == 0 && r.mentioned {
-            r.mentioned = false;
+        let mentioned = count > 0 && mentioned;
+        if r.mentioned != mentioned {
+            r.mentioned = mentioned;
             changed = true;
         }
     }
@@ -1536,45 +1538,45 @@ mod tests {
     #[test]
     fn a_list_page_sets_the_count_unless_it_is_older_than_what_is_known() {
         let mut reads = Reads::new();
-        assert!(apply_summary(&mut reads, CONV, "01B", 2, None, false));
+        assert!(apply_summary(&mut reads, CONV, "01B", 2, false, None, false));
         assert_eq!(unread_in(&reads, CONV), 2);
         // The same page again changes nothing.
-        assert!(!apply_summary(&mut reads, CONV, "01B", 2, None, false));
+        assert!(!apply_summary(&mut reads, CONV, "01B", 2, false, None, false));
         // A live message after it counts on top…
         assert!(live_message(&mut reads, CONV, "01C", true, true, false, false));
         assert_eq!(unread_in(&reads, CONV), 3);
         // …and a page fetched before it arrived does not undo that.
-        assert!(!apply_summary(&mut reads, CONV, "01B", 2, None, false));
+        assert!(!apply_summary(&mut reads, CONV, "01B", 2, false, None, false));
         assert_eq!(unread_in(&reads, CONV), 3);
         // A page that knows that message is the server's word (a refresh
         // after a reconnect, say).
-        assert!(apply_summary(&mut reads, CONV, "01C", 1, None, false));
+        assert!(apply_summary(&mut reads, CONV, "01C", 1, false, None, false));
         assert_eq!(unread_in(&reads, CONV), 1);
         // The server caps its count; so does the client.
-        apply_summary(&mut reads, CONV, "01D", 500, None, false);
+        apply_summary(&mut reads, CONV, "01D", 500, false, None, false);
         assert_eq!(unread_in(&reads, CONV), UNREAD_COUNT_CAP);
     }
 
     #[test]
     fn a_list_page_of_a_conversation_on_screen_or_already_read_shows_nothing_unread() {
         let mut reads = Reads::new();
-        assert!(apply_summary(&mut reads, CONV, "01B", 2, Some("01A"), true));
+        assert!(apply_summary(&mut reads, CONV, "01B", 2, false, Some("01A"), true));
         assert_eq!(unread_in(&reads, CONV), 0);
         assert_eq!(reads[CONV].peer.as_deref(), Some("01A"));
         // This tab marked 01C read; a page made before the server stored it
         // still counts 01C.
         assert!(mark_read(&mut reads, CONV, "01C"));
-        apply_summary(&mut reads, CONV, "01C", 1, None, false);
+        apply_summary(&mut reads, CONV, "01C", 1, false, None, false);
         assert_eq!(unread_in(&reads, CONV), 0);
         // A page with nothing unread says everything up to its newest
         // message is read: that marker is never sent.
         let mut reads = Reads::new();
-        apply_summary(&mut reads, CONV, "01E", 0, None, false);
+        apply_summary(&mut reads, CONV, "01E", 0, false, None, false);
         assert_eq!(read_to_send(&reads, CONV, "01E", Some("01E")), None);
         assert_eq!(read_to_send(&reads, CONV, "01F", Some("01F")).as_deref(), Some("01F"));
         // The peer's marker only moves forward.
-        apply_summary(&mut reads, CONV, "01E", 0, Some("01D"), false);
-        assert!(!apply_summary(&mut reads, CONV, "01E", 0, Some("01B"), false));
+        apply_summary(&mut reads, CONV, "01E", 0, false, Some("01D"), false);
+        assert!(!apply_summary(&mut reads, CONV, "01E", 0, false, Some("01B"), false));
         assert_eq!(reads[CONV].peer.as_deref(), Some("01D"));
     }
 
@@ -1604,6 +1606,24 @@ mod tests {
     }
 
     #[test]
+    fn a_mention_comes_back_from_the_list_after_a_reload() {
+        // A reloaded page knows only what the server's list says.
+        let mut reads = Reads::new();
+        assert!(apply_summary(&mut reads, CONV, "01C", 3, true, None, false));
+        assert!(mentioned_in(&reads, CONV));
+        // Not while the conversation is on screen (nothing there is unread).
+        let mut shown = Reads::new();
+        apply_summary(&mut shown, CONV, "01C", 3, true, None, true);
+        assert!(!mentioned_in(&shown, CONV));
+        // An older page does not overrule what is known since.
+        assert!(!apply_summary(&mut reads, CONV, "01B", 2, false, None, false));
+        assert!(mentioned_in(&reads, CONV));
+        // A current page whose unread messages mention nobody clears it.
+        assert!(apply_summary(&mut reads, CONV, "01C", 3, false, None, false));
+        assert!(!mentioned_in(&reads, CONV));
+    }
+
+    #[test]
     fn a_mention_shows_until_the_unread_count_clears() {
         let mut reads = Reads::new();
         // Mentions in messages that do not count as unread show nothing.
@@ -1615,9 +1635,9 @@ mod tests {
         assert!(live_message(&mut reads, CONV, "01D", true, true, false, true));
         assert!(mentioned_in(&reads, CONV));
         // A later message without one keeps it; so does a list page still
-        // counting unread messages.
+        // counting unread messages and saying one mentions the user.
         live_message(&mut reads, CONV, "01E", true, true, false, false);
-        apply_summary(&mut reads, CONV, "01E", 2, None, false);
+        apply_summary(&mut reads, CONV, "01E", 2, true, None, false);
         assert!(mentioned_in(&reads, CONV));
         assert!(!mentioned_in(&reads, "dm:me:zed"));
         // Looking at the conversation clears both badges at once.
@@ -1628,7 +1648,7 @@ mod tests {
         assert!(apply_read(&mut reads, CONV, ME, "01F", ME));
         assert!(!mentioned_in(&reads, CONV));
         live_message(&mut reads, CONV, "01G", true, true, false, true);
-        assert!(apply_summary(&mut reads, CONV, "01G", 0, None, false));
+        assert!(apply_summary(&mut reads, CONV, "01G", 0, false, None, false));
         assert!(!mentioned_in(&reads, CONV));
         // A message already read elsewhere mentions nobody here.
         live_message(&mut reads, CONV, "01G", true, true, false, true);
