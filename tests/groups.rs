@@ -118,8 +118,26 @@ async fn a_group_of_three_chats_live_with_history_unread_and_seen_by() {
         assert_eq!(e["group"]["_id"], gid.as_str());
     }
 
+    // Before anyone writes, the list (which is built from messages) still
+    // names the group, as new: a page loaded now lists it too.
+    let (status, page) = get(&cat.http, &on(&servers, 2).url, "/api/conversations").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let new_groups = page["new_groups"].as_array().expect("new_groups");
+    assert_eq!(new_groups.len(), 1, "{page}");
+    assert_eq!(new_groups[0]["_id"], gid.as_str());
+    assert_eq!(new_groups[0]["name"], "Launch crew");
+    assert_eq!(new_groups[0]["members"].as_array().map(Vec::len), Some(3));
+    // Not on a later page.
+    let (_, later) = get(&cat.http, &on(&servers, 2).url, &format!("/api/conversations?cursor={}", &gid[4..])).await;
+    assert!(later.get("new_groups").is_none(), "{later}");
+
     // One message reaches both other members live, on whichever instance.
     let first = send_to_group(&mut ann_ws, &gid, "hello team").await.expect("acked");
+    // From then on it is an ordinary entry, no longer a new group.
+    let first_id = first["_id"].as_str().expect("id").to_string();
+    conversation_entry(on(&servers, 2), &cat, &gid, &first_id).await;
+    let (_, page) = get(&cat.http, &on(&servers, 2).url, "/api/conversations").await;
+    assert!(page.get("new_groups").is_none(), "{page}");
     assert_eq!(first["conversation_id"], gid.as_str());
     assert_eq!(first["recipient_id"], gid.as_str(), "a group message's recipient is the group");
     for ws in [&mut bob_ws, &mut cat_ws] {

@@ -68,8 +68,11 @@ test.describe('groups', () => {
       await expect(alice.page.getByTestId('peer-name')).toHaveText(name);
       await expect(headerCount(alice.page)).toHaveText('3 members');
 
-      // The others see it listed at once, before any message.
+      // The others see it listed at once, before any message, and still
+      // after a reload (the server's list names groups nobody wrote in yet).
       for (const c of [bob, carol]) await expect(listRow(c.page, gid)).toContainText(name, { timeout: 15_000 });
+      await openPage(bob.page, '/chat');
+      await expect(listRow(bob.page, gid)).toContainText(name);
       await listRow(carol.page, gid).click();
       await expect(carol.page.getByTestId('peer-name')).toHaveText(name);
 

@@ -237,6 +237,11 @@ pub struct ConversationPage {
     pub conversations: Vec<ConversationSummary>,
     /// Pass back as `cursor` for the next (older) page; `None` on the last.
     pub next_cursor: Option<String>,
+    /// First page only: the user's groups that have no message yet (just
+    /// made, or nobody has written), which the list has no entry for; a
+    /// client lists them too, by when they were made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub new_groups: Vec<Group>,
 }
 
 /// Conversations or people per page unless asked otherwise, and at most.

@@ -382,7 +382,32 @@ impl ChatService {
                 mentioned,
             });
         }
-        Ok(ConversationPage { conversations, next_cursor })
+        let new_groups = if before.is_none() { self.groups_without_messages(me).await? } else { Vec::new() };
+        Ok(ConversationPage { conversations, next_cursor, new_groups })
+    }
+
+    /// `me`'s groups that nobody has written in yet: the conversation list
+    /// (built from messages) has no entry for them. One history read per
+    /// group, on the list's first page only.
+    async fn groups_without_messages(&self, me: &str) -> Result<Vec<Group>, AppError> {
+        let mut ids = self.store.groups_of(me).await?;
+        // The newest groups first (ids are ULIDs); a page's worth at most.
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.truncate(MAX_LIST_PAGE);
+        let mut empty = Vec::new();
+        for id in ids {
+            if self.store.messages_before(&id, None, 1).await?.is_empty() {
+                empty.push(id);
+            }
+        }
+        let mut groups = Vec::with_capacity(empty.len());
+        for group in self.store.groups_by_ids(&empty).await? {
+            if group.member(me).is_some() {
+                groups.push(self.group_view(&group).await?);
+            }
+        }
+        groups.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        Ok(groups)
     }
 
     /// Whether one of a conversation's `unread` messages (the newest ones

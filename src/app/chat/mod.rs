@@ -646,7 +646,11 @@ impl Chat {
     }
 
     fn apply_conversations(self, page: ConversationPage, first: bool) {
-        let ConversationPage { conversations, next_cursor } = page;
+        let ConversationPage { conversations, next_cursor, new_groups } = page;
+        // Groups nobody has written in yet: listed by when they were made.
+        for group in new_groups {
+            self.on_group(group);
+        }
         let mut entries = Vec::with_capacity(conversations.len());
         let mut peers = Vec::with_capacity(conversations.len());
         let mut counts = Vec::with_capacity(conversations.len());
