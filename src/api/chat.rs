@@ -22,7 +22,7 @@ pub async fn list_conversations(
             use crate::server::web;
             let state = web::state()?;
             let auth = web::request_auth(&state).await?;
-            state.chat.conversations(&auth.user.id, cursor.as_deref(), limit.map(|l| l as usize)).await
+            state.chat.conversations(&auth.user, cursor.as_deref(), limit.map(|l| l as usize)).await
         }
         .await,
     )

@@ -7,7 +7,7 @@
 //! else the message to show under the field. Values are checked as the
 //! server stores them: trimmed (names, bio) or normalised (email).
 
-use crate::protocol::MAX_TEXT_CHARS;
+use crate::{api::dto::MAX_GROUP_NAME_CHARS, protocol::MAX_TEXT_CHARS};
 
 /// Password minimum, in characters.
 pub const PASSWORD_MIN_CHARS: usize = 8;
@@ -98,6 +98,21 @@ pub fn full_name(value: &str) -> Option<String> {
     }
 }
 
+/// A group's name: 1 to [`MAX_GROUP_NAME_CHARS`] characters after
+/// trimming, one line (no control characters); it is shown in lists and
+/// titles.
+pub fn group_name(value: &str) -> Option<String> {
+    let name = value.trim();
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_GROUP_NAME_CHARS {
+        Some(format!("A group name has 1 to {MAX_GROUP_NAME_CHARS} characters"))
+    } else if name.chars().any(char::is_control) {
+        Some("A group name is one line of text".into())
+    } else {
+        None
+    }
+}
+
 /// Control characters other than tab, line feed and carriage return. They
 /// never belong in text people write, and U+0000 is refused outright by some
 /// MongoDB-compatible stores (FerretDB on PostgreSQL): accepted, it would
@@ -172,6 +187,15 @@ mod tests {
         // 8 characters but 32 bytes: fine; 43 four-byte chars = 172 bytes: too long.
         assert!(password("🦀🦀🦀🦀🦀🦀🦀🦀").is_none());
         assert!(password(&"🦀".repeat(43)).is_some());
+    }
+
+    #[test]
+    fn group_names_are_one_trimmed_line_of_bounded_length() {
+        assert!(group_name("  Launch crew ").is_none());
+        assert!(group_name("   ").is_some());
+        assert!(group_name(&"é".repeat(MAX_GROUP_NAME_CHARS)).is_none());
+        assert!(group_name(&"é".repeat(MAX_GROUP_NAME_CHARS + 1)).is_some());
+        assert!(group_name("two\nlines").is_some_and(|m| m.contains("one line")));
     }
 
     #[test]

@@ -42,8 +42,8 @@ use crate::{
         dto::{
             ChatMessage, Contact, ContactPage, ConversationPage, ConversationSummary, DEFAULT_LIST_PAGE, DEFAULT_PAGE,
             DEFAULT_SEARCH_PAGE, GROUP_PREFIX, Group, GroupMember, GroupRole, GroupSummary, MAX_GROUP_MEMBERS,
-            MAX_GROUP_NAME_CHARS, MAX_LIST_PAGE, MAX_PAGE, MAX_QUERY_CHARS, MAX_SEARCH_PAGE, MessagePage,
-            MessageSearchHit, MessageSearchPage, ReadMarker, direct_conversation_id, is_group_id,
+            MAX_LIST_PAGE, MAX_PAGE, MAX_QUERY_CHARS, MAX_SEARCH_PAGE, MessagePage, MessageSearchHit,
+            MessageSearchPage, ReadMarker, User, direct_conversation_id, is_group_id,
         },
         error::wait_phrase,
         rules,
@@ -313,10 +313,11 @@ impl ChatService {
     /// of the previous page (a message id).
     pub async fn conversations(
         &self,
-        me: &str,
+        user: &User,
         cursor: Option<&str>,
         limit: Option<usize>,
     ) -> Result<ConversationPage, AppError> {
+        let me = user.id.as_str();
         let before = match cursor.filter(|c| !c.is_empty()) {
             Some(c) => Some(canonical_id(c).ok_or_else(|| AppError::bad_request("Invalid `cursor`"))?),
             None => None,
@@ -336,17 +337,9 @@ impl ChatService {
         let pairs: Vec<(String, String)> =
             entries.iter().map(|e| (e.conversation_id.clone(), e.peer_id.clone())).collect();
         let reads = self.store.read_states(me, &pairs).await?;
-        // The user's name, for mentions, only when something is unread.
-        let my_name = match reads.iter().any(|r| r.unread > 0) {
-            true => self.store.user_by_id(me).await?.map(|u| u.full_name),
-            false => None,
-        };
         let mut conversations = Vec::with_capacity(entries.len());
         for (e, ReadState { unread, peer_read }) in entries.into_iter().zip(reads) {
-            let mentioned = match &my_name {
-                Some(name) if unread > 0 => self.unread_mentions(me, name, &e.conversation_id, unread).await?,
-                _ => false,
-            };
+            let mentioned = unread > 0 && self.unread_mentions(me, &user.full_name, &e.conversation_id, unread).await?;
             if is_group_id(&e.conversation_id) {
                 // A group `me` was removed from (or left) keeps its old
                 // entry in the store; it is not shown.
@@ -1167,18 +1160,12 @@ fn group_summary(group: &GroupRecord) -> GroupSummary {
     GroupSummary { id: group.id.clone(), name: group.name.clone(), member_count: group.members.len() as u32 }
 }
 
-/// A group name as stored: trimmed, 1 to [`MAX_GROUP_NAME_CHARS`]
-/// characters, no control characters (it is shown in lists and titles).
+/// A group name as stored: trimmed, and as [`rules::group_name`] allows.
 fn group_name(name: &str) -> Result<String, AppError> {
-    let name = name.trim();
-    let chars = name.chars().count();
-    if chars == 0 || chars > MAX_GROUP_NAME_CHARS {
-        return Err(AppError::field("name", format!("A group name has 1 to {MAX_GROUP_NAME_CHARS} characters")));
+    match rules::group_name(name) {
+        Some(problem) => Err(AppError::field("name", problem)),
+        None => Ok(name.trim().to_string()),
     }
-    if name.chars().any(char::is_control) {
-        return Err(AppError::field("name", "A group name is one line of text"));
-    }
-    Ok(name.to_string())
 }
 
 /// At most `max` characters of `text`, for error messages.

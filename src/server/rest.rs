@@ -285,7 +285,7 @@ async fn conversations(
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request(format!("Invalid query: {}", e.body_text())))?;
-    Ok(Json(state.chat.conversations(&auth.user.id, q.cursor.as_deref(), q.limit).await?).into_response())
+    Ok(Json(state.chat.conversations(&auth.user, q.cursor.as_deref(), q.limit).await?).into_response())
 }
 
 #[derive(Deserialize)]

@@ -51,8 +51,9 @@ fn NewGroupDialog(chat: Chat, open: RwSignal<bool>) -> impl IntoView {
     let navigate = use_navigate();
     let create = move || {
         let group_name = name.get_untracked().trim().to_string();
-        if group_name.is_empty() {
-            error.set(Some("Give the group a name.".into()));
+        // The server's own rule, checked before the round trip.
+        if let Some(problem) = crate::api::rules::group_name(&group_name) {
+            error.set(Some(problem));
             return;
         }
         let ids = members.with_untracked(|m| m.iter().map(|c| c.id.clone()).collect());
@@ -220,7 +221,7 @@ fn GroupDetails(chat: Chat, group_id: String, open: RwSignal<bool>) -> impl Into
 
     let rename = move || {
         let new_name = name.get_untracked().trim().to_string();
-        if !new_name.is_empty() {
+        if crate::api::rules::group_name(&new_name).is_none() {
             change(chat, rename_group(id.get_value(), new_name), || {});
         }
     };
