@@ -714,7 +714,7 @@ fn violation(w: &World, actor: Actor, expect: Expect, status: StatusCode, body: 
 /// Runs `rows` as every actor; fails listing every violation.
 async fn run_http_matrix(w: &World, rows: &[Row]) {
     // No cookie jar: the session is set per request, below.
-    let http = reqwest::Client::builder().build().expect("client");
+    let http = common::client_builder().build().expect("client");
     let mut failures = Vec::new();
     for row in rows {
         for (actor, expect) in ACTORS.into_iter().zip(row.expect) {

@@ -389,3 +389,54 @@ async fn metrics_are_private() {
     let resp = client().get(format!("http://{metrics_addr}/api/health")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND, "only /metrics there");
 }
+
+/// Pages keep answering while another router is built in the same process.
+/// Building one generates the route list, during which Leptos suspends
+/// resource loading process-wide (leptos-rs/leptos#4773): a page whose
+/// session resource was first polled in that window never answered, which
+/// once stalled this suite in CI. The server generates the list once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_answer_while_another_router_is_built() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    /// Stops the builder however the test ends (a blocking task left
+    /// running would keep the runtime from shutting down).
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    let server = TestServer::start().await;
+    let user = TestUser::signup(&server, "Builder").await;
+    let state = server.state().clone();
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+    let builder = {
+        let stop = stop.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut built = 0u32;
+            while !stop.load(Ordering::Relaxed) && built < 1_000 {
+                drop(charcha::server::router(state.clone()));
+                built += 1;
+            }
+            built
+        })
+    };
+    for _ in 0..40 {
+        let resp = user
+            .http
+            .get(format!("{}/chat", server.url))
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .expect("the chat page answers");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let page = resp.text().await.expect("the whole page");
+        assert!(page.contains("</html>"), "a complete page");
+    }
+    drop(stop);
+    assert!(builder.await.expect("builder") > 0, "routers were built meanwhile");
+}

@@ -34,11 +34,16 @@ pub mod store;
 pub mod web;
 pub mod worker;
 
-use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    process::ExitCode,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use axum::Router;
 use leptos::{config::LeptosOptions, prelude::provide_context};
-use leptos_axum::{LeptosRoutes, generate_route_list};
+use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -275,9 +280,23 @@ pub async fn build_state(
     }))
 }
 
+/// The app's page routes, generated once per process.
+///
+/// While `generate_route_list` runs, Leptos suppresses resource loading
+/// process-wide (one global flag, leptos-rs/leptos#4773): a resource first
+/// polled meanwhile by a page render on another thread waits forever. A
+/// process with several servers (the test suites, the multi-instance
+/// tests) would otherwise build one router while another renders a page,
+/// and that page would never answer. Generating once, before the first
+/// router exists, means no page of this process renders during it.
+fn page_routes() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 /// The whole HTTP app: REST, WebSocket, server functions, SSR pages, assets.
 pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
+    let routes = page_routes();
     let leptos_options = state.leptos_options.clone();
     let context_state = state.clone();
     let outer_limit = state.config.limits.image_max_bytes + 1024 * 1024;

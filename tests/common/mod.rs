@@ -149,8 +149,18 @@ impl TestServer {
     }
 }
 
+/// How long any one test request may take. A request that hangs fails its
+/// test with the URL in the error instead of stalling the suite (and CI)
+/// until the runner's own time limit.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().cookie_store(true).build().expect("client")
+    client_builder().cookie_store(true).build().expect("client")
+}
+
+/// A client builder with the suite's request timeout.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().timeout(REQUEST_TIMEOUT)
 }
 
 /// Status, headers and body of a response; the body parsed as JSON, or as
