@@ -97,18 +97,26 @@ fn ConversationList() -> impl IntoView {
         let open = chat.peer.get();
         chat.conversations.with(|cs| {
             cs.as_ref().map(|cs| {
-                let mut rows: Vec<(String, Option<ChatMessage>)> =
-                    cs.iter().map(|e| (e.peer_id.clone(), Some(e.last.clone()))).collect();
+                // Newest first; each row goes in at its place (stable for
+                // equal keys), which needs no sort linked into the client.
+                let mut rows: Vec<(String, Option<ChatMessage>)> = Vec::with_capacity(cs.len());
+                let mut place = |peer: String, last: Option<ChatMessage>| {
+                    let key = state::recency(&peer, last.as_ref());
+                    let at = rows.partition_point(|(p, l)| state::recency(p, l.as_ref()) >= key);
+                    rows.insert(at, (peer, last));
+                };
+                for e in cs {
+                    place(e.peer_id.clone(), Some(e.last.clone()));
+                }
                 // Groups without a message yet (just created, or just
                 // joined) are listed too, by when they were made.
                 chat.groups.with(|groups| {
                     for (id, g) in groups {
-                        if !g.removed && g.members.is_some() && !rows.iter().any(|(p, _)| p == id) {
-                            rows.push((id.clone(), None));
+                        if !g.removed && g.members.is_some() && !cs.iter().any(|e| e.peer_id == *id) {
+                            place(id.clone(), None);
                         }
                     }
                 });
-                rows.sort_by(|(a, la), (b, lb)| state::recency(b, lb.as_ref()).cmp(state::recency(a, la.as_ref())));
                 // A group the user is no longer in is not listed, open or not.
                 let gone = |id: &str| chat.groups.with(|g| g.get(id).is_some_and(|g| g.removed));
                 if let Some(open) = open

@@ -11,7 +11,7 @@
 //! the same `client_msg_id` replaces it. A message therefore never appears
 //! twice and never disappears.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::api::dto::{
     ChatMessage, Contact, GROUP_PREFIX, Group, GroupMember, GroupRole, GroupSummary, UNREAD_COUNT_CAP, is_group_id,
@@ -553,9 +553,13 @@ pub fn apply_reaction(map: &mut ReactionMap, message_id: &str, user_id: &str, em
             true
         }
         (None, true) => {
-            list.push(crate::api::dto::ReactionCount { emoji: emoji.to_string(), user_ids: vec![user_id.to_string()] });
+            // Chips stay in the picker's order (others after them, oldest first).
             let rank = |e: &str| crate::api::dto::REACTION_EMOJI.iter().position(|x| *x == e).unwrap_or(usize::MAX);
-            list.sort_by_key(|c| rank(&c.emoji));
+            let at = list.partition_point(|c| rank(&c.emoji) <= rank(emoji));
+            list.insert(
+                at,
+                crate::api::dto::ReactionCount { emoji: emoji.to_string(), user_ids: vec![user_id.to_string()] },
+            );
             true
         }
         (Some(i), false) => {
@@ -626,16 +630,17 @@ pub fn watch_set<'a>(
     search: impl IntoIterator<Item = &'a str>,
     max: usize,
 ) -> Vec<String> {
-    let mut seen = HashSet::new();
-    let mut ids: Vec<String> = open
-        .into_iter()
-        .chain(conversations)
-        .chain(search)
-        .filter(|id| seen.insert(*id))
-        .take(max)
-        .map(str::to_string)
-        .collect();
-    ids.sort();
+    // Kept sorted as it is built (a binary search finds repeats), so no
+    // sort or hash set is linked into the client for it.
+    let mut ids: Vec<String> = Vec::new();
+    for id in open.into_iter().chain(conversations).chain(search) {
+        if ids.len() == max {
+            break;
+        }
+        if let Err(at) = ids.binary_search_by(|x| x.as_str().cmp(id)) {
+            ids.insert(at, id.to_string());
+        }
+    }
     ids
 }
 
