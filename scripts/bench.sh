@@ -356,17 +356,33 @@ full() {
     scaled_services
     scaled_run 1
     scaled_run 3
+    worker_bench
   fi
 
   echo
   "$BENCH" table "$JSONL"
   echo
-  say "raw figures: $JSONL (group fan-out: $OUT/group.jsonl)"
+  local extra=""
+  [ "$SCALED" -eq 1 ] && extra="; history worker: $OUT/worker.jsonl"
+  say "raw figures: $JSONL (group fan-out: $OUT/group.jsonl$extra)"
   if [ ${#NOT_OK[@]} -gt 0 ]; then
     printf '\n!!! count failures (lost, duplicated, reordered, unacked or errors; see the table): %s\n' "${NOT_OK[*]}" >&2
   fi
   if [ ${#FAILED[@]} -gt 0 ]; then die "failed runs: ${FAILED[*]}"; fi
   [ ${#NOT_OK[@]} -eq 0 ] || exit 1
+}
+
+# worker_bench — the history worker alone (charcha-bench worker, issue 7's
+# worker row) on a fresh topic and database: the rate it stores 60,000
+# messages over 1,000 conversations, and the history lag at 5,000 msg/s.
+# JSON lines in $OUT/worker.jsonl, kept apart from the 1:1 table.
+worker_bench() {
+  local line
+  scaled_vars worker
+  say "history worker alone: 60,000 messages over 1,000 conversations, then 5,000 msg/s for 10 s"
+  line="$(env "${SCALED_VARS[@]}" "$BENCH" worker --json --label scaled/worker \
+    --messages 60000 --conversations 1000 --rate 5000 --seconds 10)" || FAILED+=("scaled/worker")
+  printf '%s\n' "$line" | tee -a "$OUT/worker.jsonl"
 }
 
 # group_fanout COLUMN [options] — one message at a time, then 8 in flight,

@@ -18,6 +18,9 @@
 //!     One message at a time (or a window of them) to a group of 100
 //!     members, all connected: delivered frames/s and send→receive p50/p99
 //!     of the fan-out (group.rs).
+//! charcha-bench worker [options]
+//!     The history worker alone: its storing rate into the store, and the
+//!     lag of history behind the log at a steady rate (worker.rs).
 //! charcha-bench table FILE.jsonl
 //!     The comparison table of a scripts/bench.sh run, from its JSON lines.
 //! ```
@@ -42,6 +45,8 @@ mod relay;
 mod stats;
 #[path = "charcha-bench/table.rs"]
 mod table;
+#[path = "charcha-bench/worker.rs"]
+mod worker;
 
 use std::process::ExitCode;
 
@@ -56,6 +61,8 @@ USAGE:
     charcha-bench signup [OPTIONS]       sign-ups then log-ins at a concurrency: statuses, server RSS
     charcha-bench group [OPTIONS]        messages to a group of 100 connected members: delivered frames/s,
                                          send→recv p50/p99 of the fan-out
+    charcha-bench worker [OPTIONS]       the history worker alone (KAFKA_BROKERS, MONGODB_URI): stored msg/s,
+                                         history lag p50/p99 at a steady rate
     charcha-bench table FILE.jsonl       comparison table of a scripts/bench.sh run
 ";
 
@@ -70,6 +77,7 @@ fn main() -> ExitCode {
         "signup" => conns::main_signup(rest),
         "group" => group::main(rest),
         "table" => table::main(rest),
+        "worker" => worker::main(rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             ExitCode::SUCCESS

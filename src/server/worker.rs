@@ -135,13 +135,16 @@ async fn record_conversations(
     if known.len() > 100_000 {
         known.clear();
     }
-    for m in messages {
-        if known.contains(&m.conversation_id) {
-            continue;
-        }
-        store.ensure_conversation(&m.conversation_id, &[m.sender_id.clone(), m.recipient_id.clone()]).await?;
-        known.insert(m.conversation_id.clone());
-    }
+    // The batch's conversations this task has not recorded, once each.
+    // (`known` grows only once they are stored: a failed batch is retried.)
+    let mut in_batch: HashSet<&str> = HashSet::new();
+    let new: Vec<(String, Vec<String>)> = messages
+        .iter()
+        .filter(|m| !known.contains(&m.conversation_id) && in_batch.insert(&m.conversation_id))
+        .map(|m| (m.conversation_id.clone(), vec![m.sender_id.clone(), m.recipient_id.clone()]))
+        .collect();
+    store.ensure_conversations(&new).await?;
+    known.extend(new.into_iter().map(|(id, _)| id));
     Ok(())
 }
 

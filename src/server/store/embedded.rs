@@ -642,24 +642,29 @@ impl MediaStore for EmbeddedStore {
 
 #[async_trait]
 impl ConversationStore for EmbeddedStore {
-    async fn ensure_conversation(&self, id: &str, members: &[String]) -> Result<(), StoreError> {
-        let id = id.to_string();
-        let members = members.to_vec();
+    async fn ensure_conversations(&self, conversations: &[(String, Vec<String>)]) -> Result<(), StoreError> {
+        if conversations.is_empty() {
+            return Ok(());
+        }
+        let conversations = conversations.to_vec();
         self.call(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
-            let created = tx
-                .execute(
-                    "INSERT INTO conversations (id, created_at_ms) VALUES (?1, ?2) ON CONFLICT(id) DO NOTHING",
-                    params![id, crate::server::clock::now_ms()],
-                )
-                .map_err(unavailable)?;
-            if created > 0 {
-                for m in &members {
-                    tx.execute(
-                        "INSERT INTO conversation_members (conversation_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                        params![id, m],
+            let now = crate::server::clock::now_ms();
+            for (id, members) in &conversations {
+                let created = tx
+                    .execute(
+                        "INSERT INTO conversations (id, created_at_ms) VALUES (?1, ?2) ON CONFLICT(id) DO NOTHING",
+                        params![id, now],
                     )
                     .map_err(unavailable)?;
+                if created > 0 {
+                    for m in members {
+                        tx.execute(
+                            "INSERT INTO conversation_members (conversation_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                            params![id, m],
+                        )
+                        .map_err(unavailable)?;
+                    }
                 }
             }
             tx.commit().map_err(unavailable)

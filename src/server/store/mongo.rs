@@ -138,6 +138,18 @@ fn is_duplicate(e: &MongoError) -> bool {
     }
 }
 
+/// How many inserts an unordered `insert_many` refused when every refusal
+/// is a duplicate key (what is already stored: a replay), else `None`.
+fn duplicates_only(e: &MongoError) -> Option<usize> {
+    match e.kind.as_ref() {
+        ErrorKind::InsertMany(im) if im.write_concern_error.is_none() => {
+            let errors = im.write_errors.as_ref()?;
+            errors.iter().all(|w| w.code == DUPLICATE_KEY).then_some(errors.len())
+        }
+        _ => None,
+    }
+}
+
 impl MongoStore {
     /// Connects and creates the indexes. The database is the one named in
     /// the URI, or `charcha`.
@@ -556,14 +568,17 @@ impl MediaStore for MongoStore {
 
 #[async_trait]
 impl ConversationStore for MongoStore {
-    async fn ensure_conversation(&self, id: &str, members: &[String]) -> Result<(), StoreError> {
-        let r = self
-            .docs("conversations")
-            .insert_one(doc! { "_id": id, "members": members, "created_at_ms": crate::server::clock::now_ms() })
-            .await;
-        match r {
+    async fn ensure_conversations(&self, conversations: &[(String, Vec<String>)]) -> Result<(), StoreError> {
+        if conversations.is_empty() {
+            return Ok(());
+        }
+        let now = crate::server::clock::now_ms();
+        let docs =
+            conversations.iter().map(|(id, members)| doc! { "_id": id, "members": members, "created_at_ms": now });
+        // Unordered: the ones that exist already fail alone, as duplicates.
+        match self.docs("conversations").insert_many(docs).ordered(false).await {
             Ok(_) => Ok(()),
-            Err(e) if is_duplicate(&e) => Ok(()),
+            Err(e) if duplicates_only(&e).is_some() => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -682,15 +697,9 @@ impl MessageStore for MongoStore {
         // updated after the messages and a retry repeats both harmlessly.
         let new = match inserted {
             Ok(r) => r.inserted_ids.len() as u64,
-            Err(e) => match e.kind.as_ref() {
-                ErrorKind::InsertMany(im)
-                    if im.write_concern_error.is_none()
-                        && im.write_errors.as_ref().is_some_and(|w| w.iter().all(|w| w.code == DUPLICATE_KEY)) =>
-                {
-                    let dups = im.write_errors.as_ref().map_or(0, Vec::len);
-                    (messages.len() - dups) as u64
-                }
-                _ => return Err(unavailable(e)),
+            Err(e) => match duplicates_only(&e) {
+                Some(dups) => (messages.len() - dups) as u64,
+                None => return Err(unavailable(e)),
             },
         };
         // Edits and deletes: the insert above found their id taken.
