@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use charcha::api::dto::{ChatMessage, direct_conversation_id};
-use common::{TestServer, TestUser, Ws, eventually, get, post_json};
+use common::{TestServer, TestUser, Ws, eventually, get, post_read};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -167,13 +167,7 @@ async fn only_the_sender_may_change_a_message() {
     stored(&server, &bob, &ann.id, &id, |m| m["deleted"] == true).await;
     assert_eq!(delete(&ann).await.unwrap().status(), StatusCode::CONFLICT, "already deleted");
     // Cat still learns nothing of it.
-    let (status, _) = post_json(
-        &cat.http,
-        &server.url,
-        &format!("/api/conversations/{conversation}/read"),
-        json!({ "message_id": id }),
-    )
-    .await;
+    let (status, _) = post_read(&cat.http, &server.url, &conversation, &id).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 

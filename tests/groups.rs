@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use charcha::api::dto::MAX_GROUP_MEMBERS;
-use common::{TestServer, TestUser, Ws, conversation_entry, eventually, get, post_json};
+use common::{TestServer, TestUser, Ws, conversation_entry, eventually, get, post_json, post_read};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -336,13 +336,7 @@ async fn membership_changes_are_live_and_a_removed_member_stops_at_once() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let e = send_to_group(&mut cat_ws, &gid, "let me in").await.expect_err("refused");
     assert_eq!(e["code"], "invalid", "{e}");
-    let (status, _) = post_json(
-        &cat.http,
-        &base(2),
-        &format!("/api/conversations/{gid}/read"),
-        json!({ "message_id": before["_id"] }),
-    )
-    .await;
+    let (status, _) = post_read(&cat.http, &base(2), &gid, &before["_id"]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = post_json(
         &cat.http,

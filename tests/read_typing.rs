@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use charcha::api::dto::direct_conversation_id;
-use common::{TestServer, TestUser, conversation_entry, get, post_json};
+use common::{TestServer, TestUser, conversation_entry, get, post_read};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -62,13 +62,7 @@ async fn read_markers_clear_unread_counts_and_reach_every_member() {
     assert!(!ann_ws.gets_before_pong(|e| e["type"] == "read").await, "no event for a marker that did not move");
 
     // The REST route moves it too; history shows the peer's marker ("Seen").
-    let (status, body) = post_json(
-        &bob.http,
-        &server.url,
-        &format!("/api/conversations/{conversation}/read"),
-        json!({ "message_id": last }),
-    )
-    .await;
+    let (status, body) = post_read(&bob.http, &server.url, &conversation, &last).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let read = ann_ws.next_where(WAIT, |e| e["type"] == "read").await.expect("read event");
     assert_eq!(read["message_id"], last.as_str());
@@ -110,13 +104,7 @@ async fn the_list_says_when_an_unread_message_mentions_the_user() {
     let ann_entry = conversation_entry(&server, &ann, &conversation, &last).await;
     assert!(ann_entry.get("mentioned").is_none(), "Ann is not mentioned: {ann_entry}");
 
-    let (status, body) = post_json(
-        &bob.http,
-        &server.url,
-        &format!("/api/conversations/{conversation}/read"),
-        json!({ "message_id": mention_id }),
-    )
-    .await;
+    let (status, body) = post_read(&bob.http, &server.url, &conversation, &mention_id).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let entry = conversation_entry(&server, &bob, &conversation, &last).await;
     assert_eq!(entry["unread"], 0, "{entry}");
@@ -195,21 +183,9 @@ async fn outsiders_and_bad_input_are_refused() {
         let answer = bob_ws.next_where(WAIT, |e| e["type"] == "error").await.expect("an error");
         assert_eq!(answer["code"], "invalid", "{bad}: {answer}");
     }
-    let (status, _) = post_json(
-        &cat.http,
-        &server.url,
-        &format!("/api/conversations/{conversation}/read"),
-        json!({ "message_id": message_id }),
-    )
-    .await;
+    let (status, _) = post_read(&cat.http, &server.url, &conversation, &message_id).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = post_json(
-        &bob.http,
-        &server.url,
-        &format!("/api/conversations/{conversation}/read"),
-        json!({ "message_id": 5 }),
-    )
-    .await;
+    let (status, _) = post_read(&bob.http, &server.url, &conversation, 5).await;
     assert!(status.is_client_error(), "{status}");
     // Nothing Cat or the bad frames did reached Bob, or moved a marker.
     assert!(!bob_ws.gets_before_pong(|e| e["type"] == "typing" || e["type"] == "read").await);

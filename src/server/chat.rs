@@ -339,39 +339,31 @@ impl ChatService {
         let reads = self.store.read_states(me, &pairs).await?;
         let mut conversations = Vec::with_capacity(entries.len());
         for (e, ReadState { unread, peer_read }) in entries.into_iter().zip(reads) {
-            let mentioned = unread > 0 && self.unread_mentions(me, &user.full_name, &e.conversation_id, unread).await?;
-            if is_group_id(&e.conversation_id) {
+            let (peer, group, peer_read, seen_by) = if is_group_id(&e.conversation_id) {
                 // A group `me` was removed from (or left) keeps its old
                 // entry in the store; it is not shown.
                 let Some(group) = groups.get(&e.conversation_id).filter(|g| g.member(me).is_some()) else {
                     continue;
                 };
-                let seen_by = self.seen_by(me, group, &e.last.id).await?;
-                conversations.push(ConversationSummary {
-                    conversation_id: e.conversation_id,
-                    peer: None,
-                    group: Some(group_summary(group)),
-                    last_message: e.last,
-                    unread,
-                    peer_read: None,
-                    seen_by: Some(seen_by),
-                    mentioned,
-                });
-                continue;
-            }
-            // Users are never deleted; an entry without its user is a
-            // store inconsistency, left out rather than shown broken.
-            let Some(peer) = peers.get(&e.peer_id).map(|p| p.to_contact(online.contains(&e.peer_id))) else {
-                continue;
+                (None, Some(group_summary(group)), None, Some(self.seen_by(me, group, &e.last.id).await?))
+            } else {
+                // Users are never deleted; an entry without its user is a
+                // store inconsistency, left out rather than shown broken.
+                let Some(peer) = peers.get(&e.peer_id).map(|p| p.to_contact(online.contains(&e.peer_id))) else {
+                    continue;
+                };
+                (Some(peer), None, peer_read, None)
             };
+            // A history read, so only for what is shown and has unread messages.
+            let mentioned = unread > 0 && self.unread_mentions(me, &user.full_name, &e.conversation_id, unread).await?;
             conversations.push(ConversationSummary {
                 conversation_id: e.conversation_id,
-                peer: Some(peer),
-                group: None,
+                peer,
+                group,
                 last_message: e.last,
                 unread,
                 peer_read,
-                seen_by: None,
+                seen_by,
                 mentioned,
             });
         }

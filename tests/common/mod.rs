@@ -426,6 +426,17 @@ pub fn png() -> Vec<u8> {
     ]
 }
 
+/// POSTs a read marker for `conversation`, as `http`'s user, through the REST route
+/// (`message_id` as given, a wrong type included): status and body.
+pub async fn post_read(
+    http: &reqwest::Client,
+    base: &str,
+    conversation: &str,
+    message_id: impl serde::Serialize,
+) -> (StatusCode, Value) {
+    post_json(http, base, &format!("/api/conversations/{conversation}/read"), json!({ "message_id": message_id })).await
+}
+
 /// `user`'s conversation list entry for `conversation_id`, once the worker
 /// has stored up to `last_id` (its last message).
 pub async fn conversation_entry(server: &TestServer, user: &TestUser, conversation_id: &str, last_id: &str) -> Value {

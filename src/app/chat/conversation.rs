@@ -129,13 +129,9 @@ pub fn Conversation(peer: String) -> impl IntoView {
                 return state::seen_message(Some(&own), peer_read.as_deref()).map(|id| (id.to_string(), "Seen".into()));
             }
             let n = chat.groups.with(|g| {
-                chat.reads.with(|r| match g.get(&peer).and_then(|g| g.members.as_ref()) {
-                    Some(members) => {
-                        let ids = members.iter().map(|m| m.contact.id.as_str()).filter(|id| *id != me);
-                        state::seen_by(r, &conversation_id, &own, ids)
-                    }
-                    None => r.get(&conversation_id).map_or(0, |r| r.members.values().filter(|at| **at >= own).count()),
-                })
+                let members = g.get(&peer).and_then(|g| g.members.as_ref());
+                let others = members.map(|m| m.iter().map(|m| m.contact.id.as_str()).filter(|id| *id != me));
+                chat.reads.with(|r| state::seen_by(r, &conversation_id, &own, others))
             });
             (n > 0).then(|| (own, format!("Seen by {n}")))
         })

@@ -663,16 +663,14 @@ impl Chat {
                     id
                 }
                 (None, Some(group)) => {
+                    // A group's preview names the sender of its newest message.
+                    self.ensure_person(&c.last_message.sender_id);
                     let id = group.id.clone();
                     groups.push(group);
                     id
                 }
                 (None, None) => continue,
             };
-            // A group's preview names the sender of its newest message.
-            if is_group_id(&target) {
-                self.ensure_person(&c.last_message.sender_id);
-            }
             let shown = self.on_screen(&c.conversation_id);
             counts.push((c.conversation_id, c.last_message.id.clone(), c.unread, c.mentioned, c.peer_read, shown));
             entries.push(ConversationEntry { peer_id: target, last: c.last_message });
@@ -1114,22 +1112,22 @@ impl Chat {
         let new = matches!(inserted, None | Some(Inserted::New));
         self.reads.maybe_update(|r| state::live_message(r, &conversation_id, &id, incoming, new, shown, mentions_me));
         if new && let Some(message) = notified {
-            self.notify_message(message.sender_id.clone(), message);
+            self.notify_message(message);
         }
     }
 
-    /// A browser notification for `message` from `peer` (its sender),
-    /// titled with the sender's name (looked up first when this page does
-    /// not know them).
-    fn notify_message(self, peer: String, message: ChatMessage) {
+    /// A browser notification for `message`, titled with its sender's name
+    /// (looked up first when this page does not know them).
+    fn notify_message(self, message: ChatMessage) {
+        let sender_id = message.sender_id.clone();
         let show = move |sender: &str| {
             let (title, body) = crate::app::notify::notification_text(sender, &message);
             crate::app::notify::show(&title, &body, &message.conversation_id);
         };
-        match self.contact_untracked(&peer) {
+        match self.contact_untracked(&sender_id) {
             Some(c) => show(&c.full_name),
             None => spawn_local(async move {
-                let name = get_contact(peer).await.map(|c| c.full_name).unwrap_or_else(|_| "New message".into());
+                let name = get_contact(sender_id).await.map(|c| c.full_name).unwrap_or_else(|_| "New message".into());
                 show(&name);
             }),
         }

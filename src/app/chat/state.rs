@@ -800,15 +800,21 @@ pub fn peer_read(reads: &mut Reads, conversation_id: &str, user_id: &str, messag
 }
 
 /// How many of `members` (other than the user) have read
-/// `conversation_id` up to `message_id`: a group's "Seen by N".
+/// `conversation_id` up to `message_id`: a group's "Seen by N". While the
+/// members are not known (`None`), every member whose marker this page
+/// holds counts.
 pub fn seen_by<'a>(
     reads: &Reads,
     conversation_id: &str,
     message_id: &str,
-    members: impl Iterator<Item = &'a str>,
+    members: Option<impl Iterator<Item = &'a str>>,
 ) -> usize {
     let Some(r) = reads.get(conversation_id) else { return 0 };
-    members.filter(|m| r.members.get(*m).is_some_and(|at| at.as_str() >= message_id)).count()
+    let reached = |at: &String| at.as_str() >= message_id;
+    match members {
+        Some(members) => members.filter(|m| r.members.get(*m).is_some_and(reached)).count(),
+        None => r.members.values().filter(|at| reached(at)).count(),
+    }
 }
 
 /// The marker to send for a conversation the user is looking at, whose
@@ -1520,15 +1526,17 @@ mod tests {
     fn seen_by_counts_members_who_reached_the_message() {
         const G: &str = "grp:01G";
         let mut reads = Reads::new();
-        assert_eq!(seen_by(&reads, G, "01B", ["a", "b"].into_iter()), 0);
+        assert_eq!(seen_by(&reads, G, "01B", Some(["a", "b"].into_iter())), 0);
         assert!(apply_read(&mut reads, G, "a", "01B", ME));
         assert!(apply_read(&mut reads, G, "b", "01A", ME));
         assert!(!apply_read(&mut reads, G, "a", "01A", ME), "markers never go back");
-        assert_eq!(seen_by(&reads, G, "01B", ["a", "b"].into_iter()), 1);
+        assert_eq!(seen_by(&reads, G, "01B", Some(["a", "b"].into_iter())), 1);
         assert!(peer_read(&mut reads, G, "b", "01C"));
-        assert_eq!(seen_by(&reads, G, "01B", ["a", "b"].into_iter()), 2);
+        assert_eq!(seen_by(&reads, G, "01B", Some(["a", "b"].into_iter())), 2);
         // Only current members count.
-        assert_eq!(seen_by(&reads, G, "01B", ["a"].into_iter()), 1);
+        assert_eq!(seen_by(&reads, G, "01B", Some(["a"].into_iter())), 1);
+        // Members not known yet: every marker held counts.
+        assert_eq!(seen_by(&reads, G, "01B", None::<std::iter::Empty<&str>>), 2);
     }
 
     #[test]

@@ -74,28 +74,14 @@ fn parse(args: Vec<String>) -> Result<Option<Opts>, String> {
 }
 
 pub fn main(args: Vec<String>) -> ExitCode {
-    let o = match parse(args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("charcha-bench worker: {e}\n\n{HELP}");
-            return ExitCode::from(2);
-        }
-    };
     // The worker's own warnings (a store write it retries, say) on stderr.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .try_init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("charcha-bench worker: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (o, rt) = match crate::conns::prepare("worker", HELP, args, parse) {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
     };
     crate::conns::finish(rt.block_on(run(&o)), o.json, |r| {
         println!("{}: {} partitions", r["label"], r["partitions"]);
