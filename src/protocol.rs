@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::dto::{ChatMessage, Contact, Group, User};
+use crate::api::json::{self, RawJson};
 
 /// Bumped on any incompatible change to the frames below.
 /// 2: `hello` no longer lists everyone online; clients `watch` the users
@@ -210,100 +211,56 @@ pub enum ErrorCode {
 
 impl ServerEvent {
     /// Parses a frame: the same result as `serde_json::from_str::<ServerEvent>`
-    /// for every frame, in less wasm. Serde's derive for an internally tagged
-    /// enum first buffers the whole object into its private `Content` tree and
-    /// then deserialises each variant (and the `User`, `ChatMessage` and
-    /// `Contact` inside) from that tree, a second copy of every deserializer
-    /// in the client. Here the tag is read first (other fields skipped) and
-    /// the frame parsed again straight into the variant's fields: frames are
-    /// small, the client's binary is what is scarce (BENCHMARKS.md).
-    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+    /// for every frame the server sends, in much less wasm (BENCHMARKS.md,
+    /// "Client size"). It reads with the client's JSON reader
+    /// ([`crate::api::json`]), as server-function replies are read, so the
+    /// decoder of a type both carry (`ChatMessage`, `Contact`, `User`,
+    /// `Group`) is compiled once. Serde's derive for an internally tagged
+    /// enum would first buffer the whole object into its private `Content`
+    /// tree and then decode each variant from it: a second copy of every
+    /// decoder. A struct per variant avoids that but still costs one derived
+    /// decoder per variant. Here the frame is read once into one struct
+    /// holding every field any variant has, each optional, and the variant is
+    /// built from it by its `type`: one decoder for all of them.
+    ///
+    /// The two names that carry different types in different variants
+    /// (`message`: a [`ChatMessage`], or the error's text; `online`: a flag,
+    /// or a list of ids) are kept as their JSON text and read once the type
+    /// is known. Every other known name has one type in every variant, so a
+    /// frame whose field has the wrong type is refused as before; unknown
+    /// fields are ignored, as the derive does.
+    pub fn from_json(text: &str) -> Result<Self, json::Error> {
         use serde::de::Error as _;
-        // `from_slice`, as server functions decode their results: the
-        // decoder of a type both use (`ChatMessage`, `Contact`, `User`,
-        // `Group`) is then one instantiation, not one per input kind.
-        fn from_str<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, serde_json::Error> {
-            serde_json::from_slice(text.as_bytes())
+        fn decode<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, json::Error> {
+            json::from_slice(text.as_bytes())
+        }
+        fn required<T>(field: Option<T>, name: &'static str) -> Result<T, json::Error> {
+            field.ok_or_else(|| json::Error::missing_field(name))
         }
 
+        /// Every field of every variant, by its one name on the wire.
         #[derive(Deserialize)]
-        struct Tag {
+        struct Fields<'a> {
             #[serde(rename = "type")]
             kind: String,
-        }
-        #[derive(Deserialize)]
-        struct Hello {
-            protocol_version: u32,
-            user: User,
-        }
-        #[derive(Deserialize)]
-        struct Ack {
-            client_msg_id: String,
-            message: ChatMessage,
-        }
-        #[derive(Deserialize)]
-        struct Message {
-            message: ChatMessage,
-        }
-        #[derive(Deserialize)]
-        struct Presence {
-            user_id: String,
-            online: bool,
-        }
-        #[derive(Deserialize)]
-        struct PresenceBatch {
-            online: Vec<String>,
-            offline: Vec<String>,
-        }
-        #[derive(Deserialize)]
-        struct ContactFrame {
-            contact: Contact,
-        }
-        #[derive(Deserialize)]
-        struct Error {
-            code: ErrorCode,
-            message: String,
-            #[serde(default)]
+            protocol_version: Option<u32>,
+            user: Option<User>,
             client_msg_id: Option<String>,
-            #[serde(default)]
+            #[serde(borrow)]
+            message: Option<RawJson<'a>>,
+            user_id: Option<String>,
+            #[serde(borrow)]
+            online: Option<RawJson<'a>>,
+            offline: Option<Vec<String>>,
+            contact: Option<Contact>,
+            code: Option<ErrorCode>,
             retry_after: Option<u64>,
-        }
-        #[derive(Deserialize)]
-        struct Pong {
-            nonce: u64,
-        }
-        #[derive(Deserialize)]
-        struct Read {
-            conversation_id: String,
-            user_id: String,
-            message_id: String,
-        }
-        #[derive(Deserialize)]
-        struct Typing {
-            conversation_id: String,
-            user_id: String,
-        }
-        #[derive(Deserialize)]
-        struct Reaction {
-            conversation_id: String,
-            message_id: String,
-            user_id: String,
-            emoji: String,
-            on: bool,
-        }
-        #[derive(Deserialize)]
-        struct GroupFrame {
-            group: Group,
-        }
-        #[derive(Deserialize)]
-        struct GroupRemoved {
-            conversation_id: String,
-        }
-        #[derive(Deserialize)]
-        struct Updated {
-            message: ChatMessage,
-            #[serde(default)]
-            client_msg_id: Option<String>,
+            nonce: Option<u64>,
+            conversation_id: Option<String>,
+            message_id: Option<String>,
+            emoji: Option<String>,
+            on: Option<bool>,
+            group: Option<Group>,
         }
         const TYPES: &[&str] = &[
             "hello",
@@ -322,42 +279,48 @@ impl ServerEvent {
             "group_removed",
         ];
 
-        let tag: Tag = from_str(text)?;
-        Ok(match tag.kind.as_str() {
-            "hello" => from_str(text).map(|Hello { protocol_version, user }| Self::Hello { protocol_version, user })?,
-            "ack" => from_str(text).map(|Ack { client_msg_id, message }| Self::Ack { client_msg_id, message })?,
-            "message" => from_str(text).map(|Message { message }| Self::Message { message })?,
-            "presence" => from_str(text).map(|Presence { user_id, online }| Self::Presence { user_id, online })?,
+        let f: Fields = decode(text)?;
+        let message = || required(f.message, "message").and_then(|raw| decode::<ChatMessage>(raw.0));
+        let online = || required(f.online, "online").map(|raw| raw.0);
+        Ok(match f.kind.as_str() {
+            "hello" => Self::Hello {
+                protocol_version: required(f.protocol_version, "protocol_version")?,
+                user: required(f.user, "user")?,
+            },
+            "ack" => Self::Ack { client_msg_id: required(f.client_msg_id, "client_msg_id")?, message: message()? },
+            "message" => Self::Message { message: message()? },
+            "presence" => Self::Presence { user_id: required(f.user_id, "user_id")?, online: decode(online()?)? },
             "presence_batch" => {
-                from_str(text).map(|PresenceBatch { online, offline }| Self::PresenceBatch { online, offline })?
+                Self::PresenceBatch { online: decode(online()?)?, offline: required(f.offline, "offline")? }
             }
-            "contact" => from_str(text).map(|ContactFrame { contact }| Self::Contact { contact })?,
-            "error" => from_str(text).map(|Error { code, message, client_msg_id, retry_after }| Self::Error {
-                code,
-                message,
-                client_msg_id,
-                retry_after,
-            })?,
-            "pong" => from_str(text).map(|Pong { nonce }| Self::Pong { nonce })?,
-            "read" => from_str(text).map(|Read { conversation_id, user_id, message_id }| Self::Read {
-                conversation_id,
-                user_id,
-                message_id,
-            })?,
-            "typing" => {
-                from_str(text).map(|Typing { conversation_id, user_id }| Self::Typing { conversation_id, user_id })?
-            }
-            "updated" => {
-                from_str(text).map(|Updated { message, client_msg_id }| Self::Updated { message, client_msg_id })?
-            }
-            "reaction" => from_str(text).map(|Reaction { conversation_id, message_id, user_id, emoji, on }| {
-                Self::Reaction { conversation_id, message_id, user_id, emoji, on }
-            })?,
-            "group" => from_str(text).map(|GroupFrame { group }| Self::Group { group })?,
-            "group_removed" => {
-                from_str(text).map(|GroupRemoved { conversation_id }| Self::GroupRemoved { conversation_id })?
-            }
-            other => return Err(serde_json::Error::unknown_variant(other, TYPES)),
+            "contact" => Self::Contact { contact: required(f.contact, "contact")? },
+            "error" => Self::Error {
+                code: required(f.code, "code")?,
+                message: decode(required(f.message, "message")?.0)?,
+                client_msg_id: f.client_msg_id,
+                retry_after: f.retry_after,
+            },
+            "pong" => Self::Pong { nonce: required(f.nonce, "nonce")? },
+            "read" => Self::Read {
+                conversation_id: required(f.conversation_id, "conversation_id")?,
+                user_id: required(f.user_id, "user_id")?,
+                message_id: required(f.message_id, "message_id")?,
+            },
+            "typing" => Self::Typing {
+                conversation_id: required(f.conversation_id, "conversation_id")?,
+                user_id: required(f.user_id, "user_id")?,
+            },
+            "updated" => Self::Updated { message: message()?, client_msg_id: f.client_msg_id },
+            "reaction" => Self::Reaction {
+                conversation_id: required(f.conversation_id, "conversation_id")?,
+                message_id: required(f.message_id, "message_id")?,
+                user_id: required(f.user_id, "user_id")?,
+                emoji: required(f.emoji, "emoji")?,
+                on: required(f.on, "on")?,
+            },
+            "group" => Self::Group { group: required(f.group, "group")? },
+            "group_removed" => Self::GroupRemoved { conversation_id: required(f.conversation_id, "conversation_id")? },
+            other => return Err(json::Error::unknown_variant(other, TYPES)),
         })
     }
 

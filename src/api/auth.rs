@@ -1,12 +1,14 @@
 //! Account server functions (the UI's side of `/api/auth/*`).
 
 use leptos::prelude::*;
-use leptos::server_fn::codec::{MultipartData, MultipartFormData};
+use leptos::server_fn::codec::{Json, MultipartData, MultipartFormData};
+
+use super::json::Reply;
 
 use super::{AppError, dto::User};
 
 /// Creates an account, signs it in (sets the `token` cookie) and returns it.
-#[server(prefix = "/api/fn")]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn signup(
     email: String,
     password: String,
@@ -27,7 +29,7 @@ pub async fn signup(
 }
 
 /// Signs in; sets the `token` cookie.
-#[server(prefix = "/api/fn")]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn login(email: String, password: String) -> Result<User, AppError> {
     crate::server::web::finish(
         async move {
@@ -43,7 +45,7 @@ pub async fn login(email: String, password: String) -> Result<User, AppError> {
 }
 
 /// Signs out: revokes the token server-side and clears the cookie.
-#[server(prefix = "/api/fn")]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn logout() -> Result<(), AppError> {
     crate::server::web::finish(
         async move {
@@ -60,7 +62,7 @@ pub async fn logout() -> Result<(), AppError> {
 }
 
 /// The signed-in user, or `None`.
-#[server(prefix = "/api/fn")]
+#[server(prefix = "/api/fn", input = Json, output = Reply)]
 pub async fn current_user() -> Result<Option<User>, AppError> {
     crate::server::web::finish(
         async move {
@@ -74,7 +76,7 @@ pub async fn current_user() -> Result<Option<User>, AppError> {
 
 /// Updates the profile from a multipart form with optional fields
 /// `full_name`, `bio` and `avatar` (an image file).
-#[server(prefix = "/api/fn", input = MultipartFormData)]
+#[server(prefix = "/api/fn", input = MultipartFormData, output = Reply)]
 pub async fn update_profile(data: MultipartData) -> Result<User, AppError> {
     crate::server::web::finish(
         async move {

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod chat;
 pub mod dto;
 pub mod error;
+pub mod json;
 pub mod rules;
 
 pub use error::AppError;

@@ -21,6 +21,7 @@ use crate::api::{
     AppError,
     auth::{Logout, current_user},
     dto::User,
+    json::ReplyEncoding,
 };
 
 /// The session: the server's answer to "who is signed in?" plus the logout
@@ -31,7 +32,9 @@ pub struct Session {
     /// server could not answer (treated as signed out). Blocking: the server
     /// waits for it before sending the page, so the first paint already
     /// shows the right navbar and protected pages redirect with a real 302.
-    pub user: Resource<Result<Option<User>, AppError>>,
+    /// Carried in the page as server-function replies are, and read by the
+    /// client's JSON reader ([`ReplyEncoding`]).
+    pub user: Resource<Result<Option<User>, AppError>, ReplyEncoding>,
     /// Signs out; the navbar's "Log out" form dispatches it. On success the
     /// session becomes signed out (protected pages then redirect to /login).
     pub logout: ServerAction<Logout>,
@@ -39,7 +42,8 @@ pub struct Session {
 
 impl Session {
     fn new() -> Self {
-        Self { user: Resource::new_blocking(|| (), |_| current_user()), logout: ServerAction::new() }
+        let blocking = true;
+        Self { user: Resource::new_with_options(|| (), |_| current_user(), blocking), logout: ServerAction::new() }
     }
 
     /// The signed-in user, once known. Await it inside `Suspend::new` (under
