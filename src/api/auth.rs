@@ -1,7 +1,7 @@
 //! Account server functions (the UI's side of `/api/auth/*`).
 
 use leptos::prelude::*;
-use leptos::server_fn::codec::{Json, MultipartData, MultipartFormData};
+use leptos::server_fn::codec::{MultipartData, MultipartFormData};
 
 use super::json::Reply;
 
@@ -62,7 +62,7 @@ pub async fn logout() -> Result<(), AppError> {
 }
 
 /// The signed-in user, or `None`.
-#[server(prefix = "/api/fn", input = Json, output = Reply)]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn current_user() -> Result<Option<User>, AppError> {
     crate::server::web::finish(
         async move {

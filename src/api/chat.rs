@@ -3,7 +3,7 @@
 //! uploads and a send path for when the socket is down.
 
 use leptos::prelude::*;
-use leptos::server_fn::codec::{Json, MultipartData, MultipartFormData};
+use leptos::server_fn::codec::{MultipartData, MultipartFormData};
 
 use super::json::Reply;
 
@@ -14,7 +14,7 @@ use super::{
 
 /// One page of the signed-in user's conversations, most recent first;
 /// `cursor` is the previous page's `next_cursor`.
-#[server(prefix = "/api/fn", input = Json, output = Reply)]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn list_conversations(
     #[server(default)] cursor: Option<String>,
     #[server(default)] limit: Option<u32>,
@@ -32,7 +32,7 @@ pub async fn list_conversations(
 
 /// People whose name has a word starting with `q`, or whose email starts
 /// with it; alphabetical, one page at a time.
-#[server(prefix = "/api/fn", input = Json, output = Reply)]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn search_users(
     q: String,
     #[server(default)] cursor: Option<String>,
@@ -51,7 +51,7 @@ pub async fn search_users(
 
 /// Messages of the signed-in user's conversations with every word of `q`
 /// (the last as a prefix), newest first, one page at a time.
-#[server(prefix = "/api/fn", input = Json, output = Reply)]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn search_messages(
     q: String,
     #[server(default)] cursor: Option<String>,
@@ -69,7 +69,7 @@ pub async fn search_messages(
 }
 
 /// One user, with presence (a conversation opened by its URL).
-#[server(prefix = "/api/fn", input = Json, output = Reply)]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn get_contact(id: String) -> Result<Contact, AppError> {
     crate::server::web::finish(
         async move {
@@ -85,7 +85,7 @@ pub async fn get_contact(id: String) -> Result<Contact, AppError> {
 /// One page of the conversation with `peer_id` (a user, or a group id of
 /// which the user is a member): the newest `limit` messages
 /// before `before` (a message id), oldest to newest.
-#[server(prefix = "/api/fn", input = Json, output = Reply)]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn conversation(
     peer_id: String,
     #[server(default)] before: Option<String>,
@@ -104,7 +104,7 @@ pub async fn conversation(
 
 /// Sends a message through the same pipeline as the WebSocket; `peer_id`
 /// is a user or a group id.
-#[server(prefix = "/api/fn", input = Json, output = Reply)]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn send_message(
     peer_id: String,
     client_msg_id: String,
@@ -149,7 +149,7 @@ pub async fn upload_image(data: MultipartData) -> Result<String, AppError> {
 
 /// Creates a group named `name` with the signed-in user (its admin) and
 /// `member_ids`; every member hears of it live.
-#[server(prefix = "/api/fn", input = Json, output = Reply)]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn create_group(name: String, #[server(default)] member_ids: Vec<String>) -> Result<Group, AppError> {
     crate::server::web::finish(
         async move {
@@ -163,7 +163,7 @@ pub async fn create_group(name: String, #[server(default)] member_ids: Vec<Strin
 }
 
 /// A group's name and members with their roles (members only).
-#[server(prefix = "/api/fn", input = Json, output = Reply)]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn get_group(id: String) -> Result<Group, AppError> {
     crate::server::web::finish(
         async move {
@@ -177,7 +177,7 @@ pub async fn get_group(id: String) -> Result<Group, AppError> {
 }
 
 /// Renames a group (admins only).
-#[server(prefix = "/api/fn", input = Json, output = Reply)]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn rename_group(id: String, name: String) -> Result<Group, AppError> {
     crate::server::web::finish(
         async move {
@@ -191,7 +191,7 @@ pub async fn rename_group(id: String, name: String) -> Result<Group, AppError> {
 }
 
 /// Adds members to a group (admins only).
-#[server(prefix = "/api/fn", input = Json, output = Reply)]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn add_group_members(id: String, user_ids: Vec<String>) -> Result<Group, AppError> {
     crate::server::web::finish(
         async move {
@@ -205,7 +205,7 @@ pub async fn add_group_members(id: String, user_ids: Vec<String>) -> Result<Grou
 }
 
 /// Removes a member from a group (admins only; never its creator).
-#[server(prefix = "/api/fn", input = Json, output = Reply)]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn remove_group_member(id: String, user_id: String) -> Result<Group, AppError> {
     crate::server::web::finish(
         async move {
@@ -219,7 +219,7 @@ pub async fn remove_group_member(id: String, user_id: String) -> Result<Group, A
 }
 
 /// The signed-in user leaves a group.
-#[server(prefix = "/api/fn", input = Json, output = Reply)]
+#[server(prefix = "/api/fn", output = Reply)]
 pub async fn leave_group(id: String) -> Result<(), AppError> {
     crate::server::web::finish(
         async move {
