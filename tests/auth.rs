@@ -236,6 +236,40 @@ async fn bad_bodies_get_clear_errors() {
     s.stop().await;
 }
 
+/// The server functions' twin of the above: arguments that cannot be read
+/// are the caller's mistake (400 with the reason), not a server error.
+#[tokio::test]
+async fn server_functions_refuse_bad_arguments_with_400() {
+    use charcha::api::{auth::Login, chat::GetContact};
+    use leptos::server_fn::ServerFn;
+    let s = TestServer::start().await;
+    let user = TestUser::signup(&s, "sfn").await;
+    let http = client();
+    let form = |path: &str, body: &str| {
+        http.post(format!("{}{path}", s.url))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json")
+            .header(header::COOKIE, format!("token={}", user.token))
+            .body(body.to_string())
+    };
+    for (path, body, missing) in
+        [(Login::PATH, "email=a%40b.co", "password"), (Login::PATH, "", "email"), (GetContact::PATH, "x=1", "id")]
+    {
+        let r = form(path, body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path} {body:?}");
+        let error: Value = r.json().await.unwrap();
+        assert_eq!(error["status"], 400);
+        assert!(error["message"].as_str().is_some_and(|m| m.contains(missing)), "{error}");
+    }
+    // A well-formed call still answers as before.
+    let r = form(Login::PATH, &format!("email={}&password=wrong-password", user.email.replace('@', "%40")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn signup_and_login_are_rate_limited_per_ip() {
     let s = TestServer::start_with(|c| c.limits.auth_rate_per_minute = 3).await;
