@@ -296,6 +296,27 @@ impl<'de> Reader<'de> {
         }
     }
 
+    /// Moves to the next item of an array or object that `close` ends:
+    /// `false` at its end (not consumed), `true` before another item (past
+    /// the `,` that separates it from the one before).
+    fn next_item(&mut self, first: &mut bool, close: u8) -> Result<bool, Error> {
+        match self.peek() {
+            Some(byte) if byte == close => return Ok(false),
+            Some(b',') if !*first => self.pos += 1,
+            _ if *first => {}
+            _ => return Err(self.error("expected `,` or the end of the list")),
+        }
+        *first = false;
+        Ok(true)
+    }
+
+    fn expect_key(&mut self) -> Result<(), Error> {
+        match self.peek() {
+            Some(b'"') => Ok(()),
+            _ => Err(self.error("expected a string key")),
+        }
+    }
+
     /// Skips one value of any kind, checking its grammar.
     fn skip_value(&mut self) -> Result<(), Error> {
         match self.peek() {
@@ -308,28 +329,16 @@ impl<'de> Reader<'de> {
                 let close = if open == b'[' { b']' } else { b'}' };
                 self.enter()?;
                 self.pos += 1;
-                if self.peek() == Some(close) {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        if open == b'{' {
-                            if self.peek() != Some(b'"') {
-                                return Err(self.error("expected a string key"));
-                            }
-                            self.string()?;
-                            self.eat(b':', "expected `:`")?;
-                        }
-                        self.skip_value()?;
-                        match self.peek() {
-                            Some(b',') => self.pos += 1,
-                            Some(byte) if byte == close => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(self.error("expected `,` or the end of the list")),
-                        }
+                let mut first = true;
+                while self.next_item(&mut first, close)? {
+                    if open == b'{' {
+                        self.expect_key()?;
+                        self.string()?;
+                        self.eat(b':', "expected `:`")?;
                     }
+                    self.skip_value()?;
                 }
+                self.pos += 1;
                 self.depth -= 1;
                 Ok(())
             }
@@ -373,7 +382,7 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
                 self.enter()?;
                 self.pos += 1;
                 let value = visitor.visit_seq(Items { reader: &mut *self, first: true })?;
-                self.eat(b']', "expected `,` or `]`")?;
+                self.eat(b']', "expected `]`")?;
                 self.depth -= 1;
                 Ok(value)
             }
@@ -381,7 +390,7 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
                 self.enter()?;
                 self.pos += 1;
                 let value = visitor.visit_map(Entries { reader: &mut *self, first: true })?;
-                self.eat(b'}', "expected `,` or `}`")?;
+                self.eat(b'}', "expected `}`")?;
                 self.depth -= 1;
                 Ok(value)
             }
@@ -417,9 +426,7 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
             Some(b'{') => {
                 self.enter()?;
                 self.pos += 1;
-                if self.peek() != Some(b'"') {
-                    return Err(self.error("expected a variant name"));
-                }
+                self.expect_key()?;
                 let value = visitor.visit_enum(Variant { reader: &mut *self })?;
                 self.eat(b'}', "expected `}` after the variant")?;
                 self.depth -= 1;
@@ -461,13 +468,9 @@ impl<'de> SeqAccess<'de> for Items<'_, 'de> {
     type Error = Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
-        match self.reader.peek() {
-            Some(b']') => return Ok(None),
-            Some(b',') if !self.first => self.reader.pos += 1,
-            _ if self.first => {}
-            _ => return Err(self.reader.error("expected `,` or `]`")),
+        if !self.reader.next_item(&mut self.first, b']')? {
+            return Ok(None);
         }
-        self.first = false;
         seed.deserialize(&mut *self.reader).map(Some)
     }
 }
@@ -482,16 +485,10 @@ impl<'de> MapAccess<'de> for Entries<'_, 'de> {
     type Error = Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
-        match self.reader.peek() {
-            Some(b'}') => return Ok(None),
-            Some(b',') if !self.first => self.reader.pos += 1,
-            _ if self.first => {}
-            _ => return Err(self.reader.error("expected `,` or `}`")),
+        if !self.reader.next_item(&mut self.first, b'}')? {
+            return Ok(None);
         }
-        self.first = false;
-        if self.reader.peek() != Some(b'"') {
-            return Err(self.reader.error("expected a string key"));
-        }
+        self.reader.expect_key()?;
         seed.deserialize(&mut *self.reader).map(Some)
     }
 
