@@ -115,11 +115,18 @@ impl leptos::server_fn::error::FromServerFnError for AppError {
 
     fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
         use leptos::server_fn::error::ServerFnErrorErr as E;
-        match value {
+        let error = match value {
             E::Request(_) => Self::unreachable(),
             E::Args(e) | E::MissingArg(e) | E::Deserialization(e) => Self::new(400, e),
             other => Self::new(500, other.to_string()),
-        }
+        };
+        // On the server this is an error raised before the function's body
+        // ran (arguments it could not read): its answer takes the error's
+        // status, as the body's errors do (`web::finish`), instead of the
+        // 500 server_fn puts on every error.
+        #[cfg(feature = "ssr")]
+        crate::server::web::set_status(&error);
+        error
     }
 }
 

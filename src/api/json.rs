@@ -16,6 +16,7 @@
 //! The server keeps serde_json: it writes every reply, and it reads every
 //! request body, which comes from browsers and scripts it does not control.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{
@@ -110,12 +111,6 @@ struct Reader<'de> {
     depth: u32,
 }
 
-/// A string as read: borrowed from the input when it had no escapes.
-enum Text<'de> {
-    Borrowed(&'de str),
-    Owned(String),
-}
-
 impl<'de> Reader<'de> {
     fn error(&self, what: &str) -> Error {
         Error::new(format!("{what} at byte {}", self.pos))
@@ -151,16 +146,23 @@ impl<'de> Reader<'de> {
         }
     }
 
-    fn enter(&mut self) -> Result<(), Error> {
+    /// Reads an array or object (or `{"Variant":…}`) with `read`, from its
+    /// opening byte to its `close`, counting the depth.
+    fn nested<T>(&mut self, close: u8, read: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(self.error("nested too deeply"));
         }
-        Ok(())
+        self.pos += 1;
+        let value = read(self)?;
+        self.eat(close, if close == b']' { "expected `]`" } else { "expected `}`" })?;
+        self.depth -= 1;
+        Ok(value)
     }
 
-    /// Reads a string; the reader is at its opening quote.
-    fn string(&mut self) -> Result<Text<'de>, Error> {
+    /// Reads a string, borrowed from the input when it has no escapes; the
+    /// reader is at its opening quote.
+    fn string(&mut self) -> Result<Cow<'de, str>, Error> {
         self.pos += 1;
         let start = self.pos;
         let mut owned: Option<String> = None;
@@ -174,10 +176,10 @@ impl<'de> Reader<'de> {
                     let tail = self.utf8(run, self.pos)?;
                     self.pos += 1;
                     return Ok(match owned {
-                        None => Text::Borrowed(tail),
+                        None => Cow::Borrowed(tail),
                         Some(mut text) => {
                             text.push_str(tail);
-                            Text::Owned(text)
+                            Cow::Owned(text)
                         }
                     });
                 }
@@ -327,20 +329,18 @@ impl<'de> Reader<'de> {
             Some(b'n') => self.literal("null"),
             Some(open @ (b'[' | b'{')) => {
                 let close = if open == b'[' { b']' } else { b'}' };
-                self.enter()?;
-                self.pos += 1;
-                let mut first = true;
-                while self.next_item(&mut first, close)? {
-                    if open == b'{' {
-                        self.expect_key()?;
-                        self.string()?;
-                        self.eat(b':', "expected `:`")?;
+                self.nested(close, |reader| {
+                    let mut first = true;
+                    while reader.next_item(&mut first, close)? {
+                        if open == b'{' {
+                            reader.expect_key()?;
+                            reader.string()?;
+                            reader.eat(b':', "expected `:`")?;
+                        }
+                        reader.skip_value()?;
                     }
-                    self.skip_value()?;
-                }
-                self.pos += 1;
-                self.depth -= 1;
-                Ok(())
+                    Ok(())
+                })
             }
             _ => Err(self.error("expected a value")),
         }
@@ -353,17 +353,19 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self.peek() {
             Some(b'"') => match self.string()? {
-                Text::Borrowed(text) => visitor.visit_borrowed_str(text),
-                Text::Owned(text) => visitor.visit_string(text),
+                Cow::Borrowed(text) => visitor.visit_borrowed_str(text),
+                Cow::Owned(text) => visitor.visit_string(text),
             },
             Some(b'-' | b'0'..=b'9') => {
                 let (text, fractional) = self.number_text()?;
                 if fractional {
                     return Err(self.error("fractional numbers are not read"));
                 }
-                match text.strip_prefix('-') {
-                    Some(_) => visitor.visit_i64(text.parse().map_err(|_| self.error("number out of range"))?),
-                    None => visitor.visit_u64(text.parse().map_err(|_| self.error("number out of range"))?),
+                let out_of_range = |_| self.error("number out of range");
+                if text.starts_with('-') {
+                    visitor.visit_i64(text.parse().map_err(out_of_range)?)
+                } else {
+                    visitor.visit_u64(text.parse().map_err(out_of_range)?)
                 }
             }
             Some(b't') => {
@@ -378,22 +380,8 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
                 self.literal("null")?;
                 visitor.visit_unit()
             }
-            Some(b'[') => {
-                self.enter()?;
-                self.pos += 1;
-                let value = visitor.visit_seq(Items { reader: &mut *self, first: true })?;
-                self.eat(b']', "expected `]`")?;
-                self.depth -= 1;
-                Ok(value)
-            }
-            Some(b'{') => {
-                self.enter()?;
-                self.pos += 1;
-                let value = visitor.visit_map(Entries { reader: &mut *self, first: true })?;
-                self.eat(b'}', "expected `}`")?;
-                self.depth -= 1;
-                Ok(value)
-            }
+            Some(b'[') => self.nested(b']', |reader| visitor.visit_seq(Items { reader, first: true })),
+            Some(b'{') => self.nested(b'}', |reader| visitor.visit_map(Items { reader, first: true })),
             _ => Err(self.error("expected a value")),
         }
     }
@@ -417,21 +405,13 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
     ) -> Result<V::Value, Error> {
         match self.peek() {
             Some(b'"') => {
-                let name = match self.string()? {
-                    Text::Borrowed(text) => text.to_string(),
-                    Text::Owned(text) => text,
-                };
+                let name = self.string()?.into_owned();
                 visitor.visit_enum(IntoDeserializer::<'de, Error>::into_deserializer(name))
             }
-            Some(b'{') => {
-                self.enter()?;
-                self.pos += 1;
-                self.expect_key()?;
-                let value = visitor.visit_enum(Variant { reader: &mut *self })?;
-                self.eat(b'}', "expected `}` after the variant")?;
-                self.depth -= 1;
-                Ok(value)
-            }
+            Some(b'{') => self.nested(b'}', |reader| {
+                reader.expect_key()?;
+                visitor.visit_enum(Variant { reader })
+            }),
             _ => Err(self.error("expected a variant")),
         }
     }
@@ -458,7 +438,8 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
     }
 }
 
-/// The items of an array; the reader is past `[`.
+/// The items of an array, or the entries of an object; the reader is past
+/// its `[` or `{`.
 struct Items<'a, 'de> {
     reader: &'a mut Reader<'de>,
     first: bool,
@@ -475,13 +456,7 @@ impl<'de> SeqAccess<'de> for Items<'_, 'de> {
     }
 }
 
-/// The entries of an object; the reader is past `{`.
-struct Entries<'a, 'de> {
-    reader: &'a mut Reader<'de>,
-    first: bool,
-}
-
-impl<'de> MapAccess<'de> for Entries<'_, 'de> {
+impl<'de> MapAccess<'de> for Items<'_, 'de> {
     type Error = Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {

@@ -10,8 +10,6 @@
 //! * [`server_fn_body_limit`]: each server function's body is bounded like
 //!   its REST twin (JSON at `max_json_bytes`, the avatar and image forms at
 //!   their upload limits), not only by the app-wide ceiling.
-//! * [`server_fn_error_status`]: a server function whose arguments cannot
-//!   be read answers with the status its error names (400), not 500.
 //! * [`security_headers`]: `nosniff`, no framing, a strict referrer policy,
 //!   HSTS in production, a locked-down CSP on everything that is not a page
 //!   (pages set their own, with the render's nonce: see `app::shell`), and
@@ -20,7 +18,7 @@
 use axum::{
     body::Body,
     extract::{Request, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, HeaderValue, Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -89,45 +87,6 @@ pub async fn server_fn_body_limit(State(state): State<AppState>, req: Request, n
     let (parts, body) = req.into_parts();
     let body = Body::new(http_body_util::Limited::new(body, limit));
     next.run(Request::from_parts(parts, body)).await
-}
-
-/// The most of an error body [`server_fn_error_status`] reads: an
-/// `AppError`'s JSON is far smaller.
-const MAX_ERROR_BODY: usize = 16 * 1024;
-
-/// A server function that fails before its body runs (a missing or
-/// mistyped argument, a body that is not the form it expects) answers
-/// through server_fn's own error path, which always says 500 although the
-/// error it carries is the caller's: `{"status":400,"message":"missing
-/// field `password`"}`. This puts the error's own status on such answers,
-/// as the server functions' bodies do for their errors (`web::finish`), so
-/// a client's mistake is not reported as the server's. Errors that really
-/// are the server's (a 5xx inside) keep their 500.
-pub async fn server_fn_error_status(req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with("/api/fn/") {
-        return next.run(req).await;
-    }
-    let response = next.run(req).await;
-    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
-        || !response.headers().contains_key(leptos::server_fn::error::SERVER_FN_ERROR_HEADER)
-    {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_ERROR_BODY).await else {
-        return AppError::internal().into_response();
-    };
-    #[derive(serde::Deserialize)]
-    struct Status {
-        status: u16,
-    }
-    if let Ok(Status { status }) = serde_json::from_slice(&bytes)
-        && let Ok(status) = StatusCode::from_u16(status)
-        && status.is_client_error()
-    {
-        parts.status = status;
-    }
-    Response::from_parts(parts, Body::from(bytes))
 }
 
 fn too_large(limit: usize) -> Response {

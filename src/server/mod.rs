@@ -312,7 +312,6 @@ pub fn router(state: AppState) -> Router {
         // Server functions read raw bodies; bound every request.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(outer_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::server_fn_body_limit))
-        .layer(axum::middleware::from_fn(guard::server_fn_error_status))
         .layer(axum::middleware::from_fn(guard::cross_site_guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::security_headers))
         .with_state(state)
