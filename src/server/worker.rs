@@ -61,7 +61,7 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
             r = log.fetch(partition, next, BATCH, POLL) => r,
         };
         let records = match fetched {
-            Ok(r) => r,
+            Ok(r) => gather(log.as_ref(), partition, r, store.gather_window(), &shutdown).await,
             Err(LogError::Expired { earliest }) => {
                 // Retention removed records before they were stored. Nothing
                 // can bring them back: say so loudly and go on from what is left.
@@ -124,6 +124,45 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
         }
         next = last + 1;
     }
+}
+
+/// A fetch that returns at least this many records means the log is busy:
+/// only then does the worker gather more (a quiet conversation's message
+/// is stored at once, not `gather_window` later).
+const BUSY: usize = 64;
+
+/// When the log is busy ([`BUSY`]), tops `records` (a fetch's answer) up
+/// to [`BATCH`] with what arrives within `window`
+/// ([`MessageStore::gather_window`](super::store::MessageStore::gather_window)).
+/// A failed or empty top-up ends the gathering: what was fetched is stored
+/// either way.
+async fn gather(
+    log: &dyn Log,
+    partition: i32,
+    mut records: Vec<super::log::LogRecord>,
+    window: Duration,
+    shutdown: &CancellationToken,
+) -> Vec<super::log::LogRecord> {
+    if records.len() < BUSY || window.is_zero() {
+        return records;
+    }
+    let deadline = tokio::time::Instant::now() + window;
+    while records.len() < BATCH {
+        let Some(next) = records.last().map(|r| r.offset + 1) else { break };
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if wait.is_zero() {
+            break;
+        }
+        let more = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = log.fetch(partition, next, BATCH - records.len(), wait) => r,
+        };
+        match more {
+            Ok(more) if !more.is_empty() => records.extend(more),
+            _ => break,
+        }
+    }
+    records
 }
 
 /// Makes sure every conversation of `messages` exists with its members.

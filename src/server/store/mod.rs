@@ -367,6 +367,13 @@ pub trait MessageStore: Send + Sync {
     /// inbox entry of the conversation to its newest message
     /// ([`inbox_updates`]). Returns how many messages were new.
     async fn save_messages(&self, messages: &[ChatMessage]) -> Result<u64, StoreError>;
+    /// How long the history worker may wait for more records to fill a
+    /// batch before it calls [`Self::save_messages`] (Kafka's
+    /// `fetch.max.wait.ms`): worth it for a store whose cost is mostly per
+    /// batch, not per message. None by default.
+    fn gather_window(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// One stored message (its newest version), if it exists.
     async fn message_by_id(&self, id: &str) -> Result<Option<ChatMessage>, StoreError>;
     /// Up to `limit` messages of a conversation with id < `before` (all when
