@@ -171,7 +171,13 @@ END;
 
 #[derive(Clone)]
 pub struct EmbeddedStore {
+    /// Every write, and reads that are part of one.
     conn: Arc<Mutex<Connection>>,
+    /// Reads only (`query_only`). In WAL mode a reader never waits for the
+    /// writer, so a read on the send path (a group's members) or a page of
+    /// history does not queue behind the history worker's batch
+    /// transaction on `conn`; it sees every commit made before it starts.
+    reader: Arc<Mutex<Connection>>,
 }
 
 impl EmbeddedStore {
@@ -182,16 +188,34 @@ impl EmbeddedStore {
         let conn = open_sqlite(&data_dir.join("charcha.db"))?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
         migrate(&conn)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        let reader = open_sqlite(&data_dir.join("charcha.db"))?;
+        reader.execute_batch("PRAGMA query_only=ON;").map_err(unavailable)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)) })
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the write connection on the blocking pool.
     async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        Self::on(self.conn.clone(), f).await
+    }
+
+    /// Runs the read-only `f` with the read connection on the blocking pool.
+    async fn call_read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        Self::on(self.reader.clone(), f).await
+    }
+
+    async fn on<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         tokio::task::spawn_blocking(move || {
             // A poisoned lock means a previous call panicked mid-way; SQLite
             // rolled the transaction back, so the connection is still sound.
@@ -413,7 +437,7 @@ impl UserStore for EmbeddedStore {
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
         let id = id.to_string();
-        self.call(move |c| {
+        self.call_read(move |c| {
             c.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id], user_from_row)
                 .optional()
                 .map_err(unavailable)
@@ -423,7 +447,7 @@ impl UserStore for EmbeddedStore {
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         let email = email.to_string();
-        self.call(move |c| {
+        self.call_read(move |c| {
             c.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"), [email], user_from_row)
                 .optional()
                 .map_err(unavailable)
@@ -473,7 +497,7 @@ impl UserStore for EmbeddedStore {
             return Ok(Vec::new());
         }
         let ids = ids.to_vec();
-        self.call(move |c| {
+        self.call_read(move |c| {
             let placeholders = vec!["?"; ids.len()].join(", ");
             let mut stmt = c
                 .prepare(&format!("SELECT {USER_COLUMNS} FROM users WHERE id IN ({placeholders})"))
@@ -495,7 +519,7 @@ impl UserStore for EmbeddedStore {
         let end = prefix_end(&query);
         let exclude = exclude.to_string();
         let after = after.cloned();
-        self.call(move |c| {
+        self.call_read(move |c| {
             let mut stmt = c
                 .prepare_cached(&format!(
                     "SELECT {USER_COLUMNS} FROM users u WHERE u.id != ?1
@@ -531,7 +555,7 @@ impl TokenStore for EmbeddedStore {
 
     async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         let jti = jti.to_string();
-        self.call(move |c| {
+        self.call_read(move |c| {
             c.query_row("SELECT 1 FROM revoked_tokens WHERE jti = ?1", [jti], |_| Ok(()))
                 .optional()
                 .map(|r| r.is_some())
@@ -567,7 +591,7 @@ impl MediaStore for EmbeddedStore {
 
     async fn get_media(&self, id: &str) -> Result<Option<MediaRecord>, StoreError> {
         let id = id.to_string();
-        self.call(move |c| {
+        self.call_read(move |c| {
             c.query_row(
                 "SELECT id, owner_id, conversation_id, content_type, data, created_at_ms FROM media WHERE id = ?1",
                 [id],
@@ -590,7 +614,7 @@ impl MediaStore for EmbeddedStore {
 
     async fn media_info(&self, id: &str) -> Result<Option<MediaInfo>, StoreError> {
         let id = id.to_string();
-        self.call(move |c| {
+        self.call_read(move |c| {
             c.query_row("SELECT owner_id, conversation_id, content_type FROM media WHERE id = ?1", [id], |row| {
                 Ok(MediaInfo { owner_id: row.get(0)?, conversation_id: row.get(1)?, content_type: row.get(2)? })
             })
@@ -674,7 +698,7 @@ impl ConversationStore for EmbeddedStore {
 
     async fn conversation_members(&self, id: &str) -> Result<Vec<String>, StoreError> {
         let id = id.to_string();
-        self.call(move |c| {
+        self.call_read(move |c| {
             let mut stmt = c
                 .prepare("SELECT user_id FROM conversation_members WHERE conversation_id = ?1 ORDER BY user_id")
                 .map_err(unavailable)?;
@@ -686,7 +710,7 @@ impl ConversationStore for EmbeddedStore {
 
     async fn inbox(&self, user_id: &str, before: Option<&str>, limit: usize) -> Result<Vec<InboxEntry>, StoreError> {
         let (user_id, before) = (user_id.to_string(), before.map(str::to_string));
-        self.call(move |c| {
+        self.call_read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT last_id, conversation_id, last_sender_id, last_recipient_id, last_text, last_image,
@@ -818,7 +842,7 @@ impl MessageStore for EmbeddedStore {
 
     async fn message_by_id(&self, id: &str) -> Result<Option<ChatMessage>, StoreError> {
         let id = id.to_string();
-        self.call(move |c| {
+        self.call_read(move |c| {
             c.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"))
                 .and_then(|mut stmt| stmt.query_row([id], message_from_row).optional())
                 .map_err(unavailable)
@@ -834,7 +858,7 @@ impl MessageStore for EmbeddedStore {
     ) -> Result<Vec<ChatMessage>, StoreError> {
         let conversation_id = conversation_id.to_string();
         let before = before.map(str::to_string);
-        self.call(move |c| {
+        self.call_read(move |c| {
             let mut stmt = c
                 .prepare_cached(&format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3"
@@ -877,7 +901,7 @@ impl SearchStore for EmbeddedStore {
         let query = fts_query(user_id, groups, terms);
         let groups = serde_json::to_string(groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let (user_id, before) = (user_id.to_string(), before.map(str::to_string));
-        self.call(move |c| {
+        self.call_read(move |c| {
             // The index narrows to the user's messages with every word; the
             // membership test is repeated on the stored message all the same.
             let mut stmt = c
@@ -927,7 +951,7 @@ impl ReactionStore for EmbeddedStore {
 
     async fn reactions_for(&self, message_ids: &[String]) -> Result<Vec<Reactions>, StoreError> {
         let ids = message_ids.to_vec();
-        self.call(move |c| {
+        self.call_read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT emoji, user_id FROM reactions WHERE message_id = ?1 ORDER BY emoji, created_at_ms, user_id",
@@ -976,7 +1000,7 @@ impl ReadStore for EmbeddedStore {
     ) -> Result<Vec<ReadState>, StoreError> {
         let user_id = user_id.to_string();
         let conversations = conversations.to_vec();
-        self.call(move |c| {
+        self.call_read(move |c| {
             let mut marker = c
                 .prepare_cached("SELECT message_id FROM read_markers WHERE user_id = ?1 AND conversation_id = ?2")
                 .map_err(unavailable)?;
@@ -1012,7 +1036,7 @@ impl ReadStore for EmbeddedStore {
 
     async fn read_markers(&self, conversation_id: &str) -> Result<Vec<(String, String)>, StoreError> {
         let conversation_id = conversation_id.to_string();
-        self.call(move |c| {
+        self.call_read(move |c| {
             let mut stmt = c
                 .prepare_cached("SELECT user_id, message_id FROM read_markers WHERE conversation_id = ?1")
                 .map_err(unavailable)?;
@@ -1051,7 +1075,7 @@ impl GroupStore for EmbeddedStore {
 
     async fn groups_by_ids(&self, ids: &[String]) -> Result<Vec<GroupRecord>, StoreError> {
         let ids = ids.to_vec();
-        self.call(move |c| {
+        self.call_read(move |c| {
             let mut group = c
                 .prepare_cached("SELECT name, creator_id, created_at_ms FROM groups WHERE id = ?1")
                 .map_err(unavailable)?;
@@ -1138,7 +1162,7 @@ impl GroupStore for EmbeddedStore {
 
     async fn groups_of(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
         let user_id = user_id.to_string();
-        self.call(move |c| {
+        self.call_read(move |c| {
             let mut stmt =
                 c.prepare_cached("SELECT group_id FROM group_members WHERE user_id = ?1").map_err(unavailable)?;
             let rows = stmt.query_map([user_id], |r| r.get(0)).map_err(unavailable)?;
@@ -1167,7 +1191,7 @@ fn insert_group_members(c: &Connection, id: &str, members: &[GroupMemberRecord])
 impl CheckpointStore for EmbeddedStore {
     async fn load_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>, StoreError> {
         let stream = stream.to_string();
-        self.call(move |c| {
+        self.call_read(move |c| {
             c.query_row(
                 "SELECT next_offset FROM log_offsets WHERE stream = ?1 AND partition = ?2",
                 params![stream, partition],
