@@ -262,7 +262,14 @@ async fn write_loop(
 ) {
     let SessionEnds { kicked, ended, expires_at } = ends;
     let expiry = tokio::time::sleep_until(expires_at);
-    tokio::pin!(expiry);
+    // Made once and polled by every select! below: a fresh `notified()` or
+    // `cancelled()` per frame registered and removed a waiter under a lock
+    // each time (six per frame; the shutdown token's lock is shared by every
+    // connection), a visible share of load (c)'s profile.
+    let kicked = kicked.notified();
+    let ended = ended.notified();
+    let shutdown = shutdown.cancelled();
+    tokio::pin!(expiry, kicked, ended, shutdown);
     if sink.send(Message::Text(hello)).await.is_err() {
         return;
     }
@@ -282,10 +289,10 @@ async fn write_loop(
             },
             Some(frame) = frames.recv() => Message::Text(frame),
             _ = ping.tick() => Message::Ping(bytes::Bytes::new()),
-            _ = kicked.notified() => return close_and_stop(&mut sink, close::POLICY, KICK_REASON).await,
-            _ = ended.notified() => return close_and_stop(&mut sink, CLOSE_SESSION_ENDED, "session ended").await,
+            _ = &mut kicked => return close_and_stop(&mut sink, close::POLICY, KICK_REASON).await,
+            _ = &mut ended => return close_and_stop(&mut sink, CLOSE_SESSION_ENDED, "session ended").await,
             _ = &mut expiry => return close_and_stop(&mut sink, CLOSE_SESSION_ENDED, "session expired").await,
-            _ = shutdown.cancelled() => return close_and_stop(&mut sink, close::GOING_AWAY, SHUTDOWN_REASON).await,
+            _ = &mut shutdown => return close_and_stop(&mut sink, close::GOING_AWAY, SHUTDOWN_REASON).await,
             else => return,
         };
         // A peer that stopped reading blocks this send once the socket
@@ -293,9 +300,9 @@ async fn write_loop(
         // (otherwise only the idle timeout would, much later).
         let outcome = tokio::select! {
             r = write_burst(&mut sink, message, &mut replies, &mut frames) => r,
-            _ = kicked.notified() => return close_and_stop(&mut sink, close::POLICY, KICK_REASON).await,
-            _ = ended.notified() => return close_and_stop(&mut sink, CLOSE_SESSION_ENDED, "session ended").await,
-            _ = shutdown.cancelled() => return close_and_stop(&mut sink, close::GOING_AWAY, SHUTDOWN_REASON).await,
+            _ = &mut kicked => return close_and_stop(&mut sink, close::POLICY, KICK_REASON).await,
+            _ = &mut ended => return close_and_stop(&mut sink, CLOSE_SESSION_ENDED, "session ended").await,
+            _ = &mut shutdown => return close_and_stop(&mut sink, close::GOING_AWAY, SHUTDOWN_REASON).await,
         };
         match outcome {
             Ok(None) => {}
@@ -365,6 +372,12 @@ async fn read_loop(
     // A full reply queue means the client is not reading: end the session.
     let reply = |event: ServerEvent| replies.try_send(Outgoing::Text(event.to_json().into())).is_ok();
     let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
+    // One idle timer per connection, re-armed only when it fires: a
+    // `timeout` around each read inserted and removed a timer-wheel entry
+    // per frame (and per ack: every turn of the loop).
+    let mut last_frame = tokio::time::Instant::now();
+    let idle = tokio::time::sleep(IDLE_TIMEOUT);
+    tokio::pin!(idle);
     let outcome = loop {
         tokio::select! {
             // Finish sends first: they free room for more.
@@ -388,20 +401,31 @@ async fn read_loop(
                     break Some((close::POLICY, "not reading replies"));
                 }
             }
-            next = tokio::time::timeout(IDLE_TIMEOUT, stream.next()), if in_flight.len() < MAX_IN_FLIGHT => {
+            () = &mut idle => {
+                // Idle only when nothing came for IDLE_TIMEOUT and no send
+                // is waiting for the log; otherwise count from the last frame.
+                if in_flight.is_empty() && last_frame.elapsed() >= IDLE_TIMEOUT {
+                    tracing::info!(user_id, "dropping idle websocket");
+                    break None;
+                }
+                let again = if in_flight.is_empty() {
+                    last_frame + IDLE_TIMEOUT
+                } else {
+                    tokio::time::Instant::now() + IDLE_TIMEOUT / 2
+                };
+                idle.as_mut().reset(again);
+            }
+            next = stream.next(), if in_flight.len() < MAX_IN_FLIGHT => {
+                last_frame = tokio::time::Instant::now();
                 let next = match next {
-                    Ok(Some(Ok(m))) => m,
-                    Ok(Some(Err(e))) => {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
                         // A frame over tungstenite's hard cap, or a protocol
                         // violation: this connection is finished.
                         tracing::debug!("websocket read error: {e}");
                         break Some((close::TOO_BIG, "frame too large or malformed"));
                     }
-                    Ok(None) => break None,
-                    Err(_) => {
-                        tracing::info!(user_id, "dropping idle websocket");
-                        break None;
-                    }
+                    None => break None,
                 };
                 match next {
                     Message::Text(text) => {

@@ -1238,3 +1238,52 @@ impl CheckpointStore for EmbeddedStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_do_not_wait_for_a_write_transaction() {
+        let dir = std::env::temp_dir().join(format!("charcha-store-test-{}", ulid::Ulid::new()));
+        let store = EmbeddedStore::open(&dir).expect("open");
+        let user = UserRecord {
+            id: ulid::Ulid::new().to_string(),
+            email: "reader@example.com".into(),
+            password_hash: "x".into(),
+            full_name: "Reader".into(),
+            bio: String::new(),
+            avatar_media_id: None,
+            created_at_ms: 1,
+        };
+        store.insert_user(&user).await.expect("insert");
+        // The writer holds its connection, inside a transaction, as the
+        // history worker does while it stores a large batch.
+        let (held, release) = std::sync::mpsc::channel::<()>();
+        let (began_tx, began) = tokio::sync::oneshot::channel();
+        let writer = store.clone();
+        let write = tokio::spawn(async move {
+            writer
+                .call(move |c| {
+                    let tx = c.transaction().map_err(unavailable)?;
+                    tx.execute("UPDATE users SET bio = 'busy' WHERE email = 'reader@example.com'", [])
+                        .map_err(unavailable)?;
+                    let _ = began_tx.send(());
+                    let _ = release.recv_timeout(std::time::Duration::from_secs(10));
+                    tx.commit().map_err(unavailable)
+                })
+                .await
+        });
+        began.await.expect("write began");
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), store.user_by_id(&user.id))
+            .await
+            .expect("a read is answered while the writer is busy")
+            .expect("read");
+        // It sees what was committed before it, not the open transaction.
+        assert_eq!(read.map(|u| u.bio), Some(String::new()));
+        drop(held);
+        write.await.expect("writer task").expect("write");
+        assert_eq!(store.user_by_id(&user.id).await.expect("read").map(|u| u.bio), Some("busy".into()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
