@@ -34,6 +34,15 @@ pub mod store;
 pub mod web;
 pub mod worker;
 
+/// A fresh directory of its own for one test's files (`what` names the
+/// test's module in the path).
+#[cfg(test)]
+pub(crate) fn test_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("charcha-{what}-test-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 use std::{
     net::SocketAddr,
     process::ExitCode,

@@ -201,18 +201,12 @@ mod tests {
     use crate::server::log::{SendRecord, append, local::LocalLog};
 
     fn record(i: usize) -> SendRecord {
-        SendRecord { key: "c".into(), sender_id: "a".into(), client_msg_id: format!("m{i}"), payload: format!("p{i}") }
-    }
-
-    fn temp_dir() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("charcha-worker-test-{}", ulid::Ulid::new()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
+        crate::server::log::local::test_record("a", &format!("m{i}"), &format!("p{i}"))
     }
 
     #[tokio::test]
     async fn a_busy_log_is_gathered_into_one_batch_in_order() {
-        let dir = temp_dir();
+        let dir = crate::server::test_dir("worker");
         let log = Arc::new(LocalLog::open(&dir).expect("open"));
         for i in 0..BUSY {
             append(log.as_ref(), record(i)).await.expect("durable");
@@ -242,7 +236,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_quiet_log_is_not_held_back() {
-        let dir = temp_dir();
+        let dir = crate::server::test_dir("worker");
         let log = LocalLog::open(&dir).expect("open");
         append(&log, record(0)).await.expect("durable");
         let first = log.fetch(0, 0, BATCH, Duration::ZERO).await.expect("fetch");

@@ -410,6 +410,7 @@ fn commit_group(
 
 /// The claims of recent sends: a keyed hash of (sender, `client_msg_id`)
 /// → the offset of the record that made it. Owned by the writer thread.
+#[derive(Default)]
 struct Claims {
     /// Random keys per process, so a client cannot choose ids that collide
     /// with another user's claim.
@@ -422,7 +423,7 @@ impl Claims {
     /// [`CLAIM_TTL`], read from the log's rows (a range scan of the newest
     /// offsets: no index needed).
     fn load(conn: &Connection, last_offset: i64, now_ms: i64) -> rusqlite::Result<Self> {
-        let mut claims = Self { hasher: RandomState::new(), by_key: HashMap::new() };
+        let mut claims = Self::default();
         let from = claim_horizon(conn, now_ms)?.max(last_offset - CLAIM_CAP as i64);
         let mut stmt = conn.prepare(
             "SELECT offset, sender_id, client_msg_id FROM records
@@ -565,17 +566,24 @@ impl Log for LocalLog {
     }
 }
 
+/// A send record for tests: one conversation, `payload` as the message.
+#[cfg(test)]
+pub(crate) fn test_record(sender: &str, id: &str, payload: &str) -> SendRecord {
+    SendRecord { key: "k".into(), sender_id: sender.into(), client_msg_id: id.into(), payload: payload.into() }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{test_record as record, *};
 
-    fn record(sender: &str, id: &str, payload: &str) -> SendRecord {
-        SendRecord { key: "k".into(), sender_id: sender.into(), client_msg_id: id.into(), payload: payload.into() }
+    /// Appends and waits until durable: what the log answered.
+    async fn outcome(log: &LocalLog, sender: &str, id: &str, payload: &str) -> Appended {
+        super::super::append(log, record(sender, id, payload)).await.expect("durable")
     }
 
     #[tokio::test]
     async fn a_group_keeps_order_and_retries_get_the_first_attempt() {
-        let dir = tempfile_dir();
+        let dir = crate::server::test_dir("log");
         let log = LocalLog::open(&dir).expect("open");
         // Submitted back to back: they land in one or a few groups, in order.
         let mut pending = Vec::new();
@@ -590,7 +598,7 @@ mod tests {
         assert!(outcomes[..100].iter().all(|o| *o == Appended::New));
         assert_eq!(outcomes[100], Appended::Duplicate("p7".into()));
         // Another sender may reuse the same client id.
-        assert_eq!(super::super::append(&log, record("b", "m7", "b's")).await.expect("durable"), Appended::New);
+        assert_eq!(outcome(&log, "b", "m7", "b's").await, Appended::New);
         let records = log.fetch(0, 0, 1000, Duration::ZERO).await.expect("fetch");
         let payloads: Vec<String> = records.iter().map(|r| String::from_utf8(r.payload.clone()).unwrap()).collect();
         let mut want: Vec<String> = (0..100).map(|i| format!("p{i}")).collect();
@@ -599,21 +607,18 @@ mod tests {
         drop(log);
         // Durable: a reopened log still knows the claims.
         let log = LocalLog::open(&dir).expect("reopen");
-        assert_eq!(
-            super::super::append(&log, record("a", "m3", "again")).await.expect("durable"),
-            Appended::Duplicate("p3".into())
-        );
+        assert_eq!(outcome(&log, "a", "m3", "again").await, Appended::Duplicate("p3".into()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
     async fn retention_trims_old_records_and_fetches_below_it_expire() {
-        let dir = tempfile_dir();
+        let dir = crate::server::test_dir("log");
         // Keep for an hour: nothing goes.
         let keep_hour = Retention { keep: Duration::from_secs(3600), every: Duration::ZERO };
         let log = LocalLog::open_with_retention(&dir, keep_hour).expect("open");
         for i in 0..50 {
-            super::super::append(&log, record("a", &format!("m{i}"), &format!("p{i}"))).await.expect("durable");
+            outcome(&log, "a", &format!("m{i}"), &format!("p{i}")).await;
         }
         assert_eq!(log.fetch(0, 0, 1000, Duration::ZERO).await.expect("fetch").len(), 50);
         drop(log);
@@ -623,7 +628,7 @@ mod tests {
         // syncer, so the ack may come first: wait for the floor).
         let keep_none = Retention { keep: Duration::ZERO, every: Duration::ZERO };
         let log = LocalLog::open_with_retention(&dir, keep_none).expect("reopen");
-        super::super::append(&log, record("a", "m50", "p50")).await.expect("durable");
+        outcome(&log, "a", "m50", "p50").await;
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let earliest = loop {
             let waiting = std::time::Instant::now() < deadline;
@@ -642,7 +647,7 @@ mod tests {
         assert!(earliest > 50, "every record up to the mark is gone (floor {earliest})");
         assert!(log.fetch(0, earliest, 1000, Duration::ZERO).await.expect("fetch above the floor").len() <= 1);
         // A retry whose first attempt was trimmed is a new record, not an error.
-        assert_eq!(super::super::append(&log, record("a", "m7", "again")).await.expect("durable"), Appended::New);
+        assert_eq!(outcome(&log, "a", "m7", "again").await, Appended::New);
         drop(log);
 
         // The floor survives a restart.
@@ -653,7 +658,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_log_with_a_claims_table_is_migrated_and_keeps_its_claims() {
-        let dir = tempfile_dir();
+        let dir = crate::server::test_dir("log");
         {
             // The schema before claims moved into the records.
             let conn = open_sqlite(&dir.join("log.db")).expect("open");
@@ -668,27 +673,21 @@ mod tests {
             .expect("old schema");
         }
         let log = LocalLog::open(&dir).expect("open migrates");
-        assert_eq!(
-            super::super::append(&log, record("a", "m2", "retry")).await.expect("durable"),
-            Appended::Duplicate("old p2".into())
-        );
-        assert_eq!(super::super::append(&log, record("a", "m3", "p3")).await.expect("durable"), Appended::New);
+        assert_eq!(outcome(&log, "a", "m2", "retry").await, Appended::Duplicate("old p2".into()));
+        assert_eq!(outcome(&log, "a", "m3", "p3").await, Appended::New);
         let payloads: Vec<Vec<u8>> =
             log.fetch(0, 0, 10, Duration::ZERO).await.expect("fetch").into_iter().map(|r| r.payload).collect();
         assert_eq!(payloads, vec![b"old p1".to_vec(), b"old p2".to_vec(), b"p3".to_vec()]);
         drop(log);
         // Opening again finds nothing left to migrate and the same claims.
         let log = LocalLog::open(&dir).expect("reopen");
-        assert_eq!(
-            super::super::append(&log, record("a", "m1", "retry")).await.expect("durable"),
-            Appended::Duplicate("old p1".into())
-        );
+        assert_eq!(outcome(&log, "a", "m1", "retry").await, Appended::Duplicate("old p1".into()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn claims_keep_the_newest_and_forget_by_offset() {
-        let mut claims = Claims { hasher: RandomState::new(), by_key: HashMap::new() };
+        let mut claims = Claims::default();
         let over = CLAIM_CAP + CLAIM_CAP / 4 + 1;
         let keys: Vec<(u64, i64)> = (1..=over as i64).map(|o| (claims.key("a", &o.to_string()), o)).collect();
         claims.by_key.extend(keys);
@@ -698,11 +697,5 @@ mod tests {
         assert_eq!(claims.offset_of(claims.key("a", "1")), None);
         claims.forget_upto(over as i64 - 10);
         assert_eq!(claims.by_key.len(), 10);
-    }
-
-    fn tempfile_dir() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("charcha-log-test-{}", ulid::Ulid::new()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
     }
 }

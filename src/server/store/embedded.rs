@@ -211,6 +211,7 @@ impl EmbeddedStore {
         Self::on(self.reader.clone(), f).await
     }
 
+    /// Runs `f` with `conn` on the blocking pool.
     async fn on<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -1245,7 +1246,7 @@ mod tests {
 
     #[tokio::test]
     async fn reads_do_not_wait_for_a_write_transaction() {
-        let dir = std::env::temp_dir().join(format!("charcha-store-test-{}", ulid::Ulid::new()));
+        let dir = crate::server::test_dir("store");
         let store = EmbeddedStore::open(&dir).expect("open");
         let user = UserRecord {
             id: ulid::Ulid::new().to_string(),
