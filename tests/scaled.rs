@@ -83,6 +83,10 @@ impl Cluster {
             .env("CHARCHA_ENV", "development")
             .env("CHARCHA_DATA_DIR", self.data.path().join(format!("data-{index}")))
             .env("CHARCHA_AUTH_RATE_PER_MINUTE", "100000")
+            // The fault test sends as fast as acks come, for seconds at a time:
+            // how many that is depends on the machine, so the per-user send
+            // limit (tested in tests/messaging.rs) must not be what it meets.
+            .env("CHARCHA_SEND_RATE_PER_MINUTE", "100000")
             .env("JWT_SECRET", SECRET)
             .env("REDIS_URL", redis_url())
             .env("KAFKA_BROKERS", kafka_brokers())
