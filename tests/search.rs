@@ -337,7 +337,7 @@ async fn an_older_database_is_indexed_on_open() {
             .restart_with(|| {
                 let conn = rusqlite::Connection::open(&db).expect("open db");
                 conn.execute_batch(
-                    "DROP TRIGGER message_search_insert; DROP TRIGGER message_search_update;
+                    "DROP TRIGGER IF EXISTS message_search_insert; DROP TRIGGER message_search_update;
                      DROP TRIGGER message_search_delete; DROP TABLE message_search; DROP TABLE message_search_ids;
                      UPDATE messages SET text = '', deleted = 1 WHERE text = 'gone before search';",
                 )

@@ -140,7 +140,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 const SEARCH_SCHEMA: &str = r#"
 -- Message search (SearchStore): an FTS5 index of each stored message's
 -- text and its members' ids, kept in step with `messages` by the triggers
--- below (an edit replaces the indexed text, a delete empties it). Contentless:
+-- below (an edit replaces the indexed text, a delete empties it) and by
+-- MessageStore::save_messages (a new message). Contentless:
 -- it keeps no copy of the text. Its rows are keyed by
 -- message_search_ids.fts_rowid, an explicit INTEGER PRIMARY KEY, which VACUUM
 -- keeps (unlike the implicit rowid of `messages`).
@@ -151,12 +152,9 @@ CREATE TABLE IF NOT EXISTS message_search_ids (
 CREATE VIRTUAL TABLE IF NOT EXISTS message_search USING fts5(
     text, members, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2'
 );
-CREATE TRIGGER IF NOT EXISTS message_search_insert AFTER INSERT ON messages BEGIN
-    INSERT INTO message_search_ids (message_id) VALUES (new.id);
-    INSERT INTO message_search (rowid, text, members)
-        SELECT fts_rowid, CASE WHEN new.deleted THEN '' ELSE new.text END, new.sender_id || ' ' || new.recipient_id
-          FROM message_search_ids WHERE message_id = new.id;
-END;
+-- New messages are indexed by save_messages itself, after the rest of its
+-- batch: an insert trigger made FTS5 flush a segment per message (see there).
+DROP TRIGGER IF EXISTS message_search_insert;
 CREATE TRIGGER IF NOT EXISTS message_search_update AFTER UPDATE OF text, deleted ON messages BEGIN
     UPDATE message_search
        SET text = CASE WHEN new.deleted THEN '' ELSE new.text END,
@@ -315,8 +313,8 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
             index_user(conn, user)?;
         }
     }
-    // Message search: index the messages stored before it existed (the
-    // triggers index everything written since).
+    // Message search: index the messages stored before it existed
+    // (save_messages indexes everything written since).
     conn.execute_batch(SEARCH_SCHEMA).map_err(unavailable)?;
     let (messages, indexed): (i64, i64) = conn
         .query_row("SELECT (SELECT COUNT(*) FROM messages), (SELECT COUNT(*) FROM message_search_ids)", [], |r| {
@@ -770,6 +768,11 @@ impl MessageStore for EmbeddedStore {
                          ON CONFLICT DO NOTHING"
                     ))
                     .map_err(unavailable)?;
+                let mut claim_search_id = tx
+                    .prepare_cached("INSERT INTO message_search_ids (message_id) VALUES (?1) ON CONFLICT DO NOTHING")
+                    .map_err(unavailable)?;
+                // New messages and their search rowids, indexed last (below).
+                let mut unindexed = Vec::new();
                 for m in &messages {
                     let changed = stmt
                         .execute(params![
@@ -789,6 +792,12 @@ impl MessageStore for EmbeddedStore {
                     // New messages only; an applied edit is not one.
                     if m.edited_at.is_none() {
                         inserted += changed;
+                    }
+                    // Stored or changed, and without a search row yet: new
+                    // (a changed message that has one is an edit, which the
+                    // update trigger re-indexes).
+                    if changed > 0 && claim_search_id.execute([&m.id]).map_err(unavailable)? > 0 {
+                        unindexed.push((tx.last_insert_rowid(), m));
                     }
                 }
                 let mut inbox = tx
@@ -833,6 +842,23 @@ impl MessageStore for EmbeddedStore {
                             m.deleted
                         ])
                         .map_err(unavailable)?;
+                }
+                // Full-text rows go in last, one single-row statement each.
+                // FTS5 keeps a transaction's new terms in memory and writes
+                // them as one segment at commit, but it must flush them at
+                // every statement savepoint, which SQLite opens for any
+                // statement that could half-fail (an upsert, anything with
+                // a trigger) once FTS5 is part of the transaction. Indexed
+                // from an insert trigger, every message was such a
+                // statement: a segment per message, then merged, which was
+                // ~17% of the server's CPU at 31,000 msg/s (perf, BENCHMARKS.md).
+                let mut index = tx
+                    .prepare_cached("INSERT INTO message_search (rowid, text, members) VALUES (?1, ?2, ?3)")
+                    .map_err(unavailable)?;
+                for (rowid, m) in unindexed {
+                    let text = if m.deleted { "" } else { m.text.as_str() };
+                    let members = format!("{} {}", m.sender_id, m.recipient_id);
+                    index.execute(params![rowid, text, members]).map_err(unavailable)?;
                 }
             }
             tx.commit().map_err(unavailable)?;
@@ -1285,6 +1311,93 @@ mod tests {
         drop(held);
         write.await.expect("writer task").expect("write");
         assert_eq!(store.user_by_id(&user.id).await.expect("read").map(|u| u.bio), Some("busy".into()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `save_messages` indexes new messages itself (no insert trigger):
+    /// each once, whatever else its batch holds.
+    #[tokio::test]
+    async fn a_batch_is_searchable_once_and_edits_reindex() {
+        let dir = crate::server::test_dir("store-search");
+        let store = EmbeddedStore::open(&dir).expect("open");
+        let (a, b) = ("01AAAAAAAAAAAAAAAAAAAAAAAA", "01BBBBBBBBBBBBBBBBBBBBBBBB");
+        let message = |n: u32, text: &str| ChatMessage {
+            id: format!("01M{n:023}"),
+            conversation_id: crate::api::dto::direct_conversation_id(a, b),
+            sender_id: a.into(),
+            recipient_id: b.into(),
+            text: text.into(),
+            created_at: "2026-12-05T12:00:00.000Z".into(),
+            client_msg_id: Some(format!("send-{n}")),
+            ..ChatMessage::default()
+        };
+        let search = |user: &'static str, word: &'static str| {
+            let store = store.clone();
+            async move {
+                let found = store.search_messages(user, &[], &[word.to_string()], None, 100).await.expect("search");
+                found.into_iter().map(|m| m.id).collect::<Vec<_>>()
+            }
+        };
+        // One batch: 300 new messages, a replay of one of them, and a
+        // retry of another under a second id (stored once, by its send key).
+        let mut batch: Vec<ChatMessage> = (0..300).map(|n| message(n, &format!("walrus n{n}x"))).collect();
+        batch.push(batch[7].clone());
+        batch.push(ChatMessage { id: format!("01M{:023}", 999), ..batch[8].clone() });
+        assert_eq!(store.save_messages(&batch).await.expect("save"), 300);
+        assert_eq!(search(a, "walrus").await.len(), 100, "one page of the 300, newest first");
+        assert_eq!(search(b, "n7x").await, vec![batch[7].id.clone()], "the replay is indexed once");
+        assert_eq!(search(b, "n8x").await, vec![batch[8].id.clone()], "the retry is not stored twice");
+        assert!(search("01CCCCCCCCCCCCCCCCCCCCCCCC", "walrus").await.is_empty(), "only its members find it");
+
+        // Replayed whole: nothing new, nothing indexed twice.
+        assert_eq!(store.save_messages(&batch).await.expect("replay"), 0);
+        assert_eq!(search(a, "n9x").await, vec![batch[9].id.clone()]);
+
+        // An edit, a delete and a new message in one batch: the edit is
+        // found by its new text only, the deleted one not at all.
+        let edited = ChatMessage {
+            text: "narwhal".into(),
+            edited_at: Some("2026-12-05T12:01:00.000Z".into()),
+            ..batch[10].clone()
+        };
+        let deleted = ChatMessage {
+            text: String::new(),
+            deleted: true,
+            edited_at: Some("2026-12-05T12:01:00.000Z".into()),
+            ..batch[11].clone()
+        };
+        let new = message(400, "narwhal walrus");
+        assert_eq!(store.save_messages(&[edited.clone(), deleted, new.clone()]).await.expect("save"), 1);
+        assert!(search(a, "n10x").await.is_empty(), "the edited text is no longer found");
+        assert!(search(a, "n11x").await.is_empty(), "a deleted message is not found");
+        assert_eq!(search(b, "narwhal").await, vec![new.id.clone(), edited.id.clone()]);
+        drop(store);
+
+        // A database from before 2026-12-05 indexed new messages from an
+        // insert trigger: opening it drops the trigger, and a message saved
+        // afterwards is still indexed, once.
+        let conn = Connection::open(dir.join("charcha.db")).expect("open");
+        conn.execute_batch(
+            "CREATE TRIGGER message_search_insert AFTER INSERT ON messages BEGIN
+                INSERT INTO message_search_ids (message_id) VALUES (new.id);
+                INSERT INTO message_search (rowid, text, members)
+                    SELECT fts_rowid, new.text, new.sender_id || ' ' || new.recipient_id
+                      FROM message_search_ids WHERE message_id = new.id;
+             END;",
+        )
+        .expect("the old trigger");
+        drop(conn);
+        let store = EmbeddedStore::open(&dir).expect("reopen");
+        let triggers: i64 = Connection::open(dir.join("charcha.db"))
+            .and_then(|c| {
+                c.query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'message_search_insert'", [], |r| r.get(0))
+            })
+            .expect("count");
+        assert_eq!(triggers, 0, "the insert trigger is gone");
+        let later = message(500, "manatee");
+        assert_eq!(store.save_messages(std::slice::from_ref(&later)).await.expect("save"), 1);
+        let found = store.search_messages(a, &[], &["manatee".to_string()], None, 10).await.expect("search");
+        assert_eq!(found.into_iter().map(|m| m.id).collect::<Vec<_>>(), vec![later.id]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
