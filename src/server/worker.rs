@@ -15,13 +15,15 @@ use tokio_util::sync::CancellationToken;
 use super::{
     config::WorkerConfig,
     log::{Log, LogError},
-    store::Store,
+    store::{Gather, Store},
 };
 use crate::api::dto::ChatMessage;
 
-/// Records per fetch and per store write: large batches are what let the
-/// worker keep up with a busy log (one insert-many per batch).
-const BATCH: usize = 2000;
+/// Records per fetch, and per store write unless the store gathers more
+/// ([`MessageStore::gather`](super::store::MessageStore::gather)): large
+/// batches are what let the worker keep up with a busy log (one
+/// insert-many per batch).
+pub const BATCH: usize = 2000;
 const POLL: Duration = Duration::from_millis(1000);
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -61,7 +63,7 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
             r = log.fetch(partition, next, BATCH, POLL) => r,
         };
         let records = match fetched {
-            Ok(r) => gather(log.as_ref(), partition, r, store.gather_window(), &shutdown).await,
+            Ok(r) => gather(log.as_ref(), partition, r, store.gather(), &shutdown).await,
             Err(LogError::Expired { earliest }) => {
                 // Retention removed records before they were stored. Nothing
                 // can bring them back: say so loudly and go on from what is left.
@@ -128,26 +130,26 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
 
 /// A fetch that returns at least this many records means the log is busy:
 /// only then does the worker gather more (a quiet conversation's message
-/// is stored at once, not `gather_window` later).
+/// is stored at once, not a gathering window later).
 const BUSY: usize = 64;
 
 /// When the log is busy ([`BUSY`]), tops `records` (a fetch's answer) up
-/// to [`BATCH`] with what arrives within `window`
-/// ([`MessageStore::gather_window`](super::store::MessageStore::gather_window)).
+/// to `how.up_to` with what arrives within `how.window`
+/// ([`MessageStore::gather`](super::store::MessageStore::gather)).
 /// A failed or empty top-up ends the gathering: what was fetched is stored
 /// either way.
 async fn gather(
     log: &dyn Log,
     partition: i32,
     mut records: Vec<super::log::LogRecord>,
-    window: Duration,
+    how: Gather,
     shutdown: &CancellationToken,
 ) -> Vec<super::log::LogRecord> {
-    if records.len() < BUSY || window.is_zero() {
+    if records.len() < BUSY || how.window.is_zero() {
         return records;
     }
-    let deadline = tokio::time::Instant::now() + window;
-    while records.len() < BATCH {
+    let deadline = tokio::time::Instant::now() + how.window;
+    while records.len() < how.up_to {
         let Some(next) = records.last().map(|r| r.offset + 1) else { break };
         let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
         if wait.is_zero() {
@@ -155,7 +157,7 @@ async fn gather(
         }
         let more = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = log.fetch(partition, next, BATCH - records.len(), wait) => r,
+            r = log.fetch(partition, next, how.up_to - records.len(), wait) => r,
         };
         match more {
             Ok(more) if !more.is_empty() => records.extend(more),
@@ -222,7 +224,8 @@ mod tests {
             }
         });
         let shutdown = CancellationToken::new();
-        let mut gathered = gather(log.as_ref(), 0, first, Duration::from_secs(1), &shutdown).await;
+        let mut gathered =
+            gather(log.as_ref(), 0, first, Gather { window: Duration::from_secs(1), up_to: BATCH }, &shutdown).await;
         more.await.expect("appender");
         // The window may close between two appends: fetch the rest, as the
         // worker's next round would, and check nothing was skipped or repeated.
@@ -230,6 +233,26 @@ mod tests {
         gathered.extend(log.fetch(0, next, BATCH, Duration::ZERO).await.expect("fetch"));
         let payloads: Vec<String> = gathered.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect();
         let want: Vec<String> = (0..BUSY + 50).map(|i| format!("p{i}")).collect();
+        assert_eq!(payloads, want);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn gathering_stops_at_the_stores_limit() {
+        let dir = crate::server::test_dir("worker");
+        let log = LocalLog::open(&dir).expect("open");
+        for i in 0..BUSY + 300 {
+            append(&log, record(i)).await.expect("durable");
+        }
+        let first = log.fetch(0, 0, BUSY, Duration::ZERO).await.expect("fetch");
+        let shutdown = CancellationToken::new();
+        let how = Gather { window: Duration::from_secs(3600), up_to: BUSY + 200 };
+        // Full before the window closes: back at once, with exactly the limit.
+        let gathered = tokio::time::timeout(Duration::from_secs(5), gather(&log, 0, first, how, &shutdown))
+            .await
+            .expect("a full batch is not held back");
+        let payloads: Vec<String> = gathered.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect();
+        let want: Vec<String> = (0..BUSY + 200).map(|i| format!("p{i}")).collect();
         assert_eq!(payloads, want);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -243,10 +266,12 @@ mod tests {
         let shutdown = CancellationToken::new();
         // A window far longer than the test's limit: a lone record must come
         // back at once, not after the window.
-        let gathered =
-            tokio::time::timeout(Duration::from_secs(5), gather(&log, 0, first, Duration::from_secs(3600), &shutdown))
-                .await
-                .expect("a quiet log's record is stored at once");
+        let gathered = tokio::time::timeout(
+            Duration::from_secs(5),
+            gather(&log, 0, first, Gather { window: Duration::from_secs(3600), up_to: BATCH }, &shutdown),
+        )
+        .await
+        .expect("a quiet log's record is stored at once");
         assert_eq!(gathered.len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }

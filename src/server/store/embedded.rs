@@ -737,14 +737,16 @@ impl MessageStore for EmbeddedStore {
     /// send, the conversation lists) dirty about a page per conversation or
     /// sender in the batch whatever its size; full-text search writes one
     /// segment per transaction, merged later. So bigger batches cost far
-    /// less per message. Measured on load (c) (1,000 users, W=1): the log
-    /// hands the worker one group of ~250 records every ~16 ms; gathering
-    /// 200 ms of them (up to 2,000) took delivered msg/s from 19,300 to
-    /// 22,000 (BENCHMARKS.md). Only a busy log is gathered from (see
-    /// `worker`), so history trails it by at most this more under load, and
-    /// not at all when it is quiet.
-    fn gather_window(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(200)
+    /// less per message. Measured on load (c) (1,000 users, W=1, ~22,000
+    /// msg/s sent), as the rate history catches up at once the load stops:
+    /// batches of at most 2,000 stored 19,200 msg/s (and only ~10,000 a
+    /// second while the load ran: history fell ever further behind);
+    /// at most 10,000, 33,300 msg/s, keeping within ~2 s of the log
+    /// (BENCHMARKS.md). Only a busy log is gathered from (see `worker`), so
+    /// history trails it by at most the window more under load, and not at
+    /// all when it is quiet.
+    fn gather(&self) -> super::Gather {
+        super::Gather { window: std::time::Duration::from_millis(200), up_to: 10_000 }
     }
 
     async fn save_messages(&self, messages: &[ChatMessage]) -> Result<u64, StoreError> {

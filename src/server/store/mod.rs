@@ -358,6 +358,17 @@ pub trait ConversationStore: Send + Sync {
     async fn inbox(&self, user_id: &str, before: Option<&str>, limit: usize) -> Result<Vec<InboxEntry>, StoreError>;
 }
 
+/// How the history worker fills a batch for a store whose cost is mostly
+/// per batch, not per message ([`MessageStore::gather`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gather {
+    /// How long the worker may wait for more records once the log is busy
+    /// (Kafka's `fetch.max.wait.ms`).
+    pub window: std::time::Duration,
+    /// Most records in one batch.
+    pub up_to: usize,
+}
+
 #[async_trait]
 pub trait MessageStore: Send + Sync {
     /// Inserts messages not stored yet (by id, and by sender and
@@ -367,12 +378,11 @@ pub trait MessageStore: Send + Sync {
     /// inbox entry of the conversation to its newest message
     /// ([`inbox_updates`]). Returns how many messages were new.
     async fn save_messages(&self, messages: &[ChatMessage]) -> Result<u64, StoreError>;
-    /// How long the history worker may wait for more records to fill a
-    /// batch before it calls [`Self::save_messages`] (Kafka's
-    /// `fetch.max.wait.ms`): worth it for a store whose cost is mostly per
-    /// batch, not per message. None by default.
-    fn gather_window(&self) -> std::time::Duration {
-        std::time::Duration::ZERO
+    /// How the history worker fills a batch before it calls
+    /// [`Self::save_messages`]: by default it stores what one fetch of the
+    /// log returns, at once.
+    fn gather(&self) -> Gather {
+        Gather { window: std::time::Duration::ZERO, up_to: crate::server::worker::BATCH }
     }
     /// One stored message (its newest version), if it exists.
     async fn message_by_id(&self, id: &str) -> Result<Option<ChatMessage>, StoreError>;
