@@ -232,17 +232,9 @@ struct Seen {
     closed: AtomicUsize,
 }
 
-/// Reads the server's `charcha_watch_frames_total` (`/metrics` needs the
-/// server's metrics token).
+/// Reads the server's `charcha_watch_frames_total`.
 async fn watch_frames(base: &Base, token: Option<&str>) -> Option<u64> {
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let r = http::get_with(base, "/metrics", &auth).await.ok()?;
-    if r.status != 200 {
-        eprintln!("charcha-bench: GET /metrics answered {} (pass the server's token with --metrics-token)", r.status);
-        return None;
-    }
-    let text = String::from_utf8(r.body).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("charcha_watch_frames_total ")).and_then(|v| v.trim().parse().ok())
+    http::metric_counters(base, token, &["charcha_watch_frames_total"]).await.and_then(|v| v.first().copied())
 }
 
 fn rss_kb(pid: Option<&str>) -> Option<u64> {

@@ -1245,6 +1245,12 @@ async fn run(o: &Opts) -> Result<Report, String> {
     }
     eprintln!("[{}] {n} WebSockets connected in {connect_secs:.2} s", o.label);
 
+    // History's counter before the load (see `history_catch_up`).
+    let history_base = match (o.target, bases.as_slice()) {
+        (Target::Charcha, [base]) => stored_total(base).await.map(|stored| (base, stored)),
+        _ => None,
+    };
+
     // Load: warm-up, measured window, drain.
     let start = Instant::now() + Duration::from_millis(20);
     let win_start = start + Duration::from_secs_f64(o.warmup);
@@ -1323,6 +1329,9 @@ async fn run(o: &Opts) -> Result<Report, String> {
                 r.delivered += 1;
             }
         }
+    }
+    if let Some((base, stored_before)) = history_base {
+        r.history = history_catch_up(base, stored_before, r.acked).await;
     }
     let mut ack_us = Vec::new();
     let mut delivery_us = Vec::new();
@@ -1440,6 +1449,49 @@ struct ServerFigures {
     hwm_mb: f64,
 }
 
+/// How far the server's history (its own worker) trailed the log when
+/// the load stopped, and how long it took to catch up: a send rate that
+/// history cannot keep up with is not one a server can sustain.
+struct HistoryFigures {
+    /// Messages sent (appended to the log) but not yet stored.
+    behind_at_end: u64,
+    /// Seconds until every one was stored; `None` past [`HISTORY_PATIENCE`].
+    caught_up_s: Option<f64>,
+}
+
+/// How long the report waits for history to catch up.
+const HISTORY_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The server's `charcha_messages_stored_total`, read from `/metrics` with
+/// CHARCHA_METRICS_TOKEN from the environment (as `./dev bench` sets it).
+async fn stored_total(base: &Base) -> Option<u64> {
+    let token = std::env::var("CHARCHA_METRICS_TOKEN").ok().filter(|t| !t.is_empty());
+    http::metric_counters(base, token.as_deref(), &["charcha_messages_stored_total"])
+        .await
+        .and_then(|v| v.first().copied())
+}
+
+/// Waits until the server's history holds the `acked` messages of this run
+/// on top of the `stored_before` it held before the load. `None` when the
+/// counter cannot be read, or did not move at all: the server stores
+/// nothing itself (scaled instances leave history to a separate worker).
+async fn history_catch_up(base: &Base, stored_before: u64, acked: u64) -> Option<HistoryFigures> {
+    let started = Instant::now();
+    let want = stored_before + acked;
+    let at_end = stored_total(base).await?;
+    if at_end == stored_before && acked > 0 {
+        return None;
+    }
+    let mut caught_up_s = (at_end >= want).then_some(0.0);
+    while caught_up_s.is_none() && started.elapsed() < HISTORY_PATIENCE {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if stored_total(base).await.is_some_and(|stored| stored >= want) {
+            caught_up_s = Some(started.elapsed().as_secs_f64());
+        }
+    }
+    Some(HistoryFigures { behind_at_end: want.saturating_sub(at_end), caught_up_s })
+}
+
 struct Report {
     label: String,
     target: Target,
@@ -1480,6 +1532,7 @@ struct Report {
     schedule_lag: Option<Latency>,
     server: Option<ServerFigures>,
     generator_cpu_percent: Option<f64>,
+    history: Option<HistoryFigures>,
 }
 
 impl Default for Report {
@@ -1524,6 +1577,7 @@ impl Default for Report {
             schedule_lag: None,
             server: None,
             generator_cpu_percent: None,
+            history: None,
         }
     }
 }
@@ -1621,6 +1675,10 @@ impl Report {
                 "hwm_mb": round(s.hwm_mb, 1),
             })),
             "generator_cpu_percent": self.generator_cpu_percent.map(|c| round(c, 1)),
+            "history": self.history.as_ref().map(|h| json!({
+                "behind_at_end": h.behind_at_end,
+                "caught_up_s": h.caught_up_s.map(|s| round(s, 2)),
+            })),
             "ok": self.counts_ok() && self.network_errors == 0,
         })
     }
@@ -1724,6 +1782,17 @@ impl Report {
         }
         if let Some(c) = self.generator_cpu_percent {
             let _ = writeln!(t, "generator    CPU {c:.1} %");
+        }
+        if let Some(h) = &self.history {
+            let caught_up = match h.caught_up_s {
+                Some(s) => format!("all stored {s:.2} s later"),
+                None => format!("not all stored {} s later", HISTORY_PATIENCE.as_secs()),
+            };
+            let _ = writeln!(
+                t,
+                "history      {} sent messages not yet stored when the load ended; {caught_up}",
+                h.behind_at_end
+            );
         }
         let _ =
             writeln!(t, "result       {}", if self.counts_ok() && self.network_errors == 0 { "ok" } else { "NOT OK" });

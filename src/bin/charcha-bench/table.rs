@@ -115,10 +115,11 @@ fn render(runs: &BTreeMap<(String, String), Value>) -> String {
         }
     }
     let _ =
-        writeln!(t, "\nAll runs (latencies in ms; CPU % of one core over the measured window, server and generator)");
+        writeln!(t, "\nAll runs (latencies in ms; CPU % of one core over the measured window, server and generator;");
+    let _ = writeln!(t, "unstored: sent but not yet in history when the load ended, all stored that many s later)");
     let _ = writeln!(
         t,
-        "{:<14}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>8}{:>8}{:>8}{:>7}{:>6}{:>6}{:>7}  result",
+        "{:<14}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>8}{:>8}{:>8}{:>7}{:>6}{:>6}{:>7}{:>10}{:>9}  result",
         "run",
         "msg/s",
         "ack p50",
@@ -132,7 +133,9 @@ fn render(runs: &BTreeMap<(String, String), Value>) -> String {
         "lost",
         "dup",
         "reord",
-        "errors"
+        "errors",
+        "unstored",
+        "stored s"
     );
     // Column order (relay first), then load; unknown columns last.
     let rank = |col: &str| COLUMNS.iter().position(|(c, _)| *c == col).unwrap_or(COLUMNS.len());
@@ -149,7 +152,7 @@ fn render(runs: &BTreeMap<(String, String), Value>) -> String {
         let ok = v.get("ok").and_then(Value::as_bool).unwrap_or(false);
         let _ = writeln!(
             t,
-            "{label:<14}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>8}{:>8}{:>8}{:>7}{:>6}{:>6}{:>7}  {}",
+            "{label:<14}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>8}{:>8}{:>8}{:>7}{:>6}{:>6}{:>7}{:>10}{:>9}  {}",
             num("/delivered_per_s", 0),
             num("/ack_latency/p50_ms", 2),
             num("/ack_latency/p99_ms", 2),
@@ -163,6 +166,8 @@ fn render(runs: &BTreeMap<(String, String), Value>) -> String {
             num("/duplicated", 0),
             num("/reordered", 0),
             num("/errors", 0),
+            num("/history/behind_at_end", 0),
+            num("/history/caught_up_s", 2),
             if ok { "ok" } else { "NOT OK" }
         );
     }
