@@ -75,8 +75,9 @@ charcha-bench run [OPTIONS]
   --signup-concurrency N  concurrent sign-ups/log-ins (default 8)
   --label NAME          name of this run in the report
   --json                print one JSON line with every figure instead of the text report
-  --check               exit non-zero unless lost, duplicated, reordered, unacked, errors are 0
-                        and delivered == acked
+  --check               exit non-zero unless lost, duplicated, reordered, unacked, errors are 0,
+                        delivered == acked, and (when CHARCHA_METRICS_TOKEN reads the server's
+                        /metrics) history stored every acked message within 60 s
   --quick               a small checked run: 20 users, W=4, 2 s (+0.5 s warmup); implies --check
 ";
 
@@ -1596,6 +1597,9 @@ impl Report {
             && self.unacked == 0
             && self.delivered == self.acked
             && self.sent > 0
+            // Every acked message reached history too, when the server's
+            // counter could be read.
+            && self.history.as_ref().is_none_or(|h| h.caught_up_s.is_some())
     }
 
     fn per_s(&self, count: u64) -> f64 {
