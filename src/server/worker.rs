@@ -206,6 +206,14 @@ mod tests {
         crate::server::log::local::test_record("a", &format!("m{i}"), &format!("p{i}"))
     }
 
+    /// `records` are those [`record`] made for 0..`n`, in that order:
+    /// none skipped, none repeated.
+    fn assert_records_in_order(records: &[crate::server::log::LogRecord], n: usize) {
+        let payloads: Vec<String> = records.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect();
+        let want: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+        assert_eq!(payloads, want);
+    }
+
     #[tokio::test]
     async fn a_busy_log_is_gathered_into_one_batch_in_order() {
         let dir = crate::server::test_dir("worker");
@@ -231,48 +239,45 @@ mod tests {
         // worker's next round would, and check nothing was skipped or repeated.
         let next = gathered.last().map(|r| r.offset + 1).expect("records");
         gathered.extend(log.fetch(0, next, BATCH, Duration::ZERO).await.expect("fetch"));
-        let payloads: Vec<String> = gathered.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect();
-        let want: Vec<String> = (0..BUSY + 50).map(|i| format!("p{i}")).collect();
-        assert_eq!(payloads, want);
+        assert_records_in_order(&gathered, BUSY + 50);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A fresh local log holding the records 0..`n`.
+    async fn log_holding(n: usize) -> (std::path::PathBuf, LocalLog) {
+        let dir = crate::server::test_dir("worker");
+        let log = LocalLog::open(&dir).expect("open");
+        for i in 0..n {
+            append(&log, record(i)).await.expect("durable");
+        }
+        (dir, log)
+    }
+
+    /// `gather` from `log`'s first `fetched` records, which must come back
+    /// within 5 s: well before `how.window`, which is longer.
+    async fn gather_at_once(log: &LocalLog, fetched: usize, how: Gather) -> Vec<crate::server::log::LogRecord> {
+        let first = log.fetch(0, 0, fetched, Duration::ZERO).await.expect("fetch");
+        let shutdown = CancellationToken::new();
+        tokio::time::timeout(Duration::from_secs(5), gather(log, 0, first, how, &shutdown))
+            .await
+            .expect("gathered without waiting out the window")
     }
 
     #[tokio::test]
     async fn gathering_stops_at_the_stores_limit() {
-        let dir = crate::server::test_dir("worker");
-        let log = LocalLog::open(&dir).expect("open");
-        for i in 0..BUSY + 300 {
-            append(&log, record(i)).await.expect("durable");
-        }
-        let first = log.fetch(0, 0, BUSY, Duration::ZERO).await.expect("fetch");
-        let shutdown = CancellationToken::new();
-        let how = Gather { window: Duration::from_secs(3600), up_to: BUSY + 200 };
+        let (dir, log) = log_holding(BUSY + 300).await;
         // Full before the window closes: back at once, with exactly the limit.
-        let gathered = tokio::time::timeout(Duration::from_secs(5), gather(&log, 0, first, how, &shutdown))
-            .await
-            .expect("a full batch is not held back");
-        let payloads: Vec<String> = gathered.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect();
-        let want: Vec<String> = (0..BUSY + 200).map(|i| format!("p{i}")).collect();
-        assert_eq!(payloads, want);
+        let how = Gather { window: Duration::from_secs(3600), up_to: BUSY + 200 };
+        assert_records_in_order(&gather_at_once(&log, BUSY, how).await, BUSY + 200);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
     async fn a_quiet_log_is_not_held_back() {
-        let dir = crate::server::test_dir("worker");
-        let log = LocalLog::open(&dir).expect("open");
-        append(&log, record(0)).await.expect("durable");
-        let first = log.fetch(0, 0, BATCH, Duration::ZERO).await.expect("fetch");
-        let shutdown = CancellationToken::new();
-        // A window far longer than the test's limit: a lone record must come
-        // back at once, not after the window.
-        let gathered = tokio::time::timeout(
-            Duration::from_secs(5),
-            gather(&log, 0, first, Gather { window: Duration::from_secs(3600), up_to: BATCH }, &shutdown),
-        )
-        .await
-        .expect("a quiet log's record is stored at once");
-        assert_eq!(gathered.len(), 1);
+        let (dir, log) = log_holding(1).await;
+        // A lone record comes back at once, not after the window.
+        let how = Gather { window: Duration::from_secs(3600), up_to: BATCH };
+        assert_eq!(gather_at_once(&log, BATCH, how).await.len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
