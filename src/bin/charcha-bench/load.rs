@@ -1022,6 +1022,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Opens one WebSocket and waits for its `hello`; returns the user id the
 /// server says this connection belongs to.
+/// The generator's WebSocket settings. tungstenite zero-fills its whole
+/// read chunk before every socket read; at the default 128 KiB that
+/// `memset` was a quarter of the generator's CPU under load (c) (`perf`,
+/// BENCHMARKS.md), CPU the server under test then did not get. 8 KiB still
+/// takes a burst of acks and deliveries in one read.
+fn client_ws_config() -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024)
+}
+
 pub async fn try_connect(url: &str, token: Option<&str>) -> Result<(Ws, String), ConnectError> {
     let other = |e: String| ConnectError::Other(format!("{url}: {e}"));
     let mut request = url.into_client_request().map_err(|e| other(e.to_string()))?;
@@ -1029,28 +1038,30 @@ pub async fn try_connect(url: &str, token: Option<&str>) -> Result<(Ws, String),
         let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| other(e.to_string()))?;
         request.headers_mut().insert(tungstenite::http::header::AUTHORIZATION, value);
     }
-    let (mut ws, _) =
-        match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async_with_config(request, None, true))
-            .await
-        {
-            Err(_) => return Err(other(format!("no upgrade within {} s", CONNECT_TIMEOUT.as_secs()))),
-            Ok(Err(tungstenite::Error::Http(resp))) if resp.status().as_u16() == 401 => {
-                return Err(ConnectError::Unauthorized);
-            }
-            Ok(Err(tungstenite::Error::Http(resp))) => {
-                let body = resp
-                    .body()
-                    .as_deref()
-                    .map(String::from_utf8_lossy)
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect::<String>();
-                return Err(other(format!("upgrade refused: {} {body}", resp.status())));
-            }
-            Ok(Err(e)) => return Err(other(e.to_string())),
-            Ok(Ok(pair)) => pair,
-        };
+    let (mut ws, _) = match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_tungstenite::connect_async_with_config(request, Some(client_ws_config()), true),
+    )
+    .await
+    {
+        Err(_) => return Err(other(format!("no upgrade within {} s", CONNECT_TIMEOUT.as_secs()))),
+        Ok(Err(tungstenite::Error::Http(resp))) if resp.status().as_u16() == 401 => {
+            return Err(ConnectError::Unauthorized);
+        }
+        Ok(Err(tungstenite::Error::Http(resp))) => {
+            let body = resp
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect::<String>();
+            return Err(other(format!("upgrade refused: {} {body}", resp.status())));
+        }
+        Ok(Err(e)) => return Err(other(e.to_string())),
+        Ok(Ok(pair)) => pair,
+    };
     #[derive(Deserialize)]
     struct HelloUser {
         #[serde(rename = "_id")]
