@@ -320,12 +320,7 @@ pub const BURST: usize = 64;
 
 /// Writes `first` and whatever else is already queued (replies first, up
 /// to [`BURST`]) with one flush: under load that is one write syscall for
-/// many frames instead of one each. When the queues run dry it yields once
-/// before flushing: a commit of the log wakes many senders at once, and the
-/// ack and the peer's message for this socket are often queued by tasks
-/// that run in that same pass (load (c): 1.72 `sendto` per message before,
-/// 1.55 after; an idle socket pays one scheduler pass, microseconds).
-/// Returns a close the reader asked for.
+/// many frames instead of one each. Returns a close the reader asked for.
 /// (The bench relay writes through this too, so its ceiling is fair.)
 pub async fn write_burst(
     sink: &mut Sink,
@@ -335,9 +330,7 @@ pub async fn write_burst(
 ) -> Result<Option<(u16, &'static str)>, axum::Error> {
     sink.feed(first).await?;
     let mut close = None;
-    let mut yielded = false;
-    let mut fed = 1;
-    while fed < BURST {
+    for _ in 0..BURST {
         let next = match replies.try_recv() {
             Ok(Outgoing::Text(frame)) => Message::Text(frame),
             Ok(Outgoing::Close(code, reason)) => {
@@ -346,16 +339,10 @@ pub async fn write_burst(
             }
             Err(_) => match frames.try_recv() {
                 Ok(frame) => Message::Text(frame),
-                Err(_) if !yielded => {
-                    yielded = true;
-                    tokio::task::yield_now().await;
-                    continue;
-                }
                 Err(_) => break,
             },
         };
         sink.feed(next).await?;
-        fed += 1;
     }
     sink.flush().await?;
     Ok(close)
