@@ -10,6 +10,10 @@
 #   scripts/bench.sh --conns         connections instead of messages (Charcha embedded, release):
 #                                    5,000 and CONNS_MAX (default 19,500) users connecting at once and
 #                                    idling, then 1,000 sign-ups + 1,000 log-ins at concurrency 50
+#   scripts/bench.sh --repeat N      every load N times, interleaved (a b c d, a b c d, …; then (e) N times):
+#                                    the table shows each figure's median and lists every run. Single runs
+#                                    of one load vary by ±15 % here (BENCHMARKS.md), so targets are judged
+#                                    on medians
 #   scripts/bench.sh … OPTIONS       any other option goes to every `charcha-bench run` (e.g. --duration 20)
 #
 # Loads (closed loop: W sends in flight per user; users in 1:1 pairs, both ways):
@@ -30,13 +34,18 @@ cd "$ROOT"
 QUICK=0
 SCALED=0
 CONNS=0
+REPEAT=1
 EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --scaled) SCALED=1 ;;
     --conns) CONNS=1 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --repeat)
+      [ $# -ge 2 ] || die "--repeat needs a count"
+      REPEAT="$2"; shift
+      [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || die "--repeat needs a count of 1 or more, not \`$REPEAT'" ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) EXTRA+=("$1") ;;
   esac
   shift
@@ -220,20 +229,35 @@ LOAD_B=(--users 200 --in-flight 8)
 LOAD_C=(--users 1000 --in-flight 1)
 LOAD_D=(--users 2 --in-flight 1)
 
-# loads_abcd COLUMN TARGET [options...] — loads (a) to (d) against $URL.
+# loads_abcd COLUMN TARGET [options...] — loads (a) to (d) against $URL,
+# $REPEAT rounds of them. For Charcha embedded, B_RATES collects (b)'s rates.
 loads_abcd() {
-  local col=$1 target=$2; shift 2
-  run_load "$col/a" "$target" "${LOAD_A[@]}" "$@"
-  run_load "$col/b" "$target" "${LOAD_B[@]}" "$@"
-  [ "$col" = embedded ] && EMBEDDED_B="$LAST"
-  run_load "$col/c" "$target" "${LOAD_C[@]}" "$@"
-  run_load "$col/d" "$target" "${LOAD_D[@]}" "$@"
+  local col=$1 target=$2 round; shift 2
+  for ((round = 1; round <= REPEAT; round++)); do
+    [ "$REPEAT" -gt 1 ] && say "$col: round $round of $REPEAT"
+    run_load "$col/a" "$target" "${LOAD_A[@]}" "$@"
+    run_load "$col/b" "$target" "${LOAD_B[@]}" "$@"
+    if [ "$col" = embedded ]; then B_RATES+=("$(json_field delivered_per_s "$LAST")"); fi
+    run_load "$col/c" "$target" "${LOAD_C[@]}" "$@"
+    run_load "$col/d" "$target" "${LOAD_D[@]}" "$@"
+  done
+}
+
+# median NUMBER... — the middle one (the lower middle for an even count);
+# empty values are skipped.
+median() {
+  local sorted
+  mapfile -t sorted < <(printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g)
+  [ ${#sorted[@]} -gt 0 ] && printf '%s\n' "${sorted[$(( (${#sorted[@]} - 1) / 2 ))]}"
+  return 0
 }
 
 load_e() {
-  local col=$1 target=$2; shift 2
+  local col=$1 target=$2 round; shift 2
   if [ -z "${RATE:-}" ]; then say "$col/e: skipped (no rate: Charcha embedded's (b) did not run)"; return; fi
-  run_load "$col/e" "$target" --users 200 --rate "$RATE" "$@"
+  for ((round = 1; round <= REPEAT; round++)); do
+    run_load "$col/e" "$target" --users 200 --rate "$RATE" "$@"
+  done
 }
 
 # ---------------------------------------------------------------- runs
@@ -338,12 +362,12 @@ full() {
   start_charcha embedded "$emb/data"
   SERVER_PIDS="$STARTED"
   local tokens=(--tokens "$emb/tokens.json" --tokens-key embedded)
-  EMBEDDED_B=""
+  B_RATES=()
   loads_abcd embedded charcha "${tokens[@]}"
-  RATE="$(json_field delivered_per_s "$EMBEDDED_B")"
+  RATE="$(median "${B_RATES[@]}")"
   if [ -n "$RATE" ]; then RATE="$(awk -v r="$RATE" 'BEGIN { printf "%d", r / 2 }')"; fi
   [ "${RATE:-0}" -gt 0 ] 2>/dev/null || RATE=""
-  [ -n "$RATE" ] && say "(e) rate: half of Charcha embedded's (b) = $RATE msg/s"
+  [ -n "$RATE" ] && say "(e) rate: half of Charcha embedded's (b) (median of $REPEAT) = $RATE msg/s"
   load_e embedded charcha "${tokens[@]}"
   group_fanout embedded "${tokens[@]}"
   stop "$SERVER_PIDS"

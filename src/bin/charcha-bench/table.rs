@@ -1,7 +1,10 @@
 //! `charcha-bench table FILE.jsonl`: the comparison table of one
 //! scripts/bench.sh run. Every line is one `run --json` report whose label
 //! is `<column>/<load>`: column relay, embedded, scaled1 or scaled3; load
-//! a–e (see scripts/bench.sh).
+//! a–e (see scripts/bench.sh). A label may repeat (`./dev bench --repeat
+//! N`): the table then shows each figure's median over the repeats, since
+//! single runs of the same load on this machine vary by ±15 % (BENCHMARKS.md),
+//! and lists every repeat below it.
 
 use std::{collections::BTreeMap, fmt::Write as _, process::ExitCode};
 
@@ -39,7 +42,15 @@ pub fn main(args: Vec<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut runs: BTreeMap<(String, String), Value> = BTreeMap::new();
+    print!("{}", render(&parse_runs(&text)));
+    ExitCode::SUCCESS
+}
+
+/// Every report of the file by (column, load), in the file's order.
+type Runs = BTreeMap<(String, String), Vec<Value>>;
+
+fn parse_runs(text: &str) -> Runs {
+    let mut runs = Runs::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             eprintln!(
@@ -50,19 +61,27 @@ pub fn main(args: Vec<String>) -> ExitCode {
         };
         let label = v.get("label").and_then(Value::as_str).unwrap_or_default().to_string();
         if let Some((col, load)) = label.split_once('/') {
-            runs.insert((col.to_string(), load.to_string()), v);
+            runs.entry((col.to_string(), load.to_string())).or_default().push(v);
         }
     }
-    print!("{}", render(&runs));
-    ExitCode::SUCCESS
+    runs
 }
 
-fn figure(runs: &BTreeMap<(String, String), Value>, col: &str, load: &str, pointer: &str) -> Result<Option<f64>, ()> {
-    match runs.get(&(col.to_string(), load.to_string())) {
-        None => Ok(None),
-        Some(v) if v.get("error").is_some() => Err(()),
-        Some(v) => Ok(v.pointer(pointer).and_then(Value::as_f64)),
+/// The median of a load's figure over its repeats (the mean of the two
+/// middle ones for an even count); `Err` when any repeat failed.
+fn figure(runs: &Runs, col: &str, load: &str, pointer: &str) -> Result<Option<f64>, ()> {
+    let Some(reports) = runs.get(&(col.to_string(), load.to_string())) else { return Ok(None) };
+    if reports.iter().any(|v| v.get("error").is_some()) {
+        return Err(());
     }
+    let mut values: Vec<f64> = reports.iter().filter_map(|v| v.pointer(pointer).and_then(Value::as_f64)).collect();
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Ok(match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    })
 }
 
 fn fmt_value(v: Result<Option<f64>, ()>, unit: &str) -> String {
@@ -74,9 +93,17 @@ fn fmt_value(v: Result<Option<f64>, ()>, unit: &str) -> String {
     }
 }
 
-fn render(runs: &BTreeMap<(String, String), Value>) -> String {
+fn render(runs: &Runs) -> String {
     let mut t = String::new();
-    let rate = runs.iter().find(|((_, load), _)| load == "e").and_then(|(_, v)| v.get("rate").and_then(Value::as_f64));
+    let rate = runs
+        .iter()
+        .find(|((_, load), _)| load == "e")
+        .and_then(|(_, v)| v.first())
+        .and_then(|v| v.get("rate").and_then(Value::as_f64));
+    let repeats = runs.values().map(Vec::len).max().unwrap_or(0);
+    if repeats > 1 {
+        let _ = writeln!(t, "Medians of up to {repeats} runs of each load (every run is listed below).\n");
+    }
     let title = |row: &str| match rate {
         Some(r) if row.starts_with("(e)") => row.replace("rate R", &format!("{r:.0} msg/s")),
         _ => row.to_string(),
@@ -141,8 +168,14 @@ fn render(runs: &BTreeMap<(String, String), Value>) -> String {
     let rank = |col: &str| COLUMNS.iter().position(|(c, _)| *c == col).unwrap_or(COLUMNS.len());
     let mut ordered: Vec<_> = runs.iter().collect();
     ordered.sort_by_key(|((col, load), _)| (rank(col), col.clone(), load.clone()));
-    for ((col, load), v) in ordered {
-        let label = format!("{col}/{load}");
+    let each = ordered.into_iter().flat_map(|((col, load), reports)| {
+        let many = reports.len() > 1;
+        reports
+            .iter()
+            .enumerate()
+            .map(move |(i, v)| (if many { format!("{col}/{load}#{}", i + 1) } else { format!("{col}/{load}") }, v))
+    });
+    for (label, v) in each {
         if let Some(e) = v.get("error").and_then(Value::as_str) {
             let _ = writeln!(t, "{label:<14}FAILED: {e}");
             continue;
@@ -172,4 +205,51 @@ fn render(runs: &BTreeMap<(String, String), Value>) -> String {
         );
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(label: &str, msg_s: f64) -> String {
+        serde_json::json!({"label": label, "delivered_per_s": msg_s, "ok": true}).to_string()
+    }
+
+    #[test]
+    fn repeats_show_their_median_and_each_run() {
+        let lines = [
+            report("relay/a", 60000.0),
+            report("embedded/a", 20000.0),
+            report("embedded/a", 26000.0),
+            report("embedded/a", 23000.0),
+            report("embedded/c", 10.0),
+            report("embedded/c", 30.0),
+        ]
+        .join("\n");
+        let runs = parse_runs(&lines);
+        assert_eq!(figure(&runs, "embedded", "a", "/delivered_per_s"), Ok(Some(23000.0)));
+        assert_eq!(figure(&runs, "embedded", "c", "/delivered_per_s"), Ok(Some(20.0)));
+        assert_eq!(figure(&runs, "relay", "a", "/delivered_per_s"), Ok(Some(60000.0)));
+        assert_eq!(figure(&runs, "embedded", "b", "/delivered_per_s"), Ok(None));
+        let table = render(&runs);
+        assert!(table.starts_with("Medians of up to 3 runs"), "{table}");
+        assert!(table.contains("0.38×"), "23,000 / 60,000 in the relay ratios: {table}");
+        for label in ["embedded/a#1", "embedded/a#2", "embedded/a#3", "embedded/c#2"] {
+            assert!(table.contains(label), "{label} listed: {table}");
+        }
+        assert!(table.contains("relay/a  "), "a single run keeps its plain label: {table}");
+    }
+
+    #[test]
+    fn a_failed_repeat_fails_the_figure() {
+        let lines = [
+            report("embedded/b", 70000.0),
+            r#"{"label":"embedded/b","error":"charcha-bench exited with 1 and no report","ok":false}"#.to_string(),
+        ]
+        .join("\n");
+        let runs = parse_runs(&lines);
+        assert_eq!(figure(&runs, "embedded", "b", "/delivered_per_s"), Err(()));
+        let table = render(&runs);
+        assert!(table.contains("FAILED: charcha-bench exited with 1"), "{table}");
+    }
 }
