@@ -214,7 +214,6 @@ run_load() {
     "$@" "${EXTRA[@]}")" || rc=$?
   if [ -z "$line" ]; then line="{\"label\":\"$label\",\"error\":\"charcha-bench exited with $rc and no report\",\"ok\":false}"; fi
   printf '%s\n' "$line" >> "$JSONL"
-  LAST="$line"
   if [ "$rc" -ne 0 ]; then
     FAILED+=("$label")
     say "$label: FAILED (exit $rc)"
@@ -230,26 +229,16 @@ LOAD_C=(--users 1000 --in-flight 1)
 LOAD_D=(--users 2 --in-flight 1)
 
 # loads_abcd COLUMN TARGET [options...] — loads (a) to (d) against $URL,
-# $REPEAT rounds of them. For Charcha embedded, B_RATES collects (b)'s rates.
+# $REPEAT rounds of them.
 loads_abcd() {
   local col=$1 target=$2 round; shift 2
   for ((round = 1; round <= REPEAT; round++)); do
     [ "$REPEAT" -gt 1 ] && say "$col: round $round of $REPEAT"
     run_load "$col/a" "$target" "${LOAD_A[@]}" "$@"
     run_load "$col/b" "$target" "${LOAD_B[@]}" "$@"
-    if [ "$col" = embedded ]; then B_RATES+=("$(json_field delivered_per_s "$LAST")"); fi
     run_load "$col/c" "$target" "${LOAD_C[@]}" "$@"
     run_load "$col/d" "$target" "${LOAD_D[@]}" "$@"
   done
-}
-
-# median NUMBER... — the middle one (the lower middle for an even count);
-# empty values are skipped.
-median() {
-  local sorted
-  mapfile -t sorted < <(printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g)
-  [ ${#sorted[@]} -gt 0 ] && printf '%s\n' "${sorted[$(( (${#sorted[@]} - 1) / 2 ))]}"
-  return 0
 }
 
 load_e() {
@@ -362,9 +351,9 @@ full() {
   start_charcha embedded "$emb/data"
   SERVER_PIDS="$STARTED"
   local tokens=(--tokens "$emb/tokens.json" --tokens-key embedded)
-  B_RATES=()
   loads_abcd embedded charcha "${tokens[@]}"
-  RATE="$(median "${B_RATES[@]}")"
+  # (b)'s median, as the table shows it.
+  RATE="$("$BENCH" table --figure embedded/b /delivered_per_s "$JSONL" || true)"
   if [ -n "$RATE" ]; then RATE="$(awk -v r="$RATE" 'BEGIN { printf "%d", r / 2 }')"; fi
   [ "${RATE:-0}" -gt 0 ] 2>/dev/null || RATE=""
   [ -n "$RATE" ] && say "(e) rate: half of Charcha embedded's (b) (median of $REPEAT) = $RATE msg/s"

@@ -21,8 +21,9 @@
 //! charcha-bench worker [options]
 //!     The history worker alone: its storing rate into the store, and the
 //!     lag of history behind the log at a steady rate (worker.rs).
-//! charcha-bench table FILE.jsonl
-//!     The comparison table of a scripts/bench.sh run, from its JSON lines.
+//! charcha-bench table [--figure COLUMN/LOAD POINTER] FILE.jsonl
+//!     The comparison table of a scripts/bench.sh run, from its JSON lines
+//!     (or one figure of it: a load's median).
 //! ```
 //!
 //! Built with `--features bench` (feature `ssr` plus tokio-tungstenite).
@@ -64,6 +65,7 @@ USAGE:
     charcha-bench worker [OPTIONS]       the history worker alone (KAFKA_BROKERS, MONGODB_URI): stored msg/s,
                                          history lag p50/p99 at a steady rate
     charcha-bench table FILE.jsonl       comparison table of a scripts/bench.sh run
+                                         (--figure COLUMN/LOAD POINTER before FILE: one figure, a median)
 ";
 
 fn main() -> ExitCode {

@@ -234,7 +234,7 @@ struct Seen {
 
 /// Reads the server's `charcha_watch_frames_total`.
 async fn watch_frames(base: &Base, token: Option<&str>) -> Option<u64> {
-    http::metric_counters(base, token, &["charcha_watch_frames_total"]).await.and_then(|v| v.first().copied())
+    http::metric_counter(base, token, "charcha_watch_frames_total").await
 }
 
 fn rss_kb(pid: Option<&str>) -> Option<u64> {

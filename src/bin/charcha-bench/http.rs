@@ -85,10 +85,9 @@ pub async fn get_with(base: &Base, path: &str, extra_headers: &str) -> Result<Ht
     exchange(base, &format!("GET http://{}{path}", base.authority), request).await
 }
 
-/// The server's `/metrics` counters named in `names`, in that order
-/// (`/metrics` needs the server's CHARCHA_METRICS_TOKEN); `None` when it
-/// cannot be read or lacks one of them.
-pub async fn metric_counters(base: &Base, token: Option<&str>, names: &[&str]) -> Option<Vec<u64>> {
+/// The server's `/metrics` counter `name` (`/metrics` needs the server's
+/// CHARCHA_METRICS_TOKEN); `None` when it cannot be read or lacks it.
+pub async fn metric_counter(base: &Base, token: Option<&str>, name: &str) -> Option<u64> {
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let r = get_with(base, "/metrics", &auth).await.ok()?;
     if r.status != 200 {
@@ -96,14 +95,7 @@ pub async fn metric_counters(base: &Base, token: Option<&str>, names: &[&str]) -
         return None;
     }
     let text = String::from_utf8(r.body).ok()?;
-    names
-        .iter()
-        .map(|name| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .collect()
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())
 }
 
 async fn exchange(base: &Base, what: &str, request: String) -> Result<HttpResponse, String> {

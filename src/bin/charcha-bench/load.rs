@@ -1020,8 +1020,6 @@ pub enum ConnectError {
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Opens one WebSocket and waits for its `hello`; returns the user id the
-/// server says this connection belongs to.
 /// The generator's WebSocket settings. tungstenite zero-fills its whole
 /// read chunk before every socket read; at the default 128 KiB that
 /// `memset` was a quarter of the generator's CPU under load (c) (`perf`,
@@ -1031,6 +1029,8 @@ fn client_ws_config() -> tungstenite::protocol::WebSocketConfig {
     tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024)
 }
 
+/// Opens one WebSocket and waits for its `hello`; returns the user id the
+/// server says this connection belongs to.
 pub async fn try_connect(url: &str, token: Option<&str>) -> Result<(Ws, String), ConnectError> {
     let other = |e: String| ConnectError::Other(format!("{url}: {e}"));
     let mut request = url.into_client_request().map_err(|e| other(e.to_string()))?;
@@ -1478,9 +1478,7 @@ const HISTORY_PATIENCE: Duration = Duration::from_secs(60);
 /// CHARCHA_METRICS_TOKEN from the environment (as `./dev bench` sets it).
 async fn stored_total(base: &Base) -> Option<u64> {
     let token = std::env::var("CHARCHA_METRICS_TOKEN").ok().filter(|t| !t.is_empty());
-    http::metric_counters(base, token.as_deref(), &["charcha_messages_stored_total"])
-        .await
-        .and_then(|v| v.first().copied())
+    http::metric_counter(base, token.as_deref(), "charcha_messages_stored_total").await
 }
 
 /// Waits until the server's history holds the `acked` messages of this run

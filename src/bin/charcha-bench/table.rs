@@ -30,10 +30,20 @@ const ROWS: [(&str, &str, &str, &str); 5] = [
     ("e", "(e) rate R, p99 send→recv", "/delivery_latency/p99_ms", "ms"),
 ];
 
+const USAGE: &str =
+    "usage: charcha-bench table FILE.jsonl | charcha-bench table --figure COLUMN/LOAD POINTER FILE.jsonl";
+
+/// The table; or, with `--figure`, one figure of it (the median over a
+/// load's repeats, as the table shows it): scripts/bench.sh takes (e)'s
+/// rate from (b)'s this way.
 pub fn main(args: Vec<String>) -> ExitCode {
-    let Some(path) = args.first() else {
-        eprintln!("usage: charcha-bench table FILE.jsonl");
-        return ExitCode::from(2);
+    let (figure_of, path) = match args.as_slice() {
+        [path] => (None, path),
+        [flag, label, pointer, path] if flag == "--figure" => (Some((label, pointer)), path),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
     };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -42,8 +52,25 @@ pub fn main(args: Vec<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    print!("{}", render(&parse_runs(&text)));
-    ExitCode::SUCCESS
+    let runs = parse_runs(&text);
+    let Some((label, pointer)) = figure_of else {
+        print!("{}", render(&runs));
+        return ExitCode::SUCCESS;
+    };
+    let Some((col, load)) = label.split_once('/') else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    match figure(&runs, col, load, pointer) {
+        Ok(Some(x)) => {
+            println!("{x}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("charcha-bench table: no figure {pointer} of {label} in {path}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Every report of the file by (column, load), in the file's order.
