@@ -79,6 +79,8 @@ charcha-bench run [OPTIONS]
                         delivered == acked, and (when CHARCHA_METRICS_TOKEN reads the server's
                         /metrics) history stored every acked message within 60 s
   --quick               a small checked run: 20 users, W=4, 2 s (+0.5 s warmup); implies --check
+  --accounts-only       sign up (or log in) the --users accounts into the --tokens cache, then
+                        stop: no WebSockets, no messages (./dev bench seeds each run's store so)
 ";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +109,7 @@ struct Opts {
     label: String,
     json: bool,
     check: bool,
+    accounts_only: bool,
 }
 
 fn parse_opts(args: Vec<String>) -> Result<Option<Opts>, String> {
@@ -114,8 +117,8 @@ fn parse_opts(args: Vec<String>) -> Result<Option<Opts>, String> {
     let (mut url, mut target, mut users, mut in_flight, mut rate) = (None, Target::Charcha, None, None, None);
     let (mut duration, mut warmup, mut drain, mut max_backlog) = (None, None, None, 128usize);
     let (mut pids, mut tokens, mut tokens_key, mut label) = (Vec::new(), None, None, None);
-    let (mut connect_batch, mut signup_concurrency, mut json, mut check, mut quick) =
-        (200usize, 8usize, false, false, false);
+    let (mut connect_batch, mut signup_concurrency, mut json, mut check, mut quick, mut accounts_only) =
+        (200usize, 8usize, false, false, false, false);
     while let Some(flag) = a.next_flag() {
         match flag.as_str() {
             "--url" => url = Some(a.value("--url")?),
@@ -147,6 +150,7 @@ fn parse_opts(args: Vec<String>) -> Result<Option<Opts>, String> {
             "--json" => json = true,
             "--check" => check = true,
             "--quick" => quick = true,
+            "--accounts-only" => accounts_only = true,
             "-h" | "--help" => {
                 print!("{HELP}");
                 return Ok(None);
@@ -204,6 +208,7 @@ fn parse_opts(args: Vec<String>) -> Result<Option<Opts>, String> {
         label,
         json,
         check: check || quick,
+        accounts_only,
     }))
 }
 
@@ -223,6 +228,9 @@ pub fn main(args: Vec<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if opts.accounts_only {
+        return runtime.block_on(accounts_only(&opts));
+    }
     let result = runtime.block_on(run(&opts));
     // Tasks still blocked on dead sockets must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -917,6 +925,31 @@ pub struct Creds {
     cache: TokenCache,
     key: String,
     counts: AuthCounts,
+}
+
+/// `--accounts-only`: the accounts exist and their tokens are cached.
+async fn accounts_only(o: &Opts) -> ExitCode {
+    if o.target == Target::Relay {
+        eprintln!("charcha-bench run: --accounts-only needs --target charcha (the relay has no accounts)");
+        return ExitCode::from(2);
+    }
+    let bases = match o.urls.iter().map(|u| Base::parse(u)).collect::<Result<Vec<_>, _>>() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("charcha-bench run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match obtain_creds(o, &bases).await {
+        Ok(_) => {
+            eprintln!("[{}] {} accounts ready", o.label, o.users);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("charcha-bench run ({}): error: {e}", o.label);
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Whose credentials to get and where to cache them.
@@ -1816,6 +1849,17 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accounts_only_is_an_option_of_its_own() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = parse_opts(args(&["--accounts-only", "--users", "1000", "--tokens", "t.json"])).unwrap().unwrap();
+        assert!(o.accounts_only);
+        assert_eq!(o.users, 1000);
+        assert_eq!(o.tokens.as_deref(), Some(std::path::Path::new("t.json")));
+        let o = parse_opts(args(&["--users", "4"])).unwrap().unwrap();
+        assert!(!o.accounts_only);
+    }
 
     #[test]
     fn frames_carry_sender_and_seq() {
