@@ -556,6 +556,14 @@ impl Log for LocalLog {
             .await
             .map_err(unavailable)?
             .map_err(unavailable)?;
+            // A trim may have run since the check above: its floor rises
+            // before its rows go, so a read that missed rows (found none,
+            // or a gap) sees the new floor here, and answers `Expired`
+            // instead of a silent gap (a CI run caught the empty case).
+            let earliest = self.trimmed_below.load(Ordering::Acquire);
+            if from < earliest {
+                return Err(LogError::Expired { earliest });
+            }
             if !records.is_empty() {
                 return Ok(records);
             }
