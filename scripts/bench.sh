@@ -251,13 +251,17 @@ load_e() {
 }
 
 # fresh_embedded — (re)starts Charcha embedded on a copy of the seed store
-# ($OUT/embedded/seed: the accounts, no messages); sets $SERVER_PIDS and $URL.
+# ($OUT/embedded/seed: the accounts, no messages); sets $EMBEDDED_PID,
+# $SERVER_PIDS and $URL. It stops only the instance it started itself (a
+# stale pid in $SERVER_PIDS may belong to another process by now).
+EMBEDDED_PID=""
 fresh_embedded() {
   local emb="$OUT/embedded"
-  [ -n "${SERVER_PIDS:-}" ] && stop "$SERVER_PIDS"
+  [ -n "$EMBEDDED_PID" ] && stop "$EMBEDDED_PID"
   rm -rf "$emb/data"
   cp -a "$emb/seed" "$emb/data"
   start_charcha embedded "$emb/data"
+  EMBEDDED_PID="$STARTED"
   SERVER_PIDS="$STARTED"
 }
 
@@ -382,7 +386,8 @@ full() {
   fresh_embedded
   group_fanout embedded "${tokens[@]}"
   BEFORE_EACH=""
-  stop "$SERVER_PIDS"
+  stop "$EMBEDDED_PID"
+  EMBEDDED_PID=""
 
   start_relay
   load_e relay relay

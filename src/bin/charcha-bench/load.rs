@@ -163,6 +163,9 @@ fn parse_opts(args: Vec<String>) -> Result<Option<Opts>, String> {
     if urls.is_empty() {
         return Err("--url: no URL".into());
     }
+    if accounts_only && target == Target::Relay {
+        return Err("--accounts-only needs --target charcha (the relay has no accounts)".into());
+    }
     let users = users.unwrap_or(if quick { 20 } else { 200 });
     if users < 2 || users % 2 != 0 {
         return Err(format!("--users must be even and at least 2 (got {users})"));
@@ -929,18 +932,8 @@ pub struct Creds {
 
 /// `--accounts-only`: the accounts exist and their tokens are cached.
 async fn accounts_only(o: &Opts) -> ExitCode {
-    if o.target == Target::Relay {
-        eprintln!("charcha-bench run: --accounts-only needs --target charcha (the relay has no accounts)");
-        return ExitCode::from(2);
-    }
-    let bases = match o.urls.iter().map(|u| Base::parse(u)).collect::<Result<Vec<_>, _>>() {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("charcha-bench run: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match obtain_creds(o, &bases).await {
+    let ready = async { obtain_creds(o, &bases(o)?).await };
+    match ready.await {
         Ok(_) => {
             eprintln!("[{}] {} accounts ready", o.label, o.users);
             ExitCode::SUCCESS
@@ -950,6 +943,11 @@ async fn accounts_only(o: &Opts) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The servers of `--url`, parsed.
+fn bases(o: &Opts) -> Result<Vec<Base>, String> {
+    o.urls.iter().map(|u| Base::parse(u)).collect()
 }
 
 /// Whose credentials to get and where to cache them.
@@ -1199,7 +1197,7 @@ fn relay_user_id(i: usize) -> String {
 // ---------------------------------------------------------------------------
 
 async fn run(o: &Opts) -> Result<Report, String> {
-    let bases = o.urls.iter().map(|u| Base::parse(u)).collect::<Result<Vec<_>, _>>()?;
+    let bases = bases(o)?;
     let n = o.users;
     let mut creds = match o.target {
         Target::Charcha => Some(obtain_creds(o, &bases).await?),
@@ -1859,6 +1857,7 @@ mod tests {
         assert_eq!(o.tokens.as_deref(), Some(std::path::Path::new("t.json")));
         let o = parse_opts(args(&["--users", "4"])).unwrap().unwrap();
         assert!(!o.accounts_only);
+        assert!(parse_opts(args(&["--accounts-only", "--target", "relay"])).is_err(), "the relay has no accounts");
     }
 
     #[test]

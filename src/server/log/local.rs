@@ -528,10 +528,6 @@ impl Log for LocalLog {
         if partition != 0 {
             return Ok(Vec::new());
         }
-        let earliest = self.trimmed_below.load(Ordering::Acquire);
-        if from < earliest {
-            return Err(LogError::Expired { earliest });
-        }
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
             // Register interest before reading, so an append between the
@@ -556,10 +552,11 @@ impl Log for LocalLog {
             .await
             .map_err(unavailable)?
             .map_err(unavailable)?;
-            // A trim may have run since the check above: its floor rises
+            // Checked after the read, not before: a trim raises its floor
             // before its rows go, so a read that missed rows (found none,
-            // or a gap) sees the new floor here, and answers `Expired`
-            // instead of a silent gap (a CI run caught the empty case).
+            // or a gap) sees the new floor here and answers `Expired`,
+            // never a silent gap (a check before the read let a trim slip
+            // in between; a CI run caught the empty page).
             let earliest = self.trimmed_below.load(Ordering::Acquire);
             if from < earliest {
                 return Err(LogError::Expired { earliest });
