@@ -232,7 +232,17 @@ pub fn main(args: Vec<String>) -> ExitCode {
         }
     };
     if opts.accounts_only {
-        return runtime.block_on(accounts_only(&opts));
+        let ready = runtime.block_on(async { obtain_creds(&opts, &bases(&opts)?).await });
+        return match ready {
+            Ok(_) => {
+                eprintln!("[{}] {} accounts ready", opts.label, opts.users);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("charcha-bench run ({}): error: {e}", opts.label);
+                ExitCode::FAILURE
+            }
+        };
     }
     let result = runtime.block_on(run(&opts));
     // Tasks still blocked on dead sockets must not hold the exit.
@@ -928,21 +938,6 @@ pub struct Creds {
     cache: TokenCache,
     key: String,
     counts: AuthCounts,
-}
-
-/// `--accounts-only`: the accounts exist and their tokens are cached.
-async fn accounts_only(o: &Opts) -> ExitCode {
-    let ready = async { obtain_creds(o, &bases(o)?).await };
-    match ready.await {
-        Ok(_) => {
-            eprintln!("[{}] {} accounts ready", o.label, o.users);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("charcha-bench run ({}): error: {e}", o.label);
-            ExitCode::FAILURE
-        }
-    }
 }
 
 /// The servers of `--url`, parsed.

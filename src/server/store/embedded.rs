@@ -788,7 +788,9 @@ impl MessageStore for EmbeddedStore {
                 // New messages and their search rowids, indexed last (below).
                 let mut unindexed = Vec::new();
                 for m in &messages {
-                    let stmt = if m.edited_at.is_none() { &mut insert } else { &mut upsert };
+                    // A new message has no edit time; an edit or a delete has one.
+                    let is_new = m.edited_at.is_none();
+                    let stmt = if is_new { &mut insert } else { &mut upsert };
                     let changed = stmt
                         .execute(params![
                             m.id,
@@ -805,7 +807,7 @@ impl MessageStore for EmbeddedStore {
                         ])
                         .map_err(unavailable)? as u64;
                     // New messages only; an applied edit is not one.
-                    if m.edited_at.is_none() {
+                    if is_new {
                         inserted += changed;
                     }
                     // Stored or changed, and without a search row yet: new
