@@ -459,6 +459,7 @@ pub async fn cli_main(args: Vec<String>) -> ExitCode {
         }
     };
     raise_open_file_limit();
+    disable_transparent_huge_pages();
     let result = if worker_only { run_worker_only().await } else { serve().await };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -487,6 +488,31 @@ fn raise_open_file_limit() {
         tracing::info!(from = before, to = limit.rlim_max, "raised the open-file limit");
     } else {
         tracing::warn!(limit = before, "could not raise the open-file limit; connections are capped by it");
+    }
+}
+
+/// Turns transparent huge pages off for this process, as mimalloc's
+/// `MIMALLOC_ALLOW_THP=0` would (an operator who sets that variable decides
+/// instead). mimalloc asks the kernel for 2 MiB pages and gives freed memory
+/// back at once (`MIMALLOC_PURGE_DELAY=0`, for idle memory: BENCHMARKS.md,
+/// "Connections"), so under load every reuse of purged memory faulted in a
+/// whole huge page and zeroed 2 MiB, and on a machine whose free memory was
+/// fragmented the fault also waited for the kernel to compact it. Profiled
+/// at load (b): `clear_page_erms` in huge-page faults was 11 % of the
+/// server's samples; with it off, load (e)'s send→receive p99 fell from
+/// 96–253 ms to 14–15 ms and its CPU per message by 10 % (BENCHMARKS.md,
+/// item 10). Failing is logged, not fatal.
+fn disable_transparent_huge_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process's
+        // memory map; no memory is passed or touched.
+        if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+            tracing::warn!("could not turn transparent huge pages off: {}", std::io::Error::last_os_error());
+        }
     }
 }
 
@@ -565,4 +591,16 @@ fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,charcha=info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn transparent_huge_pages_are_turned_off_unless_the_operator_chose() {
+        super::disable_transparent_huge_pages();
+        // SAFETY: PR_GET_THP_DISABLE only reads the flag.
+        let disabled = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        let chosen = std::env::var_os("MIMALLOC_ALLOW_THP").is_some();
+        assert!(chosen || disabled == 1, "PR_GET_THP_DISABLE answered {disabled}");
+    }
 }
