@@ -151,7 +151,7 @@ impl Timeline {
 
     /// Whether `m` may be one of ours: in a direct chat, any message not
     /// from the peer; in a group any message may be (the timeline does not
-    /// know who we are, and a `client_msg_id` is a random UUID, so a match
+    /// know who we are, and a `client_msg_id` carries 74 random bits, so a match
     /// with a pending one of ours is ours).
     fn may_be_own(&self, m: &ChatMessage) -> bool {
         is_group_id(&self.peer_id) || m.sender_id != self.peer_id

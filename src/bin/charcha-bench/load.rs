@@ -396,9 +396,10 @@ impl Shared {
         i ^ 1
     }
 
-    /// `<sender>-<seq>-<runid>` → (sender, seq), for this run's ids only.
+    /// `<time>-<sender>-<seq>-<runid>` → (sender, seq), for this run's ids only.
     fn parse_cmid(&self, cmid: &str) -> Option<(usize, usize)> {
-        let mut parts = cmid.splitn(3, '-');
+        let mut parts = cmid.splitn(4, '-');
+        parts.next()?;
         let sender = parts.next()?.parse::<usize>().ok()?;
         let seq = parts.next()?.parse::<usize>().ok()?;
         (parts.next()? == self.runid && sender < self.users.len()).then_some((sender, seq))
@@ -419,10 +420,14 @@ const PAD: &str = "the quick brown fox jumps over the lazy dog 0123456789 pack m
                    sphinx of black quartz judge my vow";
 
 /// The `send` frame of `sender`'s message `seq`: text of 40–80 bytes that
-/// starts with `s<sender> n<seq> `.
-fn send_frame(sender: usize, seq: usize, runid: &str, to_json: &str) -> String {
-    let mut f = String::with_capacity(192);
-    let _ = write!(f, r#"{{"type":"send","client_msg_id":"{sender}-{seq}-{runid}","to":{to_json},"text":""#);
+/// starts with `s<sender> n<seq> `. Its `client_msg_id` starts with the
+/// send's time (`unix_ms`, fixed-width hex), as the web client's version-7
+/// UUIDs do, so ids sort in the order they were made, as the store's send
+/// index expects of real clients.
+fn send_frame(sender: usize, seq: usize, runid: &str, to_json: &str, unix_ms: u64) -> String {
+    let mut f = String::with_capacity(208);
+    let _ =
+        write!(f, r#"{{"type":"send","client_msg_id":"{unix_ms:012x}-{sender}-{seq}-{runid}","to":{to_json},"text":""#);
     let text_start = f.len();
     let _ = write!(f, "s{sender} n{seq} ");
     let want = 40 + (sender.wrapping_mul(7).wrapping_add(seq.wrapping_mul(13))) % 41;
@@ -799,6 +804,11 @@ async fn writer(mut sink: WsSink, sh: Arc<Shared>, me: usize) -> WriterStats {
     ws
 }
 
+/// Milliseconds since the epoch (0 on a clock set before it).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Records message `seq` as sent now and queues its frame (not flushed).
 async fn feed_one(
     sink: &mut WsSink,
@@ -808,7 +818,7 @@ async fn feed_one(
     to_json: &str,
     sent_ns: u64,
 ) -> Result<(), String> {
-    let frame = send_frame(me, seq, &sh.runid, to_json);
+    let frame = send_frame(me, seq, &sh.runid, to_json, unix_ms());
     {
         let mut log = sh.users[me].log.lock().unwrap_or_else(|p| p.into_inner());
         debug_assert_eq!(log.len(), seq);
@@ -1858,12 +1868,12 @@ mod tests {
     #[test]
     fn frames_carry_sender_and_seq() {
         for (sender, seq) in [(0, 0), (7, 12), (999, 1_000_000), (12345, 99)] {
-            let frame = send_frame(sender, seq, "RUNID", "\"peer\"");
+            let frame = send_frame(sender, seq, "RUNID", "\"peer\"", 0x0193_a5b6_c7d8);
             let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
             let text = v["text"].as_str().unwrap();
             assert!((40..=80).contains(&text.len()), "{text:?}");
             assert_eq!(parse_text(text), Some((sender, seq)));
-            assert_eq!(v["client_msg_id"], format!("{sender}-{seq}-RUNID"));
+            assert_eq!(v["client_msg_id"], format!("0193a5b6c7d8-{sender}-{seq}-RUNID"));
             let event: charcha::protocol::ClientEvent = serde_json::from_str(&frame).unwrap();
             assert!(matches!(event, charcha::protocol::ClientEvent::Send { .. }));
         }

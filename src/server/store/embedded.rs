@@ -61,8 +61,12 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id DESC);
 -- A send is stored once even if it reached the log twice under two ids
--- (a retry whose claim was lost): see server::claims.
-CREATE UNIQUE INDEX IF NOT EXISTS messages_by_send ON messages(sender_id, client_msg_id);
+-- (a retry whose claim was lost): see server::claims. Keyed by the client's
+-- id first: clients make it time-ordered (a version-7 UUID, the web
+-- client's new_client_msg_id), so a batch of history adds to the index's
+-- newest pages; keyed by sender first it dirtied a page per sender in every
+-- batch, and a random page per message with random ids (BENCHMARKS.md).
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id ON messages(client_msg_id, sender_id);
 -- Search: each user's search_terms (store::search_terms), for prefix
 -- range scans; users.name_key orders the results.
 CREATE TABLE IF NOT EXISTS user_terms (
@@ -291,6 +295,9 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     // history and in each conversation's preview.
     add_columns(conn, "messages", "edited_at", "edited_at TEXT, deleted INTEGER NOT NULL DEFAULT 0")?;
     add_columns(conn, "messages", "reply_to", "reply_to TEXT")?;
+    // The send index keyed by sender first, replaced by messages_by_client_id
+    // (the same uniqueness, the columns the other way round: see SCHEMA).
+    conn.execute_batch("DROP INDEX IF EXISTS messages_by_send;").map_err(unavailable)?;
     add_columns(conn, "inbox", "last_edited_at", "last_edited_at TEXT, last_deleted INTEGER NOT NULL DEFAULT 0")?;
     // The media clean-up: `kept` marks uploads found referenced (never
     // looked at again); the partial indexes find references without
@@ -1415,6 +1422,54 @@ mod tests {
         assert_eq!(store.save_messages(std::slice::from_ref(&later)).await.expect("save"), 1);
         let found = store.search_messages(a, &[], &["manatee".to_string()], None, 10).await.expect("search");
         assert_eq!(found.into_iter().map(|m| m.id).collect::<Vec<_>>(), vec![later.id]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A database made before 2026-12-06 had its send index keyed by sender
+    /// first: opening it swaps that for `messages_by_client_id`, and a retry
+    /// under a second id is still stored once.
+    #[tokio::test]
+    async fn the_send_index_is_keyed_by_client_id_and_still_unique() {
+        let dir = crate::server::test_dir("store-send-index");
+        drop(EmbeddedStore::open(&dir).expect("open"));
+        let conn = Connection::open(dir.join("charcha.db")).expect("open");
+        conn.execute_batch(
+            "DROP INDEX messages_by_client_id;
+             CREATE UNIQUE INDEX messages_by_send ON messages(sender_id, client_msg_id);",
+        )
+        .expect("the old index");
+        drop(conn);
+        let store = EmbeddedStore::open(&dir).expect("reopen");
+        let index_columns = |name: &str| -> Vec<String> {
+            let conn = Connection::open(dir.join("charcha.db")).expect("open");
+            let mut stmt = conn.prepare(&format!("PRAGMA index_info({name})")).expect("index_info");
+            stmt.query_map([], |r| r.get::<_, String>(2)).expect("query").map(|c| c.expect("column")).collect()
+        };
+        assert!(index_columns("messages_by_send").is_empty(), "the old index is gone");
+        assert_eq!(index_columns("messages_by_client_id"), ["client_msg_id", "sender_id"]);
+
+        let (a, b) = ("01AAAAAAAAAAAAAAAAAAAAAAAA", "01BBBBBBBBBBBBBBBBBBBBBBBB");
+        let sent = ChatMessage {
+            id: "01M00000000000000000000001".into(),
+            conversation_id: crate::api::dto::direct_conversation_id(a, b),
+            sender_id: a.into(),
+            recipient_id: b.into(),
+            text: "hello".into(),
+            created_at: "2026-12-06T08:00:00.000Z".into(),
+            client_msg_id: Some("0193a5b6-c7d8-7fff-bfff-ffffffffffff".into()),
+            ..ChatMessage::default()
+        };
+        let retried = ChatMessage { id: "01M00000000000000000000002".into(), ..sent.clone() };
+        // The same client id from another sender is another send.
+        let other = ChatMessage {
+            id: "01M00000000000000000000003".into(),
+            sender_id: b.into(),
+            recipient_id: a.into(),
+            ..sent.clone()
+        };
+        assert_eq!(store.save_messages(&[sent.clone(), retried.clone(), other.clone()]).await.expect("save"), 2);
+        assert!(store.message_by_id(&retried.id).await.expect("read").is_none(), "the retry is not stored twice");
+        assert!(store.message_by_id(&other.id).await.expect("read").is_some());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
