@@ -340,6 +340,8 @@ struct Shared {
     users: Vec<UserSlot>,
     runid: String,
     base: Instant,
+    /// `base` as milliseconds since the epoch: client ids carry send times.
+    base_unix_ms: u64,
     mode: Mode,
     /// Closed loop: most messages a user may have sent but not yet delivered.
     max_backlog: usize,
@@ -804,11 +806,6 @@ async fn writer(mut sink: WsSink, sh: Arc<Shared>, me: usize) -> WriterStats {
     ws
 }
 
-/// Milliseconds since the epoch (0 on a clock set before it).
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Records message `seq` as sent now and queues its frame (not flushed).
 async fn feed_one(
     sink: &mut WsSink,
@@ -818,7 +815,7 @@ async fn feed_one(
     to_json: &str,
     sent_ns: u64,
 ) -> Result<(), String> {
-    let frame = send_frame(me, seq, &sh.runid, to_json, unix_ms());
+    let frame = send_frame(me, seq, &sh.runid, to_json, sh.base_unix_ms + sent_ns / 1_000_000);
     {
         let mut log = sh.users[me].log.lock().unwrap_or_else(|p| p.into_inner());
         debug_assert_eq!(log.len(), seq);
@@ -1212,7 +1209,8 @@ async fn run(o: &Opts) -> Result<Report, String> {
         Some(rate) => Mode::Open { period: Duration::from_secs_f64(n as f64 / rate) },
         None => Mode::Closed,
     };
-    let ulid = ulid::Ulid::new().to_string();
+    let run_ulid = ulid::Ulid::new();
+    let ulid = run_ulid.to_string();
     let sh = Arc::new(Shared {
         users: (0..n)
             .map(|_| UserSlot {
@@ -1225,6 +1223,7 @@ async fn run(o: &Opts) -> Result<Report, String> {
             .collect(),
         runid: ulid[14..].to_string(),
         base: Instant::now(),
+        base_unix_ms: run_ulid.timestamp_ms(),
         mode,
         max_backlog: o.max_backlog,
         win_start_ns: AtomicU64::new(u64::MAX),

@@ -289,28 +289,20 @@ fn sync_loop(
 /// syncs come in (a `PASSIVE` checkpoint: it never waits for the writer or
 /// for readers, and copies what it can). Ends when the syncer does.
 fn checkpoint_loop(conn: Connection, synced: std::sync::mpsc::Receiver<()>) {
-    while synced.recv().is_ok() {
-        // Until a checkpoint has run after the last sync: what was synced
-        // while one ran or slept is copied by the next, not left in the WAL
-        // until some later send.
-        loop {
-            let began = Instant::now();
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                // The writer's own checkpoint at WRITER_CHECKPOINT_PAGES
-                // still bounds the WAL; nothing waits on this one.
-                tracing::warn!("log checkpoint failed: {e}");
-            }
-            if let Some(rest) = CHECKPOINT_EVERY.checked_sub(began.elapsed()) {
-                std::thread::sleep(rest);
-            }
-            let mut synced_meanwhile = false;
-            while synced.try_recv().is_ok() {
-                synced_meanwhile = true;
-            }
-            if !synced_meanwhile {
-                break;
-            }
+    let mut due = synced.recv().is_ok();
+    while due {
+        let began = Instant::now();
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            // The writer's own checkpoint at WRITER_CHECKPOINT_PAGES still
+            // bounds the WAL; nothing waits on this one.
+            tracing::warn!("log checkpoint failed: {e}");
         }
+        if let Some(rest) = CHECKPOINT_EVERY.checked_sub(began.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        // What was synced while this one ran or slept is copied by the next
+        // at once, not left in the WAL until some later send; otherwise wait.
+        due = synced.try_iter().count() > 0 || synced.recv().is_ok();
     }
 }
 

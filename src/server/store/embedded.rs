@@ -1294,6 +1294,24 @@ impl CheckpointStore for EmbeddedStore {
 mod tests {
     use super::*;
 
+    /// Two users of a direct conversation.
+    const A: &str = "01AAAAAAAAAAAAAAAAAAAAAAAA";
+    const B: &str = "01BBBBBBBBBBBBBBBBBBBBBBBB";
+
+    /// A's new message `n` to B (id `01M…n`, client id `send-n`).
+    fn message(n: u32, text: &str) -> ChatMessage {
+        ChatMessage {
+            id: format!("01M{n:023}"),
+            conversation_id: crate::api::dto::direct_conversation_id(A, B),
+            sender_id: A.into(),
+            recipient_id: B.into(),
+            text: text.into(),
+            created_at: "2026-12-05T12:00:00.000Z".into(),
+            client_msg_id: Some(format!("send-{n}")),
+            ..ChatMessage::default()
+        }
+    }
+
     #[tokio::test]
     async fn reads_do_not_wait_for_a_write_transaction() {
         let dir = crate::server::test_dir("store");
@@ -1344,17 +1362,7 @@ mod tests {
     async fn a_batch_is_searchable_once_and_edits_reindex() {
         let dir = crate::server::test_dir("store-search");
         let store = EmbeddedStore::open(&dir).expect("open");
-        let (a, b) = ("01AAAAAAAAAAAAAAAAAAAAAAAA", "01BBBBBBBBBBBBBBBBBBBBBBBB");
-        let message = |n: u32, text: &str| ChatMessage {
-            id: format!("01M{n:023}"),
-            conversation_id: crate::api::dto::direct_conversation_id(a, b),
-            sender_id: a.into(),
-            recipient_id: b.into(),
-            text: text.into(),
-            created_at: "2026-12-05T12:00:00.000Z".into(),
-            client_msg_id: Some(format!("send-{n}")),
-            ..ChatMessage::default()
-        };
+        let (a, b) = (A, B);
         let search = |user: &'static str, word: &'static str| {
             let store = store.clone();
             async move {
@@ -1448,25 +1456,11 @@ mod tests {
         assert!(index_columns("messages_by_send").is_empty(), "the old index is gone");
         assert_eq!(index_columns("messages_by_client_id"), ["client_msg_id", "sender_id"]);
 
-        let (a, b) = ("01AAAAAAAAAAAAAAAAAAAAAAAA", "01BBBBBBBBBBBBBBBBBBBBBBBB");
-        let sent = ChatMessage {
-            id: "01M00000000000000000000001".into(),
-            conversation_id: crate::api::dto::direct_conversation_id(a, b),
-            sender_id: a.into(),
-            recipient_id: b.into(),
-            text: "hello".into(),
-            created_at: "2026-12-06T08:00:00.000Z".into(),
-            client_msg_id: Some("0193a5b6-c7d8-7fff-bfff-ffffffffffff".into()),
-            ..ChatMessage::default()
-        };
-        let retried = ChatMessage { id: "01M00000000000000000000002".into(), ..sent.clone() };
+        let sent =
+            ChatMessage { client_msg_id: Some("0193a5b6-c7d8-7fff-bfff-ffffffffffff".into()), ..message(1, "hello") };
+        let retried = ChatMessage { id: message(2, "").id, ..sent.clone() };
         // The same client id from another sender is another send.
-        let other = ChatMessage {
-            id: "01M00000000000000000000003".into(),
-            sender_id: b.into(),
-            recipient_id: a.into(),
-            ..sent.clone()
-        };
+        let other = ChatMessage { id: message(3, "").id, sender_id: B.into(), recipient_id: A.into(), ..sent.clone() };
         assert_eq!(store.save_messages(&[sent.clone(), retried.clone(), other.clone()]).await.expect("save"), 2);
         assert!(store.message_by_id(&retried.id).await.expect("read").is_none(), "the retry is not stored twice");
         assert!(store.message_by_id(&other.id).await.expect("read").is_some());
