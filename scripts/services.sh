@@ -45,9 +45,10 @@ esac
 KAFKA_VERSION=4.1.1
 FERRETDB_VERSION=v1.24.2
 
+SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # say, die, have, as_root, apt_install
 # shellcheck source=scripts/common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+. "$SCRIPTS/common.sh"
 
 # wait_port PORT NAME SECONDS
 wait_port() {
@@ -269,6 +270,17 @@ start_postgres() {
   fi
 }
 
+# Lets FerretDB's equality filters use indexes (see the file). Idempotent, and
+# run on every start of mongo, so a cluster initialised before it existed
+# gets it too; collections created before it have no twins.
+install_pushdown() {
+  local bin
+  bin="$(pg_bin)" || die "PostgreSQL not found"
+  "$bin/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d ferretdb \
+    -f "$SCRIPTS/ferretdb-pushdown.sql" > "$RUN/postgres-pushdown.log" 2>&1 \
+    || die "could not install scripts/ferretdb-pushdown.sql (log: $RUN/postgres-pushdown.log)"
+}
+
 stop_postgres() { # stop_postgres fast|immediate
   local bin data
   [ -n "$(pg_pid)" ] || return 0
@@ -290,13 +302,17 @@ start_mongo() {
       say "ferretdb already running"
     fi
     # FerretDB reconnects by itself if its PostgreSQL was stopped behind its back.
-    if [ "$h" = postgresql ] && [ -z "$(pg_pid)" ]; then start_postgres; fi
+    if [ "$h" = postgresql ]; then
+      if [ -z "$(pg_pid)" ]; then start_postgres; fi
+      install_pushdown
+    fi
     return
   fi
   mkdir -p "$RUN/mongo"
   local backend
   if [ "$FERRETDB_HANDLER" = postgresql ]; then
     start_postgres
+    install_pushdown
     backend=(--handler=postgresql "--postgresql-url=postgres://postgres@127.0.0.1:$PG_PORT/ferretdb")
   else
     backend=(--handler=sqlite "--sqlite-url=file:$RUN/mongo/")

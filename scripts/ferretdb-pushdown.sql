@@ -1,0 +1,72 @@
+-- Installed by scripts/services.sh into the `ferretdb` database of the
+-- stand-in's PostgreSQL, each time it starts (idempotent).
+--
+-- Why: FerretDB 1.24's PostgreSQL backend pushes every equality filter down
+-- as `_jsonb->'key' @> value` (containment, so that an array holding the
+-- value matches too), but it builds a MongoDB index as a btree on
+-- `(_jsonb->'key')`, and a btree cannot answer `@>`. So every lookup by
+-- `_id`, by conversation or by any indexed field read the whole table: at
+-- 2,000 inbox entries one upsert's lookup took 3.2 ms (a sequential scan)
+-- against 0.06 ms through an index, and the history worker stored 3,000
+-- messages a second over 1,000 conversations. A real mongod serves those
+-- lookups from the index the application declared; this makes the
+-- stand-in do the same, which is more faithful, not less.
+--
+-- How: an event trigger that gives every btree index FerretDB creates a GIN
+-- twin on the same leading expression (`jsonb_path_ops`, which answers
+-- `@>`), when that expression is one top-level key. Dropping the collection
+-- drops the twin with its table.
+
+CREATE OR REPLACE FUNCTION charcha_containment_index() RETURNS event_trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  created record;
+  target regclass;
+  schema_name name;
+  table_name name;
+  method name;
+  key_expr text;
+  twin name;
+BEGIN
+  FOR created IN
+    SELECT objid FROM pg_event_trigger_ddl_commands()
+    WHERE command_tag = 'CREATE INDEX' AND object_type = 'index'
+  LOOP
+    SELECT i.indrelid::regclass, n.nspname, t.relname, am.amname
+      INTO target, schema_name, table_name, method
+      FROM pg_index i
+      JOIN pg_class c ON c.oid = i.indexrelid
+      JOIN pg_class t ON t.oid = i.indrelid
+      JOIN pg_namespace n ON n.oid = t.relnamespace
+      JOIN pg_am am ON am.oid = c.relam
+     WHERE i.indexrelid = created.objid;
+    -- Our own GIN indexes fire this trigger too: only btrees get a twin.
+    CONTINUE WHEN method IS DISTINCT FROM 'btree';
+    key_expr := pg_get_indexdef(created.objid, 1, false);
+    -- FerretDB's form for a top-level key: ((_jsonb -> 'key'::text))
+    CONTINUE WHEN key_expr !~ '^\(\(_jsonb -> ''[^'']+''::text\)\)$';
+    -- One twin per (table, expression): a compound index and a single-key
+    -- one that lead with the same key share it.
+    twin := left(table_name, 40) || '_' || left(md5(key_expr), 12) || '_contains';
+    CONTINUE WHEN to_regclass(format('%I.%I', schema_name, twin)) IS NOT NULL;
+    EXECUTE format('CREATE INDEX %I ON %s USING gin (%s jsonb_path_ops)', twin, target, key_expr);
+  END LOOP;
+END
+$fn$;
+
+-- Created once (no drop and re-create, which would leave a moment without
+-- it while FerretDB may be creating a collection).
+DO $do$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'charcha_containment_index') THEN
+    CREATE EVENT TRIGGER charcha_containment_index ON ddl_command_end
+      WHEN TAG IN ('CREATE INDEX')
+      EXECUTE FUNCTION charcha_containment_index();
+  END IF;
+END
+$do$;
+
+-- FerretDB passes the field name as a parameter (`_jsonb->$1 @> $2`), so a
+-- generic plan, which PostgreSQL may cache for a prepared statement, can
+-- never use an index on one field: plan each execution with its values.
+ALTER DATABASE ferretdb SET plan_cache_mode = force_custom_plan;
