@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use charcha::api::dto::{ChatMessage, direct_conversation_id};
 use common::{TestServer, TestUser, Ws, eventually, get, post_read};
@@ -190,15 +190,15 @@ async fn a_replay_never_undoes_an_edit() {
     // the edit again, in any order: the edit stays. A forged later version
     // from someone else changes nothing either.
     let store = &server.state().store;
-    store.save_messages(std::slice::from_ref(&original)).await.expect("replay");
-    store.save_messages(&[edited.clone(), original.clone()]).await.expect("replay");
+    store.save_messages(Arc::from([original.clone()])).await.expect("replay");
+    store.save_messages(Arc::from([edited.clone(), original.clone()])).await.expect("replay");
     let forged = ChatMessage {
         sender_id: bob.id.clone(),
         text: "forged".into(),
         edited_at: Some("2999-01-01T00:00:00.000Z".into()),
         ..edited.clone()
     };
-    store.save_messages(&[forged]).await.expect("save");
+    store.save_messages(Arc::from([forged])).await.expect("save");
     let now = store.message_by_id(&original.id).await.expect("read").expect("stored");
     assert_eq!(now, edited);
     let (_, page) = get(&bob.http, &server.url, "/api/conversations").await;

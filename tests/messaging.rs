@@ -785,7 +785,7 @@ async fn pagination_is_gap_free_and_duplicate_free() {
             }
         })
         .collect();
-    assert_eq!(server.state().store.save_messages(&burst).await.expect("save"), 60);
+    assert_eq!(server.state().store.save_messages(burst.clone().into()).await.expect("save"), 60);
     expected.extend(burst.iter().map(|m| m.id.clone()));
     // 35 more through the WebSocket. Connected only now: a client that does
     // not read does not answer the server's pings either, and a connection
@@ -907,7 +907,7 @@ async fn before_cursor_is_case_insensitive_or_rejected_never_wrong() {
             reply_to: None,
         })
         .collect();
-    server.state().store.save_messages(&all).await.unwrap();
+    server.state().store.save_messages(all.clone().into()).await.unwrap();
     let cursor = &all[5].id;
     let (status, upper) = get(&a.http, &server.url, &format!("/api/messages/{}?before={cursor}", b.id)).await;
     assert_eq!(status, StatusCode::OK);
@@ -1504,14 +1504,18 @@ async fn a_send_that_reached_the_log_twice_under_two_ids_is_stored_once() {
     let mut again: ChatMessage = serde_json::from_value(first.clone()).unwrap();
     again.id = ulid::Ulid::new().to_string();
     let store = &server.state().store;
-    assert_eq!(store.save_messages(&[again.clone()]).await.expect("save"), 0, "the duplicate send is not new");
+    assert_eq!(
+        store.save_messages(Arc::from([again.clone()])).await.expect("save"),
+        0,
+        "the duplicate send is not new"
+    );
     // Messages without a client id never collide with each other.
     let mut plain = again.clone();
     plain.client_msg_id = None;
     let mut plain2 = plain.clone();
     plain.id = ulid::Ulid::new().to_string();
     plain2.id = ulid::Ulid::new().to_string();
-    assert_eq!(store.save_messages(&[plain.clone(), plain2.clone()]).await.expect("save"), 2);
+    assert_eq!(store.save_messages(Arc::from([plain.clone(), plain2.clone()])).await.expect("save"), 2);
     let stored = ids(&history_all(&a.http, &server.url, &b.id).await);
     let mut want = vec![first["_id"].as_str().unwrap().to_string(), plain.id, plain2.id];
     want.sort();

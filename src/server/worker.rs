@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     config::WorkerConfig,
-    log::{Log, LogError},
+    log::{Log, LogError, LogRecord, RecordError, decode_record},
     store::{Gather, Store},
 };
 use crate::api::dto::ChatMessage;
@@ -80,23 +80,27 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
             }
         };
         let Some(last) = records.last().map(|r| r.offset) else { continue };
-        let mut messages = Vec::with_capacity(records.len());
-        for r in &records {
-            match super::log::decode_record(&r.payload) {
-                Ok(m) => messages.push(m),
-                Err(e) => {
-                    tracing::error!(partition, offset = r.offset, "{e}");
-                    super::metrics::inc(&super::metrics::METRICS.dead_letters);
-                    // Keep retrying the dead-letter write: skipping the
-                    // record without recording it would lose it silently.
-                    while let Err(err) =
-                        store.dead_letter(&stream, partition, r.offset, &r.payload, &e.to_string()).await
-                    {
-                        tracing::warn!("dead-letter write failed, retrying: {err}");
-                        if sleep_or_shutdown(RETRY, &shutdown).await {
-                            return;
-                        }
-                    }
+        let (messages, undecodable) = match decode_batch(records).await {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                // Only a panic in the decoder gets here; the batch is
+                // fetched again from `next`.
+                tracing::error!(partition, "decoding a batch failed, retrying: {e}");
+                if sleep_or_shutdown(RETRY, &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        for (r, e) in undecodable {
+            tracing::error!(partition, offset = r.offset, "{e}");
+            super::metrics::inc(&super::metrics::METRICS.dead_letters);
+            // Keep retrying the dead-letter write: skipping the record
+            // without recording it would lose it silently.
+            while let Err(err) = store.dead_letter(&stream, partition, r.offset, &r.payload, &e.to_string()).await {
+                tracing::warn!("dead-letter write failed, retrying: {err}");
+                if sleep_or_shutdown(RETRY, &shutdown).await {
+                    return;
                 }
             }
         }
@@ -105,7 +109,7 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
             let recorded = record_conversations(store.as_ref(), &messages, &mut known_conversations).await;
             let stored = match recorded {
                 Err(e) => Err(e),
-                Ok(()) => store.save_messages(&messages).await,
+                Ok(()) => store.save_messages(messages.clone()).await,
             };
             let stored = match stored {
                 Ok(new) => {
@@ -141,10 +145,10 @@ const BUSY: usize = 64;
 async fn gather(
     log: &dyn Log,
     partition: i32,
-    mut records: Vec<super::log::LogRecord>,
+    mut records: Vec<LogRecord>,
     how: Gather,
     shutdown: &CancellationToken,
-) -> Vec<super::log::LogRecord> {
+) -> Vec<LogRecord> {
     if records.len() < BUSY || how.window.is_zero() {
         return records;
     }
@@ -165,6 +169,28 @@ async fn gather(
         }
     }
     records
+}
+
+/// A batch's messages, and the records that are not one (with why).
+type Decoded = (Arc<[ChatMessage]>, Vec<(LogRecord, RecordError)>);
+
+/// Decodes a batch on the blocking pool: up to 10,000 records of JSON is
+/// tens of milliseconds of CPU, which on a runtime thread would hold up
+/// every socket task queued behind it (the embedded mode's live traffic
+/// shares the runtime with this worker).
+async fn decode_batch(records: Vec<LogRecord>) -> Result<Decoded, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        let mut messages = Vec::with_capacity(records.len());
+        let mut undecodable = Vec::new();
+        for r in records {
+            match decode_record(&r.payload) {
+                Ok(m) => messages.push(m),
+                Err(e) => undecodable.push((r, e)),
+            }
+        }
+        (Arc::from(messages), undecodable)
+    })
+    .await
 }
 
 /// Makes sure every conversation of `messages` exists with its members.

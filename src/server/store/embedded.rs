@@ -756,8 +756,7 @@ impl MessageStore for EmbeddedStore {
         super::Gather { window: std::time::Duration::from_millis(200), up_to: 10_000 }
     }
 
-    async fn save_messages(&self, messages: &[ChatMessage]) -> Result<u64, StoreError> {
-        let messages = messages.to_vec();
+    async fn save_messages(&self, messages: Arc<[ChatMessage]>) -> Result<u64, StoreError> {
         self.call_replayable(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
             let mut inserted = 0u64;
@@ -794,7 +793,7 @@ impl MessageStore for EmbeddedStore {
                     .map_err(unavailable)?;
                 // New messages and their search rowids, indexed last (below).
                 let mut unindexed = Vec::new();
-                for m in &messages {
+                for m in messages.iter() {
                     // A new message has no edit time; an edit or a delete has one.
                     let is_new = m.edited_at.is_none();
                     let stmt = if is_new { &mut insert } else { &mut upsert };
@@ -1375,14 +1374,14 @@ mod tests {
         let mut batch: Vec<ChatMessage> = (0..300).map(|n| message(n, &format!("walrus n{n}x"))).collect();
         batch.push(batch[7].clone());
         batch.push(ChatMessage { id: format!("01M{:023}", 999), ..batch[8].clone() });
-        assert_eq!(store.save_messages(&batch).await.expect("save"), 300);
+        assert_eq!(store.save_messages(batch.clone().into()).await.expect("save"), 300);
         assert_eq!(search(a, "walrus").await.len(), 100, "one page of the 300, newest first");
         assert_eq!(search(b, "n7x").await, vec![batch[7].id.clone()], "the replay is indexed once");
         assert_eq!(search(b, "n8x").await, vec![batch[8].id.clone()], "the retry is not stored twice");
         assert!(search("01CCCCCCCCCCCCCCCCCCCCCCCC", "walrus").await.is_empty(), "only its members find it");
 
         // Replayed whole: nothing new, nothing indexed twice.
-        assert_eq!(store.save_messages(&batch).await.expect("replay"), 0);
+        assert_eq!(store.save_messages(batch.clone().into()).await.expect("replay"), 0);
         assert_eq!(search(a, "n9x").await, vec![batch[9].id.clone()]);
 
         // An edit, a delete and a new message in one batch: the edit is
@@ -1399,7 +1398,7 @@ mod tests {
             ..batch[11].clone()
         };
         let new = message(400, "narwhal walrus");
-        assert_eq!(store.save_messages(&[edited.clone(), deleted, new.clone()]).await.expect("save"), 1);
+        assert_eq!(store.save_messages(Arc::from([edited.clone(), deleted, new.clone()])).await.expect("save"), 1);
         assert!(search(a, "n10x").await.is_empty(), "the edited text is no longer found");
         assert!(search(a, "n11x").await.is_empty(), "a deleted message is not found");
         assert_eq!(search(b, "narwhal").await, vec![new.id.clone(), edited.id.clone()]);
@@ -1427,7 +1426,7 @@ mod tests {
             .expect("count");
         assert_eq!(triggers, 0, "the insert trigger is gone");
         let later = message(500, "manatee");
-        assert_eq!(store.save_messages(std::slice::from_ref(&later)).await.expect("save"), 1);
+        assert_eq!(store.save_messages(Arc::from([later.clone()])).await.expect("save"), 1);
         let found = store.search_messages(a, &[], &["manatee".to_string()], None, 10).await.expect("search");
         assert_eq!(found.into_iter().map(|m| m.id).collect::<Vec<_>>(), vec![later.id]);
         let _ = std::fs::remove_dir_all(&dir);
@@ -1461,7 +1460,10 @@ mod tests {
         let retried = ChatMessage { id: message(2, "").id, ..sent.clone() };
         // The same client id from another sender is another send.
         let other = ChatMessage { id: message(3, "").id, sender_id: B.into(), recipient_id: A.into(), ..sent.clone() };
-        assert_eq!(store.save_messages(&[sent.clone(), retried.clone(), other.clone()]).await.expect("save"), 2);
+        assert_eq!(
+            store.save_messages(Arc::from([sent.clone(), retried.clone(), other.clone()])).await.expect("save"),
+            2
+        );
         assert!(store.message_by_id(&retried.id).await.expect("read").is_none(), "the retry is not stored twice");
         assert!(store.message_by_id(&other.id).await.expect("read").is_some());
         let _ = std::fs::remove_dir_all(&dir);

@@ -6,6 +6,8 @@
 pub mod embedded;
 pub mod mongo;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::api::dto::{ChatMessage, Contact, GroupRole, ReactionCount, Reactions, User, is_group_id};
@@ -377,7 +379,7 @@ pub trait MessageStore: Send + Sync {
     /// sender) replaces it. Also moves each member's
     /// inbox entry of the conversation to its newest message
     /// ([`inbox_updates`]). Returns how many messages were new.
-    async fn save_messages(&self, messages: &[ChatMessage]) -> Result<u64, StoreError>;
+    async fn save_messages(&self, messages: Arc<[ChatMessage]>) -> Result<u64, StoreError>;
     /// How the history worker fills a batch before it calls
     /// [`Self::save_messages`]: by default it stores what one fetch of the
     /// log returns, at once.

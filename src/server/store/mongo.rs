@@ -686,7 +686,8 @@ impl MongoStore {
 
 #[async_trait]
 impl MessageStore for MongoStore {
-    async fn save_messages(&self, messages: &[ChatMessage]) -> Result<u64, StoreError> {
+    async fn save_messages(&self, messages: Arc<[ChatMessage]>) -> Result<u64, StoreError> {
+        let messages = &messages[..];
         if messages.is_empty() {
             return Ok(0);
         }
