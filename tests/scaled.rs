@@ -348,6 +348,8 @@ async fn equality_filters_on_indexed_fields_read_an_index() {
     let name = format!("charcha_it_plan_{}", std::process::id());
     let client = mongodb::Client::with_uri_str(mongo_base()).await.expect("mongo client");
     let db = client.database(&name);
+    // Left over by an earlier run that failed before its drop (same pid).
+    db.drop().await.expect("drop");
     let items = db.collection::<mongodb::bson::Document>("items");
     db.run_command(doc! {
         "createIndexes": "items",
