@@ -1361,7 +1361,6 @@ mod tests {
     async fn a_batch_is_searchable_once_and_edits_reindex() {
         let dir = crate::server::test_dir("store-search");
         let store = EmbeddedStore::open(&dir).expect("open");
-        let (a, b) = (A, B);
         let search = |user: &'static str, word: &'static str| {
             let store = store.clone();
             async move {
@@ -1375,14 +1374,14 @@ mod tests {
         batch.push(batch[7].clone());
         batch.push(ChatMessage { id: format!("01M{:023}", 999), ..batch[8].clone() });
         assert_eq!(store.save_messages(batch.clone().into()).await.expect("save"), 300);
-        assert_eq!(search(a, "walrus").await.len(), 100, "one page of the 300, newest first");
-        assert_eq!(search(b, "n7x").await, vec![batch[7].id.clone()], "the replay is indexed once");
-        assert_eq!(search(b, "n8x").await, vec![batch[8].id.clone()], "the retry is not stored twice");
+        assert_eq!(search(A, "walrus").await.len(), 100, "one page of the 300, newest first");
+        assert_eq!(search(B, "n7x").await, vec![batch[7].id.clone()], "the replay is indexed once");
+        assert_eq!(search(B, "n8x").await, vec![batch[8].id.clone()], "the retry is not stored twice");
         assert!(search("01CCCCCCCCCCCCCCCCCCCCCCCC", "walrus").await.is_empty(), "only its members find it");
 
         // Replayed whole: nothing new, nothing indexed twice.
         assert_eq!(store.save_messages(batch.clone().into()).await.expect("replay"), 0);
-        assert_eq!(search(a, "n9x").await, vec![batch[9].id.clone()]);
+        assert_eq!(search(A, "n9x").await, vec![batch[9].id.clone()]);
 
         // An edit, a delete and a new message in one batch: the edit is
         // found by its new text only, the deleted one not at all.
@@ -1399,9 +1398,9 @@ mod tests {
         };
         let new = message(400, "narwhal walrus");
         assert_eq!(store.save_messages(Arc::from([edited.clone(), deleted, new.clone()])).await.expect("save"), 1);
-        assert!(search(a, "n10x").await.is_empty(), "the edited text is no longer found");
-        assert!(search(a, "n11x").await.is_empty(), "a deleted message is not found");
-        assert_eq!(search(b, "narwhal").await, vec![new.id.clone(), edited.id.clone()]);
+        assert!(search(A, "n10x").await.is_empty(), "the edited text is no longer found");
+        assert!(search(A, "n11x").await.is_empty(), "a deleted message is not found");
+        assert_eq!(search(B, "narwhal").await, vec![new.id.clone(), edited.id.clone()]);
         drop(store);
 
         // A database from before 2026-12-05 indexed new messages from an
@@ -1427,7 +1426,7 @@ mod tests {
         assert_eq!(triggers, 0, "the insert trigger is gone");
         let later = message(500, "manatee");
         assert_eq!(store.save_messages(Arc::from([later.clone()])).await.expect("save"), 1);
-        let found = store.search_messages(a, &[], &["manatee".to_string()], None, 10).await.expect("search");
+        let found = store.search_messages(A, &[], &["manatee".to_string()], None, 10).await.expect("search");
         assert_eq!(found.into_iter().map(|m| m.id).collect::<Vec<_>>(), vec![later.id]);
         let _ = std::fs::remove_dir_all(&dir);
     }
