@@ -18,10 +18,29 @@
 -- collection drops the twin with its table; dropping only the MongoDB
 -- index leaves the twin, which then costs writes and nothing else.
 --
+-- Only keys that a pushed-down filter can use get a twin. FerretDB pushes
+-- down a top-level `key: value` (or `$eq`), never `$and`, `$or` or `$ne`, so
+-- of the messages' indexed keys only `_id` and `conversation_id` are ever
+-- looked up this way. `search_words`, `sender_id` and `recipient_id` serve
+-- message search, whose filter is an `$and` (a real mongod uses their
+-- indexes; FerretDB scans either way), and `send_key` is only ever written
+-- (its uniqueness is the btree's). Twins on them cost every stored message
+-- GIN inserts into huge posting lists (one entry per search word) and served
+-- nothing: without them PostgreSQL spent N % less per message (item 12 of
+-- BENCHMARKS.md). `charcha_twin_wanted` says which keys are left out.
+--
 -- `fastupdate` is off: with GIN's pending list, the insert that fills it
 -- merges it into the index on the spot, and the history worker's lag p99
 -- at 5,000 msg/s was 0.9-1.7 s; without it, 0.23-0.67 s (BENCHMARKS.md,
 -- item 11).
+
+-- Whether the btree on `key` of FerretDB's table `table_name` (named
+-- `<collection>_<8 hex digits>`) gets a GIN twin.
+CREATE OR REPLACE FUNCTION charcha_twin_wanted(table_name name, key text) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $fn$
+  SELECT NOT (substring(table_name FROM '^(.*)_[0-9a-f]{8}$') = 'messages'
+              AND key IN ('send_key', 'sender_id', 'recipient_id', 'search_words'))
+$fn$;
 
 CREATE OR REPLACE FUNCTION charcha_containment_index() RETURNS event_trigger
 LANGUAGE plpgsql AS $fn$
@@ -51,6 +70,7 @@ BEGIN
     key_expr := pg_get_indexdef(created.objid, 1, false);
     -- FerretDB's form for a top-level key: ((_jsonb -> 'key'::text))
     CONTINUE WHEN key_expr !~ '^\(\(_jsonb -> ''[^'']+''::text\)\)$';
+    CONTINUE WHEN NOT charcha_twin_wanted(table_name, substring(key_expr FROM '^\(\(_jsonb -> ''([^'']+)''::text\)\)$'));
     -- One twin per (table, expression): a compound index and a single-key
     -- one that lead with the same key share it.
     twin := left(table_name, 40) || '_' || left(md5(key_expr), 12) || '_contains';
@@ -59,6 +79,27 @@ BEGIN
   END LOOP;
 END
 $fn$;
+
+-- Twins an earlier version of this file made on keys now left out.
+DO $do$
+DECLARE
+  unwanted record;
+BEGIN
+  FOR unwanted IN
+    SELECT n.nspname AS schema_name, c.relname AS twin
+      FROM pg_index i
+      JOIN pg_class c ON c.oid = i.indexrelid
+      JOIN pg_class t ON t.oid = i.indrelid
+      JOIN pg_namespace n ON n.oid = t.relnamespace
+      JOIN pg_am am ON am.oid = c.relam
+     WHERE am.amname = 'gin' AND c.relname LIKE '%\_contains'
+       AND NOT charcha_twin_wanted(t.relname,
+             substring(pg_get_indexdef(i.indexrelid, 1, false) FROM '^\(\(_jsonb -> ''([^'']+)''::text\)\)$'))
+  LOOP
+    EXECUTE format('DROP INDEX %I.%I', unwanted.schema_name, unwanted.twin);
+  END LOOP;
+END
+$do$;
 
 -- Created once (no drop and re-create, which would leave a moment without
 -- it while FerretDB may be creating a collection).

@@ -334,6 +334,70 @@ async fn users_on_different_instances_chat_live_with_presence_everywhere() {
     presence_of(&mut c_ws, &b.id, false, Duration::from_secs(5)).await;
 }
 
+/// The instance a send lands on hands it to its own sessions at once and to
+/// the other instances through Redis, and drops its own publishes when Redis
+/// hands them back. So each of the recipient's sessions and the sender's
+/// other sessions gets every message exactly once, in order, whichever
+/// instance holds it, and the sending session gets only its acks.
+#[tokio::test]
+#[ignore = "needs Redis, Kafka and MongoDB: run through ./dev test"]
+async fn every_session_gets_each_message_once_whichever_instance_holds_it() {
+    let cluster = Cluster::start(2).await;
+    let (a, b) = (TestUser::signup_at(&cluster.url(0), "a").await, TestUser::signup_at(&cluster.url(1), "b").await);
+    let mut a_here = Ws::connect_url(&cluster.ws_url(0), &a.token).await;
+    let mut a_there = Ws::connect_url(&cluster.ws_url(1), &a.token).await;
+    let mut b_here = Ws::connect_url(&cluster.ws_url(0), &b.token).await;
+    let mut b_there = Ws::connect_url(&cluster.ws_url(1), &b.token).await;
+    // Until both instances hear of both users (the bus subscribes as a
+    // user's first session on an instance registers).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in 0.. {
+        let text = format!("warm up {n}");
+        send_acked(&mut a_here, &b.id, &text).await.expect("ack");
+        let mut all = true;
+        for ws in [&mut a_there, &mut b_here, &mut b_there] {
+            all &= ws.next_where(Duration::from_millis(500), |e| is_live(e, &text)).await.is_some();
+        }
+        if all {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sessions did not all get a warm-up message");
+    }
+
+    // Sent back to back without waiting for acks, so an echo could not hide
+    // between a send and its ack.
+    let texts: Vec<String> = (0..30).map(|i| format!("once {i}")).collect();
+    for (i, text) in texts.iter().enumerate() {
+        a_here.send_text(&format!("once-{i}-{}", ulid::Ulid::new()), &b.id, text).await;
+    }
+    let is_once =
+        |e: &Value| e["type"] == "message" && e["message"]["text"].as_str().is_some_and(|t| t.starts_with("once "));
+    let mut acks = 0;
+    let mut echoes = 0;
+    while let Some(e) = a_here
+        .next_where(Duration::from_secs(1), |e| {
+            is_once(e) || (e["type"] == "ack" && e["message"]["text"].as_str().is_some_and(|t| t.starts_with("once ")))
+        })
+        .await
+    {
+        if e["type"] == "ack" {
+            acks += 1;
+        } else {
+            echoes += 1;
+        }
+    }
+    assert_eq!((acks, echoes), (texts.len(), 0), "the sending session gets an ack per send and no copy");
+    for (who, ws) in
+        [("b on instance 0", &mut b_here), ("b on instance 1", &mut b_there), ("a on instance 1", &mut a_there)]
+    {
+        let mut got = Vec::new();
+        while let Some(e) = ws.next_where(Duration::from_secs(1), is_once).await {
+            got.push(e["message"]["text"].as_str().unwrap_or_default().to_string());
+        }
+        assert_eq!(got, texts, "{who}: every message once, in order");
+    }
+}
+
 /// History pages (by conversation), the worker's inbox upserts and lookups
 /// by id are equality filters on indexed fields, which must not read a
 /// whole collection. FerretDB 1.24 on PostgreSQL turns each into
@@ -486,8 +550,10 @@ async fn redis_kafka_and_mongo_restarts_lose_nothing_acked() {
     let _restore = Restore;
     let cluster = Cluster::start(2).await;
     let (a, b) = (TestUser::signup_at(&cluster.url(0), "a").await, TestUser::signup_at(&cluster.url(1), "b").await);
+    let c = TestUser::signup_at(&cluster.url(0), "c").await;
     let mut a_ws = Ws::connect_url(&cluster.ws_url(0), &a.token).await;
     let mut b_ws = Ws::connect_url(&cluster.ws_url(1), &b.token).await;
+    let mut c_ws = Ws::connect_url(&cluster.ws_url(0), &c.token).await;
     let mut acked = HashSet::new();
     acked.insert(send_acked(&mut a_ws, &b.id, "warm up").await.expect("ack"));
     expect_live(&mut b_ws, "warm up", Duration::from_secs(5)).await;
@@ -501,6 +567,10 @@ async fn redis_kafka_and_mongo_restarts_lose_nothing_acked() {
     assert!(during.acked.len() >= 20, "sends kept being acked while Redis was down: {}", during.acked.len());
     assert!(during.slowest < Duration::from_secs(1), "an ack waited {:?} on Redis", during.slowest);
     acked.extend(during.acked.iter().map(|(id, _)| id.clone()));
+    // A user on the sending instance still gets messages live: that
+    // delivery does not go through Redis.
+    send_acked(&mut a_ws, &c.id, "same instance, redis down").await.expect("ack");
+    expect_live(&mut c_ws, "same instance, redis down", Duration::from_secs(5)).await;
     services("start", "redis");
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut n = 0;

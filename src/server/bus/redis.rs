@@ -18,9 +18,16 @@
 //! dropped (counted, warned about once per interval): acks do not depend
 //! on the bus, and history has every message.
 //!
-//! An event for a conversation's members that should skip its originating
-//! session carries a small envelope, `~<instance>:<session>\n`, in front of
-//! the JSON (JSON never starts with `~`).
+//! This instance's own sessions get an event at once, from [`Bus::publish`]
+//! itself, not after a round trip through Redis: on a loaded machine that
+//! trip (our publisher, Redis, our subscriber, each waiting for a core) was
+//! ~10 ms of every local delivery, and with one instance it was all of
+//! them. Socket.IO's Redis adapter does the same. Every payload starts with
+//! an envelope naming the instance that published it, `~<instance>\n`, and
+//! an instance drops what comes back to it from its own publishes. So the
+//! session a send came from (the `except` of [`Audience::Members`], always
+//! one of the publisher's) is skipped right here, and a user's sessions
+//! each get an event once, whichever instances hold them.
 
 use std::sync::Arc;
 
@@ -32,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use tokio::sync::mpsc;
 
-use super::{Audience, Bus, BusError, SessionRef};
+use super::{Audience, Bus, BusError};
 use crate::server::{hub::Hub, metrics, outage::Outage, redis_conn::RedisClients};
 
 /// Events waiting for the publisher task.
@@ -47,6 +54,8 @@ static PUBLISH_OUTAGE: Outage = Outage::new("redis bus cannot publish; live even
 
 pub struct RedisBus {
     clients: RedisClients,
+    /// This instance's sessions, which [`Bus::publish`] delivers to itself.
+    hub: Arc<Hub>,
     names: Channels,
     outgoing: mpsc::Sender<(String, Bytes)>,
     /// Users this instance wants to hear about. Re-subscribed after every
@@ -71,37 +80,30 @@ impl Channels {
     }
 }
 
-/// `frame` with the envelope that tells receivers which session to skip.
-fn enveloped(frame: &Bytes, except: SessionRef) -> Bytes {
-    let head = format!("~{:016x}:{:016x}\n", except.instance, except.session);
-    let mut out = Vec::with_capacity(head.len() + frame.len());
+/// `body` behind the envelope naming the publishing instance; `user`, for
+/// a watchers event, goes on a line of its own between the two.
+fn enveloped(origin: u64, user: Option<&str>, body: &Bytes) -> Bytes {
+    let head = format!("~{origin:016x}\n");
+    let user_len = user.map_or(0, |u| u.len() + 1);
+    let mut out = Vec::with_capacity(head.len() + user_len + body.len());
     out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(frame);
+    if let Some(user) = user {
+        out.extend_from_slice(user.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(body);
     out.into()
 }
 
-/// Splits a received payload into the session to skip (if any) and the frame.
-fn open_envelope(payload: Bytes) -> Option<(Option<SessionRef>, Bytes)> {
+/// Splits a received payload into the instance that published it and the
+/// rest; `None` when it has no envelope.
+fn open_envelope(payload: Bytes) -> Option<(u64, Bytes)> {
     if payload.first() != Some(&b'~') {
-        return Some((None, payload));
+        return None;
     }
     let newline = payload.iter().position(|b| *b == b'\n')?;
-    let head = std::str::from_utf8(&payload[1..newline]).ok()?;
-    let (instance, session) = head.split_once(':')?;
-    let except = SessionRef {
-        instance: u64::from_str_radix(instance, 16).ok()?,
-        session: u64::from_str_radix(session, 16).ok()?,
-    };
-    Some((Some(except), payload.slice(newline + 1..)))
-}
-
-/// A watchers event: the watched user's id, a newline, the frame.
-fn watchers_payload(user_id: &str, frame: &Bytes) -> Bytes {
-    let mut out = Vec::with_capacity(user_id.len() + 1 + frame.len());
-    out.extend_from_slice(user_id.as_bytes());
-    out.push(b'\n');
-    out.extend_from_slice(frame);
-    out.into()
+    let origin = std::str::from_utf8(&payload[1..newline]).ok()?;
+    Some((u64::from_str_radix(origin, 16).ok()?, payload.slice(newline + 1..)))
 }
 
 /// Splits a watchers event into the watched user and the frame.
@@ -171,7 +173,9 @@ impl RedisBus {
         let mut rx = clients.subscriber.message_rx();
         let publisher_shutdown = shutdown.clone();
         let incoming = names.clone();
+        let receiving_hub = hub.clone();
         tokio::spawn(async move {
+            let hub = receiving_hub;
             loop {
                 let msg = tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -187,20 +191,23 @@ impl RedisBus {
                                 continue;
                             }
                         };
+                        let Some((origin, body)) = open_envelope(payload) else {
+                            tracing::warn!("ignoring a pub/sub message with a malformed envelope");
+                            continue;
+                        };
+                        if origin == hub.instance_id() {
+                            // Delivered here when it was published.
+                            continue;
+                        }
                         if *message.channel == *incoming.watchers {
-                            match open_watchers_payload(&payload) {
+                            match open_watchers_payload(&body) {
                                 Some((user, frame)) => hub.deliver(&Audience::Watchers(user), frame),
                                 None => tracing::warn!("ignoring a malformed watchers event"),
                             }
                             continue;
                         }
-                        let Some((except, frame)) = open_envelope(payload) else {
-                            tracing::warn!("ignoring a pub/sub message with a malformed envelope");
-                            continue;
-                        };
                         if let Some(user) = message.channel.strip_prefix(incoming.user_prefix.as_str()) {
-                            let user = user.to_string();
-                            hub.deliver(&Audience::Members { users: vec![user], except }, frame)
+                            hub.deliver(&Audience::User(user.to_string()), body)
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -228,23 +235,23 @@ impl RedisBus {
             }
         });
         clients.subscriber.subscribe(names.watchers.clone()).await.map_err(unavailable)?;
-        Ok(Self { clients, names, outgoing, wanted })
+        Ok(Self { clients, hub, names, outgoing, wanted })
     }
 }
 
 #[async_trait]
 impl Bus for RedisBus {
     async fn publish(&self, audience: Audience, frame: Bytes) -> Result<(), BusError> {
+        self.hub.deliver(&audience, frame.clone());
+        let origin = self.hub.instance_id();
         let events: Vec<(String, Bytes)> = match audience {
-            Audience::User(id) => vec![(self.names.user(&id), frame)],
-            Audience::Members { users, except } => {
-                let payload = match except {
-                    Some(except) => enveloped(&frame, except),
-                    None => frame,
-                };
+            Audience::User(id) => vec![(self.names.user(&id), enveloped(origin, None, &frame))],
+            Audience::Members { users, except: _ } => {
+                // `except` is one of this instance's sessions, skipped above.
+                let payload = enveloped(origin, None, &frame);
                 users.iter().map(|u| (self.names.user(u), payload.clone())).collect()
             }
-            Audience::Watchers(user) => vec![(self.names.watchers.clone(), watchers_payload(&user, &frame))],
+            Audience::Watchers(user) => vec![(self.names.watchers.clone(), enveloped(origin, Some(&user), &frame))],
         };
         for event in events {
             if self.outgoing.try_send(event).is_err() {
@@ -271,11 +278,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn envelope_round_trips_and_plain_frames_pass() {
-        let except = SessionRef { instance: u64::MAX, session: 42 };
+    fn envelope_names_the_publisher_and_a_bare_frame_is_refused() {
         let frame = Bytes::from_static(br#"{"type":"message"}"#);
-        assert_eq!(open_envelope(enveloped(&frame, except)), Some((Some(except), frame.clone())));
-        assert_eq!(open_envelope(frame.clone()), Some((None, frame)));
+        assert_eq!(open_envelope(enveloped(u64::MAX, None, &frame)), Some((u64::MAX, frame.clone())));
+        assert_eq!(open_envelope(enveloped(7, None, &frame)), Some((7, frame.clone())));
+        assert_eq!(open_envelope(frame), None);
         assert_eq!(open_envelope(Bytes::from_static(b"~zz\n{}")), None);
         assert_eq!(open_envelope(Bytes::from_static(b"~no newline")), None);
     }
@@ -283,7 +290,9 @@ mod tests {
     #[test]
     fn watchers_payload_round_trips() {
         let frame = Bytes::from_static(br#"{"type":"presence"}"#);
-        assert_eq!(open_watchers_payload(&watchers_payload("u1", &frame)), Some(("u1".to_string(), frame)));
+        let (origin, body) = open_envelope(enveloped(3, Some("u1"), &frame)).expect("envelope");
+        assert_eq!(origin, 3);
+        assert_eq!(open_watchers_payload(&body), Some(("u1".to_string(), frame)));
         assert_eq!(open_watchers_payload(&Bytes::from_static(b"no newline")), None);
     }
 }
