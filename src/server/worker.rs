@@ -132,13 +132,10 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
     }
 }
 
-/// A fetch that returns at least this many records means the log is busy:
-/// only then does the worker gather more (a quiet conversation's message
-/// is stored at once, not a gathering window later).
-const BUSY: usize = 64;
-
-/// When the log is busy ([`BUSY`]), tops `records` (a fetch's answer) up
-/// to `how.up_to` with what arrives within `how.window`
+/// When the log is busy (a fetch returned at least `how.busy` records),
+/// tops `records` (that fetch's answer) up to `how.up_to` with what
+/// arrives within `how.window`; a quiet conversation's message is stored at
+/// once, not a gathering window later
 /// ([`MessageStore::gather`](super::store::MessageStore::gather)).
 /// A failed or empty top-up ends the gathering: what was fetched is stored
 /// either way.
@@ -149,7 +146,7 @@ async fn gather(
     how: Gather,
     shutdown: &CancellationToken,
 ) -> Vec<LogRecord> {
-    if records.len() < BUSY || how.window.is_zero() {
+    if records.len() < how.busy || how.window.is_zero() {
         return records;
     }
     let deadline = tokio::time::Instant::now() + how.window;
@@ -228,6 +225,9 @@ mod tests {
     use super::*;
     use crate::server::log::{SendRecord, append, local::LocalLog};
 
+    /// The embedded store's busy mark, which these tests gather with.
+    const BUSY: usize = 64;
+
     fn record(i: usize) -> SendRecord {
         crate::server::log::local::test_record("a", &format!("m{i}"), &format!("p{i}"))
     }
@@ -258,8 +258,14 @@ mod tests {
             }
         });
         let shutdown = CancellationToken::new();
-        let mut gathered =
-            gather(log.as_ref(), 0, first, Gather { window: Duration::from_secs(1), up_to: BATCH }, &shutdown).await;
+        let mut gathered = gather(
+            log.as_ref(),
+            0,
+            first,
+            Gather { window: Duration::from_secs(1), up_to: BATCH, busy: BUSY },
+            &shutdown,
+        )
+        .await;
         more.await.expect("appender");
         // The window may close between two appends: fetch the rest, as the
         // worker's next round would, and check nothing was skipped or repeated.
@@ -293,7 +299,7 @@ mod tests {
     async fn gathering_stops_at_the_stores_limit() {
         let (dir, log) = log_holding(BUSY + 300).await;
         // Full before the window closes: back at once, with exactly the limit.
-        let how = Gather { window: Duration::from_secs(3600), up_to: BUSY + 200 };
+        let how = Gather { window: Duration::from_secs(3600), up_to: BUSY + 200, busy: BUSY };
         assert_records_in_order(&gather_at_once(&log, BUSY, how).await, BUSY + 200);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -302,8 +308,17 @@ mod tests {
     async fn a_quiet_log_is_not_held_back() {
         let (dir, log) = log_holding(1).await;
         // A lone record comes back at once, not after the window.
-        let how = Gather { window: Duration::from_secs(3600), up_to: BATCH };
+        let how = Gather { window: Duration::from_secs(3600), up_to: BATCH, busy: BUSY };
         assert_eq!(gather_at_once(&log, BATCH, how).await.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_fetch_below_the_stores_busy_mark_is_not_held_back() {
+        let (dir, log) = log_holding(300).await;
+        // 300 records are a quiet log for a store that gathers from 1,000.
+        let how = Gather { window: Duration::from_secs(3600), up_to: BATCH, busy: 1_000 };
+        assert_eq!(gather_at_once(&log, BATCH, how).await.len(), 300);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

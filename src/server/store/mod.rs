@@ -369,6 +369,10 @@ pub struct Gather {
     pub window: std::time::Duration,
     /// Most records in one batch.
     pub up_to: usize,
+    /// How many records one fetch must return for the worker to gather
+    /// more: fewer means the worker is keeping up, and what it fetched is
+    /// stored at once.
+    pub busy: usize,
 }
 
 #[async_trait]
@@ -384,7 +388,7 @@ pub trait MessageStore: Send + Sync {
     /// [`Self::save_messages`]: by default it stores what one fetch of the
     /// log returns, at once.
     fn gather(&self) -> Gather {
-        Gather { window: std::time::Duration::ZERO, up_to: crate::server::worker::BATCH }
+        Gather { window: std::time::Duration::ZERO, up_to: crate::server::worker::BATCH, busy: usize::MAX }
     }
     /// One stored message (its newest version), if it exists.
     async fn message_by_id(&self, id: &str) -> Result<Option<ChatMessage>, StoreError>;
