@@ -35,6 +35,13 @@
 -- at 5,000 msg/s was 0.9-1.7 s; without it, 0.23-0.67 s (BENCHMARKS.md,
 -- item 11).
 
+-- The key of an index expression of FerretDB's form for a top-level key,
+-- `((_jsonb -> 'key'::text))`; NULL for any other expression.
+CREATE OR REPLACE FUNCTION charcha_top_level_key(index_expr text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $fn$
+  SELECT substring(index_expr FROM '^\(\(_jsonb -> ''([^'']+)''::text\)\)$')
+$fn$;
+
 -- Whether the btree on `key` of FerretDB's table `table_name` (named
 -- `<collection>_<8 hex digits>`) gets a GIN twin.
 CREATE OR REPLACE FUNCTION charcha_twin_wanted(table_name name, key text) RETURNS boolean
@@ -52,6 +59,7 @@ DECLARE
   table_name name;
   method name;
   key_expr text;
+  top_key text;
   twin name;
 BEGIN
   FOR created IN
@@ -69,9 +77,8 @@ BEGIN
     -- Our own GIN indexes fire this trigger too: only btrees get a twin.
     CONTINUE WHEN method IS DISTINCT FROM 'btree';
     key_expr := pg_get_indexdef(created.objid, 1, false);
-    -- FerretDB's form for a top-level key: ((_jsonb -> 'key'::text))
-    CONTINUE WHEN key_expr !~ '^\(\(_jsonb -> ''[^'']+''::text\)\)$';
-    CONTINUE WHEN NOT charcha_twin_wanted(table_name, substring(key_expr FROM '^\(\(_jsonb -> ''([^'']+)''::text\)\)$'));
+    top_key := charcha_top_level_key(key_expr);
+    CONTINUE WHEN top_key IS NULL OR NOT charcha_twin_wanted(table_name, top_key);
     -- One twin per (table, expression): a compound index and a single-key
     -- one that lead with the same key share it.
     twin := left(table_name, 40) || '_' || left(md5(key_expr), 12) || '_contains';
@@ -94,8 +101,7 @@ BEGIN
       JOIN pg_namespace n ON n.oid = t.relnamespace
       JOIN pg_am am ON am.oid = c.relam
      WHERE am.amname = 'gin' AND c.relname LIKE '%\_contains'
-       AND NOT charcha_twin_wanted(t.relname,
-             substring(pg_get_indexdef(i.indexrelid, 1, false) FROM '^\(\(_jsonb -> ''([^'']+)''::text\)\)$'))
+       AND NOT charcha_twin_wanted(t.relname, charcha_top_level_key(pg_get_indexdef(i.indexrelid, 1, false)))
   LOOP
     EXECUTE format('DROP INDEX %I.%I', unwanted.schema_name, unwanted.twin);
   END LOOP;

@@ -370,14 +370,12 @@ async fn every_session_gets_each_message_once_whichever_instance_holds_it() {
     for (i, text) in texts.iter().enumerate() {
         a_here.send_text(&format!("once-{i}-{}", ulid::Ulid::new()), &b.id, text).await;
     }
-    let is_once =
-        |e: &Value| e["type"] == "message" && e["message"]["text"].as_str().is_some_and(|t| t.starts_with("once "));
+    let of_once = |e: &Value| e["message"]["text"].as_str().is_some_and(|t| t.starts_with("once "));
+    let is_once = |e: &Value| e["type"] == "message" && of_once(e);
     let mut acks = 0;
     let mut echoes = 0;
     while let Some(e) = a_here
-        .next_where(Duration::from_secs(1), |e| {
-            is_once(e) || (e["type"] == "ack" && e["message"]["text"].as_str().is_some_and(|t| t.starts_with("once ")))
-        })
+        .next_where(Duration::from_secs(1), |e| (e["type"] == "message" || e["type"] == "ack") && of_once(e))
         .await
     {
         if e["type"] == "ack" {

@@ -132,6 +132,11 @@ async fn consume_partition(store: Arc<dyn Store>, log: Arc<dyn Log>, partition: 
     }
 }
 
+/// The busy mark ([`Gather::busy`]) of a store that gathers as soon as the
+/// log is more than trickling (the embedded one): a fetch of this many
+/// records means messages arrive faster than one batch at a time.
+pub const BUSY: usize = 64;
+
 /// When the log is busy (a fetch returned at least `how.busy` records),
 /// tops `records` (that fetch's answer) up to `how.up_to` with what
 /// arrives within `how.window`; a quiet conversation's message is stored at
@@ -224,9 +229,6 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
 mod tests {
     use super::*;
     use crate::server::log::{SendRecord, append, local::LocalLog};
-
-    /// The embedded store's busy mark, which these tests gather with.
-    const BUSY: usize = 64;
 
     fn record(i: usize) -> SendRecord {
         crate::server::log::local::test_record("a", &format!("m{i}"), &format!("p{i}"))

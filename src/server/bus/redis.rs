@@ -27,7 +27,11 @@
 //! an instance drops what comes back to it from its own publishes. So the
 //! session a send came from (the `except` of [`Audience::Members`], always
 //! one of the publisher's) is skipped right here, and a user's sessions
-//! each get an event once, whichever instances hold them.
+//! each get an event once, whichever instances hold them. Instances from
+//! before this envelope (which carried `~<instance>:<session>`, or nothing)
+//! and after it do not understand each other's events: upgrade them
+//! together (live events between the two are dropped with a warning;
+//! history has the messages).
 
 use std::sync::Arc;
 

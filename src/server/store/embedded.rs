@@ -753,7 +753,11 @@ impl MessageStore for EmbeddedStore {
     /// history trails it by at most the window more under load, and not at
     /// all when it is quiet.
     fn gather(&self) -> super::Gather {
-        super::Gather { window: std::time::Duration::from_millis(200), up_to: 10_000, busy: 64 }
+        super::Gather {
+            window: std::time::Duration::from_millis(200),
+            up_to: 10_000,
+            busy: crate::server::worker::BUSY,
+        }
     }
 
     async fn save_messages(&self, messages: Arc<[ChatMessage]>) -> Result<u64, StoreError> {
