@@ -7,6 +7,8 @@
 #   scripts/bench.sh --quick         short checked runs (debug builds): relay and Charcha embedded,
 #                                    counts only (no loss, duplicates, reordering, errors), and small
 #                                    connect and sign-up runs (no failures, nothing dropped); for the tests
+#   scripts/bench.sh --quick --scaled  the same for the scaled services instead: the history worker alone
+#                                    and the store's ceiling, small (every message stored); for the tests
 #   scripts/bench.sh --conns         connections instead of messages (Charcha embedded, release):
 #                                    5,000 and CONNS_MAX (default 19,500) users connecting at once and
 #                                    idling, then 1,000 sign-ups + 1,000 log-ins at concurrency 50
@@ -270,6 +272,7 @@ fresh_embedded() {
 quick() {
   build
   : > "$JSONL"
+  if [ "$SCALED" -eq 1 ]; then quick_scaled; return; fi
   local rc=0
   start_relay
   say "quick check: relay"
@@ -289,6 +292,21 @@ quick() {
   stop "$SERVER_PIDS"
   [ "$rc" -eq 0 ] || die "bench --quick: a count check failed (reports above)"
   say "bench --quick: ok"
+}
+
+# quick_scaled — `--quick --scaled`: the history worker alone on the scaled
+# services (Kafka and the MongoDB stand-in), then the store's own ceiling,
+# at sizes that take seconds. Counts only: every appended message is stored
+# and every ceiling batch saved in full, or charcha-bench exits non-zero.
+# (`--quick` alone checks the relay and the embedded mode.)
+quick_scaled() {
+  scaled_services
+  scaled_vars quick-worker
+  say "quick check: the history worker alone, then the store's ceiling (every message stored)"
+  env "${SCALED_VARS[@]}" "$BENCH" worker --label quick-worker \
+    --messages 3000 --conversations 50 --rate 500 --seconds 2 --ceiling 3000 \
+    || die "bench --quick --scaled: the worker benchmark failed (report above)"
+  say "bench --quick --scaled: ok"
 }
 
 scaled_services() {
@@ -435,14 +453,16 @@ full() {
 
 # worker_bench — the history worker alone (charcha-bench worker, issue 7's
 # worker row) on a fresh topic and database: the rate it stores 60,000
-# messages over 1,000 conversations, and the history lag at 5,000 msg/s.
+# messages over 1,000 conversations, the history lag at 5,000 msg/s, and
+# the store's own ceiling (60,000 messages saved without log or worker,
+# one conversation per task: what no worker over this store can beat).
 # JSON lines in $OUT/worker.jsonl, kept apart from the 1:1 table.
 worker_bench() {
   local line
   scaled_vars worker
-  say "history worker alone: 60,000 messages over 1,000 conversations, then 5,000 msg/s for 10 s"
+  say "history worker alone: 60,000 messages over 1,000 conversations, then 5,000 msg/s for 10 s, then the store's ceiling"
   line="$(env "${SCALED_VARS[@]}" "$BENCH" worker --json --label scaled/worker \
-    --messages 60000 --conversations 1000 --rate 5000 --seconds 10)" || FAILED+=("scaled/worker")
+    --messages 60000 --conversations 1000 --rate 5000 --seconds 10 --ceiling 60000)" || FAILED+=("scaled/worker")
   printf '%s\n' "$line" | tee -a "$OUT/worker.jsonl"
 }
 

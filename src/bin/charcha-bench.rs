@@ -20,7 +20,8 @@
 //!     of the fan-out (group.rs).
 //! charcha-bench worker [options]
 //!     The history worker alone: its storing rate into the store, and the
-//!     lag of history behind the log at a steady rate (worker.rs).
+//!     lag of history behind the log at a steady rate, and the store's own
+//!     ceiling for the same messages without log or worker (worker.rs).
 //! charcha-bench table [--figure COLUMN/LOAD POINTER] FILE.jsonl
 //!     The comparison table of a scripts/bench.sh run, from its JSON lines
 //!     (or one figure of it: a load's median).
@@ -63,7 +64,7 @@ USAGE:
     charcha-bench group [OPTIONS]        messages to a group of 100 connected members: delivered frames/s,
                                          send→recv p50/p99 of the fan-out
     charcha-bench worker [OPTIONS]       the history worker alone (KAFKA_BROKERS, MONGODB_URI): stored msg/s,
-                                         history lag p50/p99 at a steady rate
+                                         history lag p50/p99 at a steady rate, the store's own ceiling
     charcha-bench table FILE.jsonl       comparison table of a scripts/bench.sh run
                                          (--figure COLUMN/LOAD POINTER before FILE: one figure, a median)
 ";

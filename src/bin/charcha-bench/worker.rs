@@ -13,6 +13,14 @@
 //!    checkpoints only after the batch is stored). Records keep their order
 //!    within a partition and a fresh topic starts at offset 0, so the n-th
 //!    record sent to a partition is at offset n.
+//! 3. **The store's own ceiling:** `--ceiling` further messages handed
+//!    straight to the store's `save_messages` (no log, no worker), in
+//!    batches of the worker's size from as many concurrent tasks as the log
+//!    has partitions, each task's messages in one conversation of its own so
+//!    a batch updates two inbox entries. That is what storing the messages
+//!    alone costs, with the indexes and the document shape history needs: no
+//!    worker over this store can store faster (the 20,000 msg/s target is
+//!    judged against it in BENCHMARKS.md).
 
 use std::{
     process::ExitCode,
@@ -39,6 +47,7 @@ charcha-bench worker [OPTIONS]     (needs KAFKA_BROKERS, KAFKA_TOPIC and MONGODB
   --conversations N     conversations they are spread over (default 1000)
   --rate R              messages a second offered in the lag phase (default 5000)
   --seconds S           length of the lag phase (default 10)
+  --ceiling N           messages for the store's own ceiling, saved without the log (default 60000; 0 skips it)
   --label NAME, --json  as in `run`
 ";
 
@@ -47,20 +56,29 @@ struct Opts {
     conversations: usize,
     rate: usize,
     seconds: u64,
+    ceiling: usize,
     label: String,
     json: bool,
 }
 
 fn parse(args: Vec<String>) -> Result<Option<Opts>, String> {
     let mut a = crate::Args::new(args);
-    let mut o =
-        Opts { messages: 60_000, conversations: 1000, rate: 5000, seconds: 10, label: "worker".into(), json: false };
+    let mut o = Opts {
+        messages: 60_000,
+        conversations: 1000,
+        rate: 5000,
+        seconds: 10,
+        ceiling: 60_000,
+        label: "worker".into(),
+        json: false,
+    };
     while let Some(flag) = a.next_flag() {
         match flag.as_str() {
             "--messages" => o.messages = a.parse("--messages")?,
             "--conversations" => o.conversations = a.parse("--conversations")?,
             "--rate" => o.rate = a.parse("--rate")?,
             "--seconds" => o.seconds = a.parse("--seconds")?,
+            "--ceiling" => o.ceiling = a.parse("--ceiling")?,
             "--label" => o.label = a.value("--label")?,
             "--json" => o.json = true,
             "-h" | "--help" => return Ok(None),
@@ -93,12 +111,22 @@ pub fn main(args: Vec<String>) -> ExitCode {
             "  lag at {} msg/s  p50 {} ms, p99 {} ms, max {} ms ({} of {} stored)",
             r["rate"], r["lag"]["p50_ms"], r["lag"]["p99_ms"], r["lag"]["max_ms"], r["lag"]["samples"], r["offered"]
         );
+        if !r["ceiling"].is_null() {
+            println!(
+                "  the store alone  {} messages saved at {} msg/s ({} tasks, batches of up to {}, one conversation each)",
+                r["ceiling"]["messages"], r["ceiling"]["stored_per_s"], r["ceiling"]["tasks"], r["ceiling"]["batch"]
+            );
+        }
     })
 }
 
 /// The n-th message of a run: one of `conversations` pairs of bench users.
 fn message(n: usize, conversations: usize) -> ChatMessage {
-    let pair = n % conversations;
+    message_in(n % conversations, n)
+}
+
+/// The n-th message of pair `pair` (senders alternate).
+fn message_in(pair: usize, n: usize) -> ChatMessage {
     let (a, b) = (format!("bench-worker-a{pair}"), format!("bench-worker-b{pair}"));
     let (sender, recipient) = if n.is_multiple_of(2) { (a, b) } else { (b, a) };
     let id = ulid::Ulid::new().to_string();
@@ -112,6 +140,47 @@ fn message(n: usize, conversations: usize) -> ChatMessage {
         id,
         ..ChatMessage::default()
     }
+}
+
+/// Phase 3: `messages` fresh messages saved by `tasks` concurrent tasks
+/// straight through [`Store::save_messages`], in batches of the worker's
+/// size; task `t`'s messages all belong to its own conversation.
+async fn store_ceiling(store: std::sync::Arc<dyn Store>, messages: usize, tasks: usize) -> Result<Value, String> {
+    let batch = server::worker::BATCH;
+    let per_task = messages.div_ceil(tasks);
+    // Built before the clock starts: only the store's work is timed.
+    let work: Vec<Vec<std::sync::Arc<[ChatMessage]>>> = (0..tasks)
+        .map(|t| {
+            let all: Vec<ChatMessage> = (0..per_task).map(|i| message_in(1_000_000 + t, i)).collect();
+            all.chunks(batch).map(std::sync::Arc::from).collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let mut running = tokio::task::JoinSet::new();
+    for batches in work {
+        let store = store.clone();
+        running.spawn(async move {
+            let mut saved = 0u64;
+            for b in batches {
+                saved += store.save_messages(b).await.map_err(|e| format!("save: {e}"))?;
+            }
+            Ok::<u64, String>(saved)
+        });
+    }
+    let mut saved = 0u64;
+    while let Some(done) = running.join_next().await {
+        saved += done.map_err(|e| format!("ceiling task: {e}"))??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    if saved != (per_task * tasks) as u64 {
+        return Err(format!("the store saved {saved} of {} messages", per_task * tasks));
+    }
+    Ok(json!({
+        "messages": saved,
+        "tasks": tasks,
+        "batch": batch,
+        "stored_per_s": (saved as f64 / elapsed).round(),
+    }))
 }
 
 /// Records stored so far in each partition: the worker's checkpoint (the
@@ -217,6 +286,10 @@ async fn run(o: &Opts) -> Result<Value, String> {
     }
     shutdown.cancel();
     let _ = worker.await;
+    let ceiling = match o.ceiling {
+        0 => Value::Null,
+        n => store_ceiling(store.clone(), n, partitions.len()).await?,
+    };
     drivers.shutdown.cancel();
 
     let lag = Latency::of(lag_us);
@@ -233,6 +306,7 @@ async fn run(o: &Opts) -> Result<Value, String> {
         "offered": offered,
         "failed_appends": failed_appends,
         "lag": lag,
+        "ceiling": ceiling,
         "ok": all_stored,
     }))
 }
