@@ -272,7 +272,6 @@ fresh_embedded() {
 quick() {
   build
   : > "$JSONL"
-  if [ "$SCALED" -eq 1 ]; then quick_scaled; return; fi
   local rc=0
   start_relay
   say "quick check: relay"
@@ -300,6 +299,7 @@ quick() {
 # and every ceiling batch saved in full, or charcha-bench exits non-zero.
 # (`--quick` alone checks the relay and the embedded mode.)
 quick_scaled() {
+  build
   scaled_services
   scaled_vars quick-worker
   say "quick check: the history worker alone, then the store's ceiling (every message stored)"
@@ -507,4 +507,4 @@ conns_runs() {
   if [ ${#FAILED[@]} -gt 0 ]; then die "failed runs: ${FAILED[*]}"; fi
 }
 
-if [ "$QUICK" -eq 1 ]; then quick; elif [ "$CONNS" -eq 1 ]; then conns_runs; else full; fi
+if [ "$QUICK" -eq 1 ] && [ "$SCALED" -eq 1 ]; then quick_scaled; elif [ "$QUICK" -eq 1 ]; then quick; elif [ "$CONNS" -eq 1 ]; then conns_runs; else full; fi

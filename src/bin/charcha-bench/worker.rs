@@ -24,6 +24,7 @@
 
 use std::{
     process::ExitCode,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -142,17 +143,22 @@ fn message_in(pair: usize, n: usize) -> ChatMessage {
     }
 }
 
+/// Pair numbers of the ceiling phase's conversations, above any
+/// `--conversations` of the other phases (one pair per task).
+const CEILING_PAIRS: usize = 1_000_000;
+
 /// Phase 3: `messages` fresh messages saved by `tasks` concurrent tasks
 /// straight through [`Store::save_messages`], in batches of the worker's
 /// size; task `t`'s messages all belong to its own conversation.
-async fn store_ceiling(store: std::sync::Arc<dyn Store>, messages: usize, tasks: usize) -> Result<Value, String> {
+async fn store_ceiling(store: Arc<dyn Store>, messages: usize, tasks: usize) -> Result<Value, String> {
     let batch = server::worker::BATCH;
     let per_task = messages.div_ceil(tasks);
+    let total = (per_task * tasks) as u64;
     // Built before the clock starts: only the store's work is timed.
-    let work: Vec<Vec<std::sync::Arc<[ChatMessage]>>> = (0..tasks)
+    let work: Vec<Vec<Arc<[ChatMessage]>>> = (0..tasks)
         .map(|t| {
-            let all: Vec<ChatMessage> = (0..per_task).map(|i| message_in(1_000_000 + t, i)).collect();
-            all.chunks(batch).map(std::sync::Arc::from).collect()
+            let all: Vec<ChatMessage> = (0..per_task).map(|i| message_in(CEILING_PAIRS + t, i)).collect();
+            all.chunks(batch).map(Arc::from).collect()
         })
         .collect();
     let started = Instant::now();
@@ -172,8 +178,8 @@ async fn store_ceiling(store: std::sync::Arc<dyn Store>, messages: usize, tasks:
         saved += done.map_err(|e| format!("ceiling task: {e}"))??;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    if saved != (per_task * tasks) as u64 {
-        return Err(format!("the store saved {saved} of {} messages", per_task * tasks));
+    if saved != total {
+        return Err(format!("the store saved {saved} of {total} messages"));
     }
     Ok(json!({
         "messages": saved,
